@@ -1,0 +1,4 @@
+//! edgevlm, the workstation side: datasets, training, evaluation and export of a
+//! small vision-language model whose firmware twin is `edgevlm-device`.
+
+pub mod data;
