@@ -21,6 +21,18 @@ pub enum Command {
     /// Datasets: generate synthetic scenes, inspect real ones.
     #[command(subcommand)]
     Data(DataCommand),
+    /// Pretrain from scratch with ITC, ITM, MLM and masked image features.
+    Pretrain(PretrainArgs),
+    /// Fine-tune a model folder for captioning, VQA or retrieval.
+    Finetune(FinetuneArgs),
+    /// Evaluate a model folder on a dataset split; prints a table, writes a JSON report.
+    Eval(EvalArgs),
+    /// Caption an image.
+    Caption(CaptionArgs),
+    /// Answer a question about an image.
+    Ask(AskArgs),
+    /// ITC similarity of an image to each text.
+    Match(MatchArgs),
 }
 
 #[derive(Subcommand)]
@@ -68,4 +80,159 @@ pub struct StatsArgs {
     /// Print JSON instead of a table.
     #[arg(long)]
     pub json: bool,
+}
+
+/// Optimisation flags shared by `pretrain` and `finetune`; each overrides `--config`.
+#[derive(Args, Clone)]
+pub struct TrainArgs {
+    /// Training config JSON (`train.json` of an earlier run works).
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+    #[arg(long)]
+    pub epochs: Option<usize>,
+    #[arg(long)]
+    pub max_steps: Option<usize>,
+    /// Pause after this step with a checkpoint; `--resume` continues the same schedule.
+    #[arg(long)]
+    pub stop_after: Option<usize>,
+    #[arg(long)]
+    pub batch_size: Option<usize>,
+    #[arg(long)]
+    pub lr: Option<f64>,
+    #[arg(long)]
+    pub weight_decay: Option<f64>,
+    /// Per-parameter gradient-norm clip; 0 disables.
+    #[arg(long)]
+    pub grad_clip: Option<f32>,
+    #[arg(long)]
+    pub seed: Option<u64>,
+    #[arg(long)]
+    pub checkpoint_every: Option<usize>,
+    /// Loss weights (0 turns an objective off).
+    #[arg(long)]
+    pub itc_weight: Option<f32>,
+    #[arg(long)]
+    pub itm_weight: Option<f32>,
+    #[arg(long)]
+    pub mlm_weight: Option<f32>,
+    #[arg(long)]
+    pub mim_weight: Option<f32>,
+    /// Parts to keep frozen (vision, text, fusion, decoder), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub freeze: Vec<String>,
+    /// Continue from the output folder's last checkpoint.
+    #[arg(long)]
+    pub resume: bool,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+#[derive(Args)]
+pub struct DataArgs {
+    /// Dataset folder or file.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Dataset format (detected from the folder when absent).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    #[arg(long)]
+    pub split: Option<String>,
+}
+
+#[derive(Args)]
+pub struct PretrainArgs {
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Held-out captions: their objective losses are logged at each checkpoint.
+    #[arg(long)]
+    pub heldout: Option<PathBuf>,
+    /// Output model folder.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, value_enum, default_value_t = FusionArg::CrossAttention)]
+    pub fusion: FusionArg,
+    #[arg(long, default_value_t = 64)]
+    pub image_size: usize,
+    #[arg(long, default_value_t = 16)]
+    pub patch_size: usize,
+    /// A minimal model (for smoke tests).
+    #[arg(long)]
+    pub tiny: bool,
+    /// WordPiece vocabulary size to train.
+    #[arg(long, default_value_t = 1000)]
+    pub vocab_size: usize,
+    /// Longest token sequence, special tokens included.
+    #[arg(long, default_value_t = 40)]
+    pub max_len: usize,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum FusionArg {
+    Linear,
+    CrossAttention,
+}
+
+#[derive(Args)]
+pub struct FinetuneArgs {
+    #[arg(value_enum)]
+    pub task: edgevlm::train::finetune::Task,
+    /// Pretrained model folder.
+    #[arg(long)]
+    pub from: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Fresh weights with the same architecture (the from-scratch baseline).
+    #[arg(long)]
+    pub scratch: bool,
+    #[command(flatten)]
+    pub train: TrainArgs,
+}
+
+#[derive(Args)]
+pub struct EvalArgs {
+    #[arg(value_enum)]
+    pub task: edgevlm::train::finetune::Task,
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    #[command(flatten)]
+    pub data: DataArgs,
+    /// Beam size for captions (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    pub beam: usize,
+    /// Where to write the JSON report (default: MODEL/eval-TASK[-SPLIT].json).
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct CaptionArgs {
+    pub image: PathBuf,
+    #[arg(long)]
+    pub model: PathBuf,
+    #[arg(long, default_value_t = 3)]
+    pub beam: usize,
+}
+
+#[derive(Args)]
+pub struct AskArgs {
+    pub image: PathBuf,
+    pub question: String,
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+#[derive(Args)]
+pub struct MatchArgs {
+    pub image: PathBuf,
+    /// One or more texts to score against the image.
+    #[arg(required = true)]
+    pub texts: Vec<String>,
+    #[arg(long)]
+    pub model: PathBuf,
 }

@@ -2,3 +2,6 @@
 //! small vision-language model whose firmware twin is `edgevlm-device`.
 
 pub mod data;
+pub mod eval;
+pub mod model;
+pub mod train;

@@ -1,9 +1,20 @@
+use std::path::{Path, PathBuf};
+
 use anyhow::{Context, Result};
+use burn::config::Config;
+use burn::tensor::Device;
 use clap::Parser;
 use edgevlm::data::{self, synth::SynthOptions, LoadOptions};
+use edgevlm::eval::{predict, tasks};
+use edgevlm::model::saved::SavedModel;
+use edgevlm::model::{DecodeOptions, FusionKind};
+use edgevlm::train::finetune::{self, FinetuneJob, Task};
+use edgevlm::train::pretrain::{self, PretrainJob};
+use edgevlm::train::TrainConfig;
+use edgevlm_shared::TokenizerConfig;
 
 mod cli;
-use cli::{Cli, Command, DataCommand};
+use cli::{Cli, Command, DataCommand, FusionArg, TrainArgs};
 
 fn main() -> Result<()> {
     match Cli::parse().command {
@@ -39,6 +50,189 @@ fn main() -> Result<()> {
                 print!("{stats}");
             }
         }
+        Command::Pretrain(a) => {
+            let job = PretrainJob {
+                data: a.data.data,
+                format: a.data.format,
+                split: a.data.split,
+                heldout: a.heldout,
+                out: a.out.clone(),
+                image_size: a.image_size,
+                patch_size: a.patch_size,
+                fusion: match a.fusion {
+                    FusionArg::Linear => FusionKind::Linear,
+                    FusionArg::CrossAttention => FusionKind::CrossAttention,
+                },
+                tiny: a.tiny,
+                tokenizer: TokenizerConfig {
+                    vocab_size: a.vocab_size,
+                    min_frequency: 1,
+                    max_len: a.max_len,
+                    lowercase: true,
+                },
+                train: train_config(&a.train)?,
+                resume: a.train.resume,
+                quiet: a.train.quiet,
+            };
+            pretrain::run(&job, &training_device()).context("pretraining")?;
+            println!("pretrained model written to {}", a.out.display());
+        }
+        Command::Finetune(a) => {
+            let job = FinetuneJob {
+                task: a.task,
+                from: a.from,
+                data: a.data.data,
+                format: a.data.format,
+                split: a.data.split,
+                out: a.out.clone(),
+                scratch: a.scratch,
+                train: train_config(&a.train)?,
+                resume: a.train.resume,
+                quiet: a.train.quiet,
+            };
+            finetune::run(&job, &training_device()).context("fine-tuning")?;
+            println!("fine-tuned model written to {}", a.out.display());
+        }
+        Command::Eval(a) => eval(a)?,
+        Command::Caption(a) => {
+            let device = Device::flex();
+            let saved = SavedModel::load(&a.model, &device)?;
+            let store = single_image(&a.image, &saved)?;
+            let opts = DecodeOptions {
+                beam_size: a.beam.max(1),
+                ..Default::default()
+            };
+            let caption = predict::captions(&saved, &store, &[0], opts, &device)?;
+            println!("{}", caption[0]);
+        }
+        Command::Ask(a) => {
+            let device = Device::flex();
+            let saved = SavedModel::load(&a.model, &device)?;
+            let store = single_image(&a.image, &saved)?;
+            let answers = predict::answers(&saved, &store, &[(0, a.question)], &device)?;
+            let (answer, p) = &answers[0];
+            println!("{answer} ({:.1}%)", p * 100.0);
+        }
+        Command::Match(a) => {
+            let device = Device::flex();
+            let saved = SavedModel::load(&a.model, &device)?;
+            let store = single_image(&a.image, &saved)?;
+            let image = predict::image_embeddings(&saved, &store, &[0], &device);
+            let texts = predict::text_embeddings(&saved, &a.texts, &device)?;
+            for (text, emb) in a.texts.iter().zip(&texts) {
+                println!("{:+.4}  {text}", predict::dot(&image[0], emb));
+            }
+        }
     }
+    Ok(())
+}
+
+/// Training runs on burn's pure-Rust CPU backend with autodiff.
+fn training_device() -> Device {
+    Device::flex().autodiff()
+}
+
+fn single_image(path: &Path, saved: &SavedModel) -> Result<edgevlm::data::store::ImageStore> {
+    Ok(edgevlm::data::store::ImageStore::load(
+        vec![path.to_path_buf()],
+        &saved.preprocess,
+    )?)
+}
+
+fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
+    let mut cfg = match &a.config {
+        Some(path) => {
+            TrainConfig::load(path).with_context(|| format!("{}: not a training config", path.display()))?
+        }
+        None => TrainConfig::new(),
+    };
+    macro_rules! set {
+        ($($field:ident),*) => { $( if let Some(v) = a.$field { cfg.$field = v; } )* };
+    }
+    set!(
+        epochs,
+        batch_size,
+        lr,
+        weight_decay,
+        grad_clip,
+        seed,
+        checkpoint_every,
+        itc_weight,
+        itm_weight,
+        mlm_weight,
+        mim_weight
+    );
+    if a.max_steps.is_some() {
+        cfg.max_steps = a.max_steps;
+    }
+    if a.stop_after.is_some() {
+        cfg.stop_after = a.stop_after;
+    }
+    if !a.freeze.is_empty() {
+        cfg.freeze = a.freeze.clone();
+    }
+    if cfg.batch_size < 2 || cfg.checkpoint_every == 0 {
+        anyhow::bail!("batch_size must be at least 2 and checkpoint_every at least 1");
+    }
+    Ok(cfg)
+}
+
+fn eval(a: cli::EvalArgs) -> Result<()> {
+    let device = Device::flex();
+    let saved = SavedModel::load(&a.model, &device)?;
+    let (format, split) = (a.data.format, a.data.split.as_deref());
+    let name = match a.task {
+        Task::Caption => "caption",
+        Task::Vqa => "vqa",
+        Task::Retrieval => "retrieval",
+    };
+    let report_path: PathBuf = a.report.clone().unwrap_or_else(|| {
+        a.model.join(match split {
+            Some(s) => format!("eval-{name}-{s}.json"),
+            None => format!("eval-{name}.json"),
+        })
+    });
+    let json = match a.task {
+        Task::Caption => {
+            let opts = DecodeOptions {
+                beam_size: a.beam.max(1),
+                ..Default::default()
+            };
+            let r = tasks::caption(&saved, &a.data.data, format, split, opts, &device)?;
+            println!("images     {}", r.images);
+            for (n, b) in r.bleu.iter().enumerate() {
+                println!("BLEU-{}     {b:.1}", n + 1);
+            }
+            println!("CIDEr-D    {:.1}", r.cider_d);
+            for e in r.examples.iter().take(3) {
+                println!("  {} -> {}", e.image.display(), e.caption);
+            }
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::Vqa => {
+            let r = tasks::vqa(&saved, &a.data.data, format, split, &device)?;
+            println!("questions  {}", r.questions);
+            println!("accuracy   {:.2}% ({})", r.accuracy, r.metric);
+            for (t, acc) in &r.per_type {
+                println!("  {t:<24} {acc:.2}%");
+            }
+            println!(
+                "macro P/R/F1  {:.2} / {:.2} / {:.2}",
+                r.macro_precision, r.macro_recall, r.macro_f1
+            );
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::Retrieval => {
+            let r = tasks::retrieval(&saved, &a.data.data, format, split, &device)?;
+            println!("images {} texts {}", r.images, r.texts);
+            let [i1, i5, i10] = r.image_to_text;
+            let [t1, t5, t10] = r.text_to_image;
+            println!("image→text R@1 {i1:.1} R@5 {i5:.1} R@10 {i10:.1}");
+            println!("text→image R@1 {t1:.1} R@5 {t5:.1} R@10 {t10:.1}");
+            serde_json::to_string_pretty(&r)?
+        }
+    };
+    std::fs::write(&report_path, json).with_context(|| format!("writing {}", report_path.display()))?;
+    println!("report: {}", report_path.display());
     Ok(())
 }

@@ -13,6 +13,7 @@ mod error;
 pub mod flickr8k;
 mod record;
 pub mod stats;
+pub mod store;
 pub mod synth;
 pub mod text_image;
 pub mod vqa;

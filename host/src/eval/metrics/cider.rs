@@ -1,0 +1,250 @@
+//! CIDEr-D (Vedantam et al., 2015) exactly as the COCO caption toolkit computes it:
+//! pycocoevalcap/cider/cider_scorer.py (`CiderScorer`, n = 4, sigma = 6), which pycocoevalcap
+//! reports under the name "CIDEr".
+//!
+//! Each caption becomes one tf-idf vector per n-gram order 1..=4: term frequency times
+//! `ln(number of images) - ln(max(1, df))`, where `df` counts the images whose *references* contain
+//! the n-gram (document frequencies come from the evaluated set itself). Per reference and order,
+//! the score is `sum(min(cand_w, ref_w) * ref_w) / (|cand| |ref|)` (the candidate weight clipped by
+//! the reference's, skipped division when a norm is 0), times the Gaussian length penalty
+//! `exp(-delta^2 / (2 sigma^2))`. Like the reference, "length" is the number of bigrams, i.e.
+//! `max(0, tokens - 1)`. An image scores 10 × the mean over orders, averaged over its references;
+//! the corpus score is the mean over images. Sums run in the reference's order (n-grams by first
+//! occurrence) so that results agree to the last few bits.
+
+use std::collections::{HashMap, HashSet};
+
+use super::error::{check_parallel, MetricsError, Result};
+use super::tokenize::tokenize_captions;
+
+/// Highest n-gram order.
+pub const CIDER_MAX_ORDER: usize = 4;
+/// Standard deviation of the Gaussian length penalty, in tokens.
+pub const CIDER_SIGMA: f64 = 6.0;
+
+/// CIDEr-D of a caption corpus (0 = nothing shared; 10 and above for captions close to all
+/// references).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CiderScores {
+    /// Mean over images (what papers report).
+    pub corpus: f64,
+    /// Each image's score, in input order.
+    pub per_image: Vec<f64>,
+}
+
+type Ngram<'a> = &'a [String];
+
+/// N-gram counts of one caption per order, each in order of first occurrence.
+type OrderedCounts<'a> = [Vec<(Ngram<'a>, usize)>; CIDER_MAX_ORDER];
+
+/// The tf-idf vectors of one caption.
+struct TfIdf<'a> {
+    /// Weights per order, in order of first occurrence.
+    weights: [Vec<(Ngram<'a>, f64)>; CIDER_MAX_ORDER],
+    lookup: [HashMap<Ngram<'a>, f64>; CIDER_MAX_ORDER],
+    norms: [f64; CIDER_MAX_ORDER],
+    /// Number of bigrams, the reference's notion of caption length.
+    length: usize,
+}
+
+/// CIDEr-D of tokenized captions: `candidates[i]` is the caption generated for image `i`,
+/// `references[i]` its ground-truth captions. Tokens should come from
+/// [`tokenize_caption`](super::tokenize_caption).
+pub fn cider_d(candidates: &[Vec<String>], references: &[Vec<Vec<String>>]) -> Result<CiderScores> {
+    check_parallel("candidates vs references", candidates.len(), references.len())?;
+    if let Some(index) = references.iter().position(Vec::is_empty) {
+        return Err(MetricsError::EmptyItem {
+            what: "image",
+            index,
+            missing: "references",
+        });
+    }
+    let reference_counts: Vec<Vec<OrderedCounts>> = references
+        .iter()
+        .map(|captions| captions.iter().map(|caption| ordered_counts(caption)).collect())
+        .collect();
+    let document_frequency = document_frequency(&reference_counts);
+    let log_images = (references.len() as f64).ln();
+
+    let mut per_image = Vec::with_capacity(candidates.len());
+    for (candidate, image_references) in candidates.iter().zip(&reference_counts) {
+        let candidate = tf_idf(&ordered_counts(candidate), &document_frequency, log_images);
+        let mut per_order = [0.0; CIDER_MAX_ORDER];
+        for reference in image_references {
+            let reference = tf_idf(reference, &document_frequency, log_images);
+            let similarity = similarity(&candidate, &reference);
+            per_order
+                .iter_mut()
+                .zip(similarity)
+                .for_each(|(sum, value)| *sum += value);
+        }
+        let mean_over_orders = per_order.iter().sum::<f64>() / CIDER_MAX_ORDER as f64;
+        per_image.push(mean_over_orders / image_references.len() as f64 * 10.0);
+    }
+    let corpus = per_image.iter().sum::<f64>() / per_image.len() as f64;
+    Ok(CiderScores { corpus, per_image })
+}
+
+/// [`cider_d`] on raw captions, tokenized as pycocoevalcap does first.
+pub fn cider_d_from_text<S: AsRef<str>>(candidates: &[S], references: &[Vec<S>]) -> Result<CiderScores> {
+    let references: Vec<_> = references
+        .iter()
+        .map(|captions| tokenize_captions(captions))
+        .collect();
+    cider_d(&tokenize_captions(candidates), &references)
+}
+
+fn ordered_counts(tokens: &[String]) -> OrderedCounts<'_> {
+    std::array::from_fn(|order| {
+        let mut position: HashMap<Ngram, usize> = HashMap::new();
+        let mut counts: Vec<(Ngram, usize)> = Vec::new();
+        for ngram in tokens.windows(order + 1) {
+            match position.get(ngram) {
+                Some(&at) => counts[at].1 += 1,
+                None => {
+                    position.insert(ngram, counts.len());
+                    counts.push((ngram, 1));
+                }
+            }
+        }
+        counts
+    })
+}
+
+/// For each n-gram, the number of images with at least one reference containing it.
+fn document_frequency<'a>(references: &[Vec<OrderedCounts<'a>>]) -> HashMap<Ngram<'a>, f64> {
+    let mut frequency = HashMap::new();
+    for image_references in references {
+        let mut seen_in_image: HashSet<Ngram> = HashSet::new();
+        let all_ngrams = image_references.iter().flat_map(|counts| counts.iter().flatten());
+        for &(ngram, _) in all_ngrams {
+            if seen_in_image.insert(ngram) {
+                *frequency.entry(ngram).or_insert(0.0) += 1.0;
+            }
+        }
+    }
+    frequency
+}
+
+fn tf_idf<'a>(
+    counts: &OrderedCounts<'a>,
+    document_frequency: &HashMap<Ngram, f64>,
+    log_images: f64,
+) -> TfIdf<'a> {
+    let weights: [Vec<(Ngram, f64)>; CIDER_MAX_ORDER] = std::array::from_fn(|order| {
+        counts[order]
+            .iter()
+            .map(|&(ngram, term_frequency)| {
+                // An n-gram absent from every reference counts as seen once.
+                let frequency = document_frequency.get(ngram).copied().unwrap_or(0.0).max(1.0);
+                (ngram, term_frequency as f64 * (log_images - frequency.ln()))
+            })
+            .collect()
+    });
+    let norms = std::array::from_fn(|order| weights[order].iter().map(|(_, w)| w * w).sum::<f64>().sqrt());
+    let lookup = std::array::from_fn(|order| weights[order].iter().copied().collect());
+    let length = counts[1].iter().map(|&(_, count)| count).sum();
+    TfIdf {
+        weights,
+        lookup,
+        norms,
+        length,
+    }
+}
+
+/// Per-order clipped cosine similarity with the Gaussian length penalty.
+fn similarity(candidate: &TfIdf, reference: &TfIdf) -> [f64; CIDER_MAX_ORDER] {
+    let delta = candidate.length as f64 - reference.length as f64;
+    // `e ** x` rather than `exp(x)`, as the reference writes it (`np.e ** ...`).
+    let length_penalty = std::f64::consts::E.powf(-(delta * delta) / (2.0 * CIDER_SIGMA * CIDER_SIGMA));
+    std::array::from_fn(|order| {
+        let mut value = 0.0;
+        for &(ngram, weight) in &candidate.weights[order] {
+            let reference_weight = reference.lookup[order].get(ngram).copied().unwrap_or(0.0);
+            value += weight.min(reference_weight) * reference_weight;
+        }
+        let (candidate_norm, reference_norm) = (candidate.norms[order], reference.norms[order]);
+        if candidate_norm != 0.0 && reference_norm != 0.0 {
+            value /= candidate_norm * reference_norm;
+        }
+        value * length_penalty
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::test_fixtures::{assert_close, caption_sets};
+    use super::*;
+
+    #[test]
+    fn matches_pycocoevalcap_on_fixture_sets() {
+        for (name, set) in caption_sets() {
+            let scores = cider_d(&set.candidates(), &set.references()).expect("valid set");
+            assert_close(scores.corpus, set.cider, 1e-12, &format!("{name} CIDEr-D"));
+            assert_eq!(scores.per_image.len(), set.cider_per_image.len());
+            for (image, (ours, theirs)) in scores.per_image.iter().zip(&set.cider_per_image).enumerate() {
+                assert_close(*ours, *theirs, 1e-12, &format!("{name} image {image} CIDEr-D"));
+            }
+        }
+    }
+
+    #[test]
+    fn raw_text_goes_through_the_coco_tokenizer() {
+        for (name, set) in caption_sets() {
+            let candidates: Vec<&str> = set.images.iter().map(|image| image.candidate.as_str()).collect();
+            let references: Vec<Vec<&str>> = set
+                .images
+                .iter()
+                .map(|image| image.references.iter().map(String::as_str).collect())
+                .collect();
+            let scores = cider_d_from_text(&candidates, &references).expect("valid set");
+            assert_close(scores.corpus, set.cider, 1e-12, &format!("{name} CIDEr-D"));
+        }
+    }
+
+    #[test]
+    fn length_counts_bigrams() {
+        let tokens: Vec<String> = ["a", "b", "a", "b"].iter().map(|t| t.to_string()).collect();
+        let counts = ordered_counts(&tokens);
+        assert_eq!(tf_idf(&counts, &HashMap::new(), 0.0).length, 3);
+        // Bigrams in order of first occurrence, repeats counted.
+        assert_eq!(
+            counts[1].iter().map(|&(_, count)| count).collect::<Vec<_>>(),
+            vec![2, 1]
+        );
+        assert_eq!(
+            tf_idf(&ordered_counts(&tokens[..1]), &HashMap::new(), 0.0).length,
+            0
+        );
+    }
+
+    #[test]
+    fn rejects_mismatched_and_empty_input() {
+        let caption = vec!["a".to_string()];
+        assert_eq!(
+            cider_d(
+                std::slice::from_ref(&caption),
+                &[vec![caption.clone()], vec![caption.clone()]]
+            ),
+            Err(MetricsError::LengthMismatch {
+                what: "candidates vs references",
+                left: 1,
+                right: 2
+            })
+        );
+        assert_eq!(
+            cider_d(&[], &[]),
+            Err(MetricsError::Empty {
+                what: "candidates vs references"
+            })
+        );
+        assert_eq!(
+            cider_d(&[caption], &[vec![]]),
+            Err(MetricsError::EmptyItem {
+                what: "image",
+                index: 0,
+                missing: "references"
+            })
+        );
+    }
+}

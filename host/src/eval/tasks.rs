@@ -1,0 +1,200 @@
+//! `edgevlm eval caption|vqa|retrieval`: run a saved model over a dataset split,
+//! print a table and return a JSON report.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::Device;
+use serde::Serialize;
+
+use super::metrics;
+use super::predict;
+use crate::data::Format;
+use crate::model::saved::SavedModel;
+use crate::model::DecodeOptions;
+use crate::train::datasets;
+use crate::train::error::{Result, TrainError};
+use crate::train::tasks::store_for;
+
+fn metric_err(e: metrics::MetricsError) -> TrainError {
+    TrainError::Invalid(format!("metric: {e}"))
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaptionReport {
+    pub images: usize,
+    pub bleu: [f64; 4],
+    pub cider_d: f64,
+    pub beam_size: usize,
+    pub examples: Vec<CaptionExample>,
+}
+
+#[derive(Debug, Serialize)]
+pub struct CaptionExample {
+    pub image: PathBuf,
+    pub caption: String,
+    pub references: Vec<String>,
+}
+
+/// BLEU-1..4 and CIDEr-D, both ×100 as papers report them (CIDEr-D 0.55 from the
+/// COCO toolkit is reported as 55).
+pub fn caption(
+    saved: &SavedModel,
+    data: &Path,
+    format: Option<Format>,
+    split: Option<&str>,
+    opts: DecodeOptions,
+    device: &Device,
+) -> Result<CaptionReport> {
+    let set = datasets::captions(data, format, split)?;
+    let paths: Vec<PathBuf> = set.records.iter().map(|r| r.image.clone()).collect();
+    let (store, index) = store_for(&paths, &saved.preprocess)?;
+    let indices: Vec<usize> = paths.iter().map(|p| index[p]).collect();
+    let generated = predict::captions(saved, &store, &indices, opts, device)?;
+    let references: Vec<Vec<String>> = set.records.iter().map(|r| r.captions.clone()).collect();
+    let bleu = metrics::corpus_bleu_from_text(&generated, &references).map_err(metric_err)?;
+    let cider = metrics::cider_d_from_text(&generated, &references).map_err(metric_err)?;
+    let examples = set
+        .records
+        .iter()
+        .zip(&generated)
+        .take(10)
+        .map(|(r, c)| CaptionExample {
+            image: r.image.clone(),
+            caption: c.clone(),
+            references: r.captions.clone(),
+        })
+        .collect();
+    Ok(CaptionReport {
+        images: set.records.len(),
+        bleu: bleu.corpus.map(|b| b * 100.0),
+        cider_d: cider.corpus * 100.0,
+        beam_size: opts.beam_size,
+        examples,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct VqaReport {
+    pub questions: usize,
+    /// Exact-match accuracy in percent (VQA soft accuracy when each question has 3+ human answers).
+    pub accuracy: f64,
+    pub metric: &'static str,
+    pub per_type: BTreeMap<String, f64>,
+    pub macro_precision: f64,
+    pub macro_recall: f64,
+    pub macro_f1: f64,
+}
+
+pub fn vqa(
+    saved: &SavedModel,
+    data: &Path,
+    format: Option<Format>,
+    split: Option<&str>,
+    device: &Device,
+) -> Result<VqaReport> {
+    if saved.answers.is_empty() {
+        return Err(TrainError::Invalid(format!(
+            "{}: model has no VQA head; fine-tune it with `edgevlm finetune vqa`",
+            saved.dir.display()
+        )));
+    }
+    let set = datasets::questions(data, format, split)?;
+    let paths: Vec<PathBuf> = set.records.iter().map(|r| r.image.clone()).collect();
+    let (store, index) = store_for(&paths, &saved.preprocess)?;
+    let questions: Vec<(usize, String)> = set
+        .records
+        .iter()
+        .map(|r| (index[&r.image], r.question.clone()))
+        .collect();
+    let predicted: Vec<String> = predict::answers(saved, &store, &questions, device)?
+        .into_iter()
+        .map(|p| p.0)
+        .collect();
+    let truth: Vec<String> = set.records.iter().map(|r| r.answer.clone()).collect();
+    let soft = set.records.iter().all(|r| r.answers.len() >= 3);
+    let (accuracy, per_type) = if soft {
+        let qs: Vec<metrics::VqaQuestion> = set
+            .records
+            .iter()
+            .zip(&predicted)
+            .map(|(r, p)| metrics::VqaQuestion {
+                question_type: r.question_type.clone().unwrap_or_else(|| "all".into()),
+                predicted_answer: p.clone(),
+                human_answers: r.answers.clone(),
+            })
+            .collect();
+        let acc = metrics::vqa_accuracy(&qs).map_err(metric_err)?;
+        (acc.overall, acc.per_question_type)
+    } else {
+        let mut per_type: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+        for (r, p) in set.records.iter().zip(&predicted) {
+            let entry = per_type
+                .entry(r.question_type.clone().unwrap_or_else(|| "all".into()))
+                .or_default();
+            entry.0 += (p == &r.answer) as usize;
+            entry.1 += 1;
+        }
+        let correct = predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
+        (
+            100.0 * correct as f64 / truth.len() as f64,
+            per_type
+                .into_iter()
+                .map(|(k, (c, n))| (k, 100.0 * c as f64 / n as f64))
+                .collect(),
+        )
+    };
+    let macro_scores = metrics::macro_precision_recall_f1(&truth, &predicted).map_err(metric_err)?;
+    Ok(VqaReport {
+        questions: truth.len(),
+        accuracy,
+        metric: if soft { "vqa-soft-accuracy" } else { "exact-match" },
+        per_type,
+        macro_precision: macro_scores.precision * 100.0,
+        macro_recall: macro_scores.recall * 100.0,
+        macro_f1: macro_scores.f1 * 100.0,
+    })
+}
+
+#[derive(Debug, Serialize)]
+pub struct RetrievalReport {
+    pub images: usize,
+    pub texts: usize,
+    pub image_to_text: [f64; 3],
+    pub text_to_image: [f64; 3],
+}
+
+pub fn retrieval(
+    saved: &SavedModel,
+    data: &Path,
+    format: Option<Format>,
+    split: Option<&str>,
+    device: &Device,
+) -> Result<RetrievalReport> {
+    let set = datasets::captions(data, format, split)?;
+    let paths: Vec<PathBuf> = set.records.iter().map(|r| r.image.clone()).collect();
+    let (store, index) = store_for(&paths, &saved.preprocess)?;
+    let image_idx: Vec<usize> = paths.iter().map(|p| index[p]).collect();
+    let mut texts = Vec::new();
+    let mut owner = Vec::new();
+    for (i, r) in set.records.iter().enumerate() {
+        for c in &r.captions {
+            texts.push(c.clone());
+            owner.push(i);
+        }
+    }
+    let image_emb = predict::image_embeddings(saved, &store, &image_idx, device);
+    let text_emb = predict::text_embeddings(saved, &texts, device)?;
+    let sims: Vec<Vec<f32>> = image_emb
+        .iter()
+        .map(|i| text_emb.iter().map(|t| predict::dot(i, t)).collect())
+        .collect();
+    let recall = metrics::retrieval_recall(&sims, &owner).map_err(metric_err)?;
+    let r = |k: &metrics::RecallAtK| [k.r1, k.r5, k.r10];
+    Ok(RetrievalReport {
+        images: set.records.len(),
+        texts: texts.len(),
+        image_to_text: r(&recall.image_to_text),
+        text_to_image: r(&recall.text_to_image),
+    })
+}

@@ -1,0 +1,156 @@
+//! Task heads: image-text contrastive projections (ITC), image-text matching (ITM),
+//! masked language modelling tied to the word embeddings (MLM), masked image-feature
+//! regression (MIM) and the VQA answer classifier.
+
+use burn::config::Config;
+use burn::module::{Module, Param, ParamId};
+use burn::nn::{Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::tensor::activation::gelu;
+use burn::tensor::{Device, Tensor};
+
+use super::bert::{BertConfig, BertLayer};
+
+/// CLIP/ALBEF-style contrastive projections with a learned temperature.
+#[derive(Module, Debug)]
+pub struct ItcHead {
+    pub image_proj: Linear,
+    pub text_proj: Linear,
+    /// log(1 / temperature), learned; CLIP starts it at log(1 / 0.07).
+    pub logit_scale: Param<Tensor<1>>,
+}
+
+#[derive(Config, Debug)]
+pub struct ItcHeadConfig {
+    pub d_image: usize,
+    pub d_text: usize,
+    pub d_embed: usize,
+}
+
+impl ItcHeadConfig {
+    pub fn init(&self, device: &Device) -> ItcHead {
+        let start = (1.0f64 / 0.07).ln();
+        ItcHead {
+            image_proj: LinearConfig::new(self.d_image, self.d_embed).init(device),
+            text_proj: LinearConfig::new(self.d_text, self.d_embed).init(device),
+            logit_scale: Initializer::Constant { value: start }.init([1], device),
+        }
+    }
+}
+
+/// L2-normalises the last dimension.
+pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
+    let norm = x.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+    x / norm
+}
+
+impl ItcHead {
+    /// Unit-length embeddings: `[batch, d_image]` → `[batch, d_embed]`.
+    pub fn embed_image(&self, pooled: Tensor<2>) -> Tensor<2> {
+        l2_normalize(self.image_proj.forward(pooled))
+    }
+
+    pub fn embed_text(&self, pooled: Tensor<2>) -> Tensor<2> {
+        l2_normalize(self.text_proj.forward(pooled))
+    }
+
+    /// The multiplier of cosine similarities, capped at 100 as in CLIP.
+    pub fn scale(&self) -> Tensor<1> {
+        self.logit_scale.val().clamp_max(100f32.ln()).exp()
+    }
+}
+
+/// Masked-LM head: transform, then logits against the (tied) word embeddings.
+#[derive(Module, Debug)]
+pub struct MlmHead {
+    pub dense: Linear,
+    pub norm: LayerNorm,
+    pub bias: Param<Tensor<1>>,
+}
+
+impl MlmHead {
+    pub fn new(d_model: usize, vocab: usize, device: &Device) -> Self {
+        MlmHead {
+            dense: LinearConfig::new(d_model, d_model).init(device),
+            norm: LayerNormConfig::new(d_model).with_epsilon(1e-12).init(device),
+            bias: Param::initialized(ParamId::new(), Tensor::zeros([vocab], device)),
+        }
+    }
+
+    /// # Shapes
+    /// - hidden: `[batch, len, d]`, word_embeddings: `[vocab, d]` → `[batch, len, vocab]`
+    pub fn forward(&self, hidden: Tensor<3>, word_embeddings: Tensor<2>) -> Tensor<3> {
+        let h = self.norm.forward(gelu(self.dense.forward(hidden)));
+        let [batch, len, d] = h.dims();
+        let vocab = word_embeddings.dims()[0];
+        let logits = h.reshape([batch * len, d]).matmul(word_embeddings.transpose());
+        (logits + self.bias.val().unsqueeze_dim(0)).reshape([batch, len, vocab])
+    }
+}
+
+/// Masked image-feature regression (UNITER's MRFR, on ViT patches): some patch
+/// embeddings are replaced by a learned mask token before the image encoder; this
+/// head lets the encoded tokens attend to the text and regresses the original patch
+/// embeddings at the masked positions.
+#[derive(Module, Debug)]
+pub struct MimHead {
+    pub mask_token: Param<Tensor<3>>,
+    pub layer: BertLayer,
+    pub output: Linear,
+}
+
+impl MimHead {
+    pub fn new(d_image: usize, d_text: usize, heads: usize, device: &Device) -> Self {
+        let cfg = BertConfig::new(0)
+            .with_d_model(d_image)
+            .with_heads(heads)
+            .with_d_intermediate(2 * d_image);
+        MimHead {
+            mask_token: Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, 1, d_image], device),
+            layer: BertLayer::new(&cfg, Some(d_text), device),
+            output: LinearConfig::new(d_image, d_image).init(device),
+        }
+    }
+
+    /// Replaces hidden positions of embedded patches by the mask token.
+    ///
+    /// # Shapes
+    /// - embedded: `[batch, n, d_image]`; keep: `[batch, n, 1]` (1 = visible, 0 = masked)
+    pub fn mask(&self, embedded: Tensor<3>, keep: Tensor<3>) -> Tensor<3> {
+        let [batch, n, d] = embedded.dims();
+        let hide = keep.clone().neg().add_scalar(1.0);
+        embedded * keep + self.mask_token.val().expand([batch, n, d]) * hide
+    }
+
+    /// # Shapes
+    /// - encoded: image tokens of the masked input `[batch, n, d_image]`
+    /// - text: `[batch, len, d_text]`, text_bias `[batch, 1, 1, len]`
+    /// - output: predicted patch embeddings `[batch, n, d_image]`
+    pub fn forward(&self, encoded: Tensor<3>, text: Tensor<3>, text_bias: Tensor<4>) -> Tensor<3> {
+        self.output
+            .forward(self.layer.forward(encoded, None, Some((text, Some(text_bias)))))
+    }
+}
+
+/// Answer classifier over the fused [CLS].
+#[derive(Module, Debug)]
+pub struct VqaHead {
+    pub hidden: Linear,
+    pub norm: LayerNorm,
+    pub output: Linear,
+}
+
+impl VqaHead {
+    pub fn new(d_model: usize, answers: usize, device: &Device) -> Self {
+        VqaHead {
+            hidden: LinearConfig::new(d_model, 2 * d_model).init(device),
+            norm: LayerNormConfig::new(2 * d_model).init(device),
+            output: LinearConfig::new(2 * d_model, answers).init(device),
+        }
+    }
+
+    /// `[batch, d]` → `[batch, answers]`
+    pub fn forward(&self, fused_cls: Tensor<2>) -> Tensor<2> {
+        self.output
+            .forward(self.norm.forward(gelu(self.hidden.forward(fused_cls))))
+    }
+}

@@ -1,0 +1,18 @@
+//! The multimodal model in burn, one component per file (nanoVLM style):
+//! `vit` and `bert` encoders, `fusion`, `heads`, the caption `decoder`, and `vlm`
+//! wiring them into [`EdgeVlm`].
+
+pub mod attention;
+pub mod bert;
+pub mod decoder;
+pub mod feed_forward;
+pub mod fusion;
+pub mod heads;
+pub mod params;
+pub mod saved;
+pub mod vit;
+pub mod vlm;
+
+pub use decoder::DecodeOptions;
+pub use fusion::FusionKind;
+pub use vlm::{EdgeVlm, EdgeVlmConfig};

@@ -1,0 +1,118 @@
+//! Checkpoints that survive a kill -9 at any instant.
+//!
+//! A checkpoint is a folder (`model.bpk`, `optim.bpk`, `state.json`) written under a
+//! temporary name, synced, then renamed into place; the previous one is moved aside
+//! first and removed last, so at every moment one complete checkpoint exists.
+
+use std::fs;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::optim::{ModuleOptimizer, OptimizerRecord};
+use serde::{Deserialize, Serialize};
+
+use super::error::{Result, TrainError};
+use crate::model::EdgeVlm;
+
+pub const CHECKPOINT: &str = "checkpoint";
+const STAGING: &str = "checkpoint.tmp";
+const PREVIOUS: &str = "checkpoint.old";
+
+/// Where training stands.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct TrainState {
+    /// Optimizer steps completed.
+    pub step: usize,
+}
+
+/// Writes model, optimizer and state as the run's checkpoint.
+pub fn save(run: &Path, model: &EdgeVlm, optim: &ModuleOptimizer, state: TrainState) -> Result<()> {
+    let staging = run.join(STAGING);
+    if staging.exists() {
+        fs::remove_dir_all(&staging).map_err(|e| TrainError::io(&staging, e))?;
+    }
+    fs::create_dir_all(&staging).map_err(|e| TrainError::io(&staging, e))?;
+    let model_path = staging.join("model.bpk");
+    model
+        .clone()
+        .save_file(&model_path)
+        .map_err(|e| TrainError::record(&model_path, e))?;
+    let optim_path = staging.join("optim.bpk");
+    optim
+        .to_record()
+        .save(&optim_path)
+        .map_err(|e| TrainError::record(&optim_path, e))?;
+    write_synced(
+        &staging.join("state.json"),
+        &serde_json::to_vec(&state).expect("plain data"),
+    )?;
+    for f in ["model.bpk", "optim.bpk"] {
+        sync_file(&staging.join(f))?;
+    }
+    sync_dir(&staging)?;
+
+    let (current, previous) = (run.join(CHECKPOINT), run.join(PREVIOUS));
+    if previous.exists() {
+        fs::remove_dir_all(&previous).map_err(|e| TrainError::io(&previous, e))?;
+    }
+    if current.exists() {
+        fs::rename(&current, &previous).map_err(|e| TrainError::io(&current, e))?;
+    }
+    fs::rename(&staging, &current).map_err(|e| TrainError::io(&staging, e))?;
+    sync_dir(run)?;
+    if previous.exists() {
+        fs::remove_dir_all(&previous).map_err(|e| TrainError::io(&previous, e))?;
+    }
+    Ok(())
+}
+
+/// The newest complete checkpoint folder, if any (falls back to the one moved aside
+/// when a crash came between the two renames).
+pub fn latest(run: &Path) -> Option<PathBuf> {
+    [CHECKPOINT, PREVIOUS]
+        .iter()
+        .map(|name| run.join(name))
+        .find(|dir| dir.join("state.json").is_file())
+}
+
+/// Loads a checkpoint into `model` (built from the run's config) and `optim`.
+pub fn load(
+    dir: &Path,
+    model: EdgeVlm,
+    optim: ModuleOptimizer,
+) -> Result<(EdgeVlm, ModuleOptimizer, TrainState)> {
+    let state_path = dir.join("state.json");
+    let text = fs::read(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
+    let state: TrainState = serde_json::from_slice(&text).map_err(|e| TrainError::record(&state_path, e))?;
+    let model = load_model(&dir.join("model.bpk"), model)?;
+    let optim_path = dir.join("optim.bpk");
+    let record = OptimizerRecord::load(&optim_path).map_err(|e| TrainError::record(&optim_path, e))?;
+    Ok((model, optim.load_record(record), state))
+}
+
+/// Loads model weights, naming the file on any mismatch.
+pub fn load_model(path: &Path, model: EdgeVlm) -> Result<EdgeVlm> {
+    if !path.is_file() {
+        return Err(TrainError::record(path, "no such model file"));
+    }
+    model.try_load_file(path).map_err(|e| TrainError::record(path, e))
+}
+
+pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
+    use std::io::Write;
+    let mut f = fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
+    f.write_all(bytes).map_err(|e| TrainError::io(path, e))?;
+    f.sync_all().map_err(|e| TrainError::io(path, e))
+}
+
+fn sync_file(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainError::io(path, e))
+}
+
+fn sync_dir(path: &Path) -> Result<()> {
+    fs::File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainError::io(path, e))
+}

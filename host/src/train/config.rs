@@ -1,0 +1,52 @@
+//! Training hyper-parameters, saved as `train.json` beside every run.
+
+use burn::config::Config;
+
+#[derive(Config, Debug)]
+pub struct TrainConfig {
+    #[config(default = 64)]
+    pub batch_size: usize,
+    #[config(default = 5)]
+    pub epochs: usize,
+    /// Stop after this many optimizer steps even if epochs remain.
+    pub max_steps: Option<usize>,
+    /// Pause after this step (a checkpoint is written); `--resume` continues the same
+    /// schedule. Unlike `max_steps` it does not change the schedule's length.
+    pub stop_after: Option<usize>,
+    #[config(default = 1e-3)]
+    pub lr: f64,
+    /// Fraction of the steps spent warming up linearly.
+    #[config(default = 0.05)]
+    pub warmup: f64,
+    /// Final learning rate as a fraction of `lr`.
+    #[config(default = 0.05)]
+    pub min_lr_ratio: f64,
+    #[config(default = 0.01)]
+    pub weight_decay: f64,
+    /// Per-parameter gradient-norm clip (burn's `GradientClipping::Norm`); 0 disables.
+    #[config(default = 1.0)]
+    pub grad_clip: f32,
+    #[config(default = 0)]
+    pub seed: u64,
+    /// Steps between checkpoints (and held-out evaluations).
+    #[config(default = 100)]
+    pub checkpoint_every: usize,
+    #[config(default = 1.0)]
+    pub itc_weight: f32,
+    #[config(default = 1.0)]
+    pub itm_weight: f32,
+    #[config(default = 1.0)]
+    pub mlm_weight: f32,
+    #[config(default = 1.0)]
+    pub mim_weight: f32,
+    /// Fraction of image patches hidden for masked image-feature regression.
+    #[config(default = 0.3)]
+    pub mim_ratio: f64,
+    /// VQA: questions per image in a batch (the image is encoded once for all of them);
+    /// a batch then holds `batch_size` images.
+    #[config(default = 8)]
+    pub questions_per_image: usize,
+    /// Parts kept frozen: any of `vision`, `text`, `fusion`, `decoder`.
+    #[config(default = "Vec::new()")]
+    pub freeze: Vec<String>,
+}

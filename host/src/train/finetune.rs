@@ -1,0 +1,134 @@
+//! `edgevlm finetune caption|vqa|retrieval`: continue from a pretrained model folder
+//! (or, with `scratch`, from freshly initialised weights of the same architecture, for
+//! measuring what pretraining is worth).
+
+use std::path::PathBuf;
+
+use burn::config::Config;
+use burn::tensor::Device;
+
+use super::config::TrainConfig;
+use super::datasets;
+use super::error::{Result, TrainError};
+use super::steps;
+use super::tasks::{answer_vocabulary, pair_set, question_set};
+use super::trainer::{fit, Fit};
+use crate::data::Format;
+use crate::model::heads::VqaHead;
+use crate::model::saved::{save_meta, SavedModel};
+use crate::model::EdgeVlm;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Task {
+    Caption,
+    Vqa,
+    Retrieval,
+}
+
+pub struct FinetuneJob {
+    pub task: Task,
+    pub from: PathBuf,
+    pub data: PathBuf,
+    pub format: Option<Format>,
+    pub split: Option<String>,
+    pub out: PathBuf,
+    /// Same architecture, fresh weights (the from-scratch baseline).
+    pub scratch: bool,
+    pub train: TrainConfig,
+    pub resume: bool,
+    pub quiet: bool,
+}
+
+pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
+    let (mut config, preprocess, tokenizer, mut answers) = SavedModel::load_meta(&job.from)?;
+    let train_path = job.out.join("train.json");
+    let label = match job.task {
+        Task::Caption => "caption",
+        Task::Vqa => "vqa",
+        Task::Retrieval => "retrieval",
+    };
+    // Fresh weights (a scratch model, a new head) come from the seed.
+    device.seed(job.train.seed);
+    let start = |config: &crate::model::EdgeVlmConfig| -> Result<EdgeVlm> {
+        let fresh = config.init(device);
+        if job.scratch {
+            Ok(fresh)
+        } else {
+            crate::train::checkpoint::load_model(&job.from.join("model.bpk"), fresh)
+        }
+    };
+    let fit_args = |label| Fit {
+        dir: &job.out,
+        cfg: &job.train,
+        resume: job.resume,
+        label,
+        device,
+        quiet: job.quiet,
+    };
+    match job.task {
+        Task::Vqa => {
+            let records = datasets::questions(&job.data, job.format, job.split.as_deref())?;
+            let mut base = config.clone();
+            base.answers = answers.len();
+            let mut model = start(&base)?;
+            answers = answer_vocabulary(&records.records);
+            config.answers = answers.len();
+            model.vqa = Some(VqaHead::new(config.text.d_model, answers.len(), device));
+            let (set, dropped) = question_set(
+                &records.records,
+                &answers,
+                &tokenizer,
+                &preprocess,
+                job.train.questions_per_image,
+                job.train.seed,
+            )?;
+            if dropped > 0 {
+                eprintln!("warning: {dropped} question(s) have answers outside the vocabulary");
+            }
+            save_meta(&job.out, &config, &preprocess, &tokenizer, &answers)?;
+            job.train
+                .save(&train_path)
+                .map_err(|e| TrainError::io(&train_path, e))?;
+            let len = set.items.len();
+            fit(
+                fit_args(label),
+                model,
+                set,
+                len,
+                |m, b, _| steps::vqa(m, b, device),
+                |_, _| Ok(()),
+            )
+        }
+        Task::Caption | Task::Retrieval => {
+            let records = datasets::captions(&job.data, job.format, job.split.as_deref())?;
+            let model = start(&config)?;
+            let set = pair_set(&records.records, &tokenizer, &preprocess)?;
+            save_meta(&job.out, &config, &preprocess, &tokenizer, &answers)?;
+            job.train
+                .save(&train_path)
+                .map_err(|e| TrainError::io(&train_path, e))?;
+            let len = set.items.len();
+            if job.task == Task::Caption {
+                fit(
+                    fit_args(label),
+                    model,
+                    set,
+                    len,
+                    |m, b, _| steps::caption(m, b, device),
+                    |_, _| Ok(()),
+                )
+            } else {
+                let special = tokenizer.special_ids();
+                let cfg = job.train.clone().with_mlm_weight(0.0).with_mim_weight(0.0);
+                fit(
+                    fit_args(label),
+                    model,
+                    set,
+                    len,
+                    |m, b, rng| steps::pretrain(m, b, rng, &cfg, special, device),
+                    |_, _| Ok(()),
+                )
+            }
+        }
+    }
+}

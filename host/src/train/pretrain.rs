@@ -1,0 +1,183 @@
+//! `edgevlm pretrain`: image-text pretraining with ITC, ITM, MLM and masked image
+//! features on a caption dataset, from scratch.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::Device;
+use edgevlm_shared::rng::SplitMix64;
+use edgevlm_shared::{PreprocessConfig, TextTokenizer, TokenizerConfig};
+
+use super::config::TrainConfig;
+use super::datasets;
+use super::error::{Result, TrainError};
+use super::steps;
+use super::tasks::{pair_set, PairSet};
+use super::trainer::{fit, Fit};
+use crate::data::batcher::Batcher;
+use crate::data::Format;
+use crate::model::saved::{save_meta, SavedModel};
+use crate::model::{EdgeVlm, EdgeVlmConfig, FusionKind};
+
+pub struct PretrainJob {
+    pub data: PathBuf,
+    pub format: Option<Format>,
+    pub split: Option<String>,
+    /// Held-out captions whose objective losses are logged at every checkpoint.
+    pub heldout: Option<PathBuf>,
+    pub out: PathBuf,
+    pub image_size: usize,
+    pub patch_size: usize,
+    pub fusion: FusionKind,
+    pub tiny: bool,
+    pub tokenizer: TokenizerConfig,
+    pub train: TrainConfig,
+    pub resume: bool,
+    pub quiet: bool,
+}
+
+/// Trains the tokenizer on the captions, plus the questions of a VQA set stored
+/// beside them (so fine-tuning for VQA later has the question words).
+fn train_tokenizer(job: &PretrainJob, captions: &[String]) -> Result<TextTokenizer> {
+    let mut corpus: Vec<String> = captions.to_vec();
+    if job.data.join("questions.jsonl").is_file() {
+        let questions = datasets::questions(&job.data, Some(Format::Jsonl), None)?;
+        corpus.extend(questions.records.into_iter().map(|r| r.question));
+    }
+    Ok(TextTokenizer::train(corpus.iter(), &job.tokenizer)?)
+}
+
+pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
+    let train = datasets::captions(&job.data, job.format, job.split.as_deref())?;
+    let resuming = job.resume && job.out.join("config.json").is_file();
+    let (config, preprocess, tokenizer) = if resuming {
+        let (config, preprocess, tokenizer, _) = SavedModel::load_meta(&job.out)?;
+        (config, preprocess, tokenizer)
+    } else {
+        let texts: Vec<String> = train.records.iter().flat_map(|r| r.captions.clone()).collect();
+        let tokenizer = train_tokenizer(job, &texts)?;
+        let vocab = tokenizer.vocab_size();
+        let mut config = if job.tiny {
+            EdgeVlmConfig::tiny(vocab)
+        } else {
+            EdgeVlmConfig::small(vocab, job.image_size, job.patch_size, job.fusion)
+        };
+        config.fusion.kind = job.fusion;
+        config.decoder.max_len = job.tokenizer.max_len;
+        let preprocess = PreprocessConfig::symmetric(config.vision.image_size as u32);
+        (config, preprocess, tokenizer)
+    };
+    let tokenizer = TextTokenizer::from_json(&tokenizer.to_json()?, config.decoder.max_len, None)?;
+    save_meta(&job.out, &config, &preprocess, &tokenizer, &[])?;
+    let train_path = job.out.join("train.json");
+    job.train
+        .save(&train_path)
+        .map_err(|e| TrainError::io(&train_path, e))?;
+
+    let mut set = pair_set(&train.records, &tokenizer, &preprocess)?;
+    let preprocess = if resuming {
+        preprocess
+    } else {
+        // Trained from scratch, the encoder sees inputs normalised with the data's own
+        // statistics (the synthetic scenes are mostly white: a fixed mean of 0.5 would
+        // leave every background patch saturated and the objects faint).
+        let (mean, std) = set.store.channel_stats(2000);
+        let stats = PreprocessConfig {
+            mean,
+            std,
+            ..preprocess
+        };
+        save_meta(&job.out, &config, &stats, &tokenizer, &[])?;
+        let store = std::sync::Arc::try_unwrap(set.store)
+            .ok()
+            .expect("store not shared yet");
+        set.store = std::sync::Arc::new(store.with_config(stats.clone()));
+        stats
+    };
+    let heldout = match &job.heldout {
+        Some(path) => {
+            let records = datasets::captions(path, job.format, None)?;
+            Some(pair_set(&records.records, &tokenizer, &preprocess)?)
+        }
+        None => None,
+    };
+    let special = tokenizer.special_ids();
+    let heldout_log = job.out.join("heldout.jsonl");
+    let evaluate = |model: &EdgeVlm, step: usize| -> Result<()> {
+        let Some(heldout) = &heldout else { return Ok(()) };
+        let losses = heldout_losses(model, heldout, &job.train, special, device);
+        let mut line = serde_json::json!({ "step": step });
+        for (name, value) in &losses {
+            line[*name] = serde_json::json!(value);
+        }
+        let mut f = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&heldout_log)
+            .map_err(|e| TrainError::io(&heldout_log, e))?;
+        writeln!(f, "{line}").map_err(|e| TrainError::io(&heldout_log, e))
+    };
+    // Initial weights come from the seed too, so a run is reproducible end to end.
+    device.seed(job.train.seed);
+    let model = config.init(device);
+    if !resuming {
+        let _ = std::fs::remove_file(&heldout_log);
+        evaluate(&model, 0)?;
+    }
+    let len = set.items.len();
+    let fit_args = Fit {
+        dir: &job.out,
+        cfg: &job.train,
+        resume: job.resume,
+        label: "pretrain",
+        device,
+        quiet: job.quiet,
+    };
+    fit(
+        fit_args,
+        model,
+        set,
+        len,
+        |model, batch, rng| steps::pretrain(model, batch, rng, &job.train, special, device),
+        evaluate,
+    )
+}
+
+/// Mean objective losses on (up to) the first 256 held-out pairs, with fixed randomness.
+pub fn heldout_losses(
+    model: &EdgeVlm,
+    heldout: &PairSet,
+    cfg: &TrainConfig,
+    special: edgevlm_shared::tokenizer::SpecialIds,
+    device: &Device,
+) -> Vec<(&'static str, f32)> {
+    let model = model.valid();
+    let n = heldout.items.len().min(256);
+    let batch_size = cfg.batch_size.min(n).max(2);
+    let mut sums: Vec<(&'static str, f32)> = Vec::new();
+    let mut batches = 0;
+    for (k, start) in (0..n).step_by(batch_size).enumerate() {
+        let indices: Vec<usize> = (start..(start + batch_size).min(n)).collect();
+        if indices.len() < 2 {
+            continue;
+        }
+        let Ok(batch) = heldout.batch(&indices) else {
+            continue;
+        };
+        let mut rng = SplitMix64::fork(0xE7A1, k as u64);
+        let losses = steps::pretrain(&model, &batch, &mut rng, cfg, special, device);
+        for (i, (name, value)) in losses.parts.into_iter().enumerate() {
+            let value = value.into_scalar::<f32>();
+            if sums.len() <= i {
+                sums.push((name, 0.0));
+            }
+            sums[i].1 += value;
+        }
+        batches += 1;
+    }
+    sums.into_iter()
+        .map(|(n, v)| (n, v / batches.max(1) as f32))
+        .collect()
+}

@@ -1,0 +1,245 @@
+//! Training sets built from loaded datasets: images decoded once into an
+//! [`ImageStore`], texts tokenized once, batches assembled by index.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use burn::tensor::{Device, Tensor, TensorData};
+use edgevlm_shared::{PreprocessConfig, TextTokenizer};
+
+use super::error::Result;
+use crate::data::batcher::Batcher;
+use crate::data::store::ImageStore;
+use crate::data::{CaptionRecord, VqaRecord};
+
+/// One image–text pair.
+#[derive(Debug, Clone)]
+pub struct PairItem {
+    pub image: usize,
+    pub ids: Vec<u32>,
+    /// Equal for identical texts, so identical texts are never each other's negatives.
+    pub text_key: usize,
+}
+
+/// Image–text pairs (captions) over a shared image store.
+pub struct PairSet {
+    pub store: Arc<ImageStore>,
+    pub items: Vec<PairItem>,
+    pub tokenizer: TextTokenizer,
+}
+
+/// An image with several of its questions and their answers' class indices: one
+/// image encoding serves them all, which makes VQA training several times cheaper.
+#[derive(Debug, Clone)]
+pub struct QuestionGroup {
+    pub image: usize,
+    pub questions: Vec<(Vec<u32>, i64)>,
+}
+
+pub struct QuestionSet {
+    pub store: Arc<ImageStore>,
+    pub items: Vec<QuestionGroup>,
+    pub tokenizer: TextTokenizer,
+}
+
+/// A batch on the CPU, ready to become tensors.
+///
+/// Holds `image_index.len()` images and `batch` text rows; row `r` is about image
+/// `row_image[r]` of the batch.
+#[derive(Debug, Clone)]
+pub struct TextImageBatch {
+    pub images: Vec<f32>,
+    pub image_size: usize,
+    /// Store index of each image in the batch.
+    pub image_index: Vec<usize>,
+    pub ids: Vec<u32>,
+    pub mask: Vec<u32>,
+    /// Text rows.
+    pub batch: usize,
+    pub len: usize,
+    pub row_image: Vec<usize>,
+    /// Text keys (pairs) or answer classes (questions), per row.
+    pub labels: Vec<i64>,
+}
+
+impl TextImageBatch {
+    pub fn images(&self, device: &Device) -> Tensor<4> {
+        let s = self.image_size;
+        Tensor::from_data(
+            TensorData::new(self.images.clone(), [self.image_index.len(), 3, s, s]),
+            device,
+        )
+    }
+
+    /// Selects each row's image from per-image tensors `[images, ...]` → `[rows, ...]`.
+    pub fn per_row(&self, per_image: Tensor<3>) -> Tensor<3> {
+        if self.row_image.len() == self.image_index.len()
+            && self.row_image.iter().enumerate().all(|(i, &r)| i == r)
+        {
+            return per_image;
+        }
+        let device = per_image.device();
+        let idx: Vec<i64> = self.row_image.iter().map(|&r| r as i64).collect();
+        per_image.select(
+            0,
+            Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(idx, [self.batch]), &device),
+        )
+    }
+}
+
+/// `rows`: (position of the row's image in `images`, token ids, label).
+fn assemble(
+    store: &ImageStore,
+    tokenizer: &TextTokenizer,
+    images: Vec<usize>,
+    rows: Vec<(usize, &[u32], i64)>,
+) -> TextImageBatch {
+    let ids: Vec<Vec<u32>> = rows.iter().map(|r| r.1.to_vec()).collect();
+    let padded = tokenizer.pad(&ids, None);
+    TextImageBatch {
+        images: store.batch(&images),
+        image_size: store.config().image_size as usize,
+        image_index: images,
+        ids: padded.ids,
+        mask: padded.mask,
+        batch: padded.batch,
+        len: padded.seq_len,
+        row_image: rows.iter().map(|r| r.0).collect(),
+        labels: rows.iter().map(|r| r.2).collect(),
+    }
+}
+
+impl Batcher for PairSet {
+    type Batch = TextImageBatch;
+
+    fn batch(&self, indices: &[usize]) -> crate::data::Result<TextImageBatch> {
+        let images = indices.iter().map(|&i| self.items[i].image).collect();
+        let rows = indices
+            .iter()
+            .enumerate()
+            .map(|(pos, &i)| (pos, self.items[i].ids.as_slice(), self.items[i].text_key as i64))
+            .collect();
+        Ok(assemble(&self.store, &self.tokenizer, images, rows))
+    }
+}
+
+impl Batcher for QuestionSet {
+    type Batch = TextImageBatch;
+
+    fn batch(&self, indices: &[usize]) -> crate::data::Result<TextImageBatch> {
+        let images = indices.iter().map(|&i| self.items[i].image).collect();
+        let rows = indices
+            .iter()
+            .enumerate()
+            .flat_map(|(pos, &i)| {
+                self.items[i]
+                    .questions
+                    .iter()
+                    .map(move |(ids, answer)| (pos, ids.as_slice(), *answer))
+            })
+            .collect();
+        Ok(assemble(&self.store, &self.tokenizer, images, rows))
+    }
+}
+
+/// Decodes the distinct images of `paths` into a store; returns it and each path's index.
+pub fn store_for(
+    paths: &[PathBuf],
+    preprocess: &PreprocessConfig,
+) -> Result<(Arc<ImageStore>, HashMap<PathBuf, usize>)> {
+    let mut unique: Vec<PathBuf> = Vec::new();
+    let mut index = HashMap::new();
+    for p in paths {
+        if !index.contains_key(p) {
+            index.insert(p.clone(), unique.len());
+            unique.push(p.clone());
+        }
+    }
+    Ok((Arc::new(ImageStore::load(unique, preprocess)?), index))
+}
+
+/// Every (image, caption) pair of a caption dataset.
+pub fn pair_set(
+    records: &[CaptionRecord],
+    tokenizer: &TextTokenizer,
+    preprocess: &PreprocessConfig,
+) -> Result<PairSet> {
+    let paths: Vec<PathBuf> = records.iter().map(|r| r.image.clone()).collect();
+    let (store, index) = store_for(&paths, preprocess)?;
+    let mut keys: HashMap<String, usize> = HashMap::new();
+    let mut items = Vec::new();
+    for r in records {
+        for caption in &r.captions {
+            let next = keys.len();
+            let text_key = *keys.entry(caption.to_lowercase()).or_insert(next);
+            items.push(PairItem {
+                image: index[&r.image],
+                ids: tokenizer.encode(caption)?,
+                text_key,
+            });
+        }
+    }
+    Ok(PairSet {
+        store,
+        items,
+        tokenizer: tokenizer.clone(),
+    })
+}
+
+/// Answer vocabulary of a training split: by frequency, then alphabetically.
+pub fn answer_vocabulary(records: &[VqaRecord]) -> Vec<String> {
+    let mut counts: HashMap<&str, usize> = HashMap::new();
+    for r in records {
+        *counts.entry(r.answer.as_str()).or_insert(0) += 1;
+    }
+    let mut answers: Vec<(&str, usize)> = counts.into_iter().collect();
+    answers.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+    answers.into_iter().map(|(a, _)| a.to_string()).collect()
+}
+
+/// Questions whose answer is in `answers`, grouped by image in groups of up to
+/// `per_group` (others cannot be learned as a class; they are counted and dropped).
+/// Grouping is seeded, so a resumed run sees the same groups.
+pub fn question_set(
+    records: &[VqaRecord],
+    answers: &[String],
+    tokenizer: &TextTokenizer,
+    preprocess: &PreprocessConfig,
+    per_group: usize,
+    seed: u64,
+) -> Result<(QuestionSet, usize)> {
+    let class: HashMap<&str, i64> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.as_str(), i as i64))
+        .collect();
+    let kept: Vec<&VqaRecord> = records
+        .iter()
+        .filter(|r| class.contains_key(r.answer.as_str()))
+        .collect();
+    let paths: Vec<PathBuf> = kept.iter().map(|r| r.image.clone()).collect();
+    let (store, index) = store_for(&paths, preprocess)?;
+    let mut by_image: Vec<Vec<(Vec<u32>, i64)>> = vec![Vec::new(); store.len()];
+    for r in &kept {
+        by_image[index[&r.image]].push((tokenizer.encode(&r.question)?, class[r.answer.as_str()]));
+    }
+    let mut items = Vec::new();
+    for (image, mut questions) in by_image.into_iter().enumerate() {
+        edgevlm_shared::rng::SplitMix64::fork(seed, image as u64).shuffle(&mut questions);
+        for chunk in questions.chunks(per_group.max(1)) {
+            items.push(QuestionGroup {
+                image,
+                questions: chunk.to_vec(),
+            });
+        }
+    }
+    Ok((
+        QuestionSet {
+            store,
+            items,
+            tokenizer: tokenizer.clone(),
+        },
+        records.len() - kept.len(),
+    ))
+}
