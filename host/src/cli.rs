@@ -33,6 +33,21 @@ pub enum Command {
     Ask(AskArgs),
     /// ITC similarity of an image to each text.
     Match(MatchArgs),
+    /// Benchmarks (speed and memory), written as JSON reports.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+pub enum BenchCommand {
+    /// Training samples/s and peak RSS of the default configs on generated scenes.
+    Train {
+        /// Timed steps per task (after 2 warm-up steps).
+        #[arg(long, default_value_t = 10)]
+        steps: usize,
+        #[arg(long, default_value = "out/bench-train.json")]
+        report: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]

@@ -1,6 +1,7 @@
 //! edgevlm, the workstation side: datasets, training, evaluation and export of a
 //! small vision-language model whose firmware twin is `edgevlm-device`.
 
+pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod model;

@@ -14,7 +14,7 @@ use edgevlm::train::TrainConfig;
 use edgevlm_shared::TokenizerConfig;
 
 mod cli;
-use cli::{Cli, Command, DataCommand, FusionArg, TrainArgs};
+use cli::{BenchCommand, Cli, Command, DataCommand, FusionArg, TrainArgs};
 
 fn main() -> Result<()> {
     match Cli::parse().command {
@@ -94,6 +94,25 @@ fn main() -> Result<()> {
             println!("fine-tuned model written to {}", a.out.display());
         }
         Command::Eval(a) => eval(a)?,
+        Command::Bench(BenchCommand::Train { steps, report }) => {
+            let work = tempfile::tempdir()?;
+            let result = edgevlm::bench::train(work.path(), steps.max(1), &training_device())?;
+            for s in &result.steps {
+                println!(
+                    "{:<9} {:>7.3} s/step  {:>7.1} images/s  {:>7.1} texts/s",
+                    s.task, s.seconds_per_step, s.images_per_s, s.texts_per_s
+                );
+            }
+            println!(
+                "parameters {}  threads {}  peak RSS {:.0} MiB",
+                result.parameters, result.threads, result.peak_rss_mib
+            );
+            if let Some(dir) = report.parent() {
+                std::fs::create_dir_all(dir)?;
+            }
+            std::fs::write(&report, serde_json::to_string_pretty(&result)?)?;
+            println!("report: {}", report.display());
+        }
         Command::Caption(a) => {
             let device = Device::flex();
             let saved = SavedModel::load(&a.model, &device)?;

@@ -153,7 +153,7 @@ impl CaptionDecoder {
         let [batch, n, d] = image.dims();
         (0..batch)
             .map(|i| {
-                let one = image.clone().slice([i..i + 1]).reshape([1, n, d]);
+                let one = image.clone().narrow(0, i, 1).reshape([1, n, d]);
                 self.beam(one, bos, eos, max_len, opts)
             })
             .collect()

@@ -89,8 +89,9 @@ impl MlmHead {
 
 /// Masked image-feature regression (UNITER's MRFR, on ViT patches): some patch
 /// embeddings are replaced by a learned mask token before the image encoder; this
-/// head lets the encoded tokens attend to the text and regresses the original patch
-/// embeddings at the masked positions.
+/// head lets the encoded tokens attend to the text and regresses the masked patches'
+/// input features: their pixels, normalised per patch (MAE's target), which, unlike
+/// the learned embeddings, stay fixed while the encoder trains.
 #[derive(Module, Debug)]
 pub struct MimHead {
     pub mask_token: Param<Tensor<3>>,
@@ -99,7 +100,8 @@ pub struct MimHead {
 }
 
 impl MimHead {
-    pub fn new(d_image: usize, d_text: usize, heads: usize, device: &Device) -> Self {
+    /// `d_target`: features per patch (3 x patch x patch).
+    pub fn new(d_image: usize, d_text: usize, heads: usize, d_target: usize, device: &Device) -> Self {
         let cfg = BertConfig::new(0)
             .with_d_model(d_image)
             .with_heads(heads)
@@ -107,7 +109,7 @@ impl MimHead {
         MimHead {
             mask_token: Initializer::Normal { mean: 0.0, std: 0.02 }.init([1, 1, d_image], device),
             layer: BertLayer::new(&cfg, Some(d_text), device),
-            output: LinearConfig::new(d_image, d_image).init(device),
+            output: LinearConfig::new(d_image, d_target).init(device),
         }
     }
 
@@ -124,7 +126,7 @@ impl MimHead {
     /// # Shapes
     /// - encoded: image tokens of the masked input `[batch, n, d_image]`
     /// - text: `[batch, len, d_text]`, text_bias `[batch, 1, 1, len]`
-    /// - output: predicted patch embeddings `[batch, n, d_image]`
+    /// - output: predicted patch features `[batch, n, d_target]`
     pub fn forward(&self, encoded: Tensor<3>, text: Tensor<3>, text_bias: Tensor<4>) -> Tensor<3> {
         self.output
             .forward(self.layer.forward(encoded, None, Some((text, Some(text_bias)))))

@@ -90,6 +90,18 @@ impl Vit {
         Tensor::cat(vec![cls, tokens], 1) + self.position.val()
     }
 
+    /// The pixels of each patch, in patch-token order: `[batch, 3, s, s]` →
+    /// `[batch, patches, 3 * patch * patch]`.
+    pub fn patchify(&self, images: Tensor<4>) -> Tensor<3> {
+        let [batch, channels, height, width] = images.dims();
+        let p = self.patch_embed.weight.val().dims()[2];
+        let (h, w) = (height / p, width / p);
+        images
+            .reshape([batch, channels, h, p, w, p])
+            .permute([0, 2, 4, 1, 3, 5])
+            .reshape([batch, h * w, channels * p * p])
+    }
+
     /// Runs the blocks over embedded tokens.
     pub fn encode(&self, mut x: Tensor<3>) -> Tensor<3> {
         for block in &self.blocks {
@@ -105,5 +117,26 @@ impl Vit {
     /// - output: `[batch, 1 + patches, d_model]`; token 0 is the pooled [CLS] vector.
     pub fn forward(&self, images: Tensor<4>) -> Tensor<3> {
         self.encode(self.embed(images))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::TensorData;
+
+    #[test]
+    fn patchify_lists_each_patch_channel_by_channel() {
+        let device = Device::flex();
+        let vit = VitConfig::new().with_image_size(4).with_patch_size(2).with_d_model(8).with_layers(1).with_heads(2).init(&device);
+        // value = channel * 100 + row * 10 + column
+        let values: Vec<f32> = (0..3).flat_map(|c| (0..4).flat_map(move |y| (0..4).map(move |x| (c * 100 + y * 10 + x) as f32))).collect();
+        let images = Tensor::<4>::from_data(TensorData::new(values, [1, 3, 4, 4]), &device);
+        let patches = vit.patchify(images);
+        assert_eq!(patches.dims(), [1, 4, 12]);
+        let v: Vec<f32> = patches.into_data().try_to_vec().unwrap();
+        // Patch 1 is the top-right 2x2 block: columns 2..4 of rows 0..2.
+        assert_eq!(&v[12..24], &[2., 3., 12., 13., 102., 103., 112., 113., 202., 203., 212., 213.]);
+        assert_eq!(vit.forward(Tensor::zeros([2, 3, 4, 4], &device)).dims(), [2, 5, 8]);
     }
 }

@@ -87,7 +87,7 @@ impl EdgeVlmConfig {
             itc: ItcHeadConfig::new(d_image, d_text, self.d_embed).init(device),
             itm: LinearConfig::new(d_text, 2).init(device),
             mlm: MlmHead::new(d_text, self.text.vocab_size, device),
-            mim: MimHead::new(d_image, d_text, self.vision.heads, device),
+            mim: MimHead::new(d_image, d_text, self.vision.heads, 3 * self.vision.patch_size.pow(2), device),
             decoder: self.decoder.init(device),
             vqa: (self.answers > 0).then(|| VqaHead::new(d_text, self.answers, device)),
         }
