@@ -5,6 +5,7 @@
 pub mod attention;
 pub mod bert;
 pub mod decoder;
+pub mod efficientnet;
 pub mod feed_forward;
 pub mod fusion;
 pub mod heads;
