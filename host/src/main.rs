@@ -146,9 +146,22 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Training runs on burn's pure-Rust CPU backend with autodiff.
+/// Training runs with autodiff on burn's pure-Rust `flex` CPU backend, or on
+/// `ndarray` when built with that feature and `EDGEVLM_BACKEND=ndarray`.
 fn training_device() -> Device {
-    Device::flex().autodiff()
+    match std::env::var("EDGEVLM_BACKEND").as_deref() {
+        #[cfg(feature = "ndarray")]
+        Ok("ndarray") => {
+            #[allow(deprecated)]
+            let device = Device::ndarray();
+            device.autodiff()
+        }
+        Ok("flex") | Err(_) => Device::flex().autodiff(),
+        Ok(other) => {
+            eprintln!("warning: EDGEVLM_BACKEND={other} is not built in; using flex");
+            Device::flex().autodiff()
+        }
+    }
 }
 
 fn single_image(path: &Path, saved: &SavedModel) -> Result<edgevlm::data::store::ImageStore> {

@@ -1,11 +1,18 @@
 //! Vision Transformer image encoder (Dosovitskiy et al. 2021, "An Image is Worth
 //! 16x16 Words"): convolutional patch embedding, a learned [CLS] token and
 //! positions, pre-LayerNorm blocks, a final LayerNorm.
+//!
+//! The patch embedding may start with a few 3x3 stride-2 convolutions (a
+//! convolutional stem, Xiao et al. 2021, "Early Convolutions Help Transformers See
+//! Better"): small models trained from scratch then learn shapes far sooner than
+//! from a single linear projection of each patch.
 
 use burn::config::Config;
 use burn::module::{Module, Param};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
+use burn::nn::PaddingConfig2d;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
+use burn::tensor::activation::relu;
 use burn::tensor::{Device, Tensor};
 
 use super::attention::{Attention, AttentionConfig};
@@ -25,15 +32,21 @@ pub struct VitConfig {
     pub heads: usize,
     #[config(default = 4)]
     pub mlp_ratio: usize,
+    /// Output channels of the 3x3 stride-2 stem convolutions (empty: plain ViT).
+    /// Each halves the resolution, so `patch_size` must be divisible by 2^len.
+    #[config(default = "Vec::new()")]
+    pub stem_channels: Vec<usize>,
 }
 
 #[derive(Module, Debug)]
 pub struct Vit {
+    pub stem: Vec<Conv2d>,
     pub patch_embed: Conv2d,
     pub cls_token: Param<Tensor<3>>,
     pub position: Param<Tensor<3>>,
     pub blocks: Vec<VitBlock>,
     pub norm: LayerNorm,
+    patch_size: usize,
 }
 
 #[derive(Module, Debug)]
@@ -56,11 +69,32 @@ impl VitConfig {
             self.image_size,
             self.patch_size
         );
+        let reduction = 1 << self.stem_channels.len();
+        assert!(
+            self.patch_size.is_multiple_of(reduction),
+            "patch_size {} must be divisible by the stem's reduction {reduction}",
+            self.patch_size
+        );
         let d = self.d_model;
         let small = Initializer::Normal { mean: 0.0, std: 0.02 };
+        let mut channels = 3;
+        let stem = self
+            .stem_channels
+            .iter()
+            .map(|&out| {
+                let conv = Conv2dConfig::new([channels, out], [3, 3])
+                    .with_stride([2, 2])
+                    .with_padding(PaddingConfig2d::Explicit(1, 1, 1, 1))
+                    .init(device);
+                channels = out;
+                conv
+            })
+            .collect();
+        let last = self.patch_size / reduction;
         Vit {
-            patch_embed: Conv2dConfig::new([3, d], [self.patch_size, self.patch_size])
-                .with_stride([self.patch_size, self.patch_size])
+            stem,
+            patch_embed: Conv2dConfig::new([channels, d], [last, last])
+                .with_stride([last, last])
                 .init(device),
             cls_token: small.init([1, 1, d], device),
             position: small.init([1, self.patches() + 1, d], device),
@@ -73,6 +107,7 @@ impl VitConfig {
                 })
                 .collect(),
             norm: LayerNormConfig::new(d).with_epsilon(1e-6).init(device),
+            patch_size: self.patch_size,
         }
     }
 }
@@ -83,7 +118,11 @@ impl Vit {
     /// # Shapes
     /// - images: `[batch, 3, size, size]` → `[batch, 1 + patches, d_model]`
     pub fn embed(&self, images: Tensor<4>) -> Tensor<3> {
-        let patches = self.patch_embed.forward(images); // [b, d, h, w]
+        let mut x = images;
+        for conv in &self.stem {
+            x = relu(conv.forward(x));
+        }
+        let patches = self.patch_embed.forward(x); // [b, d, h, w]
         let [batch, d, h, w] = patches.dims();
         let tokens = patches.reshape([batch, d, h * w]).swap_dims(1, 2);
         let cls = self.cls_token.val().expand([batch, 1, d]);
@@ -94,7 +133,7 @@ impl Vit {
     /// `[batch, patches, 3 * patch * patch]`.
     pub fn patchify(&self, images: Tensor<4>) -> Tensor<3> {
         let [batch, channels, height, width] = images.dims();
-        let p = self.patch_embed.weight.val().dims()[2];
+        let p = self.patch_size;
         let (h, w) = (height / p, width / p);
         images
             .reshape([batch, channels, h, p, w, p])
@@ -128,15 +167,44 @@ mod tests {
     #[test]
     fn patchify_lists_each_patch_channel_by_channel() {
         let device = Device::flex();
-        let vit = VitConfig::new().with_image_size(4).with_patch_size(2).with_d_model(8).with_layers(1).with_heads(2).init(&device);
+        let vit = VitConfig::new()
+            .with_image_size(4)
+            .with_patch_size(2)
+            .with_d_model(8)
+            .with_layers(1)
+            .with_heads(2)
+            .init(&device);
         // value = channel * 100 + row * 10 + column
-        let values: Vec<f32> = (0..3).flat_map(|c| (0..4).flat_map(move |y| (0..4).map(move |x| (c * 100 + y * 10 + x) as f32))).collect();
+        let values: Vec<f32> = (0..3)
+            .flat_map(|c| (0..4).flat_map(move |y| (0..4).map(move |x| (c * 100 + y * 10 + x) as f32)))
+            .collect();
         let images = Tensor::<4>::from_data(TensorData::new(values, [1, 3, 4, 4]), &device);
         let patches = vit.patchify(images);
         assert_eq!(patches.dims(), [1, 4, 12]);
         let v: Vec<f32> = patches.into_data().try_to_vec().unwrap();
         // Patch 1 is the top-right 2x2 block: columns 2..4 of rows 0..2.
-        assert_eq!(&v[12..24], &[2., 3., 12., 13., 102., 103., 112., 113., 202., 203., 212., 213.]);
-        assert_eq!(vit.forward(Tensor::zeros([2, 3, 4, 4], &device)).dims(), [2, 5, 8]);
+        assert_eq!(
+            &v[12..24],
+            &[2., 3., 12., 13., 102., 103., 112., 113., 202., 203., 212., 213.]
+        );
+        assert_eq!(
+            vit.forward(Tensor::zeros([2, 3, 4, 4], &device)).dims(),
+            [2, 5, 8]
+        );
+        // A convolutional stem keeps the token grid: 16 px, patch 8, two stride-2 convs.
+        let stem = VitConfig::new()
+            .with_image_size(16)
+            .with_patch_size(8)
+            .with_d_model(8)
+            .with_layers(1)
+            .with_heads(2)
+            .with_stem_channels(vec![4, 6])
+            .init(&device);
+        let tokens = stem.forward(Tensor::zeros([1, 3, 16, 16], &device));
+        assert_eq!(tokens.dims(), [1, 5, 8]);
+        assert_eq!(
+            stem.patchify(Tensor::zeros([1, 3, 16, 16], &device)).dims(),
+            [1, 4, 192]
+        );
     }
 }

@@ -236,7 +236,9 @@ pub fn masked_image_features(
     let predicted = model.mim.forward(encoded, text_states, padding_bias(text_mask));
     let predicted = predicted.slice([0..batch, 1..n]);
     let hide = keep.slice([0..batch, 1..n]).neg().add_scalar(1.0);
-    ((predicted - target).powf_scalar(2.0) * hide).sum().div_scalar(hidden_count * d_target as f32)
+    ((predicted - target).powf_scalar(2.0) * hide)
+        .sum()
+        .div_scalar(hidden_count * d_target as f32)
 }
 
 /// VQA: cross-entropy over the answer vocabulary.
@@ -315,13 +317,19 @@ mod tests {
         for step in 0..40 {
             let states = model.encode_text(text.ids.clone(), text.mask.clone());
             let mut rng = SplitMix64::new(step % 2);
-            let loss = masked_image_features(&model, images.clone(), states, text.mask.clone(), 0.5, &mut rng);
+            let loss =
+                masked_image_features(&model, images.clone(), states, text.mask.clone(), 0.5, &mut rng);
             losses.push(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(3e-3, model, grads);
         }
         // Normalised targets: an untrained head scores about 1.
         assert!(losses[0] > 0.5 && losses[0] < 3.0, "{}", losses[0]);
-        assert!(losses[39] < 0.7 * losses[0], "MIM {} -> {}", losses[0], losses[39]);
+        assert!(
+            losses[39] < 0.7 * losses[0],
+            "MIM {} -> {}",
+            losses[0],
+            losses[39]
+        );
     }
 }
