@@ -9,12 +9,23 @@ use serde::Serialize;
 
 use super::metrics;
 use super::predict;
-use crate::data::Format;
+use crate::data::store::ImageStore;
+use crate::data::{Format, Record};
 use crate::model::saved::SavedModel;
 use crate::model::DecodeOptions;
 use crate::train::datasets;
 use crate::train::error::{Result, TrainError};
 use crate::train::tasks::store_for;
+
+/// Decodes a dataset's images once; returns the store and each record's image index.
+fn decode_images<R: Record>(records: &[R], saved: &SavedModel) -> Result<(ImageStore, Vec<usize>)> {
+    let paths: Vec<PathBuf> = records.iter().map(|r| r.image().to_path_buf()).collect();
+    let (store, index) = store_for(&paths, &saved.preprocess)?;
+    let store = std::sync::Arc::try_unwrap(store)
+        .ok()
+        .expect("store not shared yet");
+    Ok((store, paths.iter().map(|p| index[p]).collect()))
+}
 
 fn metric_err(e: metrics::MetricsError) -> TrainError {
     TrainError::Invalid(format!("metric: {e}"))
@@ -47,9 +58,7 @@ pub fn caption(
     device: &Device,
 ) -> Result<CaptionReport> {
     let set = datasets::captions(data, format, split)?;
-    let paths: Vec<PathBuf> = set.records.iter().map(|r| r.image.clone()).collect();
-    let (store, index) = store_for(&paths, &saved.preprocess)?;
-    let indices: Vec<usize> = paths.iter().map(|p| index[p]).collect();
+    let (store, indices) = decode_images(&set.records, saved)?;
     let generated = predict::captions(saved, &store, &indices, opts, device)?;
     let references: Vec<Vec<String>> = set.records.iter().map(|r| r.captions.clone()).collect();
     let bleu = metrics::corpus_bleu_from_text(&generated, &references).map_err(metric_err)?;
@@ -100,12 +109,12 @@ pub fn vqa(
         )));
     }
     let set = datasets::questions(data, format, split)?;
-    let paths: Vec<PathBuf> = set.records.iter().map(|r| r.image.clone()).collect();
-    let (store, index) = store_for(&paths, &saved.preprocess)?;
+    let (store, indices) = decode_images(&set.records, saved)?;
     let questions: Vec<(usize, String)> = set
         .records
         .iter()
-        .map(|r| (index[&r.image], r.question.clone()))
+        .zip(&indices)
+        .map(|(r, &i)| (i, r.question.clone()))
         .collect();
     let predicted: Vec<String> = predict::answers(saved, &store, &questions, device)?
         .into_iter()
@@ -172,9 +181,7 @@ pub fn retrieval(
     device: &Device,
 ) -> Result<RetrievalReport> {
     let set = datasets::captions(data, format, split)?;
-    let paths: Vec<PathBuf> = set.records.iter().map(|r| r.image.clone()).collect();
-    let (store, index) = store_for(&paths, &saved.preprocess)?;
-    let image_idx: Vec<usize> = paths.iter().map(|p| index[p]).collect();
+    let (store, image_idx) = decode_images(&set.records, saved)?;
     let mut texts = Vec::new();
     let mut owner = Vec::new();
     for (i, r) in set.records.iter().enumerate() {
