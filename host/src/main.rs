@@ -248,6 +248,9 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
             for (t, acc) in &r.per_type {
                 println!("  {t:<24} {acc:.2}%");
             }
+            for (f, acc) in &r.per_family {
+                println!("    family {f:<17} {acc:.2}%");
+            }
             println!(
                 "macro P/R/F1  {:.2} / {:.2} / {:.2}",
                 r.macro_precision, r.macro_recall, r.macro_f1

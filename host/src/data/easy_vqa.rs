@@ -52,6 +52,7 @@ pub fn load(dir: &Path, split: Option<&str>, opts: LoadOptions) -> Result<Datase
                 answer: answer.to_string(),
                 answers: vec![answer.to_string()],
                 question_type: None,
+                family: None,
             },
             source: file.clone(),
             location,

@@ -27,6 +27,9 @@ pub struct VqaRecord {
     /// Question type when the source gives one (VQA v2 `question_type`, the
     /// synthetic scenes' `type`).
     pub question_type: Option<String>,
+    /// A finer grouping when the source has one (the synthetic scenes' `family`,
+    /// e.g. `shape`, `closest-colour`), reported separately by `edgevlm eval vqa`.
+    pub family: Option<String>,
 }
 
 /// Records are either captions or questions.

@@ -92,6 +92,7 @@ pub fn load_v2(dir: &Path, opts: LoadOptions) -> Result<Dataset<VqaRecord>> {
                 answer: ann.multiple_choice_answer.trim().to_string(),
                 answers,
                 question_type: ann.question_type.clone(),
+                family: None,
             },
             source: questions_file.clone(),
             location,
@@ -139,6 +140,8 @@ struct JsonlLine {
     answers: Vec<String>,
     #[serde(default, rename = "type")]
     question_type: Option<String>,
+    #[serde(default)]
+    family: Option<String>,
 }
 
 /// Loads the JSONL form; `path` is the file or a folder with `questions.jsonl`.
@@ -186,6 +189,7 @@ pub fn load_jsonl(path: &Path, opts: LoadOptions) -> Result<Dataset<VqaRecord>> 
                 answer: rec.answer.trim().to_string(),
                 answers,
                 question_type: rec.question_type,
+                family: rec.family,
             },
             source: file.clone(),
             location,
@@ -233,7 +237,7 @@ mod tests {
         write_png(&dir.path().join("images/0.png"), 4, 4);
         write_text(
             &dir.path().join("questions.jsonl"),
-            "{\"image\":\"images/0.png\",\"question\":\"what shape?\",\"answer\":\"circle\",\"type\":\"relational\"}\n\
+            "{\"image\":\"images/0.png\",\"question\":\"what shape?\",\"answer\":\"circle\",\"type\":\"relational\",\"family\":\"shape\"}\n\
              {\"image\":\"images/0.png\",\"question\":\"oops\"\n\
              \n\
              {\"image\":\"images/1.png\",\"question\":\"q\",\"answer\":\"a\"}\n",
@@ -241,6 +245,7 @@ mod tests {
         let ds = load_jsonl(dir.path(), LoadOptions::default()).unwrap();
         assert_eq!(ds.records.len(), 1);
         assert_eq!(ds.records[0].question_type.as_deref(), Some("relational"));
+        assert_eq!(ds.records[0].family.as_deref(), Some("shape"));
         assert_eq!(ds.skipped.count, 2);
         let err = load_jsonl(
             dir.path(),

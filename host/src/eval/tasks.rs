@@ -90,6 +90,8 @@ pub struct VqaReport {
     pub accuracy: f64,
     pub metric: &'static str,
     pub per_type: BTreeMap<String, f64>,
+    /// Exact-match accuracy per question family, when the data names families.
+    pub per_family: BTreeMap<String, f64>,
     pub macro_precision: f64,
     pub macro_recall: f64,
     pub macro_f1: f64,
@@ -153,12 +155,25 @@ pub fn vqa(
                 .collect(),
         )
     };
+    let mut families: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (r, p) in set.records.iter().zip(&predicted) {
+        if let Some(f) = &r.family {
+            let entry = families.entry(f.clone()).or_default();
+            entry.0 += (p == &r.answer) as usize;
+            entry.1 += 1;
+        }
+    }
+    let per_family = families
+        .into_iter()
+        .map(|(k, (c, n))| (k, 100.0 * c as f64 / n as f64))
+        .collect();
     let macro_scores = metrics::macro_precision_recall_f1(&truth, &predicted).map_err(metric_err)?;
     Ok(VqaReport {
         questions: truth.len(),
         accuracy,
         metric: if soft { "vqa-soft-accuracy" } else { "exact-match" },
         per_type,
+        per_family,
         macro_precision: macro_scores.precision * 100.0,
         macro_recall: macro_scores.recall * 100.0,
         macro_f1: macro_scores.f1 * 100.0,
