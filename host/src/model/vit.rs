@@ -207,4 +207,37 @@ mod tests {
             [1, 4, 192]
         );
     }
+
+    #[test]
+    fn a_pixel_changes_only_its_own_patch_token() {
+        let device = Device::flex();
+        for stem in [vec![], vec![4, 6]] {
+            let vit = VitConfig::new()
+                .with_image_size(16)
+                .with_patch_size(8)
+                .with_d_model(8)
+                .with_layers(1)
+                .with_heads(2)
+                .with_stem_channels(stem)
+                .init(&device);
+            let base = vit.embed(Tensor::zeros([1, 3, 16, 16], &device));
+            // Pixel (x, y) lies in patch (y / 8) * 2 + x / 8, which is token 1 + that.
+            for (x, y, token) in [(1usize, 1usize, 1usize), (12, 2, 2), (3, 13, 3), (14, 14, 4)] {
+                let mut v = vec![0f32; 3 * 16 * 16];
+                for c in 0..3 {
+                    v[c * 256 + y * 16 + x] = 5.0;
+                }
+                let embedded = vit.embed(Tensor::from_data(TensorData::new(v, [1, 3, 16, 16]), &device));
+                let diff: Vec<f32> = (embedded - base.clone())
+                    .abs()
+                    .sum_dim(2)
+                    .into_data()
+                    .try_to_vec()
+                    .unwrap();
+                for (t, d) in diff.iter().enumerate() {
+                    assert_eq!(*d > 0.0, t == token, "pixel ({x},{y}): token diffs {diff:?}");
+                }
+            }
+        }
+    }
 }
