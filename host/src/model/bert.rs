@@ -4,7 +4,7 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig};
+use burn::nn::{Embedding, EmbeddingConfig, Initializer, LayerNorm, LayerNormConfig, Linear, LinearConfig};
 use burn::tensor::{Device, Int, Tensor};
 
 use super::attention::{padding_bias, Attention, AttentionConfig};
@@ -94,13 +94,21 @@ impl BertLayer {
     }
 }
 
+/// An embedding table initialised as BERT does (normal, std 0.02): burn's default
+/// N(0, 1) would make the logits of heads tied to it start out huge.
+pub fn embedding(rows: usize, d: usize, device: &Device) -> Embedding {
+    EmbeddingConfig::new(rows, d)
+        .with_initializer(Initializer::Normal { mean: 0.0, std: 0.02 })
+        .init(device)
+}
+
 impl BertConfig {
     pub fn init(&self, device: &Device) -> Bert {
         let d = self.d_model;
         Bert {
-            word_embeddings: EmbeddingConfig::new(self.vocab_size, d).init(device),
-            position_embeddings: EmbeddingConfig::new(self.max_positions, d).init(device),
-            token_type_embeddings: EmbeddingConfig::new(self.type_vocab_size, d).init(device),
+            word_embeddings: embedding(self.vocab_size, d, device),
+            position_embeddings: embedding(self.max_positions, d, device),
+            token_type_embeddings: embedding(self.type_vocab_size, d, device),
             embeddings_norm: LayerNormConfig::new(d)
                 .with_epsilon(self.layer_norm_eps)
                 .init(device),

@@ -4,11 +4,12 @@
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Embedding, EmbeddingConfig, LayerNorm, LayerNormConfig};
+use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 use super::attention::{causal_bias, Attention, AttentionConfig};
+use super::bert::embedding;
 use super::feed_forward::{FeedForward, FeedForwardConfig};
 
 #[derive(Config, Debug)]
@@ -51,8 +52,8 @@ impl CaptionDecoderConfig {
     pub fn init(&self, device: &Device) -> CaptionDecoder {
         let d = self.d_model;
         CaptionDecoder {
-            token_embedding: EmbeddingConfig::new(self.vocab_size, d).init(device),
-            position_embedding: EmbeddingConfig::new(self.max_len, d).init(device),
+            token_embedding: embedding(self.vocab_size, d, device),
+            position_embedding: embedding(self.max_len, d, device),
             layers: (0..self.layers)
                 .map(|_| DecoderLayer {
                     self_norm: LayerNormConfig::new(d).init(device),
