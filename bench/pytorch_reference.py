@@ -37,7 +37,8 @@ import torch.nn.functional as F
 # ---------------------------------------------------------------------------
 
 IMAGE_SIZE = 64
-PATCH_SIZE = 8
+PATCH_SIZE = 16
+STEM_CHANNELS = (32, 64)  # 3x3 stride-2 convs (padding 1, ReLU) before the patch projection
 D = 128  # d_model of every part
 VIT_LAYERS, VIT_HEADS, MLP_RATIO = 3, 4, 4
 TEXT_LAYERS, TEXT_HEADS, TEXT_INTERMEDIATE, MAX_POSITIONS, TYPE_VOCAB = 2, 4, 512, 64, 2
@@ -132,12 +133,18 @@ class VitBlock(nn.Module):
 
 
 class Vit(nn.Module):
-    """vit.rs: conv patch embedding, [CLS], learned positions, pre-LN blocks, final LN."""
+    """vit.rs: conv stem, conv patch embedding, [CLS], learned positions, pre-LN blocks, final LN."""
 
     def __init__(self):
         super().__init__()
         patches = (IMAGE_SIZE // PATCH_SIZE) ** 2
-        self.patch_embed = nn.Conv2d(3, D, PATCH_SIZE, stride=PATCH_SIZE)
+        channels, stem = 3, []
+        for out in STEM_CHANNELS:
+            stem.append(nn.Conv2d(channels, out, 3, stride=2, padding=1))
+            channels = out
+        self.stem = nn.ModuleList(stem)
+        last = PATCH_SIZE // 2 ** len(STEM_CHANNELS)  # 16 px patch -> 4x4 on the stem's output
+        self.patch_embed = nn.Conv2d(channels, D, last, stride=last)
         self.cls_token = nn.Parameter(torch.randn(1, 1, D) * 0.02)
         self.position = nn.Parameter(torch.randn(1, patches + 1, D) * 0.02)
         self.blocks = nn.ModuleList(VitBlock() for _ in range(VIT_LAYERS))
@@ -145,10 +152,19 @@ class Vit(nn.Module):
 
     def embed(self, images):
         # [b, 3, s, s] -> [b, 1 + patches, d]
-        p = self.patch_embed(images)  # [b, d, h, w]
+        x = images
+        for conv in self.stem:
+            x = F.relu(conv(x))  # halves the resolution: [b, c, s/2, s/2]
+        p = self.patch_embed(x)  # [b, d, h, w]
         tokens = p.flatten(2).transpose(1, 2)  # [b, h*w, d]
         cls = self.cls_token.expand(p.shape[0], 1, D)
         return torch.cat([cls, tokens], dim=1) + self.position
+
+    def patchify(self, images):
+        # [b, 3, s, s] -> [b, patches, 3 * p * p], patch-token order, channel by channel
+        b, c, s, _ = images.shape
+        p, g = PATCH_SIZE, s // PATCH_SIZE
+        return images.reshape(b, c, g, p, g, p).permute(0, 2, 4, 1, 3, 5).reshape(b, g * g, c * p * p)
 
     def encode(self, x):
         for block in self.blocks:
@@ -195,6 +211,8 @@ class Bert(nn.Module):
             BertLayer(D, TEXT_HEADS, TEXT_INTERMEDIATE) for _ in range(TEXT_LAYERS)
         )
         self.pooler = nn.Linear(D, D)  # unused by the training steps, kept for parameter parity
+        for table in (self.word_embeddings, self.position_embeddings, self.token_type_embeddings):
+            nn.init.normal_(table.weight, std=0.02)  # bert.rs `embedding`: N(0, 0.02)
 
     def embed(self, ids):
         # [b, len] -> [b, len, d]
@@ -263,20 +281,20 @@ class MlmHead(nn.Module):
 
 
 class MimHead(nn.Module):
-    """heads.rs: mask token at ViT input; BertLayer cross-attending to text; Linear."""
+    """heads.rs: mask token at ViT input; BertLayer cross-attending to text; Linear to pixels."""
 
     def __init__(self):
         super().__init__()
         self.mask_token = nn.Parameter(torch.randn(1, 1, D) * 0.02)
         self.layer = BertLayer(D, VIT_HEADS, 2 * D, d_context=D)
-        self.output = nn.Linear(D, D)
+        self.output = nn.Linear(D, 3 * PATCH_SIZE**2)  # 128 -> 768 pixels per patch
 
     def mask(self, embedded, keep):
         # embedded: [b, n, d]; keep: [b, n, 1] (1 = visible)
         return embedded * keep + self.mask_token.expand_as(embedded) * (1.0 - keep)
 
     def forward(self, encoded, text, text_bias):
-        # [b, n, d] attending to text [b, len, d] -> predicted patch embeddings [b, n, d]
+        # [b, n, d] attending to text [b, len, d] -> predicted patch pixels [b, n, 3*p*p]
         return self.output(self.layer(encoded, None, text, text_bias))
 
 
@@ -321,6 +339,8 @@ class CaptionDecoder(nn.Module):
         self.position_embedding = nn.Embedding(DECODER_MAX_LEN, D)
         self.layers = nn.ModuleList(DecoderLayer() for _ in range(DECODER_LAYERS))
         self.norm = nn.LayerNorm(D, eps=1e-5)
+        for table in (self.token_embedding, self.position_embedding):
+            nn.init.normal_(table.weight, std=0.02)
 
     def forward(self, ids, image):
         # ids: [b, len]; image: [b, n, d] -> logits [b, len, vocab]
@@ -415,16 +435,20 @@ def masked_language_model(model, image_tokens, corrupted, mask, targets, weights
 
 
 def masked_image_features(model, images, text_states, text_mask):
-    """Hide 30% of patches at the ViT input; regress their detached embeddings. MSE."""
+    """Hide 30% of patches at the ViT input; regress their per-patch-normalised pixels. MSE."""
+    target = model.vision.patchify(images)  # [b, patches, 3*p*p]
+    b, patches, d_target = target.shape
+    mean = target.mean(dim=2, keepdim=True)
+    var = (target - mean).pow(2).mean(dim=2, keepdim=True)
+    target = (target - mean) / (var + 1e-6).sqrt()
     embedded = model.vision.embed(images)  # [b, n, d]
-    b, n, d = embedded.shape
-    hidden = max(1, round((n - 1) * MIM_RATIO))
-    chosen = torch.rand(b, n - 1).argsort(dim=1)[:, :hidden] + 1  # patch positions, never [CLS]
+    n = patches + 1
+    hidden = max(1, round(patches * MIM_RATIO))  # 5 of 16
+    chosen = torch.rand(b, patches).argsort(dim=1)[:, :hidden] + 1  # patch positions, never [CLS]
     keep = torch.ones(b, n).scatter_(1, chosen, 0.0)[:, :, None]  # [b, n, 1]
-    target = embedded.detach()
     encoded = model.vision.encode(model.mim.mask(embedded, keep))
-    predicted = model.mim(encoded, text_states, padding_bias(text_mask))
-    return ((predicted - target).pow(2) * (1.0 - keep)).sum() / (b * hidden * d)
+    predicted = model.mim(encoded, text_states, padding_bias(text_mask))[:, 1:]  # [b, patches, 3*p*p]
+    return ((predicted - target).pow(2) * (1.0 - keep[:, 1:])).sum() / (b * hidden * d_target)
 
 
 def pretrain_loss(model, batch):
