@@ -2,7 +2,7 @@
 //! cropped once (by the shared pipeline), then normalised per batch. Epochs after the
 //! first cost no decoding at all.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use edgevlm_shared::preprocess::{load_image, normalize, resize_and_crop};
 use edgevlm_shared::PreprocessConfig;
@@ -41,10 +41,6 @@ impl ImageStore {
 
     pub fn config(&self) -> &PreprocessConfig {
         &self.cfg
-    }
-
-    pub fn index_of(&self, path: &Path) -> Option<usize> {
-        self.paths.iter().position(|p| p == path)
     }
 
     /// Per-channel mean and standard deviation of the stored pixels (in [0, 1]), over

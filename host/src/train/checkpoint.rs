@@ -47,9 +47,9 @@ pub fn save(run: &Path, model: &EdgeVlm, optim: &ModuleOptimizer, state: TrainSt
         &serde_json::to_vec(&state).expect("plain data"),
     )?;
     for f in ["model.bpk", "optim.bpk"] {
-        sync_file(&staging.join(f))?;
+        sync(&staging.join(f))?;
     }
-    sync_dir(&staging)?;
+    sync(&staging)?;
 
     let (current, previous) = (run.join(CHECKPOINT), run.join(PREVIOUS));
     if previous.exists() {
@@ -59,7 +59,7 @@ pub fn save(run: &Path, model: &EdgeVlm, optim: &ModuleOptimizer, state: TrainSt
         fs::rename(&current, &previous).map_err(|e| TrainError::io(&current, e))?;
     }
     fs::rename(&staging, &current).map_err(|e| TrainError::io(&staging, e))?;
-    sync_dir(run)?;
+    sync(run)?;
     if previous.exists() {
         fs::remove_dir_all(&previous).map_err(|e| TrainError::io(&previous, e))?;
     }
@@ -105,13 +105,8 @@ pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
     f.sync_all().map_err(|e| TrainError::io(path, e))
 }
 
-fn sync_file(path: &Path) -> Result<()> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| TrainError::io(path, e))
-}
-
-fn sync_dir(path: &Path) -> Result<()> {
+/// Flushes a file or a folder (its entries, after renames) to disk.
+fn sync(path: &Path) -> Result<()> {
     fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| TrainError::io(path, e))

@@ -69,13 +69,6 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
         let preprocess = PreprocessConfig::symmetric(config.vision.image_size as u32);
         (config, preprocess, tokenizer)
     };
-    let tokenizer = TextTokenizer::from_json(&tokenizer.to_json()?, config.decoder.max_len, None)?;
-    save_meta(&job.out, &config, &preprocess, &tokenizer, &[])?;
-    let train_path = job.out.join("train.json");
-    job.train
-        .save(&train_path)
-        .map_err(|e| TrainError::io(&train_path, e))?;
-
     let mut set = pair_set(&train.records, &tokenizer, &preprocess)?;
     let preprocess = if resuming {
         preprocess
@@ -89,13 +82,17 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
             std,
             ..preprocess
         };
-        save_meta(&job.out, &config, &stats, &tokenizer, &[])?;
         let store = std::sync::Arc::try_unwrap(set.store)
             .ok()
             .expect("store not shared yet");
         set.store = std::sync::Arc::new(store.with_config(stats.clone()));
         stats
     };
+    save_meta(&job.out, &config, &preprocess, &tokenizer, &[])?;
+    let train_path = job.out.join("train.json");
+    job.train
+        .save(&train_path)
+        .map_err(|e| TrainError::io(&train_path, e))?;
     let heldout = match &job.heldout {
         Some(path) => {
             let records = datasets::captions(path, job.format, None)?;

@@ -180,12 +180,7 @@ mod tests {
     #[test]
     fn raw_text_goes_through_the_coco_tokenizer() {
         for (name, set) in caption_sets() {
-            let candidates: Vec<&str> = set.images.iter().map(|image| image.candidate.as_str()).collect();
-            let references: Vec<Vec<&str>> = set
-                .images
-                .iter()
-                .map(|image| image.references.iter().map(String::as_str).collect())
-                .collect();
+            let (candidates, references) = set.raw_texts();
             let scores = corpus_bleu_from_text(&candidates, &references).expect("valid set");
             for order in 0..BLEU_MAX_ORDER {
                 assert_close(

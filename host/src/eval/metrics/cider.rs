@@ -191,12 +191,7 @@ mod tests {
     #[test]
     fn raw_text_goes_through_the_coco_tokenizer() {
         for (name, set) in caption_sets() {
-            let candidates: Vec<&str> = set.images.iter().map(|image| image.candidate.as_str()).collect();
-            let references: Vec<Vec<&str>> = set
-                .images
-                .iter()
-                .map(|image| image.references.iter().map(String::as_str).collect())
-                .collect();
+            let (candidates, references) = set.raw_texts();
             let scores = cider_d_from_text(&candidates, &references).expect("valid set");
             assert_close(scores.corpus, set.cider, 1e-12, &format!("{name} CIDEr-D"));
         }

@@ -37,6 +37,17 @@ impl CaptionSet {
             .collect()
     }
 
+    /// Candidates and references as raw, untokenized text.
+    pub fn raw_texts(&self) -> (Vec<&str>, Vec<Vec<&str>>) {
+        let candidates = self.images.iter().map(|image| image.candidate.as_str()).collect();
+        let references = self
+            .images
+            .iter()
+            .map(|image| image.references.iter().map(String::as_str).collect())
+            .collect();
+        (candidates, references)
+    }
+
     pub fn references(&self) -> Vec<Vec<Vec<String>>> {
         self.images
             .iter()
