@@ -13,7 +13,7 @@ use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::PaddingConfig2d;
 use burn::nn::{Initializer, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::relu;
-use burn::tensor::{Device, Tensor};
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::attention::{Attention, AttentionConfig};
 use super::feed_forward::{FeedForward, FeedForwardConfig};
@@ -97,7 +97,13 @@ impl VitConfig {
                 .with_stride([last, last])
                 .init(device),
             cls_token: small.init([1, 1, d], device),
-            position: small.init([1, self.patches() + 1, d], device),
+            position: Param::from_tensor(Tensor::from_data(
+                TensorData::new(
+                    sincos_positions(self.image_size / self.patch_size, d),
+                    [1, self.patches() + 1, d],
+                ),
+                device,
+            )),
             blocks: (0..self.layers)
                 .map(|_| VitBlock {
                     norm1: LayerNormConfig::new(d).with_epsilon(1e-6).init(device),
@@ -110,6 +116,37 @@ impl VitConfig {
             patch_size: self.patch_size,
         }
     }
+}
+
+/// 2-D sine-cosine positions for a `grid`x`grid` token map plus a zero row for
+/// [CLS] (MAE, He et al. 2022): half the channels encode the row, half the column.
+/// They start the learned positions because tokens that already know where they are
+/// let "left of"/"closest to" questions train from the first step; a 0.02-scale
+/// random start leaves the position signal far below the patch content for hundreds
+/// of steps.
+pub fn sincos_positions(grid: usize, d: usize) -> Vec<f32> {
+    assert!(
+        d.is_multiple_of(4),
+        "d_model {d} must be divisible by 4 for 2-D sin-cos positions"
+    );
+    let quarter = d / 4;
+    let mut values = vec![0f32; d]; // [CLS]
+    for row in 0..grid {
+        for column in 0..grid {
+            for coordinate in [row, column] {
+                let (sines, cosines): (Vec<f32>, Vec<f32>) = (0..quarter)
+                    .map(|i| {
+                        let omega = 1.0 / 10000f32.powf(i as f32 / quarter as f32);
+                        let angle = coordinate as f32 * omega;
+                        (angle.sin(), angle.cos())
+                    })
+                    .unzip();
+                values.extend(sines);
+                values.extend(cosines);
+            }
+        }
+    }
+    values
 }
 
 impl Vit {
@@ -162,7 +199,26 @@ impl Vit {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use burn::tensor::TensorData;
+
+    #[test]
+    fn sincos_positions_tell_rows_and_columns_apart() {
+        let (grid, d) = (4, 8);
+        let p = sincos_positions(grid, d);
+        assert_eq!(p.len(), (grid * grid + 1) * d);
+        assert!(p[..d].iter().all(|&v| v == 0.0), "[CLS] row is zero");
+        let token = |row: usize, column: usize| &p[(1 + row * grid + column) * d..][..d];
+        // Row channels come first: sin(row), sin(row/100), cos(row), cos(row/100).
+        assert_eq!(token(0, 0), &[0., 0., 1., 1., 0., 0., 1., 1.]);
+        let t = token(2, 3);
+        assert!((t[0] - 2f32.sin()).abs() < 1e-6 && (t[1] - 0.02f32.sin()).abs() < 1e-6);
+        assert!((t[4] - 3f32.sin()).abs() < 1e-6 && (t[6] - 3f32.cos()).abs() < 1e-6);
+        // Every token differs from every other.
+        for a in 0..grid * grid {
+            for b in a + 1..grid * grid {
+                assert_ne!(token(a / grid, a % grid), token(b / grid, b % grid));
+            }
+        }
+    }
 
     #[test]
     fn patchify_lists_each_patch_channel_by_channel() {
