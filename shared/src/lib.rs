@@ -5,10 +5,12 @@
 //! on the board: preprocessing, tokenization, configuration types and the synthetic
 //! scene generator live here and nowhere else. No burn or tract types appear here.
 
+pub mod bundle;
 pub mod config;
 pub mod error;
 pub mod preprocess;
 pub mod rng;
+pub mod search;
 pub mod synth;
 pub mod tokenizer;
 

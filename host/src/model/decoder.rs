@@ -11,6 +11,7 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use super::attention::{causal_bias, Attention, AttentionConfig};
 use super::bert::embedding;
 use super::feed_forward::{FeedForward, FeedForwardConfig};
+use edgevlm_shared::search::{self, NextToken};
 
 #[derive(Config, Debug)]
 pub struct CaptionDecoderConfig {
@@ -72,25 +73,7 @@ impl CaptionDecoderConfig {
     }
 }
 
-/// Decoding settings.
-#[derive(Debug, Clone, Copy)]
-pub struct DecodeOptions {
-    /// 1 = greedy.
-    pub beam_size: usize,
-    /// GNMT length penalty exponent; 0 = none.
-    pub length_penalty: f32,
-    pub max_len: usize,
-}
-
-impl Default for DecodeOptions {
-    fn default() -> Self {
-        Self {
-            beam_size: 1,
-            length_penalty: 0.6,
-            max_len: 40,
-        }
-    }
-}
+pub use edgevlm_shared::search::DecodeOptions;
 
 impl CaptionDecoder {
     pub fn max_len(&self) -> usize {
@@ -142,104 +125,60 @@ impl CaptionDecoder {
         values.chunks(vocab).map(<[f32]>::to_vec).collect()
     }
 
-    /// Generates token ids (without [CLS]/[SEP]) for each image.
+    /// Generates token ids (without [CLS]/[SEP]) for each image, with the search
+    /// the device uses too (`edgevlm_shared::search`).
     ///
     /// # Shapes
     /// - image: `[batch, n, d_image]`
     pub fn generate(&self, image: Tensor<3>, bos: u32, eos: u32, opts: DecodeOptions) -> Vec<Vec<u32>> {
         let max_len = opts.max_len.min(self.max_len);
-        if opts.beam_size <= 1 {
-            return self.greedy(image, bos, eos, max_len);
-        }
         let [batch, n, d] = image.dims();
-        (0..batch)
-            .map(|i| {
-                let one = image.clone().narrow(0, i, 1).reshape([1, n, d]);
-                self.beam(one, bos, eos, max_len, opts)
-            })
-            .collect()
-    }
-
-    fn greedy(&self, image: Tensor<3>, bos: u32, eos: u32, max_len: usize) -> Vec<Vec<u32>> {
-        let batch = image.dims()[0];
-        let mut seqs = vec![vec![bos]; batch];
-        let mut done = vec![false; batch];
-        while seqs[0].len() < max_len && done.iter().any(|d| !d) {
-            let log_probs = self.next_log_probs(&seqs, image.clone());
-            for (i, lp) in log_probs.iter().enumerate() {
-                let next = if done[i] { eos } else { argmax(lp) };
-                done[i] |= next == eos;
-                seqs[i].push(next);
-            }
+        let result = if opts.beam_size <= 1 {
+            search::greedy(&mut Prefixes { decoder: self, image }, batch, bos, eos, max_len)
+        } else {
+            (0..batch)
+                .map(|i| {
+                    let one = image.clone().narrow(0, i, 1).reshape([1, n, d]);
+                    search::beam(
+                        &mut Prefixes {
+                            decoder: self,
+                            image: one,
+                        },
+                        bos,
+                        eos,
+                        max_len,
+                        opts,
+                    )
+                })
+                .collect()
+        };
+        match result {
+            Ok(seqs) => seqs,
+            Err(never) => match never {},
         }
-        seqs.into_iter().map(|s| strip(&s, eos)).collect()
-    }
-
-    fn beam(&self, image: Tensor<3>, bos: u32, eos: u32, max_len: usize, opts: DecodeOptions) -> Vec<u32> {
-        let [_, n, d] = image.dims();
-        let penalty = |len: usize| ((5.0 + len as f32) / 6.0).powf(opts.length_penalty);
-        let mut beams: Vec<(Vec<u32>, f32)> = vec![(vec![bos], 0.0)];
-        let mut finished: Vec<(Vec<u32>, f32)> = Vec::new();
-        while !beams.is_empty() && beams[0].0.len() < max_len {
-            let prefixes: Vec<Vec<u32>> = beams.iter().map(|b| b.0.clone()).collect();
-            let images = image.clone().expand([prefixes.len(), n, d]);
-            let log_probs = self.next_log_probs(&prefixes, images);
-            let mut candidates: Vec<(Vec<u32>, f32)> = Vec::new();
-            for ((seq, score), lp) in beams.iter().zip(&log_probs) {
-                for token in top_k(lp, opts.beam_size) {
-                    let mut next = seq.clone();
-                    next.push(token);
-                    candidates.push((next, score + lp[token as usize]));
-                }
-            }
-            candidates.sort_by(|a, b| b.1.total_cmp(&a.1));
-            beams.clear();
-            for (seq, score) in candidates {
-                if beams.len() >= opts.beam_size {
-                    break;
-                }
-                if seq.last() == Some(&eos) {
-                    let words = seq.len() - 2;
-                    finished.push((seq, score / penalty(words)));
-                } else {
-                    beams.push((seq, score));
-                }
-            }
-            let best_done = finished.iter().map(|f| f.1).fold(f32::NEG_INFINITY, f32::max);
-            // No live beam can still beat the best finished one once the penalty stops helping.
-            if finished.len() >= opts.beam_size && beams.iter().all(|b| b.1 / penalty(max_len) < best_done) {
-                break;
-            }
-        }
-        for (seq, score) in beams {
-            let words = seq.len() - 1;
-            finished.push((seq, score / penalty(words)));
-        }
-        finished
-            .into_iter()
-            .max_by(|a, b| a.1.total_cmp(&b.1))
-            .map(|(seq, _)| strip(&seq, eos))
-            .unwrap_or_default()
     }
 }
 
-fn argmax(values: &[f32]) -> u32 {
-    values
-        .iter()
-        .enumerate()
-        .max_by(|a, b| a.1.total_cmp(b.1))
-        .map(|(i, _)| i as u32)
-        .unwrap_or(0)
+/// The decoder over whole prefixes (no cache: training-time code, recomputes).
+struct Prefixes<'a> {
+    decoder: &'a CaptionDecoder,
+    image: Tensor<3>,
 }
 
-fn top_k(values: &[f32], k: usize) -> Vec<u32> {
-    let mut idx: Vec<u32> = (0..values.len() as u32).collect();
-    idx.sort_by(|&a, &b| values[b as usize].total_cmp(&values[a as usize]));
-    idx.truncate(k);
-    idx
-}
+impl NextToken for Prefixes<'_> {
+    type Error = std::convert::Infallible;
 
-/// Drops the leading [CLS] and everything from the first [SEP].
-fn strip(seq: &[u32], eos: u32) -> Vec<u32> {
-    seq.iter().skip(1).take_while(|&&t| t != eos).copied().collect()
+    fn next_log_probs(
+        &mut self,
+        prefixes: &[Vec<u32>],
+        _parents: Option<&[usize]>,
+    ) -> Result<Vec<Vec<f32>>, Self::Error> {
+        let [images, n, d] = self.image.dims();
+        let image = if images == prefixes.len() {
+            self.image.clone()
+        } else {
+            self.image.clone().expand([prefixes.len(), n, d])
+        };
+        Ok(self.decoder.next_log_probs(prefixes, image))
+    }
 }

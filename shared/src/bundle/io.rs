@@ -1,0 +1,40 @@
+//! Names of the bundle's graphs and of their inputs and outputs, shared by the
+//! exporter and the device runtime.
+
+pub const IMAGE_ENCODER: &str = "image_encoder";
+pub const TEXT_ENCODER: &str = "text_encoder";
+pub const VQA: &str = "vqa";
+pub const CAPTION_DECODER: &str = "caption_decoder";
+pub const CAPTION_STEP: &str = "caption_decoder_step";
+
+/// `[n, 3, s, s]` f32, preprocessed by `preprocess_image`.
+pub const IMAGE: &str = "image";
+/// `[n, 1 + patches, d]` f32.
+pub const IMAGE_TOKENS: &str = "image_tokens";
+/// `[n, d_embed]` f32, unit length.
+pub const EMBEDDING: &str = "embedding";
+/// `[n, len]` int64 token ids.
+pub const IDS: &str = "ids";
+/// `[n, len]` f32, 1 for tokens, 0 for padding.
+pub const MASK: &str = "mask";
+/// `[1]` int64: the position of the step's token.
+pub const POSITION: &str = "position";
+pub const LOGITS: &str = "logits";
+
+pub fn past_key(layer: usize) -> String {
+    format!("past_key_{layer}")
+}
+pub fn past_value(layer: usize) -> String {
+    format!("past_value_{layer}")
+}
+pub fn present_key(layer: usize) -> String {
+    format!("present_key_{layer}")
+}
+pub fn present_value(layer: usize) -> String {
+    format!("present_value_{layer}")
+}
+
+/// File name of a graph inside a bundle.
+pub fn graph_file(graph: &str) -> String {
+    format!("{graph}.onnx")
+}
