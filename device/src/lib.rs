@@ -1,4 +1,7 @@
-//! edgevlm-device: the firmware side. It shares preprocessing, tokenization and
-//! configs with the trainer through `edgevlm-shared`, and never links burn.
+//! edgevlm-device: the firmware side. It shares preprocessing, tokenization, the
+//! bundle format and caption search with the trainer through `edgevlm-shared`, and
+//! runs the exported graphs with tract; it never links burn.
+
+pub mod runtime;
 
 pub use edgevlm_shared as shared;

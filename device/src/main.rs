@@ -1,9 +1,17 @@
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
-use clap::{Parser, Subcommand};
+use clap::{Args, Parser, Subcommand};
+use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::bundle::Bundle;
+use edgevlm_shared::preprocess::load_image;
+use edgevlm_shared::search::DecodeOptions;
 use edgevlm_shared::{preprocess_file, PreprocessConfig};
+
+mod bench;
+mod info;
 
 #[derive(Parser)]
 #[command(
@@ -12,12 +20,85 @@ use edgevlm_shared::{preprocess_file, PreprocessConfig};
     about = "edgevlm firmware: on-device captioning and VQA"
 )]
 struct Cli {
+    /// Threads for tract's matrix products (1 = single-threaded).
+    #[arg(long, global = true, default_value_t = 1)]
+    threads: usize,
     #[command(subcommand)]
     command: Command,
 }
 
+#[derive(Args)]
+struct ModelArgs {
+    /// Bundle written by `edgevlm export`.
+    #[arg(long)]
+    bundle: PathBuf,
+}
+
+#[derive(Args, Clone, Copy)]
+pub struct SearchArgs {
+    /// Beam size (1 = greedy).
+    #[arg(long, default_value_t = 1)]
+    beam: usize,
+    /// GNMT length penalty exponent.
+    #[arg(long, default_value_t = 0.6)]
+    length_penalty: f32,
+}
+
+impl SearchArgs {
+    pub fn options(self) -> DecodeOptions {
+        DecodeOptions {
+            beam_size: self.beam.max(1),
+            length_penalty: self.length_penalty,
+            ..Default::default()
+        }
+    }
+}
+
 #[derive(Subcommand)]
 enum Command {
+    /// Print a bundle's manifest: graphs, files and checksums, vocabularies, self-test.
+    Info { bundle: PathBuf },
+    /// Caption an image.
+    Caption {
+        image: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        search: SearchArgs,
+    },
+    /// Answer a question about an image.
+    Ask {
+        image: PathBuf,
+        question: String,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// ITC similarity of an image to each text.
+    Match {
+        image: PathBuf,
+        #[arg(required = true)]
+        texts: Vec<String>,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Run the bundle's golden self-test.
+    Selftest {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// Latency per stage and per caption (p50/p95) and peak RSS, as JSON.
+    Bench {
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Images to time (default: the bundle's self-test image).
+        images: Vec<PathBuf>,
+        #[arg(long, default_value_t = 20)]
+        runs: usize,
+        #[command(flatten)]
+        search: SearchArgs,
+        #[arg(long)]
+        report: Option<PathBuf>,
+    },
     /// Run the shared preprocessing on an image and write the CHW f32 tensor
     /// (little-endian) — the exact input the model sees on this board.
     Preprocess {
@@ -31,8 +112,93 @@ enum Command {
     },
 }
 
+fn load(model: &ModelArgs) -> Result<Runtime> {
+    let start = Instant::now();
+    let runtime = Runtime::load(&model.bundle)?;
+    eprintln!(
+        "loaded {} in {:.0} ms",
+        model.bundle.display(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(runtime)
+}
+
+fn encode(runtime: &Runtime, image: &Path) -> Result<edgevlm_device::runtime::EncodedImage> {
+    let pixels = load_image(image)?;
+    Ok(runtime.encode_image(&pixels)?)
+}
+
 fn main() -> Result<()> {
-    match Cli::parse().command {
+    let cli = Cli::parse();
+    if cli.threads > 1 {
+        use tract_linalg::multithread::{set_default_executor, Executor};
+        set_default_executor(Executor::multithread(cli.threads));
+    }
+    match cli.command {
+        Command::Info { bundle } => {
+            let b = Bundle::read(&bundle)?;
+            print!("{}", info::describe(&b, std::fs::metadata(&bundle)?.len()));
+        }
+        Command::Caption { image, model, search } => {
+            let runtime = load(&model)?;
+            let start = Instant::now();
+            let encoded = encode(&runtime, &image)?;
+            let caption = runtime.caption(&encoded, search.options())?;
+            println!("{caption}");
+            eprintln!("{:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+        }
+        Command::Ask {
+            image,
+            question,
+            model,
+        } => {
+            let runtime = load(&model)?;
+            let start = Instant::now();
+            let answer = runtime.answer(&encode(&runtime, &image)?, &question)?;
+            println!("{}", answer.answer);
+            let top: Vec<String> = answer.top.iter().map(|(a, p)| format!("{a} {p:.3}")).collect();
+            eprintln!(
+                "{} ({:.1} ms)",
+                top.join(", "),
+                start.elapsed().as_secs_f64() * 1e3
+            );
+        }
+        Command::Match { image, texts, model } => {
+            let runtime = load(&model)?;
+            let encoded = encode(&runtime, &image)?;
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            for (text, score) in texts.iter().zip(runtime.match_texts(&encoded, &refs)?) {
+                println!("{score:.4}  {text}");
+            }
+        }
+        Command::Selftest { model } => {
+            let runtime = load(&model)?;
+            let report = runtime.selftest()?;
+            println!(
+                "self-test passed: caption {:?}{}, embedding within {:.2e}",
+                report.caption,
+                report
+                    .answer
+                    .map(|a| format!(", answer {a:?}"))
+                    .unwrap_or_default(),
+                report.embedding_error
+            );
+        }
+        Command::Bench {
+            model,
+            images,
+            runs,
+            search,
+            report,
+        } => {
+            let runtime = load(&model)?;
+            let result = bench::run(&runtime, &images, runs.max(1), search.options(), cli.threads)?;
+            let json = serde_json::to_string_pretty(&result)?;
+            println!("{json}");
+            if let Some(path) = report {
+                std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+            }
+        }
         Command::Preprocess { image, config, out } => {
             let cfg = match config {
                 Some(path) => {

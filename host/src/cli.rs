@@ -33,9 +33,44 @@ pub enum Command {
     Ask(AskArgs),
     /// ITC similarity of an image to each text.
     Match(MatchArgs),
+    /// Export a model folder to a device bundle (ONNX graphs, tokenizer, self-test).
+    Export(ExportArgs),
+    /// Export with int8 weights and, given data, measure what quantization costs.
+    Quantize(QuantizeArgs),
     /// Benchmarks (speed and memory), written as JSON reports.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+#[derive(Args)]
+pub struct ExportArgs {
+    /// Model folder.
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Bundle file to write (e.g. models/NAME.bundle).
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Store weights as int8 (per output channel), about 4x smaller.
+    #[arg(long)]
+    pub int8: bool,
+    /// Bundle name (default: the output file's stem).
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Model version; devices refuse bundles not newer than the one they run.
+    #[arg(long, default_value_t = 1)]
+    pub model_version: u64,
+    /// Image for the golden self-test (default: a rendered synthetic scene).
+    #[arg(long)]
+    pub selftest_image: Option<PathBuf>,
+}
+
+#[derive(Args)]
+pub struct QuantizeArgs {
+    #[command(flatten)]
+    pub export: ExportArgs,
+    /// Held-out data: evaluate the f32 and int8 bundles on it and report the drop.
+    #[arg(long)]
+    pub data: Option<PathBuf>,
 }
 
 #[derive(Subcommand)]
@@ -212,7 +247,7 @@ pub struct FinetuneArgs {
 pub struct EvalArgs {
     #[arg(value_enum)]
     pub task: edgevlm::train::finetune::Task,
-    /// Model folder.
+    /// Model folder (run in burn), or an exported `.bundle` (run by the device runtime).
     #[arg(long)]
     pub model: PathBuf,
     #[command(flatten)]

@@ -14,6 +14,7 @@ use edgevlm::train::TrainConfig;
 use edgevlm_shared::TokenizerConfig;
 
 mod cli;
+mod ship;
 use cli::{BenchCommand, Cli, Command, DataCommand, FusionArg, TrainArgs};
 
 fn main() -> Result<()> {
@@ -94,6 +95,8 @@ fn main() -> Result<()> {
             println!("fine-tuned model written to {}", a.out.display());
         }
         Command::Eval(a) => eval(a)?,
+        Command::Export(a) => ship::export(a)?,
+        Command::Quantize(a) => ship::quantize(a)?,
         Command::Bench(BenchCommand::Train { steps, report }) => {
             let work = tempfile::tempdir()?;
             let result = edgevlm::bench::train(work.path(), steps.max(1), &training_device())?;
@@ -211,7 +214,21 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
 
 fn eval(a: cli::EvalArgs) -> Result<()> {
     let device = Device::flex();
-    let saved = SavedModel::load(&a.model, &device)?;
+    // A model folder runs in burn; a bundle file runs in the device runtime.
+    let saved;
+    let bundle;
+    let model: &dyn predict::Predictor = if a.model.is_file() {
+        bundle = predict::BundlePredictor {
+            runtime: edgevlm_device::runtime::Runtime::load(&a.model)?,
+        };
+        &bundle
+    } else {
+        saved = SavedModel::load(&a.model, &device)?;
+        &predict::BurnPredictor {
+            saved: &saved,
+            device: device.clone(),
+        }
+    };
     let (format, split) = (a.data.format, a.data.split.as_deref());
     let name = match a.task {
         Task::Caption => "caption",
@@ -219,10 +236,15 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
         Task::Retrieval => "retrieval",
     };
     let report_path: PathBuf = a.report.clone().unwrap_or_else(|| {
-        a.model.join(match split {
+        let file = match split {
             Some(s) => format!("eval-{name}-{s}.json"),
             None => format!("eval-{name}.json"),
-        })
+        };
+        if a.model.is_file() {
+            a.model.with_extension(file)
+        } else {
+            a.model.join(file)
+        }
     });
     let json = match a.task {
         Task::Caption => {
@@ -230,7 +252,7 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
                 beam_size: a.beam.max(1),
                 ..Default::default()
             };
-            let r = tasks::caption(&saved, &a.data.data, format, split, opts, &device)?;
+            let r = tasks::caption(model, &a.data.data, format, split, opts)?;
             println!("images     {}", r.images);
             for (n, b) in r.bleu.iter().enumerate() {
                 println!("BLEU-{}     {b:.1}", n + 1);
@@ -242,7 +264,7 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
             serde_json::to_string_pretty(&r)?
         }
         Task::Vqa => {
-            let r = tasks::vqa(&saved, &a.data.data, format, split, &device)?;
+            let r = tasks::vqa(model, &a.data.data, format, split)?;
             println!("questions  {}", r.questions);
             println!("accuracy   {:.2}% ({})", r.accuracy, r.metric);
             for (t, acc) in &r.per_type {
@@ -258,7 +280,7 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
             serde_json::to_string_pretty(&r)?
         }
         Task::Retrieval => {
-            let r = tasks::retrieval(&saved, &a.data.data, format, split, &device)?;
+            let r = tasks::retrieval(model, &a.data.data, format, split)?;
             println!("images {} texts {}", r.images, r.texts);
             let [i1, i5, i10] = r.image_to_text;
             let [t1, t5, t10] = r.text_to_image;

@@ -1,5 +1,7 @@
 //! Batched inference with a saved model: answers, captions and ITC embeddings.
-//! Used by `edgevlm eval`, `caption`, `ask` and `match`.
+//! Used by `edgevlm eval`, `caption`, `ask` and `match`. [`Predictor`] lets the
+//! evaluation run either the burn model or an exported bundle through the device
+//! runtime (to measure what quantization costs).
 
 use burn::module::Module;
 use burn::tensor::activation::softmax;
@@ -117,4 +119,135 @@ pub fn text_embeddings(
 
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| x * y).sum()
+}
+
+/// What the evaluation needs from a model, whichever engine runs it.
+pub trait Predictor {
+    fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig;
+    fn has_vqa(&self) -> bool;
+    /// Most likely answer and its probability for each (image index, question).
+    fn answers(
+        &self,
+        store: &ImageStore,
+        questions: &[(usize, String)],
+    ) -> crate::train::Result<Vec<(String, f32)>>;
+    fn captions(
+        &self,
+        store: &ImageStore,
+        indices: &[usize],
+        opts: DecodeOptions,
+    ) -> crate::train::Result<Vec<String>>;
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>>;
+    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>>;
+}
+
+/// The trained burn model.
+pub struct BurnPredictor<'a> {
+    pub saved: &'a SavedModel,
+    pub device: Device,
+}
+
+impl Predictor for BurnPredictor<'_> {
+    fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig {
+        &self.saved.preprocess
+    }
+    fn has_vqa(&self) -> bool {
+        !self.saved.answers.is_empty()
+    }
+    fn answers(
+        &self,
+        store: &ImageStore,
+        questions: &[(usize, String)],
+    ) -> crate::train::Result<Vec<(String, f32)>> {
+        answers(self.saved, store, questions, &self.device)
+    }
+    fn captions(
+        &self,
+        store: &ImageStore,
+        indices: &[usize],
+        opts: DecodeOptions,
+    ) -> crate::train::Result<Vec<String>> {
+        captions(self.saved, store, indices, opts, &self.device)
+    }
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>> {
+        Ok(image_embeddings(self.saved, store, indices, &self.device))
+    }
+    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
+        text_embeddings(self.saved, texts, &self.device)
+    }
+}
+
+/// An exported bundle, run by the device runtime (tract), one image at a time.
+pub struct BundlePredictor {
+    pub runtime: edgevlm_device::runtime::Runtime,
+}
+
+fn runtime_err(e: edgevlm_device::runtime::RuntimeError) -> crate::train::TrainError {
+    crate::train::TrainError::Invalid(e.to_string())
+}
+
+impl BundlePredictor {
+    fn encode(
+        &self,
+        store: &ImageStore,
+        index: usize,
+    ) -> crate::train::Result<edgevlm_device::runtime::EncodedImage> {
+        self.runtime
+            .encode_pixels(&store.batch(&[index]))
+            .map_err(runtime_err)
+    }
+}
+
+impl Predictor for BundlePredictor {
+    fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig {
+        &self.runtime.manifest.preprocess
+    }
+    fn has_vqa(&self) -> bool {
+        !self.runtime.manifest.answers.is_empty()
+    }
+    fn answers(
+        &self,
+        store: &ImageStore,
+        questions: &[(usize, String)],
+    ) -> crate::train::Result<Vec<(String, f32)>> {
+        let mut out = Vec::with_capacity(questions.len());
+        let mut current: Option<(usize, edgevlm_device::runtime::EncodedImage)> = None;
+        for (image, question) in questions {
+            if current.as_ref().map(|c| c.0) != Some(*image) {
+                current = Some((*image, self.encode(store, *image)?));
+            }
+            let encoded = &current.as_ref().expect("just set").1;
+            let a = self.runtime.answer(encoded, question).map_err(runtime_err)?;
+            out.push((a.answer, a.probability));
+        }
+        Ok(out)
+    }
+    fn captions(
+        &self,
+        store: &ImageStore,
+        indices: &[usize],
+        opts: DecodeOptions,
+    ) -> crate::train::Result<Vec<String>> {
+        indices
+            .iter()
+            .map(|&i| {
+                let encoded = self.encode(store, i)?;
+                self.runtime.caption(&encoded, opts).map_err(runtime_err)
+            })
+            .collect()
+    }
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>> {
+        indices
+            .iter()
+            .map(|&i| Ok(self.encode(store, i)?.embedding))
+            .collect()
+    }
+    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
+        let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in refs.chunks(BATCH) {
+            out.extend(self.runtime.embed_texts(chunk).map_err(runtime_err)?);
+        }
+        Ok(out)
+    }
 }

@@ -4,23 +4,21 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use burn::tensor::Device;
 use serde::Serialize;
 
 use super::metrics;
-use super::predict;
+use super::predict::{self, Predictor};
 use crate::data::store::ImageStore;
 use crate::data::{Format, Record};
-use crate::model::saved::SavedModel;
 use crate::model::DecodeOptions;
 use crate::train::datasets;
 use crate::train::error::{Result, TrainError};
 use crate::train::tasks::store_for;
 
 /// Decodes a dataset's images once; returns the store and each record's image index.
-fn decode_images<R: Record>(records: &[R], saved: &SavedModel) -> Result<(ImageStore, Vec<usize>)> {
+fn decode_images<R: Record>(records: &[R], model: &dyn Predictor) -> Result<(ImageStore, Vec<usize>)> {
     let paths: Vec<PathBuf> = records.iter().map(|r| r.image().to_path_buf()).collect();
-    let (store, index) = store_for(&paths, &saved.preprocess)?;
+    let (store, index) = store_for(&paths, model.preprocess())?;
     let store = std::sync::Arc::try_unwrap(store)
         .ok()
         .expect("store not shared yet");
@@ -50,16 +48,15 @@ pub struct CaptionExample {
 /// BLEU-1..4 and CIDEr-D, both ×100 as papers report them (CIDEr-D 0.55 from the
 /// COCO toolkit is reported as 55).
 pub fn caption(
-    saved: &SavedModel,
+    model: &dyn Predictor,
     data: &Path,
     format: Option<Format>,
     split: Option<&str>,
     opts: DecodeOptions,
-    device: &Device,
 ) -> Result<CaptionReport> {
     let set = datasets::captions(data, format, split)?;
-    let (store, indices) = decode_images(&set.records, saved)?;
-    let generated = predict::captions(saved, &store, &indices, opts, device)?;
+    let (store, indices) = decode_images(&set.records, model)?;
+    let generated = model.captions(&store, &indices, opts)?;
     let references: Vec<Vec<String>> = set.records.iter().map(|r| r.captions.clone()).collect();
     let bleu = metrics::corpus_bleu_from_text(&generated, &references).map_err(metric_err)?;
     let cider = metrics::cider_d_from_text(&generated, &references).map_err(metric_err)?;
@@ -98,27 +95,26 @@ pub struct VqaReport {
 }
 
 pub fn vqa(
-    saved: &SavedModel,
+    model: &dyn Predictor,
     data: &Path,
     format: Option<Format>,
     split: Option<&str>,
-    device: &Device,
 ) -> Result<VqaReport> {
-    if saved.answers.is_empty() {
-        return Err(TrainError::Invalid(format!(
-            "{}: model has no VQA head; fine-tune it with `edgevlm finetune vqa`",
-            saved.dir.display()
-        )));
+    if !model.has_vqa() {
+        return Err(TrainError::Invalid(
+            "the model has no VQA head; fine-tune it with `edgevlm finetune vqa`".into(),
+        ));
     }
     let set = datasets::questions(data, format, split)?;
-    let (store, indices) = decode_images(&set.records, saved)?;
+    let (store, indices) = decode_images(&set.records, model)?;
     let questions: Vec<(usize, String)> = set
         .records
         .iter()
         .zip(&indices)
         .map(|(r, &i)| (i, r.question.clone()))
         .collect();
-    let predicted: Vec<String> = predict::answers(saved, &store, &questions, device)?
+    let predicted: Vec<String> = model
+        .answers(&store, &questions)?
         .into_iter()
         .map(|p| p.0)
         .collect();
@@ -189,14 +185,13 @@ pub struct RetrievalReport {
 }
 
 pub fn retrieval(
-    saved: &SavedModel,
+    model: &dyn Predictor,
     data: &Path,
     format: Option<Format>,
     split: Option<&str>,
-    device: &Device,
 ) -> Result<RetrievalReport> {
     let set = datasets::captions(data, format, split)?;
-    let (store, image_idx) = decode_images(&set.records, saved)?;
+    let (store, image_idx) = decode_images(&set.records, model)?;
     let mut texts = Vec::new();
     let mut owner = Vec::new();
     for (i, r) in set.records.iter().enumerate() {
@@ -205,8 +200,8 @@ pub fn retrieval(
             owner.push(i);
         }
     }
-    let image_emb = predict::image_embeddings(saved, &store, &image_idx, device);
-    let text_emb = predict::text_embeddings(saved, &texts, device)?;
+    let image_emb = model.image_embeddings(&store, &image_idx)?;
+    let text_emb = model.text_embeddings(&texts)?;
     let sims: Vec<Vec<f32>> = image_emb
         .iter()
         .map(|i| text_emb.iter().map(|t| predict::dot(i, t)).collect())

@@ -46,6 +46,14 @@ impl AttentionConfig {
 }
 
 impl Attention {
+    pub fn heads(&self) -> usize {
+        self.n_heads
+    }
+
+    pub fn d_head(&self) -> usize {
+        self.query.weight.val().dims()[1] / self.n_heads
+    }
+
     /// # Shapes
     /// - `x`: `[batch, q_len, d_model]`
     /// - `context`: `[batch, k_len, d_context]` (pass `x` for self-attention)

@@ -1,0 +1,23 @@
+use edgevlm_shared::bundle::BundleError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{origin}: graph `{graph}` does not load: {reason}")]
+    Graph {
+        origin: String,
+        graph: String,
+        reason: String,
+    },
+    #[error("running `{graph}`: {reason}")]
+    Run { graph: String, reason: String },
+    #[error(transparent)]
+    Shared(#[from] edgevlm_shared::Error),
+    #[error("this bundle does not answer questions (it has no VQA graph)")]
+    NoVqa,
+    #[error("self-test failed: {0}")]
+    SelfTest(String),
+}
+
+pub type Result<T, E = RuntimeError> = std::result::Result<T, E>;

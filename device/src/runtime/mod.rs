@@ -1,0 +1,222 @@
+//! The on-device inference runtime: a bundle's graphs loaded once into optimized,
+//! runnable tract plans, plus the tokenizer, preprocessing and answer vocabulary
+//! that came with them.
+
+mod decode;
+mod error;
+mod selftest;
+
+pub use error::{Result, RuntimeError};
+pub use selftest::SelfTestReport;
+
+use std::path::Path;
+use std::sync::Arc;
+
+use edgevlm_shared::bundle::{io, Bundle, Manifest};
+use edgevlm_shared::search::{self, DecodeOptions};
+use edgevlm_shared::{preprocess_image, TextTokenizer};
+use image::RgbImage;
+use tract_onnx::prelude::*;
+
+type Plan = Arc<TypedRunnableModel>;
+
+pub struct Runtime {
+    pub manifest: Manifest,
+    pub tokenizer: TextTokenizer,
+    image_encoder: Plan,
+    text_encoder: Plan,
+    vqa: Option<Plan>,
+    decoder: Plan,
+    decoder_step: Plan,
+    selftest_image: Option<Vec<u8>>,
+}
+
+/// An encoded image: its tokens (input of the VQA and caption graphs) and its
+/// unit-length ITC embedding.
+#[derive(Clone)]
+pub struct EncodedImage {
+    pub tokens: Tensor,
+    pub embedding: Vec<f32>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Answer {
+    pub answer: String,
+    pub probability: f32,
+    /// The five most likely answers with their probabilities.
+    pub top: Vec<(String, f32)>,
+}
+
+fn load_plan(bundle: &Bundle, graph: &str) -> Result<Plan> {
+    let bytes = bundle.file(&io::graph_file(graph))?;
+    let fail = |e: TractError| RuntimeError::Graph {
+        origin: bundle.origin().to_string(),
+        graph: graph.to_string(),
+        reason: format!("{e:#}"),
+    };
+    tract_onnx::onnx()
+        .model_for_read(&mut std::io::Cursor::new(bytes))
+        .and_then(|m| m.into_optimized())
+        .and_then(|m| m.into_runnable())
+        .map_err(fail)
+}
+
+pub(crate) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
+    plan.run(inputs).map_err(|e| RuntimeError::Run {
+        graph: graph.to_string(),
+        reason: format!("{e:#}"),
+    })
+}
+
+pub(crate) fn to_vec(value: &TValue, graph: &str) -> Result<Vec<f32>> {
+    value
+        .to_plain_array_view::<f32>()
+        .map(|a| a.iter().copied().collect())
+        .map_err(|e| RuntimeError::Run {
+            graph: graph.into(),
+            reason: format!("{e:#}"),
+        })
+}
+
+fn shape_error(graph: &str, e: impl std::fmt::Display) -> RuntimeError {
+    RuntimeError::Run {
+        graph: graph.into(),
+        reason: e.to_string(),
+    }
+}
+
+impl Runtime {
+    pub fn load(path: &Path) -> Result<Self> {
+        Self::from_bundle(&Bundle::read(path)?)
+    }
+
+    pub fn from_bundle(bundle: &Bundle) -> Result<Self> {
+        let manifest = bundle.manifest.clone();
+        let json = String::from_utf8_lossy(bundle.file("tokenizer.json")?).into_owned();
+        let tokenizer = TextTokenizer::from_json(&json, manifest.max_text_len, None)?;
+        let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
+            Some(load_plan(bundle, io::VQA)?)
+        } else {
+            None
+        };
+        let selftest_image = manifest
+            .selftest
+            .as_ref()
+            .map(|t| bundle.file(&t.image).map(<[u8]>::to_vec))
+            .transpose()?;
+        Ok(Self {
+            image_encoder: load_plan(bundle, io::IMAGE_ENCODER)?,
+            text_encoder: load_plan(bundle, io::TEXT_ENCODER)?,
+            vqa,
+            decoder: load_plan(bundle, io::CAPTION_DECODER)?,
+            decoder_step: load_plan(bundle, io::CAPTION_STEP)?,
+            manifest,
+            tokenizer,
+            selftest_image,
+        })
+    }
+
+    pub fn selftest_image_bytes(&self) -> Option<&[u8]> {
+        self.selftest_image.as_deref()
+    }
+
+    /// Preprocesses (the shared implementation) and encodes one image.
+    pub fn encode_image(&self, image: &RgbImage) -> Result<EncodedImage> {
+        let pixels = preprocess_image(image, &self.manifest.preprocess);
+        self.encode_pixels(&pixels.data)
+    }
+
+    /// Encodes an already preprocessed `[3, s, s]` image.
+    pub fn encode_pixels(&self, pixels: &[f32]) -> Result<EncodedImage> {
+        let s = self.manifest.preprocess.image_size as usize;
+        let graph = io::IMAGE_ENCODER;
+        let input = Tensor::from_shape(&[1, 3, s, s], pixels).map_err(|e| shape_error(graph, e))?;
+        let out = run(&self.image_encoder, graph, tvec!(input.into()))?;
+        Ok(EncodedImage {
+            tokens: out[0].clone().into_tensor(),
+            embedding: to_vec(&out[1], graph)?,
+        })
+    }
+
+    /// Token ids and mask tensors `[n, len]` for texts.
+    fn text_inputs(&self, texts: &[&str], graph: &str) -> Result<(Tensor, Tensor)> {
+        let batch = self.tokenizer.encode_batch(texts)?;
+        let ids: Vec<i64> = batch.ids.iter().map(|&v| v as i64).collect();
+        let mask: Vec<f32> = batch.mask.iter().map(|&v| v as f32).collect();
+        let shape = [batch.batch, batch.seq_len];
+        Ok((
+            Tensor::from_shape(&shape, &ids).map_err(|e| shape_error(graph, e))?,
+            Tensor::from_shape(&shape, &mask).map_err(|e| shape_error(graph, e))?,
+        ))
+    }
+
+    /// Unit-length ITC embeddings of texts.
+    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
+        let graph = io::TEXT_ENCODER;
+        let (ids, mask) = self.text_inputs(texts, graph)?;
+        let out = run(&self.text_encoder, graph, tvec!(ids.into(), mask.into()))?;
+        let flat = to_vec(&out[0], graph)?;
+        let d = flat.len() / texts.len().max(1);
+        Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
+    }
+
+    /// Cosine similarity of the image to each text (ITC).
+    pub fn match_texts(&self, image: &EncodedImage, texts: &[&str]) -> Result<Vec<f32>> {
+        Ok(self
+            .embed_texts(texts)?
+            .iter()
+            .map(|t| t.iter().zip(&image.embedding).map(|(a, b)| a * b).sum())
+            .collect())
+    }
+
+    /// Answer logits for one question about an encoded image.
+    pub fn vqa_logits(&self, image: &EncodedImage, question: &str) -> Result<Vec<f32>> {
+        let plan = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
+        let graph = io::VQA;
+        let (ids, mask) = self.text_inputs(&[question], graph)?;
+        let out = run(
+            plan,
+            graph,
+            tvec!(image.tokens.clone().into(), ids.into(), mask.into()),
+        )?;
+        to_vec(&out[0], graph)
+    }
+
+    pub fn answer(&self, image: &EncodedImage, question: &str) -> Result<Answer> {
+        let logits = self.vqa_logits(image, question)?;
+        let probs: Vec<f32> = search::log_softmax(&logits).iter().map(|v| v.exp()).collect();
+        let mut order: Vec<usize> = (0..probs.len()).collect();
+        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+        let name = |i: usize| {
+            self.manifest
+                .answers
+                .get(i)
+                .cloned()
+                .unwrap_or_else(|| format!("#{i}"))
+        };
+        let top: Vec<(String, f32)> = order.iter().take(5).map(|&i| (name(i), probs[i])).collect();
+        Ok(Answer {
+            answer: top[0].0.clone(),
+            probability: top[0].1,
+            top,
+        })
+    }
+
+    /// Caption token ids (without [CLS]/[SEP]).
+    pub fn caption_ids(&self, image: &EncodedImage, opts: DecodeOptions) -> Result<Vec<u32>> {
+        let special = self.tokenizer.special_ids();
+        let max_len = opts.max_len.min(self.manifest.decoder.max_len);
+        let mut model = decode::CachedDecoder::new(self, image);
+        if opts.beam_size <= 1 {
+            let mut seqs = search::greedy(&mut model, 1, special.cls, special.sep, max_len)?;
+            Ok(seqs.pop().unwrap_or_default())
+        } else {
+            search::beam(&mut model, special.cls, special.sep, max_len, opts)
+        }
+    }
+
+    pub fn caption(&self, image: &EncodedImage, opts: DecodeOptions) -> Result<String> {
+        let ids = self.caption_ids(image, opts)?;
+        Ok(self.tokenizer.decode(&ids)?)
+    }
+}

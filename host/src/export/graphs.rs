@@ -1,0 +1,132 @@
+//! The graphs of a bundle, built from a trained [`EdgeVlm`]. Names of graphs and of
+//! their inputs and outputs come from `edgevlm_shared::bundle::io`, which the device
+//! runtime reads too.
+
+use edgevlm_shared::bundle::io;
+use tract_onnx::pb::ModelProto;
+
+use super::blocks::{self, DecoderInput};
+use super::onnx::{Dim, GraphBuilder};
+use super::quantize::WeightFormat;
+use crate::model::vlm::EdgeVlm;
+
+const N: Dim = Dim::Named("batch");
+const LEN: Dim = Dim::Named("len");
+const PAST: Dim = Dim::Named("past");
+
+/// Image `[n, 3, s, s]` → image tokens `[n, 1 + patches, d]` and the unit-length
+/// ITC embedding `[n, d_embed]`.
+pub fn image_encoder(model: &EdgeVlm, image_size: usize, weights: WeightFormat) -> ModelProto {
+    let mut g = GraphBuilder::new(io::IMAGE_ENCODER, weights);
+    let image = g.input_f32(
+        io::IMAGE,
+        &[N, Dim::Fixed(3), Dim::Fixed(image_size), Dim::Fixed(image_size)],
+    );
+    let tokens = blocks::vit(&mut g, &image, &model.vision);
+    let pooled = blocks::first_token(&mut g, &tokens);
+    let projected = blocks::linear(&mut g, &pooled, &model.itc.image_proj);
+    let embedding = blocks::l2_normalize(&mut g, &projected);
+    let d = model.vision.position.val().dims()[2];
+    let n_tokens = model.vision.position.val().dims()[1];
+    g.output(
+        &tokens,
+        io::IMAGE_TOKENS,
+        &[N, Dim::Fixed(n_tokens), Dim::Fixed(d)],
+    );
+    let d_embed = model.itc.image_proj.weight.val().dims()[1];
+    g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed)]);
+    g.finish()
+}
+
+/// Token ids `[n, len]` (int64) and mask `[n, len]` → unit-length ITC embedding.
+pub fn text_encoder(model: &EdgeVlm, weights: WeightFormat) -> ModelProto {
+    let mut g = GraphBuilder::new(io::TEXT_ENCODER, weights);
+    let ids = g.input_i64(io::IDS, &[N, LEN]);
+    let mask = g.input_f32(io::MASK, &[N, LEN]);
+    let states = blocks::bert(&mut g, &ids, &mask, &model.text);
+    let cls = blocks::first_token(&mut g, &states);
+    let projected = blocks::linear(&mut g, &cls, &model.itc.text_proj);
+    let embedding = blocks::l2_normalize(&mut g, &projected);
+    let d_embed = model.itc.text_proj.weight.val().dims()[1];
+    g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed)]);
+    g.finish()
+}
+
+fn image_tokens_input(g: &mut GraphBuilder, model: &EdgeVlm) -> String {
+    let dims = model.vision.position.val().dims();
+    g.input_f32(io::IMAGE_TOKENS, &[N, Dim::Fixed(dims[1]), Dim::Fixed(dims[2])])
+}
+
+/// Image tokens + question ids/mask → answer logits `[n, answers]`; `None` when
+/// the model has no VQA head.
+pub fn vqa(model: &EdgeVlm, weights: WeightFormat) -> Option<ModelProto> {
+    let head = model.vqa.as_ref()?;
+    let mut g = GraphBuilder::new(io::VQA, weights);
+    let image = image_tokens_input(&mut g, model);
+    let ids = g.input_i64(io::IDS, &[N, LEN]);
+    let mask = g.input_f32(io::MASK, &[N, LEN]);
+    let text = blocks::bert(&mut g, &ids, &mask, &model.text);
+    let fused = blocks::fusion(&mut g, &text, &mask, &image, &model.fusion);
+    let cls = blocks::first_token(&mut g, &fused);
+    let logits = blocks::vqa_head(&mut g, &cls, head);
+    let answers = head.output.weight.val().dims()[1];
+    g.output(&logits, io::LOGITS, &[N, Dim::Fixed(answers)]);
+    Some(g.finish())
+}
+
+fn vocab(model: &EdgeVlm) -> usize {
+    model.decoder.token_embedding.weight.val().dims()[0]
+}
+
+fn cache_dims(model: &EdgeVlm, len: Dim) -> [Dim; 4] {
+    let a = &model.decoder.layers[0].self_attention;
+    [N, Dim::Fixed(a.heads()), len, Dim::Fixed(a.d_head())]
+}
+
+/// Image tokens + a prefix `[n, len]` → next-token logits at every position
+/// `[n, len, vocab]` and each layer's self-attention keys/values (the cache for
+/// [`caption_decoder_step`]).
+pub fn caption_decoder(model: &EdgeVlm, weights: WeightFormat) -> ModelProto {
+    let mut g = GraphBuilder::new(io::CAPTION_DECODER, weights);
+    let image = image_tokens_input(&mut g, model);
+    let ids = g.input_i64(io::IDS, &[N, LEN]);
+    let (logits, cache) =
+        blocks::caption_decoder(&mut g, DecoderInput::Prefix { ids: &ids }, &image, &model.decoder);
+    g.output(&logits, io::LOGITS, &[N, LEN, Dim::Fixed(vocab(model))]);
+    for (i, (k, v)) in cache.iter().enumerate() {
+        g.output(k, &io::present_key(i), &cache_dims(model, LEN));
+        g.output(v, &io::present_value(i), &cache_dims(model, LEN));
+    }
+    g.finish()
+}
+
+/// One decoding step with the KV cache: image tokens, the newest token `[n, 1]`,
+/// its position `[1]` and the cached keys/values `[n, heads, past, d_head]` →
+/// logits `[n, 1, vocab]` and the extended cache.
+pub fn caption_decoder_step(model: &EdgeVlm, weights: WeightFormat) -> ModelProto {
+    let mut g = GraphBuilder::new(io::CAPTION_STEP, weights);
+    let image = image_tokens_input(&mut g, model);
+    let ids = g.input_i64(io::IDS, &[N, Dim::Fixed(1)]);
+    let position = g.input_i64(io::POSITION, &[Dim::Fixed(1)]);
+    let past: Vec<(String, String)> = (0..model.decoder.layers.len())
+        .map(|i| {
+            (
+                g.input_f32(&io::past_key(i), &cache_dims(model, PAST)),
+                g.input_f32(&io::past_value(i), &cache_dims(model, PAST)),
+            )
+        })
+        .collect();
+    let input = DecoderInput::Step {
+        ids: &ids,
+        position: &position,
+        past,
+    };
+    let (logits, cache) = blocks::caption_decoder(&mut g, input, &image, &model.decoder);
+    g.output(&logits, io::LOGITS, &[N, Dim::Fixed(1), Dim::Fixed(vocab(model))]);
+    let grown = Dim::Named("past_plus_one");
+    for (i, (k, v)) in cache.iter().enumerate() {
+        g.output(k, &io::present_key(i), &cache_dims(model, grown.clone()));
+        g.output(v, &io::present_value(i), &cache_dims(model, grown.clone()));
+    }
+    g.finish()
+}

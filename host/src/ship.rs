@@ -1,0 +1,137 @@
+//! `edgevlm export` and `edgevlm quantize`: model folder → device bundle.
+
+use std::path::Path;
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use edgevlm::eval::predict::BundlePredictor;
+use edgevlm::eval::tasks;
+use edgevlm::export::{self, ExportOptions, WeightFormat};
+use edgevlm::model::saved::SavedModel;
+use edgevlm::model::DecodeOptions;
+use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::bundle::Bundle;
+use serde::Serialize;
+
+use crate::cli::{ExportArgs, QuantizeArgs};
+
+fn options(a: &ExportArgs, weights: WeightFormat) -> Result<ExportOptions> {
+    let selftest_image = match &a.selftest_image {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
+            let name = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_else(|| "selftest-image".into());
+            Some((name, bytes))
+        }
+        None => None,
+    };
+    let name = a.name.clone().unwrap_or_else(|| {
+        a.out
+            .file_stem()
+            .map(|s| s.to_string_lossy().into_owned())
+            .unwrap_or_else(|| "edgevlm".into())
+    });
+    Ok(ExportOptions {
+        name,
+        model_version: a.model_version,
+        weights,
+        selftest_image,
+        ..Default::default()
+    })
+}
+
+fn write(saved: &SavedModel, a: &ExportArgs, weights: WeightFormat, out: &Path) -> Result<Bundle> {
+    let bundle = export::export(saved, &options(a, weights)?).context("exporting")?;
+    bundle.write(out)?;
+    let size = std::fs::metadata(out)?.len();
+    let test = bundle.manifest.selftest.as_ref();
+    println!(
+        "{}: {} graphs, {:.2} MB, weights {:?}; self-test caption {:?}{}",
+        out.display(),
+        bundle
+            .manifest
+            .files
+            .iter()
+            .filter(|f| f.name.ends_with(".onnx"))
+            .count(),
+        size as f64 / 1e6,
+        bundle.manifest.weights,
+        test.map(|t| t.caption.as_str()).unwrap_or(""),
+        test.and_then(|t| t.vqa.as_ref())
+            .map(|(q, a)| format!(", {q:?} -> {a:?}"))
+            .unwrap_or_default()
+    );
+    Ok(bundle)
+}
+
+pub fn export(a: ExportArgs) -> Result<()> {
+    let saved = SavedModel::load(&a.model, &Device::flex())?;
+    let weights = if a.int8 {
+        WeightFormat::Int8
+    } else {
+        WeightFormat::F32
+    };
+    write(&saved, &a, weights, &a.out)?;
+    Ok(())
+}
+
+#[derive(Serialize, Default)]
+struct Quality {
+    bytes: u64,
+    vqa_accuracy: Option<f64>,
+    bleu4: Option<f64>,
+    cider_d: Option<f64>,
+}
+
+fn quality(bundle: &Path, data: Option<&Path>) -> Result<Quality> {
+    let mut q = Quality {
+        bytes: std::fs::metadata(bundle)?.len(),
+        ..Default::default()
+    };
+    let Some(data) = data else { return Ok(q) };
+    let predictor = BundlePredictor {
+        runtime: Runtime::load(bundle)?,
+    };
+    if !predictor.runtime.manifest.answers.is_empty() {
+        if let Ok(r) = tasks::vqa(&predictor, data, None, None) {
+            q.vqa_accuracy = Some(r.accuracy);
+        }
+    }
+    let r = tasks::caption(&predictor, data, None, None, DecodeOptions::default())?;
+    q.bleu4 = Some(r.bleu[3]);
+    q.cider_d = Some(r.cider_d);
+    Ok(q)
+}
+
+/// Writes the int8 bundle to `--out` and an f32 one beside it, then compares them.
+pub fn quantize(a: QuantizeArgs) -> Result<()> {
+    let saved = SavedModel::load(&a.export.model, &Device::flex())?;
+    let f32_path = a.export.out.with_extension("f32.bundle");
+    write(&saved, &a.export, WeightFormat::F32, &f32_path)?;
+    write(&saved, &a.export, WeightFormat::Int8, &a.export.out)?;
+    let full = quality(&f32_path, a.data.as_deref())?;
+    let int8 = quality(&a.export.out, a.data.as_deref())?;
+    println!("{:<14} {:>12} {:>12} {:>8}", "", "f32", "int8", "change");
+    println!(
+        "{:<14} {:>12} {:>12} {:>7.1}%",
+        "bytes",
+        full.bytes,
+        int8.bytes,
+        100.0 * int8.bytes as f64 / full.bytes as f64
+    );
+    let row = |name: &str, a: Option<f64>, b: Option<f64>| {
+        if let (Some(a), Some(b)) = (a, b) {
+            println!("{name:<14} {a:>12.2} {b:>12.2} {:>+8.2}", b - a);
+        }
+    };
+    row("VQA accuracy", full.vqa_accuracy, int8.vqa_accuracy);
+    row("BLEU-4", full.bleu4, int8.bleu4);
+    row("CIDEr-D", full.cider_d, int8.cider_d);
+    let report = a.export.out.with_extension("quantize.json");
+    let json = serde_json::json!({ "f32": full, "int8": int8, "weights": "int8 per output channel, weight-only; activations f32" });
+    std::fs::write(&report, serde_json::to_string_pretty(&json)?)?;
+    println!("report: {}", report.display());
+    Ok(())
+}

@@ -1,0 +1,216 @@
+//! Train → export → device: a tiny model trained through the CLI is exported to
+//! bundles, and the device runtime (tract) answers and captions the held-out
+//! scenes exactly as the host (burn) does. Broken bundles are refused by name.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use burn::tensor::Device;
+use edgevlm::data::store::ImageStore;
+use edgevlm::data::synth::{self, SynthOptions};
+use edgevlm::eval::predict::{BundlePredictor, BurnPredictor, Predictor};
+use edgevlm::model::saved::SavedModel;
+use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::search::DecodeOptions;
+use edgevlm_tests::binary;
+
+fn scenes(dir: &Path, n: usize, seed: u64) -> PathBuf {
+    let out = dir.join(format!("scenes-{seed}"));
+    synth::write(
+        &out,
+        &SynthOptions {
+            count: n,
+            seed,
+            size: 32,
+            questions_per_kind: 3,
+        },
+    )
+    .unwrap();
+    out
+}
+
+fn edgevlm(args: &[&str], paths: &[(&str, &Path)]) {
+    let mut cmd = Command::new(binary("edgevlm"));
+    cmd.args(args);
+    for (flag, path) in paths {
+        cmd.arg(flag).arg(path);
+    }
+    let out = cmd.output().unwrap();
+    assert!(
+        out.status.success(),
+        "edgevlm {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+fn device(args: &[&str], bundle: &Path) -> std::process::Output {
+    Command::new(binary("edgevlm-device"))
+        .args(args)
+        .arg("--bundle")
+        .arg(bundle)
+        .output()
+        .unwrap()
+}
+
+/// Trains a tiny model with a VQA head and a caption decoder; returns its folder.
+fn tiny_model(tmp: &Path, train: &Path) -> PathBuf {
+    let pre = tmp.join("pre");
+    let common = ["--quiet", "--batch-size", "8", "--max-steps", "12", "--seed", "5"];
+    let mut args = vec!["pretrain", "--tiny"];
+    args.extend(common);
+    edgevlm(&args, &[("--data", train), ("--out", &pre)]);
+    let vqa = tmp.join("vqa");
+    let mut args = vec!["finetune", "vqa"];
+    args.extend(common);
+    edgevlm(&args, &[("--from", &pre), ("--data", train), ("--out", &vqa)]);
+    let model = tmp.join("model");
+    let mut args = vec!["finetune", "caption"];
+    args.extend(common);
+    edgevlm(&args, &[("--from", &vqa), ("--data", train), ("--out", &model)]);
+    model
+}
+
+#[test]
+fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = scenes(tmp.path(), 48, 11);
+    let test = scenes(tmp.path(), 10, 12);
+    let model = tiny_model(tmp.path(), &train);
+    let bundle = tmp.path().join("m.bundle");
+    let int8 = tmp.path().join("m8.bundle");
+    edgevlm(&["export"], &[("--model", &model), ("--out", &bundle)]);
+    edgevlm(&["export", "--int8"], &[("--model", &model), ("--out", &int8)]);
+
+    // Host (burn) and device (tract) on every held-out question and image.
+    let saved = SavedModel::load(&model, &Device::flex()).unwrap();
+    let host = BurnPredictor {
+        saved: &saved,
+        device: Device::flex(),
+    };
+    let dev = BundlePredictor {
+        runtime: Runtime::load(&bundle).unwrap(),
+    };
+    let records: Vec<serde_json::Value> = std::fs::read_to_string(test.join("questions.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let mut paths: Vec<PathBuf> = Vec::new();
+    let mut questions: Vec<(usize, String)> = Vec::new();
+    for r in &records {
+        let path = test.join(r["image"].as_str().unwrap());
+        if paths.last() != Some(&path) {
+            paths.push(path);
+        }
+        questions.push((paths.len() - 1, r["question"].as_str().unwrap().to_string()));
+    }
+    let store = ImageStore::load(paths.clone(), &saved.preprocess).unwrap();
+    let host_answers = host.answers(&store, &questions).unwrap();
+    let dev_answers = dev.answers(&store, &questions).unwrap();
+    assert!(questions.len() >= 50, "{} questions", questions.len());
+    for (h, d) in host_answers.iter().zip(&dev_answers) {
+        assert_eq!(h.0, d.0);
+        assert!((h.1 - d.1).abs() < 1e-4, "probabilities {} vs {}", h.1, d.1);
+    }
+    let indices: Vec<usize> = (0..paths.len()).collect();
+    for beam in [1, 3] {
+        let opts = DecodeOptions {
+            beam_size: beam,
+            max_len: 12,
+            ..Default::default()
+        };
+        assert_eq!(
+            host.captions(&store, &indices, opts).unwrap(),
+            dev.captions(&store, &indices, opts).unwrap(),
+            "beam {beam}"
+        );
+    }
+    let host_emb = host.image_embeddings(&store, &indices).unwrap();
+    let dev_emb = dev.image_embeddings(&store, &indices).unwrap();
+    for (h, d) in host_emb.iter().zip(&dev_emb) {
+        for (a, b) in h.iter().zip(d) {
+            assert!((a - b).abs() < 1e-4);
+        }
+    }
+
+    // The device binary: self-test, an answer the host gives too, info.
+    for b in [&bundle, &int8] {
+        let out = device(&["selftest"], b);
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+        assert!(String::from_utf8_lossy(&out.stdout).starts_with("self-test passed"));
+    }
+    let (image, question) = (&paths[questions[0].0], &questions[0].1);
+    let out = device(&["ask", image.to_str().unwrap(), question], &bundle);
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), host_answers[0].0);
+    let info = Command::new(binary("edgevlm-device"))
+        .arg("info")
+        .arg(&int8)
+        .output()
+        .unwrap();
+    let info = String::from_utf8_lossy(&info.stdout);
+    assert!(
+        info.contains("Int8PerChannel") && info.contains("vqa.onnx") && info.contains("sha256"),
+        "{info}"
+    );
+    let (size, size8) = (
+        std::fs::metadata(&bundle).unwrap().len(),
+        std::fs::metadata(&int8).unwrap().len(),
+    );
+    assert!(size8 * 10 < size * 4, "int8 {size8} bytes vs f32 {size}");
+
+    // Truncated and tampered bundles fail with the file and the reason.
+    let bytes = std::fs::read(&bundle).unwrap();
+    let cut = tmp.path().join("cut.bundle");
+    std::fs::write(&cut, &bytes[..bytes.len() / 2]).unwrap();
+    let err = String::from_utf8_lossy(&device(&["selftest"], &cut).stderr).into_owned();
+    assert!(err.contains("cut.bundle") && err.contains("truncated"), "{err}");
+    let mut tampered = bytes.clone();
+    let at = bytes.len() - 100;
+    tampered[at] ^= 0xff;
+    let bad = tmp.path().join("bad.bundle");
+    std::fs::write(&bad, &tampered).unwrap();
+    let err = String::from_utf8_lossy(&device(&["selftest"], &bad).stderr).into_owned();
+    assert!(err.contains("bad.bundle") && err.contains("sha256"), "{err}");
+    let not_a_bundle = device(&["selftest"], &image.clone());
+    assert!(String::from_utf8_lossy(&not_a_bundle.stderr).contains("not an edgevlm bundle"));
+}
+
+/// The dependency closure of `edgevlm-device` in Cargo.lock has no burn crate.
+#[test]
+fn burn_is_not_in_the_device_dependency_tree() {
+    let lock = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("../Cargo.lock")).unwrap();
+    let mut deps: std::collections::HashMap<String, Vec<String>> = Default::default();
+    for block in lock.split("[[package]]").skip(1) {
+        let name = block
+            .lines()
+            .find_map(|l| l.strip_prefix("name = \""))
+            .map(|n| n.trim_end_matches('"').to_string())
+            .unwrap();
+        let list = block
+            .split("dependencies = [")
+            .nth(1)
+            .map(|d| d.split(']').next().unwrap_or(""))
+            .unwrap_or("");
+        let names = list
+            .split(',')
+            .filter_map(|d| d.trim().trim_matches('"').split(' ').next().map(str::to_string))
+            .filter(|d| !d.is_empty())
+            .collect();
+        deps.entry(name).or_default().extend::<Vec<String>>(names);
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    let mut stack = vec!["edgevlm-device".to_string()];
+    while let Some(name) = stack.pop() {
+        if seen.insert(name.clone()) {
+            stack.extend(deps.get(&name).cloned().unwrap_or_default());
+        }
+    }
+    assert!(
+        seen.contains("tract-onnx") && seen.contains("edgevlm-shared"),
+        "{seen:?}"
+    );
+    let burn: Vec<&String> = seen.iter().filter(|n| n.starts_with("burn")).collect();
+    assert!(burn.is_empty(), "the device depends on {burn:?}");
+    // The host does depend on burn: the walk is not vacuous.
+    assert!(deps["edgevlm"].iter().any(|d| d == "burn"));
+}
