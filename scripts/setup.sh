@@ -6,6 +6,10 @@ set -euo pipefail
 need_apt=()
 command -v cc >/dev/null || need_apt+=(gcc)
 command -v pkg-config >/dev/null || need_apt+=(pkg-config)
+# Cross-building the firmware for aarch64 boards and running it under emulation.
+command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
+command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
+command -v file >/dev/null || need_apt+=(file)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]}"
   SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)
@@ -20,5 +24,7 @@ if command -v rustup >/dev/null; then
   for component in rustfmt clippy; do
     rustup component list --installed 2>/dev/null | grep -q "^$component" || rustup component add "$component"
   done
+  rustup target list --installed | grep -q '^aarch64-unknown-linux-musl$' ||
+    rustup target add aarch64-unknown-linux-musl
 fi
 echo "setup: ok ($(cargo --version))"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The synthetic-scenes pipeline end to end: generate scenes, pretrain (ITC, ITM, MLM,
 # masked image features), fine-tune for VQA (from the pretrained model and, with
-# BASELINE=1, from scratch for the same steps) and captioning, then evaluate on the
-# held-out scenes. Sizes come from the environment (defaults: the quick demo).
+# BASELINE=1, from scratch for the same steps) and captioning, evaluate on the
+# held-out scenes, quantize and export a device bundle, and let the device runtime
+# answer and caption held-out scenes. Sizes come from the environment (defaults:
+# the quick demo).
 #
 #   TRAIN=10000 TEST=1000 PRETRAIN_STEPS=300 VQA_STEPS=700 CAPTION_STEPS=300 BASELINE=1 scripts/synthetic.sh
 set -euo pipefail
@@ -15,6 +17,7 @@ CAPTION_STEPS=${CAPTION_STEPS:-80}
 BASELINE=${BASELINE:-0}
 OUT=${OUT:-out/synthetic}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug/edgevlm}
+DEVICE=${DEVICE:-$(dirname "$BIN")/edgevlm-device}
 QUIET=${QUIET:-}
 
 start=$(date +%s)
@@ -50,13 +53,22 @@ if [ "$BASELINE" = 1 ]; then
   "$BIN" eval vqa --model "$OUT/vqa-scratch" --data "$OUT/test"
 fi
 "$BIN" eval caption --model "$OUT/caption" --data "$OUT/test"
+
+stamp "quantizing (int8 weights) and exporting a device bundle"
+"$BIN" quantize --model "$OUT/caption" --out "$OUT/synthetic.bundle" --data "$OUT/test"
+"$DEVICE" selftest --bundle "$OUT/synthetic.bundle"
+
 echo
-echo "example answers on held-out scenes:"
-head -n 5 "$OUT/test/questions.jsonl" | while read -r line; do
+echo "the device runtime (tract, int8 bundle) on held-out scenes:"
+head -n 6 "$OUT/test/questions.jsonl" | while read -r line; do
   image=$(echo "$line" | sed 's/.*"image":"\([^"]*\)".*/\1/')
   question=$(echo "$line" | sed 's/.*"question":"\([^"]*\)".*/\1/')
   truth=$(echo "$line" | sed 's/.*"answer":"\([^"]*\)".*/\1/')
-  answer=$("$BIN" ask "$OUT/test/$image" "$question" --model "$OUT/vqa")
-  echo "  $image: $question -> $answer (truth: $truth)"
+  answer=$("$DEVICE" ask "$OUT/test/$image" "$question" --bundle "$OUT/synthetic.bundle" 2>"$OUT/ask.log")
+  echo "  $image: $question -> $answer (truth: $truth; $(tail -n 1 "$OUT/ask.log" | sed 's/.*(\(.*\))/\1/'))"
+done
+for image in 000000 000001 000002; do
+  caption=$("$DEVICE" caption "$OUT/test/images/$image.png" --bundle "$OUT/synthetic.bundle" 2>"$OUT/caption.log")
+  echo "  $image.png: \"$caption\" ($(tail -n 1 "$OUT/caption.log"))"
 done
 stamp "done"

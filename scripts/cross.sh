@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Cross-builds edgevlm-device for aarch64 (static musl: runs on any ARM64 Linux)
+# and checks it under qemu-aarch64 against the x86 build: the device's unit tests,
+# the golden self-test, and answers/captions equal to the x86 ones on held-out scenes.
+#
+#   scripts/cross.sh            # uses the dev profile (dependencies optimised)
+#   PROFILE=release scripts/cross.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+TARGET=aarch64-unknown-linux-musl
+PROFILE=${PROFILE:-dev}
+TARGET_DIR=${CARGO_TARGET_DIR:-target}
+DIR=$([ "$PROFILE" = dev ] && echo debug || echo "$PROFILE")
+HOST_BIN=$TARGET_DIR/debug
+ARM_BIN=$TARGET_DIR/$TARGET/$DIR/edgevlm-device
+start=$(date +%s)
+stamp() { echo "[cross $(( $(date +%s) - start ))s] $*"; }
+
+stamp "building edgevlm-device for $TARGET ($PROFILE)"
+cargo build -p edgevlm-device --target "$TARGET" --profile "$PROFILE"
+file "$ARM_BIN" 2>/dev/null | grep -q "ARM aarch64" || { echo "cross: $ARM_BIN is not an aarch64 binary" >&2; exit 1; }
+stamp "unit tests of shared and device under qemu-aarch64"
+cargo test -p edgevlm-shared -p edgevlm-device --target "$TARGET" --profile "$PROFILE" --lib
+
+WORK=$(mktemp -d)
+trap 'rm -rf "$WORK"' EXIT
+stamp "training a tiny model and exporting bundles (x86)"
+"$HOST_BIN/edgevlm" data synth --out "$WORK/train" --n 48 --size 32 --seed 21 >/dev/null
+"$HOST_BIN/edgevlm" data synth --out "$WORK/test" --n 1 --size 32 --seed 22 >/dev/null
+common=(--quiet --batch-size 8 --max-steps 10 --seed 3)
+"$HOST_BIN/edgevlm" pretrain --tiny "${common[@]}" --data "$WORK/train" --out "$WORK/pre" >/dev/null
+"$HOST_BIN/edgevlm" finetune vqa "${common[@]}" --from "$WORK/pre" --data "$WORK/train" --out "$WORK/vqa" >/dev/null
+"$HOST_BIN/edgevlm" finetune caption "${common[@]}" --from "$WORK/vqa" --data "$WORK/train" --out "$WORK/model" >/dev/null
+"$HOST_BIN/edgevlm" export --model "$WORK/model" --out "$WORK/m.bundle" >/dev/null
+"$HOST_BIN/edgevlm" export --model "$WORK/model" --out "$WORK/m8.bundle" --int8 >/dev/null
+
+stamp "comparing aarch64 (qemu) with x86"
+run_both() {
+  local x86 arm
+  x86=$("$HOST_BIN/edgevlm-device" "$@" 2>/dev/null)
+  arm=$(qemu-aarch64 "$ARM_BIN" "$@" 2>/dev/null)
+  if [ "$x86" != "$arm" ]; then
+    echo "cross: aarch64 and x86 differ on: $*" >&2
+    echo "  x86:     $x86" >&2
+    echo "  aarch64: $arm" >&2
+    exit 1
+  fi
+  echo "  same: ${x86//$'\n'/ | }"
+}
+# Each emulated run spends ~20 s optimising the graphs, so one image is checked
+# through every command (f32) and the int8 bundle through its self-test.
+qemu-aarch64 "$ARM_BIN" selftest --bundle "$WORK/m8.bundle"
+qemu-aarch64 "$ARM_BIN" selftest --bundle "$WORK/m.bundle"
+image="$WORK/test/images/000000.png"
+run_both caption "$image" --bundle "$WORK/m.bundle"
+run_both caption "$image" --bundle "$WORK/m.bundle" --beam 3
+run_both ask "$image" "how many objects are there?" --bundle "$WORK/m.bundle"
+run_both match "$image" "a red circle" "a blue square" --bundle "$WORK/m.bundle"
+stamp "aarch64 device ok"
