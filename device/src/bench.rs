@@ -85,10 +85,7 @@ pub fn run(
             let encoded = encoded?;
             let (ids, t_cap) = timed(|| runtime.caption_ids(&encoded, opts));
             let ids = ids?;
-            let t_vqa = match &question {
-                Some(q) => Some(timed(|| runtime.answer(&encoded, q)).1),
-                None => None,
-            };
+            let t_vqa = question.as_ref().map(|q| timed(|| runtime.answer(&encoded, q)).1);
             if round > 0 {
                 pre.push(t_pre);
                 enc.push(t_enc);

@@ -4,6 +4,7 @@ use std::time::Instant;
 
 use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
+use edgevlm_device::agent::{ServerConfig, State};
 use edgevlm_device::runtime::Runtime;
 use edgevlm_shared::bundle::Bundle;
 use edgevlm_shared::preprocess::load_image;
@@ -58,6 +59,51 @@ impl SearchArgs {
 enum Command {
     /// Print a bundle's manifest: graphs, files and checksums, vocabularies, self-test.
     Info { bundle: PathBuf },
+    /// The device loop: trigger → capture → caption (+ questions) → JSON events.
+    Run {
+        #[arg(long)]
+        config: PathBuf,
+        /// Stop after this many events (0: run until killed).
+        #[arg(long, default_value_t = 0)]
+        max_events: u64,
+    },
+    /// The update agent: receives signed bundles over TCP and installs them into
+    /// A/B slots (verify, self-test, atomic switch).
+    Agent {
+        /// State folder (trusted/*.pub, slots/, active).
+        #[arg(long)]
+        state: PathBuf,
+        #[arg(long, default_value = "127.0.0.1:7878")]
+        listen: String,
+        /// Shared secret the host must present (or the EDGEVLM_AGENT_TOKEN variable).
+        #[arg(long, env = "EDGEVLM_AGENT_TOKEN")]
+        token: String,
+        #[arg(long, default_value_t = 512 << 20)]
+        max_bundle: u64,
+        /// Exit after this many installs (0: serve forever).
+        #[arg(long, default_value_t = 0)]
+        max_installs: usize,
+    },
+    /// Install a signed bundle from a file into the state folder (as the agent does).
+    Install {
+        #[arg(long)]
+        state: PathBuf,
+        bundle: PathBuf,
+        /// Signature file (default: BUNDLE.sig).
+        #[arg(long)]
+        sig: Option<PathBuf>,
+    },
+    /// What the device starts: the active slot, or the other one if it fails.
+    Start {
+        #[arg(long)]
+        state: PathBuf,
+    },
+    /// Verify a bundle and write its files (graphs, tokenizer, …) into a folder.
+    Unpack {
+        bundle: PathBuf,
+        #[arg(long)]
+        out: PathBuf,
+    },
     /// Caption an image.
     Caption {
         image: PathBuf,
@@ -128,6 +174,23 @@ fn encode(runtime: &Runtime, image: &Path) -> Result<edgevlm_device::runtime::En
     Ok(runtime.encode_image(&pixels)?)
 }
 
+fn report_start(state: &State) {
+    match state.select() {
+        Ok((slot, runtime, note)) => {
+            if let Some(note) = note {
+                eprintln!("agent: {note}");
+            }
+            eprintln!(
+                "agent: running {} version {} from slot {}",
+                runtime.manifest.name,
+                runtime.manifest.model_version,
+                slot.name()
+            );
+        }
+        Err(e) => eprintln!("agent: {e}"),
+    }
+}
+
 fn main() -> Result<()> {
     let cli = Cli::parse();
     if cli.threads > 1 {
@@ -138,6 +201,73 @@ fn main() -> Result<()> {
         Command::Info { bundle } => {
             let b = Bundle::read(&bundle)?;
             print!("{}", info::describe(&b, std::fs::metadata(&bundle)?.len()));
+        }
+        Command::Run { config, max_events } => {
+            let cfg = edgevlm_device::run::DeviceConfig::load(&config)?;
+            edgevlm_device::run::run(&cfg, max_events)?;
+        }
+        Command::Agent {
+            state,
+            listen,
+            token,
+            max_bundle,
+            max_installs,
+        } => {
+            let state = State::open(&state)?;
+            report_start(&state);
+            let cfg = ServerConfig {
+                listen,
+                token,
+                max_bundle,
+                max_installs,
+            };
+            edgevlm_device::agent::serve(&state, &cfg)?;
+        }
+        Command::Install { state, bundle, sig } => {
+            let state = State::open(&state)?;
+            let sig_path = sig.unwrap_or_else(|| {
+                let mut name = bundle.clone().into_os_string();
+                name.push(".sig");
+                name.into()
+            });
+            let bytes = std::fs::read(&bundle).with_context(|| format!("reading {}", bundle.display()))?;
+            let sig = std::fs::read(&sig_path).with_context(|| format!("reading {}", sig_path.display()))?;
+            let r = state.install(&bytes, &sig)?;
+            println!(
+                "installed {} version {} into slot {}",
+                r.name,
+                r.model_version,
+                r.slot.name()
+            );
+        }
+        Command::Start { state } => {
+            let state = State::open(&state)?;
+            let (slot, runtime, note) = state.select()?;
+            if let Some(note) = note {
+                eprintln!("{note}");
+            }
+            println!(
+                "slot {}: {} version {}",
+                slot.name(),
+                runtime.manifest.name,
+                runtime.manifest.model_version
+            );
+        }
+        Command::Unpack { bundle, out } => {
+            let b = Bundle::read(&bundle)?;
+            std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
+            for f in &b.manifest.files {
+                let path = out.join(&f.name);
+                std::fs::write(&path, b.file(&f.name)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            let manifest = out.join("manifest.json");
+            std::fs::write(&manifest, serde_json::to_string_pretty(&b.manifest)?)?;
+            println!(
+                "{} files and manifest.json written to {}",
+                b.manifest.files.len(),
+                out.display()
+            );
         }
         Command::Caption { image, model, search } => {
             let runtime = load(&model)?;

@@ -37,6 +37,31 @@ pub enum Command {
     Export(ExportArgs),
     /// Export with int8 weights and, given data, measure what quantization costs.
     Quantize(QuantizeArgs),
+    /// Make an ed25519 key pair for signing bundles (NAME.key, NAME.pub).
+    Keygen {
+        #[arg(long, default_value = "keys")]
+        out: PathBuf,
+        #[arg(long, default_value = "edgevlm")]
+        name: String,
+    },
+    /// Sign a bundle (writes BUNDLE.sig).
+    Sign {
+        bundle: PathBuf,
+        #[arg(long)]
+        key: PathBuf,
+    },
+    /// Send a signed bundle to a device: tcp://HOST:PORT (its agent) or dir:/STATE.
+    Flash {
+        bundle: PathBuf,
+        #[arg(long)]
+        to: String,
+        /// The agent's token (or the EDGEVLM_AGENT_TOKEN variable).
+        #[arg(long, env = "EDGEVLM_AGENT_TOKEN", default_value = "")]
+        token: String,
+        /// Reconnect-and-resume attempts when the link breaks.
+        #[arg(long, default_value_t = 5)]
+        retries: usize,
+    },
     /// Benchmarks (speed and memory), written as JSON reports.
     #[command(subcommand)]
     Bench(BenchCommand),

@@ -5,5 +5,6 @@ pub mod bench;
 pub mod data;
 pub mod eval;
 pub mod export;
+pub mod flash;
 pub mod model;
 pub mod train;

@@ -96,6 +96,14 @@ fn main() -> Result<()> {
         }
         Command::Eval(a) => eval(a)?,
         Command::Export(a) => ship::export(a)?,
+        Command::Keygen { out, name } => ship::keygen(&out, &name)?,
+        Command::Sign { bundle, key } => ship::sign(&bundle, &key)?,
+        Command::Flash {
+            bundle,
+            to,
+            token,
+            retries,
+        } => ship::flash(&bundle, &to, &token, retries)?,
         Command::Quantize(a) => ship::quantize(a)?,
         Command::Bench(BenchCommand::Train { steps, report }) => {
             let work = tempfile::tempdir()?;

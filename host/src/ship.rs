@@ -1,4 +1,5 @@
-//! `edgevlm export` and `edgevlm quantize`: model folder → device bundle.
+//! `edgevlm export`, `quantize`, `keygen`, `sign` and `flash`: from a model folder
+//! to a device bundle and onto the device.
 
 use std::path::Path;
 
@@ -10,6 +11,7 @@ use edgevlm::export::{self, ExportOptions, WeightFormat};
 use edgevlm::model::saved::SavedModel;
 use edgevlm::model::DecodeOptions;
 use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::bundle::signature;
 use edgevlm_shared::bundle::Bundle;
 use serde::Serialize;
 
@@ -133,5 +135,82 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     let json = serde_json::json!({ "f32": full, "int8": int8, "weights": "int8 per output channel, weight-only; activations f32" });
     std::fs::write(&report, serde_json::to_string_pretty(&json)?)?;
     println!("report: {}", report.display());
+    Ok(())
+}
+
+pub fn keygen(out: &Path, name: &str) -> Result<()> {
+    let key = signature::generate()?;
+    let (secret, public) = signature::save(&key, out, name)?;
+    println!(
+        "secret key {} (keep it off devices), public key {} (copy to each device's trusted/)",
+        secret.display(),
+        public.display()
+    );
+    Ok(())
+}
+
+pub fn sign(bundle: &Path, key: &Path) -> Result<()> {
+    // Refuse to sign something that is not a valid bundle.
+    let parsed = Bundle::read(bundle)?;
+    let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let sig = signature::sign(&bytes, &signature::load_signing_key(key)?);
+    let out = sig_path(bundle);
+    std::fs::write(&out, sig).with_context(|| format!("writing {}", out.display()))?;
+    println!(
+        "{}: {} version {} signed",
+        out.display(),
+        parsed.manifest.name,
+        parsed.manifest.model_version
+    );
+    Ok(())
+}
+
+fn sig_path(bundle: &Path) -> std::path::PathBuf {
+    let mut name = bundle.as_os_str().to_owned();
+    name.push(".sig");
+    name.into()
+}
+
+pub fn flash(bundle: &Path, to: &str, token: &str, retries: usize) -> Result<()> {
+    let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let sig_file = sig_path(bundle);
+    let sig = std::fs::read(&sig_file).with_context(|| {
+        format!(
+            "reading {} (sign the bundle first: edgevlm sign)",
+            sig_file.display()
+        )
+    })?;
+    let done = if let Some(addr) = to.strip_prefix("tcp://") {
+        let bar = indicatif::ProgressBar::new(bytes.len() as u64);
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{bar:40} {bytes}/{total_bytes} {bytes_per_sec} eta {eta}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        let r = edgevlm::flash::flash_tcp(addr, token, &bytes, &sig, retries, |sent, _| {
+            bar.set_position(sent)
+        });
+        bar.finish_and_clear();
+        r?
+    } else if let Some(dir) = to.strip_prefix("dir:") {
+        edgevlm::flash::flash_dir(Path::new(dir), &bytes, &sig)?
+    } else if to.starts_with("serial:") {
+        return Err(edgevlm::flash::FlashError::Serial.into());
+    } else {
+        return Err(edgevlm::flash::FlashError::Target(to.into()).into());
+    };
+    println!(
+        "installed {} version {} into slot {}{}; self-test caption {:?}",
+        done.name,
+        done.model_version,
+        done.slot,
+        if done.resumed_from > 0 {
+            format!(" (resumed at byte {})", done.resumed_from)
+        } else {
+            String::new()
+        },
+        done.selftest_caption
+    );
     Ok(())
 }

@@ -13,6 +13,7 @@ pub mod rng;
 pub mod search;
 pub mod synth;
 pub mod tokenizer;
+pub mod wire;
 
 pub use config::{PreprocessConfig, TokenizerConfig};
 pub use error::{Error, Result};

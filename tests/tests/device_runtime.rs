@@ -214,3 +214,57 @@ fn burn_is_not_in_the_device_dependency_tree() {
     // The host does depend on burn: the walk is not vacuous.
     assert!(deps["edgevlm"].iter().any(|d| d == "burn"));
 }
+
+/// `edgevlm-device run` with a directory camera: every new file is captioned and
+/// asked about; a corrupt file becomes an error event naming it and the loop goes on.
+#[test]
+fn run_loop_describes_each_new_frame_and_survives_a_bad_one() {
+    let tmp = tempfile::tempdir().unwrap();
+    let train = scenes(tmp.path(), 48, 31);
+    let model = tiny_model(tmp.path(), &train);
+    let bundle = tmp.path().join("m.bundle");
+    edgevlm(&["export"], &[("--model", &model), ("--out", &bundle)]);
+    let inbox = tmp.path().join("inbox");
+    std::fs::create_dir(&inbox).unwrap();
+    std::fs::copy(train.join("images/000000.png"), inbox.join("a.png")).unwrap();
+    std::fs::write(inbox.join("b.png"), b"truncated").unwrap();
+    std::fs::copy(train.join("images/000001.png"), inbox.join("c.png")).unwrap();
+    let config = tmp.path().join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device = \"test-board\"\nbundle = {:?}\ntick_ms = 1\nquestions = [\"how many objects are there?\"]\n\
+             events = \"events.jsonl\"\n[camera]\nkind = \"directory\"\npath = {:?}\nexisting = true\n\
+             [trigger]\nkind = \"frame\"\n",
+            bundle, inbox
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary("edgevlm-device"))
+        .args(["run", "--max-events", "3", "--config"])
+        .arg(&config)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(tmp.path().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 3);
+    let runtime = Runtime::load(&bundle).unwrap();
+    for (event, name) in [(&events[0], "a.png"), (&events[2], "c.png")] {
+        assert!(event["source"].as_str().unwrap().ends_with(name));
+        let image = image::open(inbox.join(name)).unwrap().to_rgb8();
+        let encoded = runtime.encode_image(&image).unwrap();
+        let caption = runtime.caption(&encoded, DecodeOptions::default()).unwrap();
+        assert_eq!(event["caption"], caption.as_str());
+        let answer = runtime.answer(&encoded, "how many objects are there?").unwrap();
+        assert_eq!(event["answers"][0]["answer"], answer.answer.as_str());
+        assert_eq!(event["device"], "test-board");
+        assert!(event["latency"]["total_ms"].as_f64().unwrap() > 0.0);
+    }
+    let error = events[1]["error"].as_str().unwrap();
+    assert!(error.contains("b.png"), "{error}");
+    assert_eq!(events[1]["seq"], 1);
+}

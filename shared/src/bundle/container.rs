@@ -218,6 +218,15 @@ impl Bundle {
             })
     }
 
+    /// Every file with its kind, in manifest order (to rebuild a bundle).
+    pub fn entries(&self) -> Vec<(String, FileKind, Vec<u8>)> {
+        self.manifest
+            .files
+            .iter()
+            .map(|f| (f.name.clone(), f.kind, self.files[&f.name].clone()))
+            .collect()
+    }
+
     pub fn has_file(&self, name: &str) -> bool {
         self.files.contains_key(name)
     }

@@ -7,8 +7,9 @@
 
 mod container;
 pub mod io;
+pub mod signature;
 
-pub use container::{Bundle, BundleError};
+pub use container::{sha256, Bundle, BundleError};
 
 use serde::{Deserialize, Serialize};
 

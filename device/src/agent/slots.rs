@@ -1,0 +1,217 @@
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use ed25519_dalek::VerifyingKey;
+use edgevlm_shared::bundle::signature::{self, KeyError};
+use edgevlm_shared::bundle::{Bundle, BundleError};
+
+use crate::runtime::{Runtime, RuntimeError};
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("{path}: {source}")]
+    Io {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Bundle(#[from] BundleError),
+    #[error("{0}")]
+    Key(#[from] KeyError),
+    #[error(
+        "refused: model version {offered} is not newer than the installed {installed} (downgrade or replay)"
+    )]
+    NotNewer { offered: u64, installed: u64 },
+    #[error("refused: the bundle fails on this device: {0}")]
+    Runtime(#[from] RuntimeError),
+    #[error("{0}: no trusted keys (add ed25519 public keys as trusted/*.pub)")]
+    NoTrustedKeys(PathBuf),
+    #[error("no slot holds a valid model: {0}")]
+    NoValidSlot(String),
+}
+
+fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
+    move |source| AgentError::Io {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Slot {
+    A,
+    B,
+}
+
+impl Slot {
+    pub fn name(self) -> &'static str {
+        match self {
+            Slot::A => "a",
+            Slot::B => "b",
+        }
+    }
+    pub fn other(self) -> Slot {
+        match self {
+            Slot::A => Slot::B,
+            Slot::B => Slot::A,
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct InstallReport {
+    pub slot: Slot,
+    pub name: String,
+    pub model_version: u64,
+    pub selftest_caption: String,
+}
+
+pub struct State {
+    pub dir: PathBuf,
+    trusted: Vec<VerifyingKey>,
+}
+
+/// Writes `bytes` to `path` so that a crash leaves the old file or the new one.
+pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let tmp = path.with_extension("tmp");
+    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    f.write_all(bytes).map_err(io(&tmp))?;
+    f.sync_all().map_err(io(&tmp))?;
+    std::fs::rename(&tmp, path).map_err(io(path))?;
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(io(dir))?;
+    Ok(())
+}
+
+impl State {
+    /// Opens (creating the folders of) a state directory and reads its trusted keys.
+    pub fn open(dir: &Path) -> Result<Self, AgentError> {
+        for sub in ["trusted", "slots/a", "slots/b", "staging"] {
+            let p = dir.join(sub);
+            std::fs::create_dir_all(&p).map_err(io(&p))?;
+        }
+        let trusted_dir = dir.join("trusted");
+        let mut keys = Vec::new();
+        let mut entries: Vec<PathBuf> = std::fs::read_dir(&trusted_dir)
+            .map_err(io(&trusted_dir))?
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "pub"))
+            .collect();
+        entries.sort();
+        for p in entries {
+            keys.push(signature::load_verifying_key(&p)?);
+        }
+        if keys.is_empty() {
+            return Err(AgentError::NoTrustedKeys(trusted_dir));
+        }
+        Ok(Self {
+            dir: dir.to_path_buf(),
+            trusted: keys,
+        })
+    }
+
+    pub fn slot_dir(&self, slot: Slot) -> PathBuf {
+        self.dir.join("slots").join(slot.name())
+    }
+
+    pub fn bundle_path(&self, slot: Slot) -> PathBuf {
+        self.slot_dir(slot).join("model.bundle")
+    }
+
+    /// The slot `active` names (A when the file is missing or unreadable).
+    pub fn active(&self) -> Slot {
+        match std::fs::read_to_string(self.dir.join("active"))
+            .as_deref()
+            .map(str::trim)
+        {
+            Ok("b") => Slot::B,
+            _ => Slot::A,
+        }
+    }
+
+    fn set_active(&self, slot: Slot) -> Result<(), AgentError> {
+        write_atomic(&self.dir.join("active"), format!("{}\n", slot.name()).as_bytes())
+    }
+
+    /// Reads, verifies (checksums + signature) and self-tests one slot.
+    pub fn check(&self, slot: Slot) -> Result<(Bundle, Runtime), AgentError> {
+        let path = self.bundle_path(slot);
+        let bundle = Bundle::read(&path)?;
+        let sig_path = self.slot_dir(slot).join("model.sig");
+        let sig = std::fs::read(&sig_path).map_err(io(&sig_path))?;
+        let bytes = std::fs::read(&path).map_err(io(&path))?;
+        signature::verify(&bytes, &sig, &self.trusted)?;
+        let runtime = Runtime::from_bundle(&bundle)?;
+        runtime.selftest()?;
+        Ok((bundle, runtime))
+    }
+
+    /// The model to run at start: the active slot, or the other one (made active)
+    /// when the active one fails to load or self-test.
+    pub fn select(&self) -> Result<(Slot, Runtime, Option<String>), AgentError> {
+        let active = self.active();
+        match self.check(active) {
+            Ok((_, runtime)) => Ok((active, runtime, None)),
+            Err(first) => match self.check(active.other()) {
+                Ok((_, runtime)) => {
+                    self.set_active(active.other())?;
+                    let note = format!(
+                        "slot {} failed ({first}); rolled back to slot {}",
+                        active.name(),
+                        active.other().name()
+                    );
+                    Ok((active.other(), runtime, Some(note)))
+                }
+                Err(second) => Err(AgentError::NoValidSlot(format!(
+                    "slot {}: {first}; slot {}: {second}",
+                    active.name(),
+                    active.other().name()
+                ))),
+            },
+        }
+    }
+
+    /// The version of the model that runs now, if any slot is valid.
+    pub fn installed_version(&self) -> Option<u64> {
+        self.select()
+            .ok()
+            .map(|(_, runtime, _)| runtime.manifest.model_version)
+    }
+
+    /// Installs a signed bundle: verify everything, write the inactive slot, then
+    /// switch. Nothing the running model needs is touched before the switch.
+    pub fn install(&self, bytes: &[u8], sig: &[u8]) -> Result<InstallReport, AgentError> {
+        let bundle = Bundle::from_bytes(bytes, "received bundle")?;
+        signature::verify(bytes, sig, &self.trusted)?;
+        let current = self.select().ok();
+        if let Some((_, runtime, _)) = &current {
+            let installed = runtime.manifest.model_version;
+            if bundle.manifest.model_version <= installed {
+                return Err(AgentError::NotNewer {
+                    offered: bundle.manifest.model_version,
+                    installed,
+                });
+            }
+        }
+        let runtime = Runtime::from_bundle(&bundle)?;
+        let report = runtime.selftest()?;
+        let target = match &current {
+            Some((slot, _, _)) => slot.other(),
+            None => self.active(),
+        };
+        // The signature first: a slot with a new bundle and an old signature fails
+        // its check at start and is never chosen.
+        write_atomic(&self.slot_dir(target).join("model.sig"), sig)?;
+        write_atomic(&self.bundle_path(target), bytes)?;
+        self.set_active(target)?;
+        Ok(InstallReport {
+            slot: target,
+            name: bundle.manifest.name.clone(),
+            model_version: bundle.manifest.model_version,
+            selftest_caption: report.caption,
+        })
+    }
+}
