@@ -2,8 +2,10 @@
 //! preprocessing inside the runtime, whatever the source.
 
 mod directory;
+mod v4l2;
 
 pub use directory::DirectoryCamera;
+pub use v4l2::{yuyv_to_rgb, PixelFormat, V4l2Camera};
 
 use std::path::{Path, PathBuf};
 
@@ -34,6 +36,24 @@ pub struct Frame {
 pub trait Camera {
     /// The next frame; `Ok(None)` when none is available yet (or the source ended).
     fn capture(&mut self) -> Result<Option<Frame>, CameraError>;
+}
+
+/// Opens a V4L2 camera from the device config's fields.
+pub fn v4l2(
+    path: &Path,
+    width: u32,
+    height: u32,
+    fps: u32,
+    format: &str,
+) -> Result<Box<dyn Camera>, CameraError> {
+    let format = PixelFormat::parse(format).ok_or_else(|| CameraError::Io {
+        path: path.to_path_buf(),
+        source: std::io::Error::new(
+            std::io::ErrorKind::InvalidInput,
+            format!("camera.format {format:?}: expected \"mjpeg\" or \"yuyv\""),
+        ),
+    })?;
+    Ok(Box::new(V4l2Camera::open(path, width, height, fps, format)?))
 }
 
 /// The same image file on every capture (re-read, so a replaced file is seen).

@@ -1,0 +1,417 @@
+//! A V4L2 capture device (`/dev/videoN`, a USB UVC or CSI camera) through the
+//! kernel's ioctl interface directly: memory-mapped streaming, MJPEG or YUYV. No
+//! system library is needed, so this is always built.
+
+use std::ffi::c_void;
+use std::fs::{File, OpenOptions};
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+
+use super::{Camera, CameraError, Frame};
+
+const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
+const MEMORY_MMAP: u32 = 1;
+const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
+const CAP_STREAMING: u32 = 0x0400_0000;
+const BUFFERS: u32 = 4;
+const FRAME_TIMEOUT_MS: i32 = 3000;
+
+/// Pixel formats as the kernel's fourcc codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PixelFormat {
+    Mjpeg,
+    Yuyv,
+}
+
+impl PixelFormat {
+    pub fn parse(name: &str) -> Option<Self> {
+        match name.to_ascii_lowercase().as_str() {
+            "mjpeg" | "mjpg" => Some(Self::Mjpeg),
+            "yuyv" | "yuy2" => Some(Self::Yuyv),
+            _ => None,
+        }
+    }
+
+    fn fourcc(self) -> u32 {
+        u32::from_le_bytes(*match self {
+            Self::Mjpeg => b"MJPG",
+            Self::Yuyv => b"YUYV",
+        })
+    }
+}
+
+// The kernel's structures (include/uapi/linux/videodev2.h), 64-bit layout.
+#[repr(C)]
+struct Capability {
+    driver: [u8; 16],
+    card: [u8; 32],
+    bus_info: [u8; 32],
+    version: u32,
+    capabilities: u32,
+    device_caps: u32,
+    reserved: [u32; 3],
+}
+
+#[repr(C)]
+#[derive(Clone, Copy)]
+struct PixFormat {
+    width: u32,
+    height: u32,
+    pixelformat: u32,
+    field: u32,
+    bytesperline: u32,
+    sizeimage: u32,
+    colorspace: u32,
+    private: u32,
+    flags: u32,
+    ycbcr_enc: u32,
+    quantization: u32,
+    xfer_func: u32,
+}
+
+#[repr(C)]
+struct Format {
+    kind: u32,
+    // The kernel's union holds pointers: 8-byte aligned, 200 bytes.
+    pix: PixFormat,
+    rest: [u8; 200 - std::mem::size_of::<PixFormat>()],
+    _align: [u64; 0],
+}
+
+#[repr(C)]
+struct StreamParm {
+    kind: u32,
+    capability: u32,
+    capturemode: u32,
+    numerator: u32,
+    denominator: u32,
+    extendedmode: u32,
+    readbuffers: u32,
+    reserved: [u32; 4],
+    rest: [u8; 200 - 40],
+}
+
+#[repr(C)]
+struct RequestBuffers {
+    count: u32,
+    kind: u32,
+    memory: u32,
+    capabilities: u32,
+    flags: u8,
+    reserved: [u8; 3],
+}
+
+#[repr(C)]
+struct Buffer {
+    index: u32,
+    kind: u32,
+    bytesused: u32,
+    flags: u32,
+    field: u32,
+    timestamp: [i64; 2],
+    timecode: [u32; 4],
+    sequence: u32,
+    memory: u32,
+    offset: u64,
+    length: u32,
+    reserved2: u32,
+    request_fd: u32,
+}
+
+const _: () = {
+    assert!(std::mem::size_of::<Capability>() == 104);
+    assert!(std::mem::size_of::<Format>() == 208);
+    assert!(std::mem::size_of::<StreamParm>() == 204);
+    assert!(std::mem::size_of::<RequestBuffers>() == 20);
+    assert!(std::mem::size_of::<Buffer>() == 88);
+};
+
+/// `_IOC(dir, 'V', nr, size)` as the kernel computes it.
+const fn ioc(dir: u64, nr: u64, size: usize) -> u64 {
+    (dir << 30) | ((size as u64) << 16) | ((b'V' as u64) << 8) | nr
+}
+const READ: u64 = 2;
+const WRITE: u64 = 1;
+const QUERYCAP: u64 = ioc(READ, 0, std::mem::size_of::<Capability>());
+const S_FMT: u64 = ioc(READ | WRITE, 5, std::mem::size_of::<Format>());
+const REQBUFS: u64 = ioc(READ | WRITE, 8, std::mem::size_of::<RequestBuffers>());
+const QUERYBUF: u64 = ioc(READ | WRITE, 9, std::mem::size_of::<Buffer>());
+const QBUF: u64 = ioc(READ | WRITE, 15, std::mem::size_of::<Buffer>());
+const DQBUF: u64 = ioc(READ | WRITE, 17, std::mem::size_of::<Buffer>());
+const STREAMON: u64 = ioc(WRITE, 18, std::mem::size_of::<i32>());
+const STREAMOFF: u64 = ioc(WRITE, 19, std::mem::size_of::<i32>());
+const S_PARM: u64 = ioc(READ | WRITE, 22, std::mem::size_of::<StreamParm>());
+
+fn zeroed<T>() -> T {
+    // SAFETY: only used for the plain-integer kernel structures above.
+    unsafe { std::mem::zeroed() }
+}
+
+struct Mapping {
+    ptr: *mut c_void,
+    len: usize,
+}
+
+pub struct V4l2Camera {
+    path: PathBuf,
+    file: File,
+    format: PixelFormat,
+    width: u32,
+    height: u32,
+    buffers: Vec<Mapping>,
+    frames: u64,
+}
+
+impl V4l2Camera {
+    pub fn open(
+        path: &Path,
+        width: u32,
+        height: u32,
+        fps: u32,
+        format: PixelFormat,
+    ) -> Result<Self, CameraError> {
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|source| CameraError::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+        let mut camera = Self {
+            path: path.to_path_buf(),
+            file,
+            format,
+            width,
+            height,
+            buffers: Vec::new(),
+            frames: 0,
+        };
+        let mut cap: Capability = zeroed();
+        camera.ioctl(QUERYCAP, &mut cap, "VIDIOC_QUERYCAP (not a V4L2 device?)")?;
+        let caps = if cap.device_caps != 0 {
+            cap.device_caps
+        } else {
+            cap.capabilities
+        };
+        if caps & CAP_VIDEO_CAPTURE == 0 || caps & CAP_STREAMING == 0 {
+            return Err(camera.unsupported("no video capture with streaming I/O"));
+        }
+        let mut fmt: Format = zeroed();
+        fmt.kind = BUF_TYPE_VIDEO_CAPTURE;
+        fmt.pix.width = width;
+        fmt.pix.height = height;
+        fmt.pix.pixelformat = format.fourcc();
+        camera.ioctl(S_FMT, &mut fmt, "VIDIOC_S_FMT")?;
+        if fmt.pix.pixelformat != format.fourcc() {
+            return Err(camera.unsupported(&format!("the camera does not offer {format:?}")));
+        }
+        // The driver picks the nearest size it has.
+        camera.width = fmt.pix.width;
+        camera.height = fmt.pix.height;
+        let mut parm: StreamParm = zeroed();
+        parm.kind = BUF_TYPE_VIDEO_CAPTURE;
+        parm.numerator = 1;
+        parm.denominator = fps.max(1);
+        // Not every driver lets the rate be set; its own rate is fine then.
+        let _ = camera.ioctl(S_PARM, &mut parm, "VIDIOC_S_PARM");
+        camera.start()?;
+        Ok(camera)
+    }
+
+    fn unsupported(&self, what: &str) -> CameraError {
+        CameraError::Io {
+            path: self.path.clone(),
+            source: std::io::Error::new(std::io::ErrorKind::Unsupported, what.to_string()),
+        }
+    }
+
+    fn ioctl<T>(&self, request: u64, arg: &mut T, what: &str) -> Result<(), CameraError> {
+        // SAFETY: `arg` is the structure `request` was computed for.
+        let rc = unsafe { libc::ioctl(self.file.as_raw_fd(), request as _, arg as *mut T) };
+        if rc < 0 {
+            let os = std::io::Error::last_os_error();
+            return Err(CameraError::Io {
+                path: self.path.clone(),
+                source: std::io::Error::new(os.kind(), format!("{what}: {os}")),
+            });
+        }
+        Ok(())
+    }
+
+    fn start(&mut self) -> Result<(), CameraError> {
+        let mut req = RequestBuffers {
+            count: BUFFERS,
+            kind: BUF_TYPE_VIDEO_CAPTURE,
+            memory: MEMORY_MMAP,
+            capabilities: 0,
+            flags: 0,
+            reserved: [0; 3],
+        };
+        self.ioctl(REQBUFS, &mut req, "VIDIOC_REQBUFS")?;
+        for index in 0..req.count {
+            let mut buf = self.buffer(index);
+            self.ioctl(QUERYBUF, &mut buf, "VIDIOC_QUERYBUF")?;
+            // SAFETY: maps the driver's buffer as it describes it; unmapped in Drop.
+            let ptr = unsafe {
+                libc::mmap(
+                    std::ptr::null_mut(),
+                    buf.length as usize,
+                    libc::PROT_READ | libc::PROT_WRITE,
+                    libc::MAP_SHARED,
+                    self.file.as_raw_fd(),
+                    buf.offset as libc::off_t,
+                )
+            };
+            if ptr == libc::MAP_FAILED {
+                return Err(CameraError::Io {
+                    path: self.path.clone(),
+                    source: std::io::Error::last_os_error(),
+                });
+            }
+            self.buffers.push(Mapping {
+                ptr,
+                len: buf.length as usize,
+            });
+            self.ioctl(QBUF, &mut buf, "VIDIOC_QBUF")?;
+        }
+        let mut kind = BUF_TYPE_VIDEO_CAPTURE as i32;
+        self.ioctl(STREAMON, &mut kind, "VIDIOC_STREAMON")
+    }
+
+    fn buffer(&self, index: u32) -> Buffer {
+        let mut buf: Buffer = zeroed();
+        buf.index = index;
+        buf.kind = BUF_TYPE_VIDEO_CAPTURE;
+        buf.memory = MEMORY_MMAP;
+        buf
+    }
+
+    fn decode(&self, bytes: &[u8]) -> Result<RgbImage, CameraError> {
+        let bad = |what: String| self.unsupported(&what);
+        match self.format {
+            PixelFormat::Mjpeg => image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
+                .map(|img| img.to_rgb8())
+                .map_err(|e| bad(format!("frame {}: bad MJPEG frame: {e}", self.frames))),
+            PixelFormat::Yuyv => yuyv_to_rgb(bytes, self.width, self.height).ok_or_else(|| {
+                bad(format!(
+                    "frame {}: short YUYV frame ({} bytes)",
+                    self.frames,
+                    bytes.len()
+                ))
+            }),
+        }
+    }
+}
+
+impl Camera for V4l2Camera {
+    fn capture(&mut self) -> Result<Option<Frame>, CameraError> {
+        let mut poll = libc::pollfd {
+            fd: self.file.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        };
+        // SAFETY: one valid pollfd.
+        let ready = unsafe { libc::poll(&mut poll, 1, FRAME_TIMEOUT_MS) };
+        if ready <= 0 {
+            return Err(self.unsupported(&format!("no frame within {FRAME_TIMEOUT_MS} ms")));
+        }
+        let mut buf = self.buffer(0);
+        self.ioctl(DQBUF, &mut buf, "VIDIOC_DQBUF")?;
+        let mapping = &self.buffers[buf.index as usize];
+        let used = (buf.bytesused as usize).min(mapping.len);
+        // SAFETY: the driver filled `used` bytes of this mapped buffer and
+        // leaves it to us until it is queued again below.
+        let bytes = unsafe { std::slice::from_raw_parts(mapping.ptr as *const u8, used) }.to_vec();
+        self.ioctl(QBUF, &mut buf, "VIDIOC_QBUF")?;
+        self.frames += 1;
+        Ok(Some(Frame {
+            image: self.decode(&bytes)?,
+            source: format!("{}#{}", self.path.display(), self.frames),
+        }))
+    }
+}
+
+impl Drop for V4l2Camera {
+    fn drop(&mut self) {
+        let mut kind = BUF_TYPE_VIDEO_CAPTURE as i32;
+        let _ = self.ioctl(STREAMOFF, &mut kind, "VIDIOC_STREAMOFF");
+        for m in &self.buffers {
+            // SAFETY: each mapping was created by mmap in `start`.
+            unsafe { libc::munmap(m.ptr, m.len) };
+        }
+    }
+}
+
+/// YUYV 4:2:2 (Y0 U Y1 V per two pixels, BT.601 limited range) to RGB.
+pub fn yuyv_to_rgb(bytes: &[u8], width: u32, height: u32) -> Option<RgbImage> {
+    let pixels = width as usize * height as usize;
+    if !width.is_multiple_of(2) || bytes.len() < pixels * 2 {
+        return None;
+    }
+    let mut rgb = Vec::with_capacity(pixels * 3);
+    for quad in bytes[..pixels * 2].chunks_exact(4) {
+        let (u, v) = (f32::from(quad[1]) - 128.0, f32::from(quad[3]) - 128.0);
+        for y in [quad[0], quad[2]] {
+            let c = 1.164 * (f32::from(y) - 16.0);
+            let to_u8 = |x: f32| x.round().clamp(0.0, 255.0) as u8;
+            rgb.extend([
+                to_u8(c + 1.596 * v),
+                to_u8(c - 0.392 * u - 0.813 * v),
+                to_u8(c + 2.017 * u),
+            ]);
+        }
+    }
+    RgbImage::from_raw(width, height, rgb)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ioctl_numbers_match_the_kernel_headers() {
+        // From videodev2.h on 64-bit Linux (x86_64 and aarch64 alike).
+        assert_eq!(QUERYCAP, 0x8068_5600);
+        assert_eq!(S_FMT, 0xc0d0_5605);
+        assert_eq!(REQBUFS, 0xc014_5608);
+        assert_eq!(QUERYBUF, 0xc058_5609);
+        assert_eq!(QBUF, 0xc058_560f);
+        assert_eq!(DQBUF, 0xc058_5611);
+        assert_eq!(STREAMON, 0x4004_5612);
+        assert_eq!(S_PARM, 0xc0cc_5616);
+    }
+
+    #[test]
+    fn yuyv_black_white_and_red_convert() {
+        // Black (Y 16), white (Y 235) with neutral chroma, then BT.601 red (81, 90, 240).
+        let bytes = [16, 128, 235, 128, 81, 90, 81, 240];
+        let img = yuyv_to_rgb(&bytes, 4, 1).unwrap();
+        assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0]);
+        assert_eq!(img.get_pixel(1, 0).0, [255, 255, 255]);
+        let red = img.get_pixel(2, 0).0;
+        assert!(red[0] >= 250 && red[1] <= 5 && red[2] <= 5, "{red:?}");
+        assert!(yuyv_to_rgb(&bytes[..6], 4, 1).is_none());
+    }
+
+    #[test]
+    fn missing_device_is_named() {
+        let err = V4l2Camera::open(Path::new("/dev/video-none"), 640, 480, 15, PixelFormat::Mjpeg)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("/dev/video-none"), "{err}");
+    }
+
+    #[test]
+    fn a_file_that_is_not_a_camera_is_refused_by_name() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let err = V4l2Camera::open(file.path(), 640, 480, 15, PixelFormat::Yuyv)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(err.contains("VIDIOC_QUERYCAP"), "{err}");
+    }
+}
