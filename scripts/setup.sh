@@ -10,6 +10,9 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 command -v file >/dev/null || need_apt+=(file)
+# A real MQTT broker and clients for the device event tests (loopback only).
+command -v mosquitto >/dev/null || need_apt+=(mosquitto)
+command -v mosquitto_sub >/dev/null || need_apt+=(mosquitto-clients)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]}"
   SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)

@@ -4,6 +4,7 @@
 
 pub mod agent;
 pub mod camera;
+pub mod events;
 pub mod run;
 pub mod runtime;
 pub mod trigger;

@@ -23,3 +23,77 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("fixtures")
         .join(name)
 }
+
+/// Runs a workspace binary and returns its stdout; panics with its stderr on failure.
+pub fn run_ok(bin: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new(binary(bin))
+        .args(args)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{bin} {args:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .unwrap()
+}
+
+/// Synthetic scenes, a tiny model with VQA and caption heads trained a few steps
+/// through the CLI, exported as `DIR/model.bundle` (version `version`).
+pub fn tiny_bundle(dir: &std::path::Path, version: u64) -> PathBuf {
+    let p = |name: &str| dir.join(name).to_str().unwrap().to_string();
+    run_ok(
+        "edgevlm",
+        &[
+            "data",
+            "synth",
+            "--out",
+            &p("scenes"),
+            "--n",
+            "32",
+            "--seed",
+            "7",
+            "--size",
+            "32",
+        ],
+    );
+    let common = ["--quiet", "--batch-size", "8", "--max-steps", "6", "--seed", "3"];
+    let mut stages = vec![("pretrain", None, "pre"), ("finetune", Some("vqa"), "vqa")];
+    stages.push(("finetune", Some("caption"), "model"));
+    let mut from: Option<String> = None;
+    for (job, kind, out) in stages {
+        let mut args: Vec<String> = vec![job.into()];
+        args.extend(kind.map(String::from));
+        match &from {
+            Some(f) => args.extend(["--from".into(), f.clone()]),
+            None => args.push("--tiny".into()),
+        }
+        args.extend(["--data".into(), p("scenes"), "--out".into(), p(out)]);
+        args.extend(common.iter().map(|s| s.to_string()));
+        let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+        run_ok("edgevlm", &refs);
+        from = Some(p(out));
+    }
+    let bundle = dir.join("model.bundle");
+    run_ok(
+        "edgevlm",
+        &[
+            "export",
+            "--model",
+            &p("model"),
+            "--out",
+            bundle.to_str().unwrap(),
+            "--model-version",
+            &version.to_string(),
+        ],
+    );
+    bundle
+}

@@ -4,9 +4,11 @@
 
 mod button;
 mod motion;
+mod value_file;
 
 pub use button::{Button, ButtonConfig};
 pub use motion::{Motion, MotionConfig};
+pub use value_file::{ValueFileError, ValueFilePin};
 
 /// A debounced, edge-detected event source polled by the run loop.
 pub trait Trigger {

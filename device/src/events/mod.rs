@@ -1,0 +1,139 @@
+//! What the device reports: one JSON event per capture (caption, answers, stage
+//! latencies or the error), delivered to every configured sink: stdout or a file
+//! as JSON lines, a serial port, and an MQTT broker.
+
+mod mqtt;
+mod serial;
+
+pub use mqtt::{MqttConfig, MqttError, MqttSink};
+pub use serial::SerialSink;
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, Serialize)]
+pub struct QaResult {
+    pub question: String,
+    pub answer: String,
+    pub probability: f32,
+}
+
+/// Milliseconds per stage of one capture.
+#[derive(Debug, Clone, Serialize, Default)]
+pub struct Latency {
+    /// Capture, plus the trigger's own work (a text trigger encodes the frame).
+    pub capture_ms: f64,
+    pub encode_ms: f64,
+    pub caption_ms: f64,
+    pub questions_ms: f64,
+    pub total_ms: f64,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub device: String,
+    pub seq: u64,
+    /// Unix time, milliseconds.
+    pub time_ms: u128,
+    pub trigger: String,
+    /// The trigger's measurement when it has one (a text trigger's similarity).
+    pub trigger_score: Option<f32>,
+    pub source: Option<String>,
+    pub caption: Option<String>,
+    pub answers: Vec<QaResult>,
+    pub error: Option<String>,
+    pub latency: Latency,
+}
+
+#[derive(Debug, Clone, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct EventsConfig {
+    /// JSON lines on stdout (the default when no other sink is configured).
+    pub stdout: Option<bool>,
+    /// JSON lines appended to this file.
+    pub file: Option<PathBuf>,
+    pub serial: Option<SerialConfig>,
+    pub mqtt: Option<MqttConfig>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SerialConfig {
+    pub port: String,
+    #[serde(default = "default_baud")]
+    pub baud: u32,
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+/// Every configured destination. A sink that fails is reported on stderr and
+/// the others still get the event: reporting must never stop the loop.
+pub struct Sinks {
+    lines: Vec<(String, Box<dyn Write>)>,
+    serial: Option<(String, SerialSink<linux_embedded_hal::Serial>)>,
+    mqtt: Option<MqttSink>,
+}
+
+impl Sinks {
+    pub fn open(cfg: &EventsConfig, device: &str, questions: &[String]) -> anyhow::Result<Self> {
+        let mut lines: Vec<(String, Box<dyn Write>)> = Vec::new();
+        if let Some(path) = &cfg.file {
+            let file = std::fs::OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(path)
+                .map_err(|e| anyhow::anyhow!("events file {}: {e}", path.display()))?;
+            lines.push((path.display().to_string(), Box::new(file)));
+        }
+        let others = cfg.file.is_some() || cfg.serial.is_some() || cfg.mqtt.is_some();
+        if cfg.stdout.unwrap_or(!others) {
+            lines.push(("stdout".into(), Box::new(std::io::stdout())));
+        }
+        let serial = match &cfg.serial {
+            Some(s) => {
+                let uart = linux_embedded_hal::Serial::open(s.port.clone(), s.baud)
+                    .map_err(|e| anyhow::anyhow!("serial port {}: {e}", s.port))?;
+                Some((s.port.clone(), SerialSink::new(uart)))
+            }
+            None => None,
+        };
+        let mqtt = match &cfg.mqtt {
+            Some(m) => Some(MqttSink::connect(m, device, questions)?),
+            None => None,
+        };
+        Ok(Self { lines, serial, mqtt })
+    }
+
+    pub fn send(&mut self, event: &Event) -> anyhow::Result<()> {
+        let json = serde_json::to_string(event)?;
+        for (name, sink) in &mut self.lines {
+            if let Err(e) = writeln!(sink, "{json}").and_then(|()| sink.flush()) {
+                eprintln!("events: {name}: {e}");
+            }
+        }
+        if let Some((port, sink)) = &mut self.serial {
+            if let Err(e) = sink.write_line(&json) {
+                eprintln!("events: serial port {port}: {e}");
+            }
+        }
+        if let Some(mqtt) = &mut self.mqtt {
+            if let Err(e) = mqtt.publish_event(&json) {
+                eprintln!("events: {e}");
+            }
+        }
+        Ok(())
+    }
+
+    /// Between events: keeps the MQTT connection alive.
+    pub fn idle(&mut self) {
+        if let Some(mqtt) = &mut self.mqtt {
+            if let Err(e) = mqtt.idle() {
+                eprintln!("events: {e}");
+            }
+        }
+    }
+}

@@ -1,0 +1,270 @@
+//! `edgevlm-device run --config device.toml`: trigger → capture → caption (and the
+//! configured questions) → one event per capture to every sink. A bad frame or a
+//! failed inference becomes an error event and the loop goes on.
+
+mod config;
+
+pub use config::{AgentConfig, CameraConfig, DeviceConfig, TriggerConfig};
+
+use std::path::Path;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use edgevlm_shared::search::DecodeOptions;
+
+use crate::agent::State;
+use crate::camera::{Camera, DirectoryCamera, Frame, StillCamera, SyntheticCamera};
+use crate::events::{Event, Latency, QaResult, Sinks};
+use crate::runtime::Runtime;
+use crate::trigger::{Button, ButtonConfig, Interval, Motion, MotionConfig, Trigger, ValueFilePin};
+
+/// Where a capture decision comes from, per tick.
+enum Gate {
+    Interval(Interval),
+    Frame,
+    Motion(Motion),
+    Text { phrase: String, min: f32 },
+    Button(Box<dyn Trigger<Error = String>>),
+}
+
+/// Erases a trigger's error type so that pins of any HAL fit one gate.
+struct Boxed<T>(T);
+
+impl<T: Trigger> Trigger for Boxed<T>
+where
+    T::Error: std::fmt::Debug,
+{
+    type Error = String;
+    fn poll(&mut self) -> Result<bool, String> {
+        self.0.poll().map_err(|e| format!("{e:?}"))
+    }
+}
+
+fn button_gate(trigger: &TriggerConfig, tick_ms: u64) -> anyhow::Result<Gate> {
+    let TriggerConfig::Button {
+        chip,
+        line,
+        file,
+        active_low,
+        debounce_ms,
+    } = trigger
+    else {
+        unreachable!("called for button triggers only")
+    };
+    let cfg = ButtonConfig {
+        active_low: *active_low,
+        debounce_ms: *debounce_ms,
+        poll_ms: tick_ms.max(1) as u32,
+    };
+    let delay = linux_embedded_hal::Delay;
+    if let Some(file) = file {
+        let pin = ValueFilePin::new(file);
+        return Ok(Gate::Button(Box::new(Boxed(Button::new(pin, delay, cfg)))));
+    }
+    let (Some(chip), Some(line)) = (chip, line) else {
+        anyhow::bail!("trigger.kind = \"button\" needs `chip` and `line`, or `file`");
+    };
+    use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
+    let handle = Chip::new(chip)
+        .and_then(|mut c| c.get_line(*line))
+        .and_then(|l| l.request(LineRequestFlags::INPUT, 0, "edgevlm-device"))
+        .map_err(|e| anyhow::anyhow!("GPIO {} line {line}: {e}", chip.display()))?;
+    let pin = linux_embedded_hal::CdevPin::new(handle)
+        .map_err(|e| anyhow::anyhow!("GPIO {} line {line}: {e}", chip.display()))?;
+    Ok(Gate::Button(Box::new(Boxed(Button::new(pin, delay, cfg)))))
+}
+
+fn gate(cfg: &DeviceConfig) -> anyhow::Result<Gate> {
+    Ok(match &cfg.trigger {
+        TriggerConfig::Interval { every_ticks } => Gate::Interval(Interval::new(*every_ticks)),
+        TriggerConfig::Frame => Gate::Frame,
+        TriggerConfig::Motion {
+            threshold,
+            cooldown_frames,
+        } => Gate::Motion(Motion::new(MotionConfig {
+            threshold: *threshold,
+            cooldown_frames: *cooldown_frames,
+            ..Default::default()
+        })),
+        TriggerConfig::Text {
+            phrase,
+            min_similarity,
+        } => Gate::Text {
+            phrase: phrase.clone(),
+            min: *min_similarity,
+        },
+        button @ TriggerConfig::Button { .. } => button_gate(button, cfg.tick_ms)?,
+    })
+}
+
+fn camera(cfg: &CameraConfig) -> anyhow::Result<Box<dyn Camera>> {
+    Ok(match cfg {
+        CameraConfig::Still { path } => Box::new(StillCamera::new(path)),
+        CameraConfig::Directory { path, existing } => Box::new(DirectoryCamera::new(path, *existing)?),
+        CameraConfig::Synthetic { seed, size } => Box::new(SyntheticCamera::new(*seed, *size)),
+        CameraConfig::V4l2 {
+            path,
+            width,
+            height,
+            fps,
+            format,
+        } => crate::camera::v4l2(path, *width, *height, *fps, format)?,
+    })
+}
+
+/// The bundle to run: the configured one, or the agent's active slot.
+fn load_runtime(cfg: &DeviceConfig) -> anyhow::Result<Runtime> {
+    if let Some(bundle) = &cfg.bundle {
+        return Ok(Runtime::load(bundle)?);
+    }
+    let Some(agent) = &cfg.agent else {
+        anyhow::bail!("no `bundle` and no [agent] section in the device config");
+    };
+    let (slot, runtime, note) = State::open(&agent.state)?.select()?;
+    if let Some(note) = note {
+        eprintln!("run: {note}");
+    }
+    eprintln!("run: model from slot {}", slot.name());
+    Ok(runtime)
+}
+
+fn ms(since: Instant) -> f64 {
+    since.elapsed().as_secs_f64() * 1e3
+}
+
+/// A frame to describe, with the trigger's score; `Err` when capture failed.
+type Captured = Result<(Frame, Option<f32>), String>;
+
+/// Polls the trigger (capturing when it needs frames to decide); `None`: no event.
+fn poll(gate: &mut Gate, camera: &mut dyn Camera, runtime: &Runtime) -> Option<Captured> {
+    let capture = |camera: &mut dyn Camera| match camera.capture() {
+        Ok(Some(frame)) => Some(Ok((frame, None))),
+        // No frame yet (a directory camera waiting for files).
+        Ok(None) => None,
+        Err(e) => Some(Err(e.to_string())),
+    };
+    match gate {
+        Gate::Interval(t) => t.poll().unwrap_or(false).then(|| capture(camera)).flatten(),
+        Gate::Button(b) => match b.poll() {
+            Ok(true) => capture(camera),
+            Ok(false) => None,
+            Err(e) => Some(Err(format!("button: {e}"))),
+        },
+        Gate::Frame => capture(camera),
+        Gate::Motion(m) => match capture(camera)? {
+            Ok((frame, _)) => m.feed(&frame.image).then_some(Ok((frame, None))),
+            Err(e) => Some(Err(e)),
+        },
+        Gate::Text { phrase, min } => match capture(camera)? {
+            Ok((frame, _)) => {
+                let score = runtime
+                    .encode_image(&frame.image)
+                    .and_then(|enc| runtime.match_texts(&enc, &[phrase.as_str()]))
+                    .map(|s| s[0]);
+                match score {
+                    Ok(s) if s >= *min => Some(Ok((frame, Some(s)))),
+                    Ok(_) => None,
+                    Err(e) => Some(Err(e.to_string())),
+                }
+            }
+            Err(e) => Some(Err(e)),
+        },
+    }
+}
+
+fn describe(
+    runtime: &Runtime,
+    cfg: &DeviceConfig,
+    frame: &Frame,
+    latency: &mut Latency,
+) -> Result<(String, Vec<QaResult>), String> {
+    let t = Instant::now();
+    let encoded = runtime.encode_image(&frame.image).map_err(|e| e.to_string())?;
+    latency.encode_ms = ms(t);
+    let t = Instant::now();
+    let opts = DecodeOptions {
+        beam_size: cfg.beam.max(1),
+        ..Default::default()
+    };
+    let caption = runtime.caption(&encoded, opts).map_err(|e| e.to_string())?;
+    latency.caption_ms = ms(t);
+    let t = Instant::now();
+    let mut answers = Vec::new();
+    for q in &cfg.questions {
+        let a = runtime.answer(&encoded, q).map_err(|e| e.to_string())?;
+        answers.push(QaResult {
+            question: q.clone(),
+            answer: a.answer,
+            probability: a.probability,
+        });
+    }
+    latency.questions_ms = ms(t);
+    Ok((caption, answers))
+}
+
+/// Runs the loop until `max_events` events (0: forever).
+pub fn run(cfg: &DeviceConfig, max_events: u64) -> anyhow::Result<u64> {
+    let runtime = load_runtime(cfg)?;
+    let mut camera = camera(&cfg.camera)?;
+    let mut gate = gate(cfg)?;
+    let mut sinks = Sinks::open(&cfg.events, &cfg.device, &cfg.questions)?;
+    let mut seq = 0u64;
+    while max_events == 0 || seq < max_events {
+        let tick = Instant::now();
+        let mut latency = Latency::default();
+        let Some(captured) = poll(&mut gate, camera.as_mut(), &runtime) else {
+            sinks.idle();
+            std::thread::sleep(Duration::from_millis(cfg.tick_ms).saturating_sub(tick.elapsed()));
+            continue;
+        };
+        latency.capture_ms = ms(tick);
+        let (source, score, result) = match captured {
+            Ok((frame, score)) => (
+                Some(frame.source.clone()),
+                score,
+                describe(&runtime, cfg, &frame, &mut latency),
+            ),
+            Err(e) => (None, None, Err(e)),
+        };
+        latency.total_ms = ms(tick);
+        let (caption, answers, error) = match result {
+            Ok((c, a)) => (Some(c), a, None),
+            Err(e) => (None, Vec::new(), Some(e)),
+        };
+        sinks.send(&Event {
+            device: cfg.device.clone(),
+            seq,
+            time_ms: SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .map(|d| d.as_millis())
+                .unwrap_or(0),
+            trigger: cfg.trigger.name().into(),
+            trigger_score: score,
+            source,
+            caption,
+            answers,
+            error,
+            latency,
+        })?;
+        seq += 1;
+        std::thread::sleep(Duration::from_millis(cfg.tick_ms).saturating_sub(tick.elapsed()));
+    }
+    Ok(seq)
+}
+
+/// The agent's settings from a device config: state folder, address, token.
+pub fn agent_settings(path: &Path) -> anyhow::Result<(AgentConfig, Option<String>)> {
+    let cfg = DeviceConfig::load(path)?;
+    let Some(agent) = cfg.agent else {
+        anyhow::bail!("{}: no [agent] section", path.display());
+    };
+    let token = match &agent.token_file {
+        Some(file) => Some(
+            std::fs::read_to_string(file)
+                .map_err(|e| anyhow::anyhow!("agent token file {}: {e}", file.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
+    Ok((agent, token))
+}

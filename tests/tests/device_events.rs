@@ -1,0 +1,353 @@
+//! The device loop's outputs and triggers end to end: events to a real mosquitto
+//! broker (with Home Assistant discovery and an online/offline status), over a
+//! serial line, a text trigger that fires exactly on the frames above its
+//! threshold, and the agent configured by the same device.toml the loop reads.
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+use edgevlm_device::camera::{Camera, SyntheticCamera};
+use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::search::DecodeOptions;
+use edgevlm_tests::{binary, free_port, run_ok, tiny_bundle};
+
+/// One tiny trained model for every test of this file.
+fn bundle() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let bundle = tiny_bundle(dir.path(), 1);
+        (dir, bundle)
+    })
+    .1
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+fn caption_of(runtime: &Runtime, image: &image::RgbImage) -> String {
+    let encoded = runtime.encode_image(image).unwrap();
+    runtime.caption(&encoded, DecodeOptions::default()).unwrap()
+}
+
+/// Kills the child when the test ends, whatever happens.
+struct Guard(Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn broker() -> (Guard, u16) {
+    let port = free_port();
+    let child = Command::new("mosquitto")
+        .args(["-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is needed for this test: scripts/setup.sh installs it");
+    let guard = Guard(child);
+    wait_for_port(port, "mosquitto");
+    (guard, port)
+}
+
+/// `mosquitto_sub -v` on `topics`; each received "topic payload" line arrives on the channel.
+fn subscribe(port: u16, topics: &[&str]) -> (Guard, mpsc::Receiver<(String, String)>) {
+    let mut cmd = Command::new("mosquitto_sub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-v"]);
+    for t in topics {
+        cmd.args(["-t", t]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("mosquitto_sub");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some((topic, payload)) = line.split_once(' ') {
+                let _ = tx.send((topic.to_string(), payload.to_string()));
+            }
+        }
+    });
+    (Guard(child), rx)
+}
+
+fn next_on(rx: &mpsc::Receiver<(String, String)>, topic: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (t, payload) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("nothing on {topic} in time"));
+        if t == topic {
+            return payload;
+        }
+    }
+}
+
+#[test]
+fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() {
+    let bundle = bundle();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_broker, port) = broker();
+    let image = tmp.path().join("frame.png");
+    image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([(x * 8) as u8, (y * 8) as u8, 90]))
+        .save(&image)
+        .unwrap();
+    let pin = tmp.path().join("gpio-value");
+    std::fs::write(&pin, "0\n").unwrap();
+    let config = tmp.path().join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device = \"test board\"\nbundle = {:?}\ntick_ms = 5\nquestions = [\"how many objects are there?\"]\n\
+             [camera]\nkind = \"still\"\npath = \"frame.png\"\n\
+             [trigger]\nkind = \"button\"\nfile = \"gpio-value\"\nactive_low = false\ndebounce_ms = 10\n\
+             [events.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n",
+            bundle
+        ),
+    )
+    .unwrap();
+    let device = Guard(
+        Command::new(binary("edgevlm-device"))
+            .args(["run", "--max-events", "1", "--config", s(&config)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    let (_sub, rx) = subscribe(
+        port,
+        &[
+            "edgevlm/test_board/#",
+            "homeassistant/sensor/test_board/#",
+            "probe",
+        ],
+    );
+    // The device is connected once its retained status says so.
+    assert_eq!(next_on(&rx, "edgevlm/test_board/status"), "online");
+    // The subscriber is live once it sees its own probe.
+    let probe = || {
+        run_ok_cmd(
+            "mosquitto_pub",
+            &["-p", &port.to_string(), "-t", "probe", "-m", "x"],
+        )
+    };
+    probe();
+    assert_eq!(next_on(&rx, "probe"), "x");
+
+    std::fs::write(&pin, "1\n").unwrap();
+    let event: serde_json::Value = serde_json::from_str(&next_on(&rx, "edgevlm/test_board/event")).unwrap();
+    let runtime = Runtime::load(bundle).unwrap();
+    let frame = image::open(&image).unwrap().to_rgb8();
+    assert_eq!(event["caption"], caption_of(&runtime, &frame).as_str());
+    assert_eq!(event["trigger"], "button");
+    assert_eq!(event["device"], "test board");
+    assert_eq!(event["answers"][0]["question"], "how many objects are there?");
+    assert!(event["latency"]["caption_ms"].as_f64().unwrap() > 0.0);
+
+    let mut device = device;
+    let status = device.0.wait().unwrap();
+    let mut stderr = String::new();
+    device
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    // A clean exit says offline (the broker's last will says the same on a crash).
+    assert_eq!(next_on(&rx, "edgevlm/test_board/status"), "offline");
+
+    // Home Assistant discovery, retained: a new subscriber still gets it.
+    let (_late, late) = subscribe(port, &["homeassistant/#"]);
+    let caption: serde_json::Value =
+        serde_json::from_str(&next_on(&late, "homeassistant/sensor/test_board/caption/config")).unwrap();
+    assert_eq!(caption["state_topic"], "edgevlm/test_board/event");
+    assert_eq!(caption["value_template"], "{{ value_json.caption }}");
+    assert_eq!(caption["availability_topic"], "edgevlm/test_board/status");
+    assert_eq!(caption["device"]["identifiers"][0], "edgevlm_test_board");
+    let answer: serde_json::Value =
+        serde_json::from_str(&next_on(&late, "homeassistant/sensor/test_board/answer_0/config")).unwrap();
+    assert_eq!(answer["name"], "how many objects are there?");
+    assert_eq!(answer["value_template"], "{{ value_json.answers[0].answer }}");
+}
+
+fn run_ok_cmd(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn events_arrive_as_json_lines_on_a_serial_port() {
+    use serialport::SerialPort;
+    let bundle = bundle();
+    let tmp = tempfile::tempdir().unwrap();
+    let (mut board_side, host_side) = serialport::TTYPort::pair().unwrap();
+    let port_name = host_side.name().unwrap();
+    board_side.set_timeout(Duration::from_secs(120)).unwrap();
+    let config = tmp.path().join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bundle = {bundle:?}\ntick_ms = 1\n[camera]\nkind = \"synthetic\"\nseed = 4\nsize = 32\n\
+             [trigger]\nkind = \"interval\"\nevery_ticks = 1\n\
+             [events.serial]\nport = {port_name:?}\nbaud = 115200\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary("edgevlm-device"))
+        .args(["run", "--max-events", "2", "--config", s(&config)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // Serial only: stdout stays quiet unless asked for.
+    assert!(out.stdout.is_empty());
+    let mut reader = BufReader::new(board_side);
+    let runtime = Runtime::load(bundle).unwrap();
+    let mut camera = SyntheticCamera::new(4, 32);
+    for seq in 0..2 {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let event: serde_json::Value = serde_json::from_str(&line).unwrap();
+        assert_eq!(event["seq"], seq);
+        let frame = camera.capture().unwrap().unwrap();
+        assert_eq!(event["source"], frame.source.as_str());
+        assert_eq!(event["caption"], caption_of(&runtime, &frame.image).as_str());
+    }
+    drop(host_side);
+}
+
+#[test]
+fn text_trigger_fires_exactly_on_the_frames_above_its_threshold() {
+    let bundle = bundle();
+    let tmp = tempfile::tempdir().unwrap();
+    let phrase = "a red circle";
+    // The similarity of each of the first frames, as the device computes it.
+    let runtime = Runtime::load(bundle).unwrap();
+    let mut camera = SyntheticCamera::new(9, 32);
+    let scores: Vec<(String, f32)> = (0..12)
+        .map(|_| {
+            let frame = camera.capture().unwrap().unwrap();
+            let encoded = runtime.encode_image(&frame.image).unwrap();
+            (frame.source, runtime.match_texts(&encoded, &[phrase]).unwrap()[0])
+        })
+        .collect();
+    let mut sorted: Vec<f32> = scores.iter().map(|s| s.1).collect();
+    sorted.sort_by(f32::total_cmp);
+    // Halfway between two neighbouring scores: no frame sits on the threshold.
+    let threshold = (sorted[7] + sorted[8]) / 2.0;
+    let expected: Vec<&(String, f32)> = scores.iter().filter(|s| s.1 >= threshold).collect();
+    assert_eq!(expected.len(), 4);
+    let config = tmp.path().join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "bundle = {bundle:?}\ntick_ms = 1\nevents.file = \"events.jsonl\"\n\
+             [camera]\nkind = \"synthetic\"\nseed = 9\nsize = 32\n\
+             [trigger]\nkind = \"text\"\nphrase = {phrase:?}\nmin_similarity = {threshold}\n"
+        ),
+    )
+    .unwrap();
+    run_ok(
+        "edgevlm-device",
+        &["run", "--max-events", "4", "--config", s(&config)],
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(tmp.path().join("events.jsonl"))
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), 4);
+    for (event, (source, score)) in events.iter().zip(expected) {
+        assert_eq!(event["source"], source.as_str());
+        assert_eq!(event["trigger"], "text");
+        let got = event["trigger_score"].as_f64().unwrap() as f32;
+        assert!((got - score).abs() < 1e-5, "{got} vs {score}");
+    }
+}
+
+#[test]
+fn agent_and_loop_share_one_device_config() {
+    let bundle = bundle();
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path();
+    let keys = dir.join("keys");
+    run_ok("edgevlm", &["keygen", "--out", s(&keys), "--name", "fleet"]);
+    run_ok(
+        "edgevlm",
+        &["sign", s(bundle), "--key", s(&keys.join("fleet.key"))],
+    );
+    let signed = dir.join("model.bundle");
+    std::fs::copy(bundle, &signed).unwrap();
+    std::fs::copy(format!("{}.sig", s(bundle)), dir.join("model.bundle.sig")).unwrap();
+    std::fs::create_dir_all(dir.join("state/trusted")).unwrap();
+    std::fs::copy(keys.join("fleet.pub"), dir.join("state/trusted/fleet.pub")).unwrap();
+    std::fs::write(dir.join("agent.token"), "t0ken\n").unwrap();
+    let port = free_port();
+    let config = dir.join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "tick_ms = 1\nevents.file = \"events.jsonl\"\n\
+             [camera]\nkind = \"synthetic\"\nseed = 2\nsize = 32\n\
+             [trigger]\nkind = \"interval\"\nevery_ticks = 1\n\
+             [agent]\nstate = \"state\"\nlisten = \"127.0.0.1:{port}\"\ntoken_file = \"agent.token\"\n"
+        ),
+    )
+    .unwrap();
+    // No model installed yet: the loop says so by name.
+    let out = Command::new(binary("edgevlm-device"))
+        .args(["run", "--max-events", "1", "--config", s(&config)])
+        .output()
+        .unwrap();
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(err.contains("slot"), "{err}");
+
+    let agent = Guard(
+        Command::new(binary("edgevlm-device"))
+            .args(["agent", "--config", s(&config), "--max-installs", "1"])
+            .env_remove("EDGEVLM_AGENT_TOKEN")
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    wait_for_port(port, "the agent");
+    let to = format!("tcp://127.0.0.1:{port}");
+    let said = run_ok("edgevlm", &["flash", s(&signed), "--to", &to, "--token", "t0ken"]);
+    assert!(said.contains("version 1"), "{said}");
+    let mut agent = agent;
+    assert!(agent.0.wait().unwrap().success());
+
+    run_ok(
+        "edgevlm-device",
+        &["run", "--max-events", "1", "--config", s(&config)],
+    );
+    let event: serde_json::Value =
+        serde_json::from_str(std::fs::read_to_string(dir.join("events.jsonl")).unwrap().trim()).unwrap();
+    let runtime = Runtime::load(bundle).unwrap();
+    let frame = SyntheticCamera::new(2, 32).capture().unwrap().unwrap();
+    assert_eq!(event["caption"], caption_of(&runtime, &frame.image).as_str());
+}
