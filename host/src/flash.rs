@@ -1,6 +1,8 @@
-//! `edgevlm flash`: sends a signed bundle to a device agent over TCP (chunked,
-//! resumable after a broken link), or installs it into a mounted state folder.
+//! `edgevlm flash`: sends a signed bundle to a device agent over TCP or a serial
+//! line (chunked, CRC-framed, resumable after a broken link), or installs it into a
+//! mounted state folder.
 
+use std::io::{Read, Write};
 use std::net::TcpStream;
 use std::path::Path;
 use std::time::Duration;
@@ -25,10 +27,52 @@ pub enum FlashError {
     Protocol(String),
     #[error(transparent)]
     Agent(#[from] edgevlm_device::agent::AgentError),
-    #[error("unknown target {0:?}: expected tcp://HOST:PORT or dir:/path/to/state")]
+    #[error("unknown target {0:?}: expected tcp://HOST:PORT, serial:/dev/ttyX or dir:/path/to/state")]
     Target(String),
-    #[error("serial links are not supported by this build: use tcp:// or dir:")]
-    Serial,
+}
+
+/// Where `--to` points.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Target {
+    Tcp(String),
+    Serial(String),
+    Dir(std::path::PathBuf),
+}
+
+impl Target {
+    pub fn parse(to: &str) -> Result<Self, FlashError> {
+        if let Some(addr) = to.strip_prefix("tcp://") {
+            Ok(Self::Tcp(addr.into()))
+        } else if let Some(port) = to.strip_prefix("serial:") {
+            Ok(Self::Serial(port.into()))
+        } else if let Some(dir) = to.strip_prefix("dir:") {
+            Ok(Self::Dir(dir.into()))
+        } else {
+            Err(FlashError::Target(to.into()))
+        }
+    }
+}
+
+/// A byte link to an agent.
+pub trait Link: Read + Write {}
+impl<T: Read + Write> Link for T {}
+
+fn connect(target: &Target, baud: u32) -> Result<Box<dyn Link>, FlashError> {
+    let failed = |addr: &str, source: std::io::Error| FlashError::Connect {
+        addr: addr.into(),
+        source,
+    };
+    match target {
+        Target::Tcp(addr) => Ok(Box::new(TcpStream::connect(addr).map_err(|e| failed(addr, e))?)),
+        Target::Serial(port) => {
+            let line = serialport::new(port, baud)
+                .timeout(Duration::from_secs(30))
+                .open_native()
+                .map_err(|e| failed(port, e.into()))?;
+            Ok(Box::new(line))
+        }
+        Target::Dir(dir) => Err(FlashError::Target(format!("dir:{}", dir.display()))),
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -41,10 +85,11 @@ pub struct Flashed {
     pub resumed_from: u64,
 }
 
-/// Sends over TCP; `progress(sent, total)` after every chunk. Reconnects and
-/// resumes up to `retries` times when the link breaks.
-pub fn flash_tcp(
-    addr: &str,
+/// Sends to an agent over TCP or a serial line; `progress(sent, total)` after
+/// every chunk. Reconnects and resumes up to `retries` times when the link breaks.
+pub fn flash_link(
+    target: &Target,
+    baud: u32,
     token: &str,
     bundle: &[u8],
     signature: &[u8],
@@ -53,7 +98,9 @@ pub fn flash_tcp(
 ) -> Result<Flashed, FlashError> {
     let mut attempt = 0;
     loop {
-        match send_once(addr, token, bundle, signature, &mut progress) {
+        let sent = connect(target, baud)
+            .and_then(|mut link| send_once(link.as_mut(), token, bundle, signature, &mut progress));
+        match sent {
             Err(FlashError::Link(e)) if attempt < retries => {
                 attempt += 1;
                 eprintln!("flash: link broke ({e}); resuming (attempt {attempt})");
@@ -65,16 +112,12 @@ pub fn flash_tcp(
 }
 
 fn send_once(
-    addr: &str,
+    mut stream: &mut dyn Link,
     token: &str,
     bundle: &[u8],
     signature: &[u8],
     progress: &mut impl FnMut(u64, u64),
 ) -> Result<Flashed, FlashError> {
-    let mut stream = TcpStream::connect(addr).map_err(|source| FlashError::Connect {
-        addr: addr.into(),
-        source,
-    })?;
     let total = bundle.len() as u64;
     write_message(
         &mut stream,

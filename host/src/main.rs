@@ -102,8 +102,9 @@ fn main() -> Result<()> {
             bundle,
             to,
             token,
+            baud,
             retries,
-        } => ship::flash(&bundle, &to, &token, retries)?,
+        } => ship::flash(&bundle, &to, &token, baud, retries)?,
         Command::Quantize(a) => ship::quantize(a)?,
         Command::Bench(BenchCommand::Train { steps, report }) => {
             let work = tempfile::tempdir()?;

@@ -1,8 +1,9 @@
-//! The agent's TCP endpoint: resumable chunked transfers into `staging/`, then an
-//! install on `Commit`. Every request carries or follows a token check.
+//! The agent's endpoints, TCP or a serial line: resumable chunked transfers into
+//! `staging/`, then an install on `Commit`. Every request carries or follows a
+//! token check. The same CRC-checked frames travel over both links.
 
-use std::io::{Seek, SeekFrom, Write};
-use std::net::{TcpListener, TcpStream};
+use std::io::{Read, Seek, SeekFrom, Write};
+use std::net::TcpListener;
 use std::path::PathBuf;
 
 use edgevlm_shared::bundle::sha256;
@@ -31,7 +32,7 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-fn refuse(stream: &mut TcpStream, reason: impl Into<String>) -> Result<(), WireError> {
+fn refuse(stream: &mut impl Write, reason: impl Into<String>) -> Result<(), WireError> {
     write_message(
         stream,
         &Response::Refused {
@@ -41,7 +42,7 @@ fn refuse(stream: &mut TcpStream, reason: impl Into<String>) -> Result<(), WireE
 }
 
 /// Handles one connection; returns whether a bundle was installed.
-fn handle(state: &State, cfg: &ServerConfig, stream: &mut TcpStream) -> Result<bool, WireError> {
+fn handle<L: Read + Write>(state: &State, cfg: &ServerConfig, stream: &mut L) -> Result<bool, WireError> {
     let mut transfer: Option<Transfer> = None;
     loop {
         let request: Request = match read_message(stream) {
@@ -197,6 +198,37 @@ pub fn serve(state: &State, cfg: &ServerConfig) -> Result<(), AgentError> {
         }
         if cfg.max_installs > 0 && installs >= cfg.max_installs {
             break;
+        }
+    }
+    Ok(())
+}
+
+/// Serves on a serial line (a UART between host and board) until `max_installs`
+/// installs. A line has no connections: silence and garbage between frames are
+/// skipped, and the host's next `Hello` resumes its transfer.
+pub fn serve_serial(state: &State, cfg: &ServerConfig, port: &str, baud: u32) -> Result<(), AgentError> {
+    let io = |source: std::io::Error| AgentError::Io {
+        path: PathBuf::from(port),
+        source,
+    };
+    let mut line = serialport::new(port, baud)
+        .timeout(std::time::Duration::from_secs(5))
+        .open_native()
+        .map_err(|e| io(e.into()))?;
+    eprintln!("agent: listening on serial port {port} at {baud} baud");
+    let mut installs = 0;
+    while cfg.max_installs == 0 || installs < cfg.max_installs {
+        match handle(state, cfg, &mut line) {
+            Ok(true) => installs += 1,
+            Ok(false) => {}
+            Err(WireError::Io(e)) if e.kind() == std::io::ErrorKind::TimedOut => {}
+            Err(e) => {
+                eprintln!("agent: serial link: {e}");
+                // Drop whatever is left of the broken frame before listening again.
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                serialport::SerialPort::clear(&line, serialport::ClearBuffer::Input)
+                    .map_err(|e| io(e.into()))?;
+            }
         }
     }
     Ok(())
