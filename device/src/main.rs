@@ -70,16 +70,27 @@ enum Command {
     /// The update agent: receives signed bundles over TCP and installs them into
     /// A/B slots (verify, self-test, atomic switch).
     Agent {
-        /// State folder (trusted/*.pub, slots/, active).
+        /// Device config whose [agent] section gives the state folder, address
+        /// and token file (flags below override it).
         #[arg(long)]
-        state: PathBuf,
-        #[arg(long, default_value = "127.0.0.1:7878")]
-        listen: String,
+        config: Option<PathBuf>,
+        /// State folder (trusted/*.pub, slots/, active).
+        #[arg(long, required_unless_present = "config")]
+        state: Option<PathBuf>,
+        /// Address to listen on [default: 127.0.0.1:7878, loopback only].
+        #[arg(long)]
+        listen: Option<String>,
         /// Shared secret the host must present (or the EDGEVLM_AGENT_TOKEN variable).
-        #[arg(long, env = "EDGEVLM_AGENT_TOKEN")]
-        token: String,
-        #[arg(long, default_value_t = 512 << 20)]
-        max_bundle: u64,
+        #[arg(long, env = "EDGEVLM_AGENT_TOKEN", hide_env_values = true)]
+        token: Option<String>,
+        /// Serve on this serial port instead of TCP (a UART cable from the host).
+        #[arg(long)]
+        serial: Option<String>,
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
+        /// Largest bundle accepted, in MiB [default: 512].
+        #[arg(long)]
+        max_bundle_mb: Option<u64>,
         /// Exit after this many installs (0: serve forever).
         #[arg(long, default_value_t = 0)]
         max_installs: usize,
@@ -94,9 +105,13 @@ enum Command {
         sig: Option<PathBuf>,
     },
     /// What the device starts: the active slot, or the other one if it fails.
+    /// With a command after `--`, runs it with the chosen slot's firmware (when
+    /// its bundle carried one), e.g. `start --state S -- run --config device.toml`.
     Start {
         #[arg(long)]
         state: PathBuf,
+        #[arg(last = true)]
+        command: Vec<String>,
     },
     /// Verify a bundle and write its files (graphs, tokenizer, …) into a folder.
     Unpack {
@@ -207,21 +222,46 @@ fn main() -> Result<()> {
             edgevlm_device::run::run(&cfg, max_events)?;
         }
         Command::Agent {
+            config,
             state,
             listen,
             token,
-            max_bundle,
+            serial,
+            baud,
+            max_bundle_mb,
             max_installs,
         } => {
+            let (from_config, config_token) = match &config {
+                Some(path) => {
+                    let (agent, token) = edgevlm_device::run::agent_settings(path)?;
+                    (Some(agent), token)
+                }
+                None => (None, None),
+            };
+            let state = state
+                .or_else(|| from_config.as_ref().map(|a| a.state.clone()))
+                .context("--state or a config with an [agent] section is needed")?;
+            let token = token.or(config_token).context(
+                "no agent token: pass --token, set EDGEVLM_AGENT_TOKEN or agent.token_file in the config",
+            )?;
+            let listen = listen
+                .or_else(|| from_config.as_ref().map(|a| a.listen.clone()))
+                .unwrap_or_else(|| "127.0.0.1:7878".into());
+            let max_bundle_mb = max_bundle_mb
+                .or_else(|| from_config.as_ref().map(|a| a.max_bundle_mb))
+                .unwrap_or(512);
             let state = State::open(&state)?;
             report_start(&state);
             let cfg = ServerConfig {
                 listen,
                 token,
-                max_bundle,
+                max_bundle: max_bundle_mb << 20,
                 max_installs,
             };
-            edgevlm_device::agent::serve(&state, &cfg)?;
+            match serial.or_else(|| from_config.as_ref().and_then(|a| a.serial.clone())) {
+                Some(port) => edgevlm_device::agent::serve_serial(&state, &cfg, &port, baud)?,
+                None => edgevlm_device::agent::serve(&state, &cfg)?,
+            }
         }
         Command::Install { state, bundle, sig } => {
             let state = State::open(&state)?;
@@ -240,7 +280,7 @@ fn main() -> Result<()> {
                 r.slot.name()
             );
         }
-        Command::Start { state } => {
+        Command::Start { state, command } => {
             let state = State::open(&state)?;
             let (slot, runtime, note) = state.select()?;
             if let Some(note) = note {
@@ -252,6 +292,18 @@ fn main() -> Result<()> {
                 runtime.manifest.name,
                 runtime.manifest.model_version
             );
+            if !command.is_empty() {
+                drop(runtime);
+                let exe = match state.executable(slot) {
+                    Some(exe) => exe,
+                    None => std::env::current_exe().context("locating edgevlm-device")?,
+                };
+                eprintln!("start: {} {}", exe.display(), command.join(" "));
+                std::io::stdout().flush()?;
+                use std::os::unix::process::CommandExt;
+                let err = std::process::Command::new(&exe).args(&command).exec();
+                return Err(err).with_context(|| format!("starting {}", exe.display()));
+            }
         }
         Command::Unpack { bundle, out } => {
             let b = Bundle::read(&bundle)?;

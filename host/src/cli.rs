@@ -50,11 +50,15 @@ pub enum Command {
         #[arg(long)]
         key: PathBuf,
     },
-    /// Send a signed bundle to a device: tcp://HOST:PORT (its agent) or dir:/STATE.
+    /// Send a signed bundle to a device: tcp://HOST:PORT or serial:/dev/ttyX (its
+    /// agent), or dir:/STATE (its state folder, mounted here).
     Flash {
         bundle: PathBuf,
         #[arg(long)]
         to: String,
+        /// Serial line speed (serial: targets).
+        #[arg(long, default_value_t = 115_200)]
+        baud: u32,
         /// The agent's token (or the EDGEVLM_AGENT_TOKEN variable).
         #[arg(long, env = "EDGEVLM_AGENT_TOKEN", default_value = "")]
         token: String,
@@ -87,6 +91,10 @@ pub struct ExportArgs {
     /// Image for the golden self-test (default: a rendered synthetic scene).
     #[arg(long)]
     pub selftest_image: Option<PathBuf>,
+    /// An `edgevlm-device` executable to ship with the model: the agent checks its
+    /// architecture, installs it into the same slot and self-tests it with the model.
+    #[arg(long)]
+    pub firmware: Option<PathBuf>,
 }
 
 #[derive(Args)]

@@ -35,11 +35,18 @@ fn options(a: &ExportArgs, weights: WeightFormat) -> Result<ExportOptions> {
             .map(|s| s.to_string_lossy().into_owned())
             .unwrap_or_else(|| "edgevlm".into())
     });
+    let firmware = match &a.firmware {
+        Some(path) => {
+            Some(std::fs::read(path).with_context(|| format!("reading firmware {}", path.display()))?)
+        }
+        None => None,
+    };
     Ok(ExportOptions {
         name,
         model_version: a.model_version,
         weights,
         selftest_image,
+        firmware,
         ..Default::default()
     })
 }
@@ -171,7 +178,7 @@ fn sig_path(bundle: &Path) -> std::path::PathBuf {
     name.into()
 }
 
-pub fn flash(bundle: &Path, to: &str, token: &str, retries: usize) -> Result<()> {
+pub fn flash(bundle: &Path, to: &str, token: &str, baud: u32, retries: usize) -> Result<()> {
     let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
     let sig_file = sig_path(bundle);
     let sig = std::fs::read(&sig_file).with_context(|| {
@@ -180,7 +187,10 @@ pub fn flash(bundle: &Path, to: &str, token: &str, retries: usize) -> Result<()>
             sig_file.display()
         )
     })?;
-    let done = if let Some(addr) = to.strip_prefix("tcp://") {
+    let target = edgevlm::flash::Target::parse(to)?;
+    let done = if let edgevlm::flash::Target::Dir(dir) = &target {
+        edgevlm::flash::flash_dir(dir, &bytes, &sig)?
+    } else {
         let bar = indicatif::ProgressBar::new(bytes.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -188,17 +198,11 @@ pub fn flash(bundle: &Path, to: &str, token: &str, retries: usize) -> Result<()>
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        let r = edgevlm::flash::flash_tcp(addr, token, &bytes, &sig, retries, |sent, _| {
+        let r = edgevlm::flash::flash_link(&target, baud, token, &bytes, &sig, retries, |sent, _| {
             bar.set_position(sent)
         });
         bar.finish_and_clear();
         r?
-    } else if let Some(dir) = to.strip_prefix("dir:") {
-        edgevlm::flash::flash_dir(Path::new(dir), &bytes, &sig)?
-    } else if to.starts_with("serial:") {
-        return Err(edgevlm::flash::FlashError::Serial.into());
-    } else {
-        return Err(edgevlm::flash::FlashError::Target(to.into()).into());
     };
     println!(
         "installed {} version {} into slot {}{}; self-test caption {:?}",

@@ -374,4 +374,201 @@ fn kill_9_during_installs_never_leaves_a_broken_device() {
         completed > 0 && interrupted > 0,
         "kills must land both before and after the switch"
     );
+
+    // The agent killed mid-transfer over TCP: the device keeps a valid model, and
+    // the next agent resumes the partial transfer from its staging file.
+    let transfers: u64 = std::env::var("EDGEVLM_KILL_TRANSFER_ITERATIONS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let (mut finished, mut cut) = (0, 0);
+    for i in 0..transfers {
+        let version = installed + 1;
+        let mut m = base.manifest.clone();
+        m.model_version = version;
+        let bytes = Bundle::new(m, base.entries()).to_bytes();
+        std::fs::write(&p, &bytes).unwrap();
+        std::fs::write(format!("{}.sig", s(&p)), signature::sign(&bytes, &key)).unwrap();
+        let port = free_port();
+        let mut child = agent(state, port, "1");
+        let to = format!("tcp://127.0.0.1:{port}");
+        let mut flash = Command::new(binary("edgevlm"))
+            .args(["flash", s(&p), "--to", &to, "--token", "s3cret", "--retries", "0"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        std::thread::sleep(Duration::from_micros(rng.below(span * 2)));
+        let _ = child.kill();
+        let _ = child.wait();
+        let _ = flash.wait();
+        let (_, runtime, _) = State::open(state)
+            .unwrap()
+            .select()
+            .unwrap_or_else(|e| panic!("transfer {i}: the device has no valid model: {e}"));
+        let now = runtime.manifest.model_version;
+        assert!(now == installed || now == version, "transfer {i}: version {now}");
+        if now == version {
+            finished += 1;
+        } else {
+            cut += 1;
+        }
+        installed = now;
+    }
+    eprintln!("{transfers} agent kills during transfers: {finished} completed, {cut} cut");
+}
+
+/// Copies bytes both ways between two pseudo-terminal masters: a null-modem cable
+/// between the host's and the board's serial ports.
+fn null_modem() -> (String, String, Vec<serialport::TTYPort>) {
+    use serialport::SerialPort;
+    let (mut host_master, host_slave) = serialport::TTYPort::pair().unwrap();
+    let (mut board_master, board_slave) = serialport::TTYPort::pair().unwrap();
+    let names = (host_slave.name().unwrap(), board_slave.name().unwrap());
+    for m in [&mut host_master, &mut board_master] {
+        m.set_timeout(Duration::from_millis(50)).unwrap();
+    }
+    let pump = |mut from: serialport::TTYPort, mut to: serialport::TTYPort| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match std::io::Read::read(&mut from, &mut buf) {
+                    Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+                    Ok(n) => {
+                        if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    // Timeouts, and EIO while no process holds the other end open.
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+    };
+    pump(
+        host_master.try_clone_native().unwrap(),
+        board_master.try_clone_native().unwrap(),
+    );
+    pump(board_master, host_master);
+    // The slaves stay open here so the masters never see a hang-up between runs.
+    (names.0, names.1, vec![host_slave, board_slave])
+}
+
+#[test]
+fn flash_over_a_serial_line_installs_the_signed_bundle() {
+    let t = setup();
+    let state = &t.state;
+    let (host_port, board_port, _keep) = null_modem();
+    let mut agent = Command::new(binary("edgevlm-device"))
+        .args([
+            "agent",
+            "--state",
+            s(state),
+            "--serial",
+            &board_port,
+            "--token",
+            "s3cret",
+        ])
+        .args(["--max-installs", "1"])
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // The agent logs once it listens on the line.
+    let mut log = std::io::BufReader::new(agent.stderr.take().unwrap());
+    let mut line = String::new();
+    while !line.contains("listening on serial port") {
+        line.clear();
+        assert!(
+            std::io::BufRead::read_line(&mut log, &mut line).unwrap() > 0,
+            "agent exited"
+        );
+    }
+    let to = format!("serial:{host_port}");
+    let said = ok("edgevlm", &["flash", s(&t.v1), "--to", &to, "--token", "s3cret"]);
+    assert!(said.contains("version 1"), "{said}");
+    assert!(agent.wait().unwrap().success());
+    assert_eq!(active_bytes(state), std::fs::read(&t.v1).unwrap());
+}
+
+#[test]
+fn a_bundle_carries_firmware_for_this_board_and_bad_firmware_changes_nothing() {
+    let t = setup();
+    let state = &t.state;
+    let to = format!("dir:{}", s(state));
+    ok("edgevlm", &["flash", s(&t.v1), "--to", &to]);
+    let firmware = binary("edgevlm-device");
+    let with_firmware = |name: &str, version: &str, binary: &Path| {
+        let out = t.dir.join(name);
+        let model = t.dir.join("model-two");
+        ok(
+            "edgevlm",
+            &[
+                "export",
+                "--model",
+                s(&model),
+                "--out",
+                s(&out),
+                "--model-version",
+                version,
+                "--firmware",
+                s(binary),
+            ],
+        );
+        ok("edgevlm", &["sign", s(&out), "--key", s(&t.key)]);
+        out
+    };
+    let good = with_firmware("fw2.bundle", "2", &firmware);
+    let said = ok("edgevlm", &["flash", s(&good), "--to", &to]);
+    assert!(said.contains("version 2"), "{said}");
+    let slot = std::fs::read_to_string(state.join("active")).unwrap();
+    let installed = state.join("slots").join(slot.trim()).join("edgevlm-device");
+    assert_eq!(
+        std::fs::read(&installed).unwrap(),
+        std::fs::read(&firmware).unwrap()
+    );
+    // The launcher runs the slot's own firmware.
+    let out = run(
+        "edgevlm-device",
+        &["start", "--state", s(state), "--", "--version"],
+    );
+    assert!(out.status.success());
+    assert!(String::from_utf8_lossy(&out.stdout).contains("edgevlm-device"));
+    assert!(String::from_utf8_lossy(&out.stderr).contains(s(&installed)));
+    let running = active_bytes(state);
+
+    // Firmware for another architecture, and firmware that cannot run, are refused.
+    let mut foreign = std::fs::read(&firmware).unwrap();
+    let other: u16 = if std::env::consts::ARCH == "aarch64" {
+        62
+    } else {
+        183
+    };
+    foreign[18..20].copy_from_slice(&other.to_le_bytes());
+    let foreign_path = t.dir.join("foreign-edgevlm-device");
+    std::fs::write(&foreign_path, &foreign).unwrap();
+    let broken_path = t.dir.join("broken-edgevlm-device");
+    std::fs::write(&broken_path, &std::fs::read(&firmware).unwrap()[..4096]).unwrap();
+    for (binary, expected) in [
+        (&foreign_path, "is built for"),
+        (&broken_path, "fails its self-test"),
+    ] {
+        let bundle = with_firmware("fw3.bundle", "3", binary);
+        let out = run("edgevlm", &["flash", s(&bundle), "--to", &to]);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success() && err.contains(expected), "{err}");
+        assert_eq!(
+            active_bytes(state),
+            running,
+            "{expected}: touched the running model"
+        );
+    }
+    // The slot that held the broken firmware is never a fallback.
+    let active = std::fs::read_to_string(state.join("active")).unwrap();
+    let path = state.join("slots").join(active.trim()).join("model.bundle");
+    let mut corrupt = running.clone();
+    corrupt[100] ^= 0xff;
+    std::fs::write(&path, corrupt).unwrap();
+    let out = run("edgevlm-device", &["start", "--state", s(state)]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no slot holds a valid model"));
 }

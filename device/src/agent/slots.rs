@@ -3,7 +3,9 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use edgevlm_shared::bundle::signature::{self, KeyError};
-use edgevlm_shared::bundle::{Bundle, BundleError};
+use edgevlm_shared::bundle::{Bundle, BundleError, FIRMWARE_FILE};
+
+use super::firmware::{self, FirmwareError};
 
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -25,6 +27,10 @@ pub enum AgentError {
     NotNewer { offered: u64, installed: u64 },
     #[error("refused: the bundle fails on this device: {0}")]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Firmware(#[from] FirmwareError),
+    #[error("{0}: differs from the firmware its bundle carries")]
+    FirmwareMismatch(PathBuf),
     #[error("{0}: no trusted keys (add ed25519 public keys as trusted/*.pub)")]
     NoTrustedKeys(PathBuf),
     #[error("no slot holds a valid model: {0}")]
@@ -74,9 +80,20 @@ pub struct State {
 
 /// Writes `bytes` to `path` so that a crash leaves the old file or the new one.
 pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
+    write_atomic_mode(path, bytes, 0o644)
+}
+
+fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let tmp = path.with_extension("tmp");
-    let mut f = std::fs::File::create(&tmp).map_err(io(&tmp))?;
+    let _ = std::fs::remove_file(&tmp);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io(&tmp))?;
     f.write_all(bytes).map_err(io(&tmp))?;
     f.sync_all().map_err(io(&tmp))?;
     std::fs::rename(&tmp, path).map_err(io(path))?;
@@ -121,6 +138,17 @@ impl State {
         self.slot_dir(slot).join("model.bundle")
     }
 
+    /// Where a slot keeps the firmware its bundle carried.
+    pub fn firmware_path(&self, slot: Slot) -> PathBuf {
+        self.slot_dir(slot).join("edgevlm-device")
+    }
+
+    /// The executable that runs a slot's model: its own firmware when its bundle
+    /// carried one, otherwise `None` (the installed binary).
+    pub fn executable(&self, slot: Slot) -> Option<PathBuf> {
+        Some(self.firmware_path(slot)).filter(|p| p.is_file())
+    }
+
     /// The slot `active` names (A when the file is missing or unreadable).
     pub fn active(&self) -> Slot {
         match std::fs::read_to_string(self.dir.join("active"))
@@ -146,6 +174,14 @@ impl State {
         signature::verify(&bytes, &sig, &self.trusted)?;
         let runtime = Runtime::from_bundle(&bundle)?;
         runtime.selftest()?;
+        if bundle.has_file(FIRMWARE_FILE) {
+            let exe = self.firmware_path(slot);
+            let on_disk = std::fs::read(&exe).map_err(io(&exe))?;
+            if on_disk != bundle.file(FIRMWARE_FILE)? {
+                return Err(AgentError::FirmwareMismatch(exe));
+            }
+            firmware::selftest(&exe, &path)?;
+        }
         Ok((bundle, runtime))
     }
 
@@ -186,6 +222,13 @@ impl State {
     pub fn install(&self, bytes: &[u8], sig: &[u8]) -> Result<InstallReport, AgentError> {
         let bundle = Bundle::from_bytes(bytes, "received bundle")?;
         signature::verify(bytes, sig, &self.trusted)?;
+        let firmware = match bundle.has_file(FIRMWARE_FILE) {
+            true => Some(bundle.file(FIRMWARE_FILE)?),
+            false => None,
+        };
+        if let Some(binary) = firmware {
+            firmware::check_architecture(binary)?;
+        }
         let current = self.select().ok();
         if let Some((_, runtime, _)) = &current {
             let installed = runtime.manifest.model_version;
@@ -204,8 +247,24 @@ impl State {
         };
         // The signature first: a slot with a new bundle and an old signature fails
         // its check at start and is never chosen.
-        write_atomic(&self.slot_dir(target).join("model.sig"), sig)?;
+        let sig_path = self.slot_dir(target).join("model.sig");
+        write_atomic(&sig_path, sig)?;
+        let exe = self.firmware_path(target);
+        match firmware {
+            Some(binary) => write_atomic_mode(&exe, binary, 0o755)?,
+            None => match std::fs::remove_file(&exe) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&exe)(e)),
+                _ => {}
+            },
+        }
         write_atomic(&self.bundle_path(target), bytes)?;
+        if firmware.is_some() {
+            if let Err(e) = firmware::selftest(&exe, &self.bundle_path(target)) {
+                // Never a fallback candidate: without its signature the slot fails its check.
+                let _ = std::fs::remove_file(&sig_path);
+                return Err(e.into());
+            }
+        }
         self.set_active(target)?;
         Ok(InstallReport {
             slot: target,

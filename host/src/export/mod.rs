@@ -11,7 +11,9 @@ pub mod quantize;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edgevlm_device::runtime::Runtime;
-use edgevlm_shared::bundle::{io, Bundle, DecoderSpec, FileKind, Manifest, SelfTest, WeightStorage};
+use edgevlm_shared::bundle::{
+    io, Bundle, DecoderSpec, FileKind, Manifest, SelfTest, WeightStorage, FIRMWARE_FILE,
+};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::search::DecodeOptions;
 use edgevlm_shared::synth::{render, Scene};
@@ -30,6 +32,8 @@ pub struct ExportOptions {
     pub selftest_image: Option<(String, Vec<u8>)>,
     /// Question asked about the self-test image (VQA bundles).
     pub selftest_question: String,
+    /// An `edgevlm-device` executable to ship with the model.
+    pub firmware: Option<Vec<u8>>,
 }
 
 impl Default for ExportOptions {
@@ -40,6 +44,7 @@ impl Default for ExportOptions {
             weights: WeightFormat::F32,
             selftest_image: None,
             selftest_question: "how many objects are there?".into(),
+            firmware: None,
         }
     }
 }
@@ -128,6 +133,9 @@ pub fn export(saved: &SavedModel, opts: &ExportOptions) -> Result<Bundle> {
         model_card(saved, opts).into_bytes(),
     ));
     files.push((image_name.clone(), FileKind::SelfTestImage, image_bytes.clone()));
+    if let Some(binary) = &opts.firmware {
+        files.push((FIRMWARE_FILE.into(), FileKind::Firmware, binary.clone()));
+    }
     let attention = &saved.model.decoder.layers[0].self_attention;
     let mut manifest = Manifest {
         format_version: 0,

@@ -67,7 +67,12 @@ pub enum FileKind {
     ModelCard,
     /// The self-test image (PNG).
     SelfTestImage,
+    /// A new `edgevlm-device` executable for the board, named [`FIRMWARE_FILE`].
+    Firmware,
 }
+
+/// Where a bundle carries firmware.
+pub const FIRMWARE_FILE: &str = "firmware/edgevlm-device";
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FileEntry {
