@@ -56,4 +56,50 @@ run_both caption "$image" --bundle "$WORK/m.bundle"
 run_both caption "$image" --bundle "$WORK/m.bundle" --beam 3
 run_both ask "$image" "how many objects are there?" --bundle "$WORK/m.bundle"
 run_both match "$image" "a red circle" "a blue square" --bundle "$WORK/m.bundle"
+
+stamp "the run loop under qemu: directory camera, GPIO button on a value file"
+"$HOST_BIN/edgevlm" data synth --out "$WORK/frames" --n 2 --size 32 --seed 23 >/dev/null
+mkdir "$WORK/inbox"
+cp "$WORK/frames/images/000000.png" "$WORK/inbox/a.png"
+cp "$WORK/frames/images/000001.png" "$WORK/inbox/b.png"
+echo 0 >"$WORK/gpio"
+cat >"$WORK/device.toml" <<TOML
+device = "qemu-board"
+bundle = "m.bundle"
+tick_ms = 20
+questions = ["how many objects are there?"]
+events.file = "events.jsonl"
+[camera]
+kind = "directory"
+path = "inbox"
+existing = true
+[trigger]
+kind = "button"
+file = "gpio"
+active_low = false
+debounce_ms = 40
+TOML
+qemu-aarch64 "$ARM_BIN" run --config "$WORK/device.toml" --max-events 2 2>"$WORK/run.log" &
+loop_pid=$!
+events() { [ -f "$WORK/events.jsonl" ] && wc -l <"$WORK/events.jsonl" || echo 0; }
+wait_events() {
+  for _ in $(seq 600); do [ "$(events)" -ge "$1" ] && return 0; sleep 0.5; done
+  echo "cross: the aarch64 run loop produced $(events) events, expected $1" >&2
+  cat "$WORK/run.log" >&2; kill "$loop_pid" 2>/dev/null; exit 1
+}
+echo 1 >"$WORK/gpio"   # press
+wait_events 1
+echo 0 >"$WORK/gpio"   # release, then press again
+sleep 1
+echo 1 >"$WORK/gpio"
+wait_events 2
+wait "$loop_pid"
+for name in a b; do
+  want=$("$HOST_BIN/edgevlm-device" caption "$WORK/inbox/$name.png" --bundle "$WORK/m.bundle" 2>/dev/null)
+  grep -F "\"source\":\"$WORK/inbox/$name.png\"" "$WORK/events.jsonl" | grep -qF "\"caption\":\"$want\"" || {
+    echo "cross: the aarch64 loop's event for $name.png lacks the x86 caption \"$want\"" >&2
+    cat "$WORK/events.jsonl" >&2; exit 1
+  }
+  echo "  same: $name.png -> $want"
+done
 stamp "aarch64 device ok"
