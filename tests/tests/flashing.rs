@@ -195,29 +195,11 @@ fn flash_over_tcp_installs_the_new_model_and_bad_bundles_change_nothing() {
             Response::Ack { offset: 1000 }
         );
     } // the link drops here
-    let bad_token = run(
-        "edgevlm",
-        &[
-            "flash",
-            s(&t.v2),
-            "--to",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--token",
-            "nope",
-        ],
-    );
+    let to = format!("tcp://127.0.0.1:{port}");
+    let flash = |token: &str| ["flash", s(&t.v2), "--to", &to, "--token", token].map(String::from);
+    let bad_token = run("edgevlm", &flash("nope").each_ref().map(String::as_str));
     assert!(String::from_utf8_lossy(&bad_token.stderr).contains("bad token"));
-    let said = ok(
-        "edgevlm",
-        &[
-            "flash",
-            s(&t.v2),
-            "--to",
-            &format!("tcp://127.0.0.1:{port}"),
-            "--token",
-            "s3cret",
-        ],
-    );
+    let said = ok("edgevlm", &flash("s3cret").each_ref().map(String::as_str));
     assert!(
         said.contains("version 2") && said.contains("resumed at byte 1000"),
         "{said}"

@@ -182,8 +182,24 @@ impl Bundle {
                 supported: FORMAT_VERSION,
             });
         }
+        let layout = |reason: String| BundleError::Manifest {
+            origin: origin.into(),
+            reason,
+        };
         let mut files = BTreeMap::new();
+        let mut expected_offset = 0u64;
         for entry in &manifest.files {
+            // The one layout the writer produces: files back to back, in order.
+            if entry.offset != expected_offset {
+                return Err(layout(format!(
+                    "file `{}` at offset {}, expected {expected_offset} (files follow each other)",
+                    entry.name, entry.offset
+                )));
+            }
+            if files.contains_key(&entry.name) {
+                return Err(layout(format!("file `{}` is listed twice", entry.name)));
+            }
+            expected_offset = expected_offset.saturating_add(entry.len);
             let start = manifest_end.saturating_add(entry.offset as usize);
             let end = start.saturating_add(entry.len as usize);
             let data = bytes
@@ -196,6 +212,13 @@ impl Bundle {
                 });
             }
             files.insert(entry.name.clone(), data.to_vec());
+        }
+        let end = manifest_end.saturating_add(expected_offset as usize);
+        if bytes.len() > end {
+            return Err(layout(format!(
+                "{} stray bytes after the last file",
+                bytes.len() - end
+            )));
         }
         Ok(Self {
             manifest,
@@ -312,5 +335,41 @@ mod tests {
             Bundle::from_bytes(&version, "b"),
             Err(BundleError::Version { found: 9, .. })
         ));
+    }
+
+    /// A manifest re-signed after editing, as an attacker or a buggy writer could.
+    fn with_manifest(bundle: &Bundle, edit: impl Fn(&mut Manifest), trailing: &[u8]) -> Vec<u8> {
+        let mut manifest = bundle.manifest.clone();
+        edit(&mut manifest);
+        let mut out = bundle.to_bytes();
+        let old_len = u32::from_le_bytes(out[12..16].try_into().unwrap()) as usize;
+        let body = postcard::to_stdvec(&manifest).unwrap();
+        out.splice(HEADER..HEADER + old_len, body.iter().copied());
+        out[12..16].copy_from_slice(&(body.len() as u32).to_le_bytes());
+        out[16..HEADER].copy_from_slice(&sha256(&body));
+        out.extend_from_slice(trailing);
+        out
+    }
+
+    /// Found by the `bundle_manifest` fuzzer: a file table with gaps, overlaps or
+    /// repeated names read back, but could not be written back the same way.
+    #[test]
+    fn only_the_layout_the_writer_produces_is_read() {
+        let b = sample();
+        let reason = |bytes: Vec<u8>| Bundle::from_bytes(&bytes, "b").unwrap_err().to_string();
+        let gap = with_manifest(&b, |m| m.files[1].offset = 4, b"x");
+        assert!(reason(gap).contains("file `tokenizer.json` at offset 4, expected 3"));
+        let twice = with_manifest(
+            &b,
+            |m| {
+                m.files[1].name = "a.onnx".into();
+                m.files[1].len = 3;
+                m.files[1].sha256 = sha256(&[1, 2, 3]);
+            },
+            &[1, 2, 3],
+        );
+        assert!(reason(twice).contains("listed twice"));
+        let stray = with_manifest(&b, |_| {}, b"??");
+        assert!(reason(stray).contains("2 stray bytes after the last file"));
     }
 }
