@@ -302,23 +302,23 @@ fn kill_9_during_installs_never_leaves_a_broken_device() {
     let mut completed = 0;
     let mut interrupted = 0;
     // Measure one install to spread the kills over its whole duration.
-    let timed = Instant::now();
-    let mut m = base.manifest.clone();
-    m.model_version = 2;
-    let bytes = Bundle::new(m, base.entries()).to_bytes();
     let p = t.dir.join("next.bundle");
-    std::fs::write(&p, &bytes).unwrap();
-    std::fs::write(format!("{}.sig", s(&p)), signature::sign(&bytes, &key)).unwrap();
-    ok("edgevlm-device", &["install", "--state", s(state), s(&p)]);
-    installed = installed.max(2);
-    let span = timed.elapsed().as_micros() as u64;
-    for i in 0..iterations {
-        let version = installed + 1;
+    // The model of version 1 relabelled `version`, signed, at `p`.
+    let write_version = |version: u64| {
         let mut m = base.manifest.clone();
         m.model_version = version;
         let bytes = Bundle::new(m, base.entries()).to_bytes();
         std::fs::write(&p, &bytes).unwrap();
         std::fs::write(format!("{}.sig", s(&p)), signature::sign(&bytes, &key)).unwrap();
+    };
+    let timed = Instant::now();
+    write_version(2);
+    ok("edgevlm-device", &["install", "--state", s(state), s(&p)]);
+    installed = installed.max(2);
+    let span = timed.elapsed().as_micros() as u64;
+    for i in 0..iterations {
+        let version = installed + 1;
+        write_version(version);
         let mut child = Command::new(binary("edgevlm-device"))
             .args(["install", "--state", s(state), s(&p)])
             .stdout(Stdio::null())
@@ -366,11 +366,7 @@ fn kill_9_during_installs_never_leaves_a_broken_device() {
     let (mut finished, mut cut) = (0, 0);
     for i in 0..transfers {
         let version = installed + 1;
-        let mut m = base.manifest.clone();
-        m.model_version = version;
-        let bytes = Bundle::new(m, base.entries()).to_bytes();
-        std::fs::write(&p, &bytes).unwrap();
-        std::fs::write(format!("{}.sig", s(&p)), signature::sign(&bytes, &key)).unwrap();
+        write_version(version);
         let port = free_port();
         let mut child = agent(state, port, "1");
         let to = format!("tcp://127.0.0.1:{port}");
