@@ -138,8 +138,29 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     row("VQA accuracy", full.vqa_accuracy, int8.vqa_accuracy);
     row("BLEU-4", full.bleu4, int8.bleu4);
     row("CIDEr-D", full.cider_d, int8.cider_d);
+    // How each layer computes on the device: measured here, one thread, M = 1.
+    let layers = export::choice::measure(&saved, 100)?;
+    println!(
+        "\n{:<14} {:>6} {:>12} {:>12}  choice",
+        "matrix", "layers", "f32 ms", "int8 ms"
+    );
+    for l in &layers {
+        println!(
+            "{:<14} {:>6} {:>12.4} {:>12.4}  {}",
+            format!("{}x{}", l.shape[0], l.shape[1]),
+            l.layers,
+            l.f32_ms,
+            l.int8_ms,
+            l.choice
+        );
+    }
     let report = a.export.out.with_extension("quantize.json");
-    let json = serde_json::json!({ "f32": full, "int8": int8, "weights": "int8 per output channel, weight-only; activations f32" });
+    let json = serde_json::json!({
+        "f32": full,
+        "int8": int8,
+        "weights": "int8 per output channel",
+        "layers": layers,
+    });
     std::fs::write(&report, serde_json::to_string_pretty(&json)?)?;
     println!("report: {}", report.display());
     Ok(())

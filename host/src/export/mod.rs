@@ -4,6 +4,7 @@
 //! card and a golden self-test computed by the device runtime itself.
 
 pub mod blocks;
+pub mod choice;
 pub mod graphs;
 pub mod onnx;
 pub mod quantize;

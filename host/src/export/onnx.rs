@@ -164,6 +164,33 @@ impl GraphBuilder {
         }
     }
 
+    /// An int8 constant (quantized weights used directly by integer operators).
+    pub fn constant_i8(&mut self, hint: &str, values: &[i8], dims: &[usize]) -> String {
+        let name = self.fresh(hint);
+        self.initializers.push(pb::TensorProto {
+            name: name.clone(),
+            dims: dims.iter().map(|&d| d as i64).collect(),
+            data_type: DataType::Int8 as i32,
+            raw_data: values.iter().map(|&v| v as u8).collect(),
+            ..Default::default()
+        });
+        name
+    }
+
+    /// Adds a node with `outputs` outputs and returns their names.
+    pub fn node_multi(&mut self, op: &str, inputs: &[&str], outputs: usize) -> Vec<String> {
+        let base = self.fresh(&op.to_lowercase());
+        let names: Vec<String> = (0..outputs).map(|i| format!("{base}_{i}")).collect();
+        self.nodes.push(pb::NodeProto {
+            input: inputs.iter().map(|s| s.to_string()).collect(),
+            output: names.clone(),
+            name: base,
+            op_type: op.into(),
+            ..Default::default()
+        });
+        names
+    }
+
     /// Adds a node with one output and returns the output's name.
     pub fn node(&mut self, op: &str, inputs: &[&str], attrs: Vec<(&str, Attr)>) -> String {
         let out = self.fresh(&op.to_lowercase());
