@@ -66,8 +66,11 @@ pub fn tiny_bundle(dir: &std::path::Path, version: u64) -> PathBuf {
         ],
     );
     let common = ["--quiet", "--batch-size", "8", "--max-steps", "6", "--seed", "3"];
-    let mut stages = vec![("pretrain", None, "pre"), ("finetune", Some("vqa"), "vqa")];
-    stages.push(("finetune", Some("caption"), "model"));
+    let stages = [
+        ("pretrain", None, "pre"),
+        ("finetune", Some("vqa"), "vqa"),
+        ("finetune", Some("caption"), "model"),
+    ];
     let mut from: Option<String> = None;
     for (job, kind, out) in stages {
         let mut args: Vec<String> = vec![job.into()];

@@ -39,33 +39,23 @@ where
     }
 }
 
-fn button_gate(trigger: &TriggerConfig, tick_ms: u64) -> anyhow::Result<Gate> {
-    let TriggerConfig::Button {
-        chip,
-        line,
-        file,
-        active_low,
-        debounce_ms,
-    } = trigger
-    else {
-        unreachable!("called for button triggers only")
-    };
-    let cfg = ButtonConfig {
-        active_low: *active_low,
-        debounce_ms: *debounce_ms,
-        poll_ms: tick_ms.max(1) as u32,
-    };
+/// A debounced button on a value-file pin (`file`) or a GPIO character-device line.
+fn button_gate(
+    file: Option<&Path>,
+    chip_line: Option<(&Path, u32)>,
+    cfg: ButtonConfig,
+) -> anyhow::Result<Gate> {
     let delay = linux_embedded_hal::Delay;
     if let Some(file) = file {
         let pin = ValueFilePin::new(file);
         return Ok(Gate::Button(Box::new(Boxed(Button::new(pin, delay, cfg)))));
     }
-    let (Some(chip), Some(line)) = (chip, line) else {
+    let Some((chip, line)) = chip_line else {
         anyhow::bail!("trigger.kind = \"button\" needs `chip` and `line`, or `file`");
     };
     use linux_embedded_hal::gpio_cdev::{Chip, LineRequestFlags};
     let handle = Chip::new(chip)
-        .and_then(|mut c| c.get_line(*line))
+        .and_then(|mut c| c.get_line(line))
         .and_then(|l| l.request(LineRequestFlags::INPUT, 0, "edgevlm-device"))
         .map_err(|e| anyhow::anyhow!("GPIO {} line {line}: {e}", chip.display()))?;
     let pin = linux_embedded_hal::CdevPin::new(handle)
@@ -92,7 +82,21 @@ fn gate(cfg: &DeviceConfig) -> anyhow::Result<Gate> {
             phrase: phrase.clone(),
             min: *min_similarity,
         },
-        button @ TriggerConfig::Button { .. } => button_gate(button, cfg.tick_ms)?,
+        TriggerConfig::Button {
+            chip,
+            line,
+            file,
+            active_low,
+            debounce_ms,
+        } => button_gate(
+            file.as_deref(),
+            chip.as_deref().zip(*line),
+            ButtonConfig {
+                active_low: *active_low,
+                debounce_ms: *debounce_ms,
+                poll_ms: cfg.tick_ms.max(1) as u32,
+            },
+        )?,
     })
 }
 
