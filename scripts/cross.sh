@@ -62,7 +62,9 @@ stamp "the run loop under qemu: directory camera, GPIO button on a value file"
 mkdir "$WORK/inbox"
 cp "$WORK/frames/images/000000.png" "$WORK/inbox/a.png"
 cp "$WORK/frames/images/000001.png" "$WORK/inbox/b.png"
-echo 0 >"$WORK/gpio"
+# Renamed into place: the loop must never read a half-written value file.
+set_pin() { echo "$1" >"$WORK/gpio.new" && mv "$WORK/gpio.new" "$WORK/gpio"; }
+set_pin 0
 cat >"$WORK/device.toml" <<TOML
 device = "qemu-board"
 bundle = "m.bundle"
@@ -87,11 +89,11 @@ wait_events() {
   echo "cross: the aarch64 run loop produced $(events) events, expected $1" >&2
   cat "$WORK/run.log" >&2; kill "$loop_pid" 2>/dev/null; exit 1
 }
-echo 1 >"$WORK/gpio"   # press
+set_pin 1   # press
 wait_events 1
-echo 0 >"$WORK/gpio"   # release, then press again
+set_pin 0   # release, then press again
 sleep 1
-echo 1 >"$WORK/gpio"
+set_pin 1
 wait_events 2
 wait "$loop_pid"
 for name in a b; do

@@ -152,7 +152,10 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
     probe();
     assert_eq!(next_on(&rx, "probe"), "x");
 
-    std::fs::write(&pin, "1\n").unwrap();
+    // Renamed into place: the loop must never read a half-written value file.
+    let pressed = tmp.path().join("gpio-value.new");
+    std::fs::write(&pressed, "1\n").unwrap();
+    std::fs::rename(&pressed, &pin).unwrap();
     let event: serde_json::Value = serde_json::from_str(&next_on(&rx, "edgevlm/test_board/event")).unwrap();
     let runtime = Runtime::load(bundle).unwrap();
     let frame = image::open(&image).unwrap().to_rgb8();
