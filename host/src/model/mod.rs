@@ -10,6 +10,7 @@ pub mod feed_forward;
 pub mod fusion;
 pub mod heads;
 pub mod params;
+pub mod photo;
 pub mod pretrained;
 pub mod saved;
 pub mod vit;

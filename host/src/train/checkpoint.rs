@@ -12,7 +12,6 @@ use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use serde::{Deserialize, Serialize};
 
 use super::error::{Result, TrainError};
-use crate::model::EdgeVlm;
 
 pub const CHECKPOINT: &str = "checkpoint";
 const STAGING: &str = "checkpoint.tmp";
@@ -26,7 +25,7 @@ pub struct TrainState {
 }
 
 /// Writes model, optimizer and state as the run's checkpoint.
-pub fn save(run: &Path, model: &EdgeVlm, optim: &ModuleOptimizer, state: TrainState) -> Result<()> {
+pub fn save<M: Module>(run: &Path, model: &M, optim: &ModuleOptimizer, state: TrainState) -> Result<()> {
     let staging = run.join(STAGING);
     if staging.exists() {
         fs::remove_dir_all(&staging).map_err(|e| TrainError::io(&staging, e))?;
@@ -76,11 +75,11 @@ pub fn latest(run: &Path) -> Option<PathBuf> {
 }
 
 /// Loads a checkpoint into `model` (built from the run's config) and `optim`.
-pub fn load(
+pub fn load<M: Module>(
     dir: &Path,
-    model: EdgeVlm,
+    model: M,
     optim: ModuleOptimizer,
-) -> Result<(EdgeVlm, ModuleOptimizer, TrainState)> {
+) -> Result<(M, ModuleOptimizer, TrainState)> {
     let state_path = dir.join("state.json");
     let text = fs::read(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
     let state: TrainState = serde_json::from_slice(&text).map_err(|e| TrainError::record(&state_path, e))?;
@@ -91,7 +90,7 @@ pub fn load(
 }
 
 /// Loads model weights, naming the file on any mismatch.
-pub fn load_model(path: &Path, model: EdgeVlm) -> Result<EdgeVlm> {
+pub fn load_model<M: Module>(path: &Path, model: M) -> Result<M> {
     if !path.is_file() {
         return Err(TrainError::record(path, "no such model file"));
     }

@@ -12,7 +12,7 @@ use super::datasets;
 use super::error::{Result, TrainError};
 use super::steps;
 use super::tasks::{answer_vocabulary, pair_set, question_set};
-use super::trainer::{fit, Fit};
+use super::trainer::{fit, Fit, Flow};
 use crate::data::Format;
 use crate::model::heads::VqaHead;
 use crate::model::saved::{save_meta, SavedModel};
@@ -96,7 +96,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 set,
                 len,
                 |m, b, _| steps::vqa(m, b, device),
-                |_, _| Ok(()),
+                |_, _| Ok(Flow::Continue),
             )
         }
         Task::Caption | Task::Retrieval => {
@@ -115,7 +115,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                     set,
                     len,
                     |m, b, _| steps::caption(m, b, device),
-                    |_, _| Ok(()),
+                    |_, _| Ok(Flow::Continue),
                 )
             } else {
                 let special = tokenizer.special_ids();
@@ -126,7 +126,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                     set,
                     len,
                     |m, b, rng| steps::pretrain(m, b, rng, &cfg, special, device),
-                    |_, _| Ok(()),
+                    |_, _| Ok(Flow::Continue),
                 )
             }
         }

@@ -72,7 +72,7 @@ pub fn contrastive(
 }
 
 /// Draws an index ≠ `own` with probability ∝ exp(similarity / 0.1), among `allowed`.
-fn hard_negative(
+pub(crate) fn hard_negative(
     row: &[f32],
     own: usize,
     allowed: impl Fn(usize) -> bool,

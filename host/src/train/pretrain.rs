@@ -15,7 +15,7 @@ use super::datasets;
 use super::error::{Result, TrainError};
 use super::steps;
 use super::tasks::{pair_set, PairSet};
-use super::trainer::{fit, Fit};
+use super::trainer::{fit, Fit, Flow};
 use crate::data::batcher::Batcher;
 use crate::data::Format;
 use crate::model::saved::{save_meta, SavedModel};
@@ -102,8 +102,10 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
     };
     let special = tokenizer.special_ids();
     let heldout_log = job.out.join("heldout.jsonl");
-    let evaluate = |model: &EdgeVlm, step: usize| -> Result<()> {
-        let Some(heldout) = &heldout else { return Ok(()) };
+    let evaluate = |model: &EdgeVlm, step: usize| -> Result<Flow> {
+        let Some(heldout) = &heldout else {
+            return Ok(Flow::Continue);
+        };
         let losses = heldout_losses(model, heldout, &job.train, special, device);
         let mut line = serde_json::json!({ "step": step });
         for (name, value) in &losses {
@@ -114,7 +116,8 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
             .append(true)
             .open(&heldout_log)
             .map_err(|e| TrainError::io(&heldout_log, e))?;
-        writeln!(f, "{line}").map_err(|e| TrainError::io(&heldout_log, e))
+        writeln!(f, "{line}").map_err(|e| TrainError::io(&heldout_log, e))?;
+        Ok(Flow::Continue)
     };
     // Initial weights come from the seed too, so a run is reproducible end to end.
     device.seed(job.train.seed);

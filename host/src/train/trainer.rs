@@ -39,6 +39,25 @@ pub struct Fit<'a> {
     pub quiet: bool,
 }
 
+/// A model whose named parts a run can keep frozen (`TrainConfig::freeze`).
+pub trait Freeze: Module + Sized {
+    fn freeze_parts(self, parts: &[String]) -> Result<Self>;
+}
+
+/// What a checkpoint callback tells the loop.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flow {
+    Continue,
+    /// Stop now (early stopping); the run ends as if its schedule were done.
+    Stop,
+}
+
+impl Freeze for EdgeVlm {
+    fn freeze_parts(self, parts: &[String]) -> Result<Self> {
+        apply_freeze(self, parts)
+    }
+}
+
 fn apply_freeze(mut model: EdgeVlm, parts: &[String]) -> Result<EdgeVlm> {
     for part in parts {
         match part.as_str() {
@@ -69,17 +88,18 @@ pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
 /// Trains `model` on `set` (of `len` items) with `step_fn`, returning the trained model,
 /// also saved as `dir/model.bpk`. `on_checkpoint` runs after each checkpoint (held-out
 /// evaluation, say).
-pub fn fit<S, F>(
+pub fn fit<M, S, F>(
     fit: Fit,
-    model: EdgeVlm,
+    model: M,
     set: S,
     len: usize,
     mut step_fn: F,
-    mut on_checkpoint: impl FnMut(&EdgeVlm, usize) -> Result<()>,
-) -> Result<EdgeVlm>
+    mut on_checkpoint: impl FnMut(&M, usize) -> Result<Flow>,
+) -> Result<M>
 where
+    M: Freeze,
     S: Batcher,
-    F: FnMut(&EdgeVlm, &S::Batch, &mut SplitMix64) -> Losses,
+    F: FnMut(&M, &S::Batch, &mut SplitMix64) -> Losses,
 {
     let cfg = fit.cfg;
     std::fs::create_dir_all(fit.dir).map_err(|e| TrainError::io(fit.dir, e))?;
@@ -104,13 +124,13 @@ where
     let total = (per_epoch * cfg.epochs).min(cfg.max_steps.unwrap_or(usize::MAX));
     let warmup = (total as f64 * cfg.warmup).round() as usize;
 
-    let mut model = apply_freeze(model, &cfg.freeze)?;
+    let mut model = model.freeze_parts(&cfg.freeze)?;
     let mut optim = optimizer(cfg);
     let mut start = 0;
     match (fit.resume, checkpoint::latest(fit.dir)) {
         (true, Some(dir)) => {
             let (m, o, state) = checkpoint::load(&dir, model, optim)?;
-            model = apply_freeze(m, &cfg.freeze)?;
+            model = m.freeze_parts(&cfg.freeze)?;
             optim = o;
             start = state.step;
             if !fit.quiet {
@@ -145,7 +165,7 @@ where
     let mut step = start;
     let clock = Instant::now();
     let mut samples = 0usize;
-    while step < total {
+    'train: while step < total {
         let epoch = step / per_epoch;
         for batch in loader.epoch(epoch as u64, step % per_epoch) {
             if step >= total {
@@ -189,8 +209,12 @@ where
             if step % cfg.checkpoint_every == 0 || step == total || pausing {
                 log.flush().map_err(|e| TrainError::io(&metrics_path, e))?;
                 checkpoint::save(fit.dir, &model, &optim, TrainState { step })?;
-                on_checkpoint(&model, step)?;
+                let flow = on_checkpoint(&model, step)?;
                 draw_curves(fit.dir, &history);
+                if flow == Flow::Stop {
+                    bar.abandon_with_message(format!("stopped early at step {step}"));
+                    break 'train;
+                }
             }
             if pausing {
                 bar.abandon_with_message(format!("paused at step {step}; --resume continues"));

@@ -1,0 +1,494 @@
+//! `edgevlm train --recipe flickr8k`: real-photo captioning and retrieval from the
+//! pretrained towers. Stages, each a resumable run folder under `OUT/`:
+//!
+//! 1. features: EfficientNet-Lite0 grid tokens of every image and MiniLM states of
+//!    every caption, cached in `--cache` (reused across epochs and runs);
+//! 2. `align/`: ITC + ITM + MLM of the trained heads on the frozen towers;
+//! 3. `caption/`: the caption decoder (own small WordPiece vocabulary) on the
+//!    aligned image projection, early-stopped on dev CIDEr-D;
+//!
+//! then `OUT/model.bpk` holds the best weights and `OUT/report.json` every stage's
+//! dev numbers. `OUT` is a model folder for `eval`, `caption` and `match`.
+
+pub mod align;
+pub mod cache;
+pub mod caption;
+pub mod model_dir;
+pub mod towers;
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::Device;
+use edgevlm_shared::{TextTokenizer, TokenizerConfig};
+use serde::Serialize;
+
+use self::align::{AlignSizes, Pairs};
+use self::cache::{ImageFeatures, TextFeatures};
+use self::caption::CaptionSet;
+use self::model_dir::PhotoModel;
+use self::towers::Towers;
+use crate::data::batcher::Batcher;
+use crate::data::flickr8k;
+use crate::data::LoadOptions;
+use crate::eval::metrics;
+use crate::model::decoder::CaptionDecoderConfig;
+use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
+use crate::model::DecodeOptions;
+use crate::train::checkpoint::load_model;
+use crate::train::config::TrainConfig;
+use crate::train::error::{Result, TrainError};
+use crate::train::trainer::{fit, Fit, Flow};
+
+/// Longest caption the decoder learns and writes, [CLS] and [SEP] included (longer
+/// training captions, about 3% of Flickr8k's, are cut).
+const CAPTION_MAX_LEN: usize = 24;
+
+/// Everything `edgevlm train --recipe flickr8k` can be told.
+#[derive(Debug, Clone)]
+pub struct RecipeArgs {
+    pub data: PathBuf,
+    pub out: PathBuf,
+    /// Folder holding `efficientnet-lite0/` and `minilm-l6/`.
+    pub towers: PathBuf,
+    /// Another HF BERT-family folder as the text tower (instead of `towers/minilm-l6`).
+    pub text_tower: Option<PathBuf>,
+    pub cache: PathBuf,
+    pub resume: bool,
+    pub seed: u64,
+    pub align_epochs: usize,
+    pub caption_epochs: usize,
+    /// Epochs without a better dev CIDEr-D before the caption stage stops.
+    pub patience: usize,
+    /// Only the first N training images (quick checks); all when `None`.
+    pub limit: Option<usize>,
+    pub beam: usize,
+    pub quiet: bool,
+}
+
+/// Items are image indices; a batch is just their list (features are in memory).
+struct Indices;
+
+impl Batcher for Indices {
+    type Batch = Vec<usize>;
+    fn batch(&self, indices: &[usize]) -> crate::data::Result<Vec<usize>> {
+        Ok(indices.to_vec())
+    }
+}
+
+/// One split: image paths, their captions, and the flat caption list.
+struct Split {
+    paths: Vec<PathBuf>,
+    captions: Vec<Vec<String>>,
+    flat: Vec<String>,
+    /// For each image, its captions' indices into `flat`.
+    owner: Vec<Vec<usize>>,
+}
+
+fn load_split(dir: &Path, split: &str, limit: Option<usize>) -> Result<Split> {
+    let mut set = flickr8k::load(
+        dir,
+        Some(split),
+        LoadOptions {
+            strict: false,
+            skip_decode_check: true,
+        },
+    )?;
+    if let Some(w) = set.skipped.warning() {
+        eprintln!("{w}");
+    }
+    if let Some(n) = limit {
+        set.records.truncate(n);
+    }
+    if set.records.is_empty() {
+        return Err(TrainError::record(
+            flickr8k::split_file(dir, split),
+            "lists no captioned image",
+        ));
+    }
+    let (mut flat, mut owner) = (Vec::new(), Vec::new());
+    for r in &set.records {
+        owner.push((flat.len()..flat.len() + r.captions.len()).collect());
+        flat.extend(r.captions.iter().cloned());
+    }
+    Ok(Split {
+        paths: set.records.iter().map(|r| r.image.clone()).collect(),
+        captions: set.records.iter().map(|r| r.captions.clone()).collect(),
+        flat,
+        owner,
+    })
+}
+
+/// Dev numbers of one stage.
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+pub struct StageScores {
+    pub stage: String,
+    pub step: usize,
+    pub image_to_text: [f64; 3],
+    pub text_to_image: [f64; 3],
+    pub bleu4: Option<f64>,
+    pub cider_d: Option<f64>,
+}
+
+/// Image→text and text→image R@1/5/10 of the ITC embeddings of a cached split.
+fn retrieval(
+    model: &PhotoVlm,
+    images: &ImageFeatures,
+    texts: &TextFeatures,
+    owner: &[Vec<usize>],
+    device: &Device,
+) -> Result<([f64; 3], [f64; 3])> {
+    use burn::tensor::{Tensor, TensorData};
+    let all_images: Vec<usize> = (0..images.len()).collect();
+    let all_texts: Vec<usize> = (0..texts.len()).collect();
+    let (di, dt) = (images.header.width, texts.header.width);
+    let img = model.image_embedding(Tensor::from_data(
+        TensorData::new(images.pooled(&all_images), [all_images.len(), di]),
+        device,
+    ));
+    let txt = model.text_embedding(Tensor::from_data(
+        TensorData::new(texts.sentences(&all_texts), [all_texts.len(), dt]),
+        device,
+    ));
+    let sims = towers::floats(img.matmul(txt.transpose()).into_data())?;
+    let rows: Vec<Vec<f32>> = sims.chunks(texts.len()).map(<[f32]>::to_vec).collect();
+    let mut text_owner = vec![0; texts.len()];
+    for (i, caps) in owner.iter().enumerate() {
+        for &t in caps {
+            text_owner[t] = i;
+        }
+    }
+    let r = metrics::retrieval_recall(&rows, &text_owner)
+        .map_err(|e| TrainError::Invalid(format!("metric: {e}")))?;
+    Ok((
+        [r.image_to_text.r1, r.image_to_text.r5, r.image_to_text.r10],
+        [r.text_to_image.r1, r.text_to_image.r5, r.text_to_image.r10],
+    ))
+}
+
+fn append_json(path: &Path, value: &impl Serialize) -> Result<()> {
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .map_err(|e| TrainError::io(path, e))?;
+    writeln!(f, "{}", serde_json::to_string(value).expect("plain data")).map_err(|e| TrainError::io(path, e))
+}
+
+fn read_scores(path: &Path) -> Vec<StageScores> {
+    std::fs::read_to_string(path)
+        .map(|text| {
+            text.lines()
+                .filter_map(|l| serde_json::from_str(l).ok())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// The whole recipe report, written as `OUT/report.json`.
+#[derive(Debug, Serialize)]
+pub struct RecipeReport {
+    pub train_images: usize,
+    pub dev_images: usize,
+    pub stages: Vec<StageScores>,
+    pub final_dev: StageScores,
+    pub beam_size: usize,
+    pub examples: Vec<crate::eval::tasks::CaptionExample>,
+    pub minutes: f64,
+}
+
+pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
+    let clock = std::time::Instant::now();
+    std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
+    let train = load_split(&args.data, "train", args.limit)?;
+    let dev = load_split(&args.data, "dev", args.limit.map(|n| n / 4))?;
+    eprintln!(
+        "flickr8k: {} train images ({} captions), {} dev images ({} captions)",
+        train.paths.len(),
+        train.flat.len(),
+        dev.paths.len(),
+        dev.flat.len()
+    );
+    let text_dir = args
+        .text_tower
+        .clone()
+        .unwrap_or_else(|| args.towers.join(towers::TEXT_TOWER));
+    let towers = Towers::load_from(&args.towers.join(towers::IMAGE_TOWER), &text_dir, device)?;
+    let train_images = towers.cached_images(&train.paths, &args.cache, "train", device)?;
+    let dev_images = towers.cached_images(&dev.paths, &args.cache, "dev", device)?;
+    let train_texts = towers.cached_texts(&train.flat, &args.cache, "train", device)?;
+    let dev_texts = towers.cached_texts(&dev.flat, &args.cache, "dev", device)?;
+
+    // The decoder's vocabulary comes from the training captions only.
+    let tokenizer_path = args.out.join("tokenizer.json");
+    let tokenizer = if args.resume && tokenizer_path.is_file() {
+        TextTokenizer::from_file(&tokenizer_path, CAPTION_MAX_LEN)?
+    } else {
+        let cfg = TokenizerConfig {
+            vocab_size: 3000,
+            min_frequency: 3,
+            max_len: CAPTION_MAX_LEN,
+            lowercase: true,
+        };
+        TextTokenizer::train(train.flat.iter(), &cfg)?
+    };
+    let config = PhotoVlmConfig::new(
+        towers.d_image(),
+        towers.d_text(),
+        towers.text.config.vocab_size,
+        CaptionDecoderConfig::new(tokenizer.vocab_size(), 256)
+            .with_d_model(256)
+            .with_layers(2)
+            .with_heads(4)
+            .with_d_intermediate(1024)
+            .with_max_len(CAPTION_MAX_LEN),
+    );
+    model_dir::save_meta(&args.out, &config, &tokenizer, &towers)?;
+
+    let mut stages = read_scores(&args.out.join("stages.jsonl"));
+    let stages_path = args.out.join("stages.jsonl");
+
+    // Stage 2: alignment.
+    let align_dir = args.out.join("align");
+    let images = train.paths.len();
+    let align_batch = images.min(256);
+    let align_cfg = TrainConfig::new()
+        .with_batch_size(align_batch)
+        .with_epochs(args.align_epochs)
+        .with_lr(1e-3)
+        .with_warmup(0.05)
+        .with_seed(args.seed)
+        .with_checkpoint_every((images / align_batch).max(1))
+        .with_weight_decay(0.05);
+    let sizes = AlignSizes {
+        itm: 32,
+        mlm: 16,
+        itc_weight: align_cfg.itc_weight,
+        itm_weight: align_cfg.itm_weight,
+        mlm_weight: align_cfg.mlm_weight,
+    };
+    let aligned = if align_dir.join("model.bpk").is_file() && args.resume {
+        load_model(&align_dir.join("model.bpk"), config.init(device))?
+    } else {
+        device.seed(args.seed);
+        let model = config.init(device);
+        let pairs = Pairs {
+            images: &train_images,
+            texts: &train_texts,
+            captions: &train.owner,
+        };
+        let report = |model: &PhotoVlm, step: usize| -> Result<Flow> {
+            let inner = device.clone().inner();
+            let (i2t, t2i) = retrieval(&model.valid(), &dev_images, &dev_texts, &dev.owner, &inner)?;
+            if !args.quiet {
+                eprintln!("align step {step}: dev image→text R@1/5/10 {i2t:.1?}, text→image {t2i:.1?}");
+            }
+            append_json(
+                &align_dir.join("dev.jsonl"),
+                &StageScores {
+                    stage: "align".into(),
+                    step,
+                    image_to_text: i2t,
+                    text_to_image: t2i,
+                    bleu4: None,
+                    cider_d: None,
+                },
+            )?;
+            Ok(Flow::Continue)
+        };
+        let fit_args = Fit {
+            dir: &align_dir,
+            cfg: &align_cfg,
+            resume: args.resume,
+            label: "align",
+            device,
+            quiet: args.quiet,
+        };
+        let model = fit(
+            fit_args,
+            model,
+            Indices,
+            train.paths.len(),
+            |model, batch, rng| align::step(model, &towers, &pairs, batch, sizes, rng, device),
+            report,
+        )?;
+        let inner = device.clone().inner();
+        let (i2t, t2i) = retrieval(&model.valid(), &dev_images, &dev_texts, &dev.owner, &inner)?;
+        let scores = StageScores {
+            stage: "after alignment".into(),
+            step: 0,
+            image_to_text: i2t,
+            text_to_image: t2i,
+            bleu4: None,
+            cider_d: None,
+        };
+        append_json(&stages_path, &scores)?;
+        stages.push(scores);
+        model
+    };
+
+    // Stage 3: captioning, early-stopped on dev CIDEr-D (greedy decoding).
+    let caption_dir = args.out.join("caption");
+    let caption_batch = images.min(32);
+    let per_epoch = (images / caption_batch).max(1);
+    let caption_cfg = TrainConfig::new()
+        .with_batch_size(caption_batch)
+        .with_epochs(args.caption_epochs)
+        .with_lr(5e-4)
+        .with_warmup(0.03)
+        .with_seed(args.seed)
+        .with_checkpoint_every(per_epoch)
+        .with_weight_decay(0.01)
+        .with_freeze(vec!["fusion".into()]);
+    let best_path = caption_dir.join("best.bpk");
+    let best_log = caption_dir.join("dev.jsonl");
+    let train_set = CaptionSet::new(&train_images, &train.captions, &tokenizer)?;
+    let dev_indices: Vec<usize> = (0..dev_images.len()).collect();
+    let greedy = DecodeOptions {
+        beam_size: 1,
+        max_len: CAPTION_MAX_LEN,
+        ..Default::default()
+    };
+    if !(caption_dir.join("model.bpk").is_file() && args.resume) {
+        let best = std::cell::RefCell::new(
+            read_scores(&best_log)
+                .into_iter()
+                .map(|s| (s.cider_d.unwrap_or(0.0), s.step))
+                .fold((f64::MIN, 0), |a, b| if b.0 > a.0 { b } else { a }),
+        );
+        let report = |model: &PhotoVlm, step: usize| -> Result<Flow> {
+            let valid = model.valid();
+            let captions = caption::generate(
+                &valid,
+                &dev_images,
+                &dev_indices,
+                &tokenizer,
+                greedy,
+                &device.clone().inner(),
+            )?;
+            let (bleu4, cider) = caption::scores(&captions, &dev.captions)?;
+            if !args.quiet {
+                eprintln!(
+                    "caption step {step}: dev BLEU-4 {bleu4:.1} CIDEr-D {cider:.1} (greedy) | {}",
+                    captions[0]
+                );
+            }
+            append_json(
+                &best_log,
+                &StageScores {
+                    stage: "caption".into(),
+                    step,
+                    image_to_text: [0.0; 3],
+                    text_to_image: [0.0; 3],
+                    bleu4: Some(bleu4),
+                    cider_d: Some(cider),
+                },
+            )?;
+            let mut best = best.borrow_mut();
+            if cider > best.0 {
+                *best = (cider, step);
+                let staging = caption_dir.join("best.bpk.tmp");
+                model
+                    .clone()
+                    .save_file(&staging)
+                    .map_err(|e| TrainError::record(&staging, e))?;
+                std::fs::rename(&staging, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
+            }
+            let epochs_since = (step - best.1) / per_epoch;
+            Ok(if epochs_since >= args.patience {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        };
+        let fit_args = Fit {
+            dir: &caption_dir,
+            cfg: &caption_cfg,
+            resume: args.resume,
+            label: "caption",
+            device,
+            quiet: args.quiet,
+        };
+        std::fs::create_dir_all(&caption_dir).map_err(|e| TrainError::io(&caption_dir, e))?;
+        // A fresh caption stage starts from the aligned weights.
+        if !args.resume || crate::train::checkpoint::latest(&caption_dir).is_none() {
+            let _ = std::fs::remove_file(&best_log);
+        }
+        fit(
+            fit_args,
+            aligned,
+            Indices,
+            train.paths.len(),
+            |model, batch, _rng| caption::step(model, &train_set, batch, device),
+            report,
+        )?;
+    }
+    let best = load_model(&best_path, config.init(device))?;
+    let staging = args.out.join("model.bpk.tmp");
+    best.clone()
+        .save_file(&staging)
+        .map_err(|e| TrainError::record(&staging, e))?;
+    std::fs::rename(&staging, args.out.join("model.bpk")).map_err(|e| TrainError::io(&args.out, e))?;
+
+    // Final dev numbers with beam search, from the saved folder as `eval` loads it.
+    let saved = PhotoModel::load(&args.out, device)?;
+    let model = saved.model.valid();
+    let beam = DecodeOptions {
+        beam_size: args.beam.max(1),
+        max_len: CAPTION_MAX_LEN,
+        ..Default::default()
+    };
+    let captions = caption::generate(
+        &model,
+        &dev_images,
+        &dev_indices,
+        &saved.tokenizer,
+        beam,
+        &device.clone().inner(),
+    )?;
+    let (bleu4, cider) = caption::scores(&captions, &dev.captions)?;
+    let (i2t, t2i) = retrieval(
+        &model,
+        &dev_images,
+        &dev_texts,
+        &dev.owner,
+        &device.clone().inner(),
+    )?;
+    let final_dev = StageScores {
+        stage: "after captioning".into(),
+        step: 0,
+        image_to_text: i2t,
+        text_to_image: t2i,
+        bleu4: Some(bleu4),
+        cider_d: Some(cider),
+    };
+    let examples = dev
+        .paths
+        .iter()
+        .zip(&captions)
+        .zip(&dev.captions)
+        .take(10)
+        .map(|((p, c), refs)| crate::eval::tasks::CaptionExample {
+            image: p.clone(),
+            caption: c.clone(),
+            references: refs.clone(),
+        })
+        .collect();
+    let report = RecipeReport {
+        train_images: train.paths.len(),
+        dev_images: dev.paths.len(),
+        stages,
+        final_dev,
+        beam_size: beam.beam_size,
+        examples,
+        minutes: clock.elapsed().as_secs_f64() / 60.0,
+    };
+    let report_path = args.out.join("report.json");
+    std::fs::write(
+        &report_path,
+        serde_json::to_string_pretty(&report).expect("plain data"),
+    )
+    .map_err(|e| TrainError::io(&report_path, e))?;
+    Ok(report)
+}

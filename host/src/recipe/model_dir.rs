@@ -1,0 +1,179 @@
+//! The real-photo model folder, and running it for `eval`, `caption` and `match`.
+//!
+//! ```text
+//! OUT/config.json        PhotoVlmConfig
+//! OUT/preprocess.json    the image tower's preprocessing
+//! OUT/tokenizer.json     the caption decoder's vocabulary
+//! OUT/towers/            the frozen towers the heads were trained on
+//!   image/model.safetensors                          EfficientNet-Lite0
+//!   text/{config.json, model.safetensors, tokenizer.json}  MiniLM (or another BERT)
+//! OUT/model.bpk          the trained heads (burnpack)
+//! ```
+
+use std::path::Path;
+
+use burn::config::Config;
+use burn::module::Module;
+use burn::tensor::{Device, Tensor, TensorData};
+use edgevlm_shared::{PreprocessConfig, TextTokenizer};
+
+use super::towers::{self, Towers};
+use crate::data::store::ImageStore;
+use crate::eval::predict::Predictor;
+use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
+use crate::model::DecodeOptions;
+use crate::train::checkpoint::{load_model, write_synced};
+use crate::train::error::{Result, TrainError};
+
+const TOWER_FILES: [(&str, &str); 4] = [
+    ("image", "model.safetensors"),
+    ("text", "config.json"),
+    ("text", "model.safetensors"),
+    ("text", "tokenizer.json"),
+];
+
+/// Is `dir` a real-photo model folder (rather than an `EdgeVlm` one)?
+pub fn is_photo_model(dir: &Path) -> bool {
+    dir.join("towers").is_dir()
+}
+
+/// Writes config, preprocessing, decoder vocabulary and (hard links to) the towers.
+pub fn save_meta(
+    dir: &Path,
+    config: &PhotoVlmConfig,
+    tokenizer: &TextTokenizer,
+    towers: &Towers,
+) -> Result<()> {
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    let config_path = dir.join("config.json");
+    config
+        .save(&config_path)
+        .map_err(|e| TrainError::io(&config_path, e))?;
+    write_synced(
+        &dir.join("preprocess.json"),
+        serde_json::to_string_pretty(&Towers::preprocess())
+            .expect("plain data")
+            .as_bytes(),
+    )?;
+    tokenizer.save(&dir.join("tokenizer.json"))?;
+    for (tower, file) in TOWER_FILES {
+        let source = if tower == "image" {
+            &towers.image_dir
+        } else {
+            &towers.text_dir
+        };
+        let from = source.join(file);
+        let to_dir = dir.join("towers").join(tower);
+        std::fs::create_dir_all(&to_dir).map_err(|e| TrainError::io(&to_dir, e))?;
+        let to = to_dir.join(file);
+        let _ = std::fs::remove_file(&to);
+        if std::fs::hard_link(&from, &to).is_err() {
+            std::fs::copy(&from, &to).map_err(|e| TrainError::io(&from, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// A trained real-photo model with its towers, ready for inference.
+pub struct PhotoModel {
+    pub config: PhotoVlmConfig,
+    pub preprocess: PreprocessConfig,
+    pub tokenizer: TextTokenizer,
+    pub towers: Towers,
+    pub model: PhotoVlm,
+    pub device: Device,
+}
+
+impl PhotoModel {
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        let config_path = dir.join("config.json");
+        let config = PhotoVlmConfig::load(&config_path)
+            .map_err(|e| TrainError::record(&config_path, format!("not a real-photo model config: {e}")))?;
+        let preprocess_path = dir.join("preprocess.json");
+        let text = std::fs::read(&preprocess_path).map_err(|e| TrainError::io(&preprocess_path, e))?;
+        let preprocess: PreprocessConfig = serde_json::from_slice(&text)
+            .map_err(|e| TrainError::record(&preprocess_path, format!("malformed JSON: {e}")))?;
+        let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), config.decoder.max_len)?;
+        let towers = Towers::load_from(&dir.join("towers/image"), &dir.join("towers/text"), device)?;
+        let model = load_model(&dir.join("model.bpk"), config.init(device))?;
+        Ok(Self {
+            config,
+            preprocess,
+            tokenizer,
+            towers,
+            model,
+            device: device.clone(),
+        })
+    }
+
+    fn image_tokens(&self, store: &ImageStore, indices: &[usize]) -> Tensor<3> {
+        self.towers.image_tokens(store, indices, &self.device)
+    }
+}
+
+const BATCH: usize = 32;
+
+impl Predictor for PhotoModel {
+    fn preprocess(&self) -> &PreprocessConfig {
+        &self.preprocess
+    }
+    fn has_vqa(&self) -> bool {
+        false
+    }
+    fn answers(&self, _store: &ImageStore, _questions: &[(usize, String)]) -> Result<Vec<(String, f32)>> {
+        Err(TrainError::Invalid(
+            "this real-photo model has no VQA head; it captions and matches".into(),
+        ))
+    }
+    fn captions(&self, store: &ImageStore, indices: &[usize], opts: DecodeOptions) -> Result<Vec<String>> {
+        let special = self.tokenizer.special_ids();
+        let mut out = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(BATCH) {
+            let image = self.model.image_tokens(self.image_tokens(store, chunk));
+            for ids in self.model.decoder.generate(image, special.cls, special.sep, opts) {
+                out.push(self.tokenizer.decode(&ids)?);
+            }
+        }
+        Ok(out)
+    }
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(indices.len());
+        for chunk in indices.chunks(BATCH) {
+            let pooled = self.image_tokens(store, chunk).mean_dim(1);
+            let [n, _, d] = pooled.dims();
+            let emb = self.model.image_embedding(pooled.reshape([n, d]));
+            let width = emb.dims()[1];
+            out.extend(
+                towers::floats(emb.into_data())?
+                    .chunks(width)
+                    .map(<[f32]>::to_vec),
+            );
+        }
+        Ok(out)
+    }
+    fn text_embeddings(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
+        let sentences = self.towers.sentences(texts, &self.device)?;
+        let d = self.towers.d_text();
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in sentences.chunks(128) {
+            let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
+            let emb = self.model.text_embedding(Tensor::from_data(
+                TensorData::new(flat, [chunk.len(), d]),
+                &self.device,
+            ));
+            let width = emb.dims()[1];
+            out.extend(
+                towers::floats(emb.into_data())?
+                    .chunks(width)
+                    .map(<[f32]>::to_vec),
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// Keeps `Module` in scope for `valid()` users of this module's types.
+#[allow(dead_code)]
+fn _module_in_scope(m: &PhotoVlm) -> usize {
+    m.num_params()
+}

@@ -1,0 +1,284 @@
+//! The frozen pretrained towers and the features they give the trained heads:
+//! EfficientNet-Lite0's 7x7 grid of 1280-wide tokens per image, MiniLM's token
+//! states and sentence embedding per text.
+
+use std::path::{Path, PathBuf};
+
+use burn::module::Module;
+use burn::tensor::{Device, Int, Tensor, TensorData};
+use edgevlm_shared::PreprocessConfig;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use super::cache::{self, ImageFeatures, ImageHeader, TextFeatures, TextHeader};
+use crate::data::store::ImageStore;
+use crate::model::efficientnet::EfficientNet;
+use crate::model::pretrained::{load_bert, load_efficientnet, PretrainedBert};
+use crate::train::error::{Result, TrainError};
+
+pub const IMAGE_TOWER: &str = "efficientnet-lite0";
+pub const TEXT_TOWER: &str = "minilm-l6";
+/// Longest text the text tower reads, special tokens included.
+pub const TEXT_MAX_LEN: usize = 40;
+/// Images per tower forward pass.
+const IMAGE_BATCH: usize = 32;
+const TEXT_BATCH: usize = 128;
+
+pub struct Towers {
+    /// HF-style folders the towers were read from.
+    pub image_dir: PathBuf,
+    pub text_dir: PathBuf,
+    pub image: EfficientNet,
+    pub text: PretrainedBert,
+    /// sha256 of the weight files, part of every cache key.
+    pub image_sha: String,
+    pub text_sha: String,
+}
+
+impl Towers {
+    /// Loads `DIR/efficientnet-lite0` and `DIR/minilm-l6` (as `edgevlm models fetch`
+    /// lays them out), frozen.
+    pub fn load(dir: &Path, device: &Device) -> Result<Self> {
+        Self::load_from(&dir.join(IMAGE_TOWER), &dir.join(TEXT_TOWER), device)
+    }
+
+    /// The EfficientNet-Lite0 weights folder and any HF BERT-family model folder
+    /// (`config.json`, `model.safetensors`, `tokenizer.json`), frozen.
+    pub fn load_from(image_dir: &Path, text_dir: &Path, device: &Device) -> Result<Self> {
+        let (image_dir, text_dir) = (image_dir.to_path_buf(), text_dir.to_path_buf());
+        for d in [&image_dir, &text_dir] {
+            if !d.join("model.safetensors").is_file() {
+                return Err(TrainError::record(
+                    d,
+                    "no model.safetensors: run `edgevlm models fetch` (or models/fetch-pretrained.sh)",
+                ));
+            }
+        }
+        Ok(Self {
+            image: load_efficientnet(&image_dir, false, device)?.freeze(),
+            text: {
+                let mut bert = load_bert(&text_dir, TEXT_MAX_LEN, device)?;
+                bert.model = bert.model.freeze();
+                bert
+            },
+            image_sha: cache::file_sha256(&image_dir.join("model.safetensors"))?,
+            text_sha: cache::file_sha256(&text_dir.join("model.safetensors"))?,
+            image_dir,
+            text_dir,
+        })
+    }
+
+    /// EfficientNet-Lite's own input scaling, (x - 127) / 128, at 224 px.
+    pub fn preprocess() -> PreprocessConfig {
+        PreprocessConfig {
+            image_size: 224,
+            mean: [127.0 / 255.0; 3],
+            std: [128.0 / 255.0; 3],
+        }
+    }
+
+    pub fn d_image(&self) -> usize {
+        1280
+    }
+
+    pub fn d_text(&self) -> usize {
+        self.text.config.d_model
+    }
+
+    /// Grid tokens of stored images: `[n, 49, 1280]` at 224 px.
+    pub fn image_tokens(&self, store: &ImageStore, indices: &[usize], device: &Device) -> Tensor<3> {
+        let s = store.config().image_size as usize;
+        let pixels = Tensor::<4>::from_data(
+            TensorData::new(store.batch(indices), [indices.len(), 3, s, s]),
+            device,
+        );
+        let features = self.image.forward_features(pixels);
+        let [n, d, h, w] = features.dims();
+        features.reshape([n, d, h * w]).swap_dims(1, 2)
+    }
+
+    /// Token states `[n, len, 384]`, their mask `[n, len]` and the unit
+    /// mean-pooled sentence embeddings `[n, 384]` of tokenized texts.
+    pub fn encode_ids(
+        &self,
+        ids: &[u32],
+        mask: &[u32],
+        n: usize,
+        len: usize,
+        device: &Device,
+    ) -> (Tensor<3>, Tensor<2>, Tensor<2>) {
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(ids.iter().map(|&i| i64::from(i)).collect::<Vec<_>>(), [n, len]),
+            device,
+        );
+        let mask = Tensor::<2>::from_data(
+            TensorData::new(mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), [n, len]),
+            device,
+        );
+        let states = self.text.model.forward(ids, mask.clone());
+        let d = self.d_text();
+        let summed = (states.clone() * mask.clone().reshape([n, len, 1]))
+            .sum_dim(1)
+            .reshape([n, d]);
+        let mean = summed / mask.clone().sum_dim(1).clamp_min(1e-9);
+        let norm = mean.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
+        (states, mask, mean / norm)
+    }
+
+    /// Sentence embeddings of texts (what ITC's text side reads).
+    pub fn sentences(&self, texts: &[String], device: &Device) -> Result<Vec<Vec<f32>>> {
+        let mut out = Vec::with_capacity(texts.len());
+        for chunk in texts.chunks(TEXT_BATCH) {
+            let enc = self.text.tokenizer.encode_batch(chunk)?;
+            let (_, _, sentences) = self.encode_ids(&enc.ids, &enc.mask, enc.batch, enc.seq_len, device);
+            let flat = floats(sentences.into_data())?;
+            out.extend(flat.chunks(self.d_text()).map(<[f32]>::to_vec));
+        }
+        Ok(out)
+    }
+
+    fn image_key(&self, names: &[String], sizes: &[u64]) -> String {
+        let listing: Vec<String> = names.iter().zip(sizes).map(|(n, s)| format!("{n}:{s}")).collect();
+        cache::key(&[
+            "image-grid-v1",
+            &self.image_sha,
+            &serde_json::to_string(&Self::preprocess()).expect("plain data"),
+            &listing.join("\n"),
+        ])
+    }
+
+    /// Grid tokens of every image, from `cache_dir` when an up-to-date cache exists,
+    /// else computed (with a progress bar) and stored there.
+    pub fn cached_images(
+        &self,
+        paths: &[PathBuf],
+        cache_dir: &Path,
+        label: &str,
+        device: &Device,
+    ) -> Result<ImageFeatures> {
+        let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
+        let sizes = paths
+            .iter()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .map(|m| m.len())
+                    .map_err(|e| TrainError::io(p, e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let file = cache::path(
+            cache_dir,
+            &format!("{label}-{IMAGE_TOWER}"),
+            &self.image_key(&names, &sizes),
+        );
+        if file.is_file() {
+            eprintln!("{label}: image features from {}", file.display());
+            return cache::load_images(&file);
+        }
+        let store = ImageStore::load(paths.to_vec(), &Self::preprocess())?;
+        let bar = progress(paths.len(), &format!("{label}: {IMAGE_TOWER} features"));
+        let mut values = Vec::new();
+        let mut tokens = 0;
+        let all: Vec<usize> = (0..paths.len()).collect();
+        for chunk in all.chunks(IMAGE_BATCH) {
+            let t = self.image_tokens(&store, chunk, device);
+            tokens = t.dims()[1];
+            values.extend(floats(t.into_data())?.into_iter().map(cache::to_bf16));
+            bar.inc(chunk.len() as u64);
+        }
+        bar.finish();
+        let features = ImageFeatures::new(
+            ImageHeader {
+                images: names,
+                tokens,
+                width: self.d_image(),
+            },
+            values,
+        );
+        cache::save_images(&file, &features)?;
+        Ok(features)
+    }
+
+    /// Token states and sentence embeddings of every text, cached like images.
+    pub fn cached_texts(
+        &self,
+        texts: &[String],
+        cache_dir: &Path,
+        label: &str,
+        device: &Device,
+    ) -> Result<TextFeatures> {
+        let tokenizer_path = self.text_dir.join("tokenizer.json");
+        let key = cache::key(&[
+            "text-states-v1",
+            &self.text_sha,
+            &cache::file_sha256(&tokenizer_path)?,
+            &TEXT_MAX_LEN.to_string(),
+            &texts.join("\n"),
+        ]);
+        let file = cache::path(cache_dir, &format!("{label}-{TEXT_TOWER}"), &key);
+        if file.is_file() {
+            eprintln!("{label}: text features from {}", file.display());
+            return cache::load_texts(&file);
+        }
+        let d = self.d_text();
+        let bar = progress(texts.len(), &format!("{label}: {TEXT_TOWER} features"));
+        // Batches of similar lengths waste little on padding; rows go back in order.
+        let encoded = texts
+            .iter()
+            .map(|t| self.text.tokenizer.encode(t))
+            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        order.sort_by_key(|&i| encoded[i].len());
+        let mut rows: Vec<(Vec<f32>, Vec<f32>)> = vec![Default::default(); texts.len()];
+        for chunk in order.chunks(TEXT_BATCH) {
+            let batch: Vec<Vec<u32>> = chunk.iter().map(|&i| encoded[i].clone()).collect();
+            let enc = self.text.tokenizer.pad(&batch, None);
+            let (s, _, pooled) = self.encode_ids(&enc.ids, &enc.mask, enc.batch, enc.seq_len, device);
+            let pooled = floats(pooled.into_data())?;
+            let s = floats(s.into_data())?;
+            for (row, &i) in chunk.iter().enumerate() {
+                let start = row * enc.seq_len;
+                rows[i] = (
+                    pooled[row * d..(row + 1) * d].to_vec(),
+                    s[start * d..(start + batch[row].len()) * d].to_vec(),
+                );
+            }
+            bar.inc(chunk.len() as u64);
+        }
+        let (mut sentences, mut states, mut ids, mut offsets) = (Vec::new(), Vec::new(), Vec::new(), vec![0]);
+        for ((pooled, state), tokens) in rows.into_iter().zip(&encoded) {
+            sentences.extend(pooled);
+            states.extend(state);
+            ids.extend_from_slice(tokens);
+            offsets.push(offsets.last().copied().unwrap_or(0) + tokens.len());
+        }
+        bar.finish();
+        let features = TextFeatures::new(
+            TextHeader {
+                texts: texts.len(),
+                width: d,
+                offsets,
+            },
+            &sentences,
+            &states,
+            ids,
+        );
+        cache::save_texts(&file, &features)?;
+        Ok(features)
+    }
+}
+
+pub fn floats(data: TensorData) -> Result<Vec<f32>> {
+    data.try_to_vec::<f32>()
+        .map_err(|e| TrainError::Invalid(format!("tensor readback: {e:?}")))
+}
+
+pub fn progress(len: usize, label: &str) -> ProgressBar {
+    let bar = ProgressBar::new(len as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{prefix} [{elapsed_precise}<{eta_precise}] {wide_bar} {pos}/{len} {per_sec}",
+        )
+        .expect("static template"),
+    );
+    bar.set_prefix(label.to_string());
+    bar
+}

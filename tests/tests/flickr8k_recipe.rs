@@ -1,0 +1,236 @@
+//! `edgevlm train --recipe flickr8k` end to end on a small folder in the Flickr8k
+//! layout (rendered scenes with their template captions, made by the test), with the
+//! real pretrained towers from `models/pretrained`: the stages train, the feature
+//! cache is reused and invalidated by a changed image, `--resume` finishes from the
+//! stages on disk, and the model folder serves `eval`, `caption` and `match`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgevlm_shared::rng::SplitMix64;
+use edgevlm_shared::synth::{captions, render, Scene};
+use edgevlm_tests::{binary, run_ok};
+
+fn towers() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/pretrained");
+    assert!(
+        dir.join("minilm-l6/model.safetensors").is_file(),
+        "{} is missing: run models/fetch-pretrained.sh",
+        dir.display()
+    );
+    dir
+}
+
+/// `train` + `dev` scenes as `Images/*.jpg`, `captions.txt` and the split lists.
+fn flickr_layout(dir: &Path, train: usize, dev: usize) {
+    std::fs::create_dir_all(dir.join("Images")).unwrap();
+    let mut rng = SplitMix64::new(8);
+    let mut csv = String::from("image,caption\n");
+    let (mut train_list, mut dev_list) = (String::new(), String::new());
+    for i in 0..train + dev {
+        let scene = Scene::generate(&mut rng, 96);
+        let name = format!("{i:04}_scene.jpg");
+        render(&scene).save(dir.join("Images").join(&name)).unwrap();
+        let caps = captions(&scene);
+        for k in 0..5 {
+            // Quoted, with a comma inside, as real Flickr8k rows can be.
+            csv.push_str(&format!(
+                "{name},\"{}, seen from above .\"\n",
+                caps[k % caps.len()]
+            ));
+        }
+        let list = if i < train { &mut train_list } else { &mut dev_list };
+        list.push_str(&name);
+        list.push('\n');
+    }
+    std::fs::write(dir.join("captions.txt"), csv).unwrap();
+    std::fs::write(dir.join("Flickr_8k.trainImages.txt"), train_list).unwrap();
+    std::fs::write(dir.join("Flickr_8k.devImages.txt"), dev_list).unwrap();
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// Runs `edgevlm train --recipe flickr8k`, returning (success, stdout, stderr).
+fn train(data: &Path, out: &Path, cache: &Path, extra: &[&str]) -> (bool, String, String) {
+    let towers = towers();
+    let mut args = vec![
+        "train",
+        "--recipe",
+        "flickr8k",
+        "--data",
+        s(data),
+        "--out",
+        s(out),
+        "--cache",
+        s(cache),
+        "--towers",
+        s(&towers),
+        "--align-epochs",
+        "12",
+        "--patience",
+        "8",
+        "--beam",
+        "2",
+    ];
+    if !extra.contains(&"--caption-epochs") {
+        args.extend_from_slice(&["--caption-epochs", "8"]);
+    }
+    args.extend_from_slice(extra);
+    let output = Command::new(binary("edgevlm")).args(&args).output().unwrap();
+    (
+        output.status.success(),
+        String::from_utf8_lossy(&output.stdout).into_owned(),
+        String::from_utf8_lossy(&output.stderr).into_owned(),
+    )
+}
+
+fn losses(metrics: &Path, name: &str) -> Vec<f64> {
+    std::fs::read_to_string(metrics)
+        .unwrap()
+        .lines()
+        .map(|l| {
+            serde_json::from_str::<serde_json::Value>(l).unwrap()[name]
+                .as_f64()
+                .unwrap()
+        })
+        .collect()
+}
+
+fn cache_files(cache: &Path) -> usize {
+    std::fs::read_dir(cache).unwrap().count()
+}
+
+#[test]
+fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
+    let root = tempfile::tempdir().unwrap();
+    let (data, out, cache) = (
+        root.path().join("f8k"),
+        root.path().join("model"),
+        root.path().join("cache"),
+    );
+    flickr_layout(&data, 24, 8);
+
+    let (ok, stdout, stderr) = train(&data, &out, &cache, &[]);
+    assert!(ok, "{stderr}");
+    assert!(
+        stdout.contains("after alignment") && stdout.contains("after captioning"),
+        "{stdout}"
+    );
+    // Four caches: images and texts of train and dev.
+    assert_eq!(cache_files(&cache), 4);
+
+    // Every objective of both stages learned something on the training pairs.
+    let itc = losses(&out.join("align/metrics.jsonl"), "itc_loss");
+    let itm = losses(&out.join("align/metrics.jsonl"), "itm_loss");
+    assert_eq!(itc.len(), 12);
+    assert!(itc[11] < itc[0] * 0.8, "ITC loss {itc:?}");
+    assert!(itm.iter().all(|v| v.is_finite()));
+    let caption = losses(&out.join("caption/metrics.jsonl"), "caption_loss");
+    assert!(
+        caption[caption.len() - 1] < caption[0] * 0.75,
+        "caption loss {caption:?}"
+    );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["dev_images"], 8);
+    assert_eq!(report["examples"].as_array().unwrap().len(), 8);
+    assert!(report["final_dev"]["cider_d"].as_f64().unwrap() >= 0.0);
+    // Early stopping kept the best dev CIDEr-D epoch's weights.
+    let dev_log = std::fs::read_to_string(out.join("caption/dev.jsonl")).unwrap();
+    assert_eq!(dev_log.lines().count(), 8);
+
+    // A rerun with --resume reuses every cache and every finished stage.
+    let (ok, stdout2, stderr) = train(&data, &out, &cache, &["--resume"]);
+    assert!(ok, "{stderr}");
+    for what in [
+        "train: image features from",
+        "dev: image features from",
+        "train: text features from",
+    ] {
+        assert!(stderr.contains(what), "no `{what}` in {stderr}");
+    }
+    assert_eq!(
+        stdout2.lines().find(|l| l.starts_with("after captioning")),
+        stdout.lines().find(|l| l.starts_with("after captioning"))
+    );
+
+    // Changing one training image invalidates the train image cache only.
+    let image = data.join("Images/0000_scene.jpg");
+    render(&Scene::generate(&mut SplitMix64::new(99), 96))
+        .save(&image)
+        .unwrap();
+    let (ok, _, stderr) = train(
+        &data,
+        &root.path().join("model2"),
+        &cache,
+        &["--caption-epochs", "1"],
+    );
+    assert!(ok, "{stderr}");
+    assert!(!stderr.contains("train: image features from"), "{stderr}");
+    assert!(stderr.contains("dev: image features from"), "{stderr}");
+    assert_eq!(cache_files(&cache), 5);
+
+    // The folder is a model for eval, caption and match.
+    let eval = run_ok(
+        "edgevlm",
+        &[
+            "eval",
+            "caption",
+            "--model",
+            s(&out),
+            "--data",
+            s(&data),
+            "--split",
+            "dev",
+            "--beam",
+            "2",
+        ],
+    );
+    assert!(
+        eval.contains("CIDEr-D") && eval.contains("images     8"),
+        "{eval}"
+    );
+    let eval = run_ok(
+        "edgevlm",
+        &[
+            "eval",
+            "retrieval",
+            "--model",
+            s(&out),
+            "--data",
+            s(&data),
+            "--split",
+            "dev",
+        ],
+    );
+    assert!(eval.contains("images 8 texts 40"), "{eval}");
+    let dev_image = data.join("Images/0030_scene.jpg");
+    let caption = run_ok("edgevlm", &["caption", s(&dev_image), "--model", s(&out)]);
+    assert!(!caption.trim().is_empty());
+    let scores = run_ok(
+        "edgevlm",
+        &[
+            "match",
+            s(&dev_image),
+            "--model",
+            s(&out),
+            "a small red circle",
+            "a dog",
+        ],
+    );
+    assert_eq!(scores.lines().count(), 2, "{scores}");
+    for line in scores.lines() {
+        let value: f32 = line.split_whitespace().next().unwrap().parse().unwrap();
+        assert!((-1.0..=1.0).contains(&value), "{line}");
+    }
+
+    // A corrupt image is refused with its name; a missing split list likewise.
+    std::fs::write(&image, b"not a jpeg").unwrap();
+    let (ok, _, stderr) = train(&data, &root.path().join("model3"), &cache, &[]);
+    assert!(!ok && stderr.contains("0000_scene.jpg"), "{stderr}");
+    std::fs::remove_file(data.join("Flickr_8k.devImages.txt")).unwrap();
+    let (ok, _, stderr) = train(&data, &root.path().join("model4"), &cache, &[]);
+    assert!(!ok && stderr.contains("Flickr_8k.devImages.txt"), "{stderr}");
+}
