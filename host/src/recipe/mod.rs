@@ -246,11 +246,17 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     );
     model_dir::save_meta(&args.out, &config, &tokenizer, &towers)?;
 
-    let mut stages = read_scores(&args.out.join("stages.jsonl"));
     let stages_path = args.out.join("stages.jsonl");
+    let align_dir = args.out.join("align");
+    if !args.resume {
+        // A fresh run's logs start empty (its checkpoints are overwritten as it goes).
+        for log in [stages_path.clone(), align_dir.join("dev.jsonl")] {
+            let _ = std::fs::remove_file(log);
+        }
+    }
+    let mut stages = read_scores(&stages_path);
 
     // Stage 2: alignment.
-    let align_dir = args.out.join("align");
     let images = train.paths.len();
     let align_batch = images.min(256);
     let align_cfg = TrainConfig::new()
