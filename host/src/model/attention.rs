@@ -61,14 +61,39 @@ impl Attention {
     ///   large negative values hide positions (padding, the future).
     /// - output: `[batch, q_len, d_model]`
     pub fn forward(&self, x: Tensor<3>, context: Tensor<3>, bias: Option<Tensor<4>>) -> Tensor<3> {
+        let (k, v) = self.project_context(context);
+        self.forward_projected(x, k, v, bias)
+    }
+
+    /// Keys and values of a context, split into heads: each `[batch, heads, k_len, d_head]`.
+    /// Projected once, they can serve several query rows (rows of one image).
+    pub fn project_context(&self, context: Tensor<3>) -> (Tensor<4>, Tensor<4>) {
+        let [batch, k_len, _] = context.dims();
+        let heads = self.n_heads;
+        let d_head = self.key.weight.val().dims()[1] / heads;
+        let split = |t: Tensor<3>| t.reshape([batch, k_len, heads, d_head]).swap_dims(1, 2);
+        (
+            split(self.key.forward(context.clone())),
+            split(self.value.forward(context)),
+        )
+    }
+
+    /// [`Attention::forward`] over keys and values from [`Attention::project_context`].
+    pub fn forward_projected(
+        &self,
+        x: Tensor<3>,
+        k: Tensor<4>,
+        v: Tensor<4>,
+        bias: Option<Tensor<4>>,
+    ) -> Tensor<3> {
         let [batch, q_len, d_model] = x.dims();
-        let k_len = context.dims()[1];
         let heads = self.n_heads;
         let d_head = d_model / heads;
-        let split = |t: Tensor<3>, len: usize| t.reshape([batch, len, heads, d_head]).swap_dims(1, 2);
-        let q = split(self.query.forward(x), q_len);
-        let k = split(self.key.forward(context.clone()), k_len);
-        let v = split(self.value.forward(context), k_len);
+        let q = self
+            .query
+            .forward(x)
+            .reshape([batch, q_len, heads, d_head])
+            .swap_dims(1, 2);
         let mut scores = q.matmul(k.swap_dims(2, 3)).div_scalar((d_head as f32).sqrt());
         if let Some(bias) = bias {
             scores = scores + bias;

@@ -86,6 +86,25 @@ impl CaptionDecoder {
     /// - ids: `[batch, len]` (starting with [CLS]); image: `[batch, n, d_image]`
     /// - output: `[batch, len, vocab]`
     pub fn forward(&self, ids: Tensor<2, Int>, image: Tensor<3>) -> Tensor<3> {
+        self.forward_rows(ids, image, None)
+    }
+
+    /// [`CaptionDecoder::forward`] for several captions per image: row `r` attends
+    /// to image `owner[r]`, whose keys and values are projected once for all its rows.
+    ///
+    /// # Shapes
+    /// - ids: `[rows, len]`; image: `[images, n, d_image]`; owner: `[rows]`
+    /// - output: `[rows, len, vocab]`
+    pub fn forward_shared(&self, ids: Tensor<2, Int>, image: Tensor<3>, owner: Tensor<1, Int>) -> Tensor<3> {
+        self.forward_rows(ids, image, Some(owner))
+    }
+
+    fn forward_rows(
+        &self,
+        ids: Tensor<2, Int>,
+        image: Tensor<3>,
+        owner: Option<Tensor<1, Int>>,
+    ) -> Tensor<3> {
         let [batch, len] = ids.dims();
         let device = ids.device();
         let positions = Tensor::<1, Int>::arange(0..len as i64, &device)
@@ -97,7 +116,12 @@ impl CaptionDecoder {
             let h = layer.self_norm.forward(x.clone());
             x = x + layer.self_attention.forward(h.clone(), h, Some(causal.clone()));
             let h = layer.cross_norm.forward(x.clone());
-            x = x + layer.cross_attention.forward(h, image.clone(), None);
+            let (mut k, mut v) = layer.cross_attention.project_context(image.clone());
+            if let Some(owner) = &owner {
+                k = k.select(0, owner.clone());
+                v = v.select(0, owner.clone());
+            }
+            x = x + layer.cross_attention.forward_projected(h, k, v, None);
             x = x.clone() + layer.feed_forward.forward(layer.ff_norm.forward(x));
         }
         let h = self.norm.forward(x);
@@ -180,5 +204,29 @@ impl NextToken for Prefixes<'_> {
             self.image.clone().expand([prefixes.len(), n, d])
         };
         Ok(self.decoder.next_log_probs(prefixes, image))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::tensor::Distribution;
+
+    #[test]
+    fn shared_image_keys_give_the_same_logits_as_repeated_images() {
+        let device = Device::flex();
+        let decoder = CaptionDecoderConfig::new(20, 12)
+            .with_d_model(16)
+            .with_heads(2)
+            .with_d_intermediate(32)
+            .init(&device);
+        let image = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let ids =
+            Tensor::<2, Int>::from_data(TensorData::from([[2i64, 5, 7], [2, 9, 4], [2, 3, 3]]), &device);
+        let owner = Tensor::<1, Int>::from_data(TensorData::from([1i64, 0, 1]), &device);
+        let repeated = decoder.forward(ids.clone(), image.clone().select(0, owner.clone()));
+        let shared = decoder.forward_shared(ids, image, owner);
+        let diff = (repeated - shared).abs().max().into_scalar::<f32>();
+        assert!(diff < 1e-5, "{diff}");
     }
 }

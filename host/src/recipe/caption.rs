@@ -75,7 +75,7 @@ pub fn step(model: &PhotoVlm, set: &CaptionSet, batch: &[usize], device: &Device
         let owner: Vec<i64> = group.iter().map(|(b, _)| *b as i64).collect();
         let inputs = Tensor::<2, Int>::from_data(TensorData::new(inputs, [n, len - 1]), device);
         let owner = Tensor::<1, Int>::from_data(TensorData::new(owner, [n]), device);
-        let logits = model.decoder.forward(inputs, image.clone().select(0, owner));
+        let logits = model.decoder.forward_shared(inputs, image.clone(), owner);
         // Each group's mean, weighted by its share of the predicted tokens.
         let loss = sequence_cross_entropy(logits, &targets, &weights)
             .mul_scalar(group_tokens / predicted.max(1) as f32);
