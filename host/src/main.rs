@@ -228,7 +228,7 @@ fn load_predictor(dir: &Path, device: &Device) -> Result<Box<dyn predict::Predic
     Ok(if edgevlm::recipe::model_dir::is_photo_model(dir) {
         Box::new(edgevlm::recipe::model_dir::PhotoModel::load(dir, device)?)
     } else {
-        Box::new(predict::OwnedBurnPredictor {
+        Box::new(predict::BurnPredictor {
             saved: SavedModel::load(dir, device)?,
             device: device.clone(),
         })

@@ -3,6 +3,8 @@
 //! evaluation run either the burn model or an exported bundle through the device
 //! runtime (to measure what quantization costs).
 
+use std::borrow::Borrow;
+
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
@@ -142,24 +144,25 @@ pub trait Predictor {
 }
 
 /// The trained burn model.
-pub struct BurnPredictor<'a> {
-    pub saved: &'a SavedModel,
+pub struct BurnPredictor<S: Borrow<SavedModel>> {
+    /// The model folder's contents, owned or borrowed.
+    pub saved: S,
     pub device: Device,
 }
 
-impl Predictor for BurnPredictor<'_> {
+impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
     fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig {
-        &self.saved.preprocess
+        &self.saved.borrow().preprocess
     }
     fn has_vqa(&self) -> bool {
-        !self.saved.answers.is_empty()
+        !self.saved.borrow().answers.is_empty()
     }
     fn answers(
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
     ) -> crate::train::Result<Vec<(String, f32)>> {
-        answers(self.saved, store, questions, &self.device)
+        answers(self.saved.borrow(), store, questions, &self.device)
     }
     fn captions(
         &self,
@@ -167,58 +170,18 @@ impl Predictor for BurnPredictor<'_> {
         indices: &[usize],
         opts: DecodeOptions,
     ) -> crate::train::Result<Vec<String>> {
-        captions(self.saved, store, indices, opts, &self.device)
+        captions(self.saved.borrow(), store, indices, opts, &self.device)
     }
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>> {
-        Ok(image_embeddings(self.saved, store, indices, &self.device))
+        Ok(image_embeddings(
+            self.saved.borrow(),
+            store,
+            indices,
+            &self.device,
+        ))
     }
     fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
-        text_embeddings(self.saved, texts, &self.device)
-    }
-}
-
-/// The trained burn model, owning its folder's contents.
-pub struct OwnedBurnPredictor {
-    pub saved: SavedModel,
-    pub device: Device,
-}
-
-impl OwnedBurnPredictor {
-    fn borrowed(&self) -> BurnPredictor<'_> {
-        BurnPredictor {
-            saved: &self.saved,
-            device: self.device.clone(),
-        }
-    }
-}
-
-impl Predictor for OwnedBurnPredictor {
-    fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig {
-        &self.saved.preprocess
-    }
-    fn has_vqa(&self) -> bool {
-        !self.saved.answers.is_empty()
-    }
-    fn answers(
-        &self,
-        store: &ImageStore,
-        questions: &[(usize, String)],
-    ) -> crate::train::Result<Vec<(String, f32)>> {
-        self.borrowed().answers(store, questions)
-    }
-    fn captions(
-        &self,
-        store: &ImageStore,
-        indices: &[usize],
-        opts: DecodeOptions,
-    ) -> crate::train::Result<Vec<String>> {
-        self.borrowed().captions(store, indices, opts)
-    }
-    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>> {
-        self.borrowed().image_embeddings(store, indices)
-    }
-    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
-        self.borrowed().text_embeddings(texts)
+        text_embeddings(self.saved.borrow(), texts, &self.device)
     }
 }
 

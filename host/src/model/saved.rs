@@ -80,14 +80,8 @@ impl SavedModel {
     }
 }
 
-/// Writes the non-weight files of a model folder.
-pub fn save_meta(
-    dir: &Path,
-    config: &EdgeVlmConfig,
-    preprocess: &PreprocessConfig,
-    tokenizer: &TextTokenizer,
-    answers: &[String],
-) -> Result<()> {
+/// Writes a model folder's `config.json` (any burn `Config`) and `preprocess.json`.
+pub fn save_config(dir: &Path, config: &impl Config, preprocess: &PreprocessConfig) -> Result<()> {
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let config_path = dir.join("config.json");
     config
@@ -99,6 +93,18 @@ pub fn save_meta(
             .expect("plain data")
             .as_bytes(),
     )?;
+    Ok(())
+}
+
+/// Writes the non-weight files of a model folder.
+pub fn save_meta(
+    dir: &Path,
+    config: &EdgeVlmConfig,
+    preprocess: &PreprocessConfig,
+    tokenizer: &TextTokenizer,
+    answers: &[String],
+) -> Result<()> {
+    save_config(dir, config, preprocess)?;
     tokenizer.save(&dir.join("tokenizer.json"))?;
     if !answers.is_empty() {
         write_synced(

@@ -13,7 +13,6 @@
 use std::path::Path;
 
 use burn::config::Config;
-use burn::module::Module;
 use burn::tensor::{Device, Tensor, TensorData};
 use edgevlm_shared::{PreprocessConfig, TextTokenizer};
 
@@ -21,8 +20,9 @@ use super::towers::{self, Towers};
 use crate::data::store::ImageStore;
 use crate::eval::predict::Predictor;
 use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
+use crate::model::saved::save_config;
 use crate::model::DecodeOptions;
-use crate::train::checkpoint::{load_model, write_synced};
+use crate::train::checkpoint::load_model;
 use crate::train::error::{Result, TrainError};
 
 const TOWER_FILES: [(&str, &str); 4] = [
@@ -44,17 +44,7 @@ pub fn save_meta(
     tokenizer: &TextTokenizer,
     towers: &Towers,
 ) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
-    let config_path = dir.join("config.json");
-    config
-        .save(&config_path)
-        .map_err(|e| TrainError::io(&config_path, e))?;
-    write_synced(
-        &dir.join("preprocess.json"),
-        serde_json::to_string_pretty(&Towers::preprocess())
-            .expect("plain data")
-            .as_bytes(),
-    )?;
+    save_config(dir, config, &Towers::preprocess())?;
     tokenizer.save(&dir.join("tokenizer.json"))?;
     for (tower, file) in TOWER_FILES {
         let source = if tower == "image" {
@@ -141,13 +131,7 @@ impl Predictor for PhotoModel {
         for chunk in indices.chunks(BATCH) {
             let pooled = self.image_tokens(store, chunk).mean_dim(1);
             let [n, _, d] = pooled.dims();
-            let emb = self.model.image_embedding(pooled.reshape([n, d]));
-            let width = emb.dims()[1];
-            out.extend(
-                towers::floats(emb.into_data())?
-                    .chunks(width)
-                    .map(<[f32]>::to_vec),
-            );
+            out.extend(rows(self.model.image_embedding(pooled.reshape([n, d])))?);
         }
         Ok(out)
     }
@@ -157,23 +141,20 @@ impl Predictor for PhotoModel {
         let mut out = Vec::with_capacity(texts.len());
         for chunk in sentences.chunks(128) {
             let flat: Vec<f32> = chunk.iter().flatten().copied().collect();
-            let emb = self.model.text_embedding(Tensor::from_data(
+            out.extend(rows(self.model.text_embedding(Tensor::from_data(
                 TensorData::new(flat, [chunk.len(), d]),
                 &self.device,
-            ));
-            let width = emb.dims()[1];
-            out.extend(
-                towers::floats(emb.into_data())?
-                    .chunks(width)
-                    .map(<[f32]>::to_vec),
-            );
+            )))?);
         }
         Ok(out)
     }
 }
 
-/// Keeps `Module` in scope for `valid()` users of this module's types.
-#[allow(dead_code)]
-fn _module_in_scope(m: &PhotoVlm) -> usize {
-    m.num_params()
+/// The rows of a `[n, d]` tensor.
+fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
+    let width = t.dims()[1];
+    Ok(towers::floats(t.into_data())?
+        .chunks(width.max(1))
+        .map(<[f32]>::to_vec)
+        .collect())
 }
