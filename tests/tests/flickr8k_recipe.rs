@@ -86,6 +86,22 @@ fn train(data: &Path, out: &Path, cache: &Path, extra: &[&str]) -> (bool, String
     )
 }
 
+/// `edgevlm eval TASK` of a model folder on the dev split.
+fn eval_dev(task: &str, model: &Path, data: &Path, extra: &[&str]) -> String {
+    let mut args = vec![
+        "eval",
+        task,
+        "--model",
+        s(model),
+        "--data",
+        s(data),
+        "--split",
+        "dev",
+    ];
+    args.extend_from_slice(extra);
+    run_ok("edgevlm", &args)
+}
+
 fn losses(metrics: &Path, name: &str) -> Vec<f64> {
     std::fs::read_to_string(metrics)
         .unwrap()
@@ -173,38 +189,12 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
     assert_eq!(cache_files(&cache), 5);
 
     // The folder is a model for eval, caption and match.
-    let eval = run_ok(
-        "edgevlm",
-        &[
-            "eval",
-            "caption",
-            "--model",
-            s(&out),
-            "--data",
-            s(&data),
-            "--split",
-            "dev",
-            "--beam",
-            "2",
-        ],
-    );
+    let eval = eval_dev("caption", &out, &data, &["--beam", "2"]);
     assert!(
         eval.contains("CIDEr-D") && eval.contains("images     8"),
         "{eval}"
     );
-    let eval = run_ok(
-        "edgevlm",
-        &[
-            "eval",
-            "retrieval",
-            "--model",
-            s(&out),
-            "--data",
-            s(&data),
-            "--split",
-            "dev",
-        ],
-    );
+    let eval = eval_dev("retrieval", &out, &data, &[]);
     assert!(eval.contains("images 8 texts 40"), "{eval}");
     let dev_image = data.join("Images/0030_scene.jpg");
     let caption = run_ok("edgevlm", &["caption", s(&dev_image), "--model", s(&out)]);

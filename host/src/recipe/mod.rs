@@ -27,7 +27,6 @@ use serde::Serialize;
 use self::align::{AlignSizes, Pairs};
 use self::cache::{ImageFeatures, TextFeatures};
 use self::caption::CaptionSet;
-use self::model_dir::PhotoModel;
 use self::towers::Towers;
 use crate::data::batcher::Batcher;
 use crate::data::flickr8k;
@@ -437,9 +436,9 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         .map_err(|e| TrainError::record(&staging, e))?;
     std::fs::rename(&staging, args.out.join("model.bpk")).map_err(|e| TrainError::io(&args.out, e))?;
 
-    // Final dev numbers with beam search, from the saved folder as `eval` loads it.
-    let saved = PhotoModel::load(&args.out, device)?;
-    let model = saved.model.valid();
+    // Final dev numbers with beam search (`edgevlm eval` on the folder gives the same;
+    // the recipe test runs it).
+    let model = best.valid();
     let beam = DecodeOptions {
         beam_size: args.beam.max(1),
         max_len: CAPTION_MAX_LEN,
@@ -449,7 +448,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         &model,
         &dev_images,
         &dev_indices,
-        &saved.tokenizer,
+        &tokenizer,
         beam,
         &device.clone().inner(),
     )?;
