@@ -358,8 +358,11 @@ pub struct RecipeCliArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 8)]
     pub align_epochs: usize,
-    #[arg(long, default_value_t = 7)]
+    #[arg(long, default_value_t = 9)]
     pub caption_epochs: usize,
+    /// Self-critical epochs (CIDEr-D reward) after the caption stage; 0 skips them.
+    #[arg(long, default_value_t = 0)]
+    pub scst_epochs: usize,
     /// Caption epochs without a better dev CIDEr-D before stopping.
     #[arg(long, default_value_t = 2)]
     pub patience: usize,
@@ -367,7 +370,7 @@ pub struct RecipeCliArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Beam size of the final evaluation.
-    #[arg(long, default_value_t = 3)]
+    #[arg(long, default_value_t = 5)]
     pub beam: usize,
 }
 

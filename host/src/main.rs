@@ -137,6 +137,7 @@ fn main() -> Result<()> {
                 seed: a.seed,
                 align_epochs: a.align_epochs,
                 caption_epochs: a.caption_epochs,
+                scst_epochs: a.scst_epochs,
                 patience: a.patience,
                 limit: a.limit,
                 beam: a.beam,

@@ -75,7 +75,7 @@ fn train(data: &Path, out: &Path, cache: &Path, extra: &[&str]) -> (bool, String
         "2",
     ];
     if !extra.contains(&"--caption-epochs") {
-        args.extend_from_slice(&["--caption-epochs", "8"]);
+        args.extend_from_slice(&["--caption-epochs", "8", "--scst-epochs", "2"]);
     }
     args.extend_from_slice(extra);
     let output = Command::new(binary("edgevlm")).args(&args).output().unwrap();
@@ -156,6 +156,12 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
     // Early stopping kept the best dev CIDEr-D epoch's weights.
     let dev_log = std::fs::read_to_string(out.join("caption/dev.jsonl")).unwrap();
     assert_eq!(dev_log.lines().count(), 8);
+    // The self-critical stage sampled captions, scored them and was judged on dev.
+    let rewards = losses(&out.join("scst/metrics.jsonl"), "sample_cider");
+    assert_eq!(rewards.len(), 2);
+    assert!(rewards.iter().all(|r| r.is_finite() && *r >= 0.0), "{rewards:?}");
+    let dev_log = std::fs::read_to_string(out.join("scst/dev.jsonl")).unwrap();
+    assert_eq!(dev_log.lines().count(), 2);
 
     // A rerun with --resume reuses every cache and every finished stage.
     let (ok, stdout2, stderr) = train(&data, &out, &cache, &["--resume"]);
@@ -181,7 +187,7 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         &data,
         &root.path().join("model2"),
         &cache,
-        &["--caption-epochs", "1"],
+        &["--caption-epochs", "1", "--scst-epochs", "0"],
     );
     assert!(ok, "{stderr}");
     assert!(!stderr.contains("train: image features from"), "{stderr}");

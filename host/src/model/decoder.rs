@@ -132,21 +132,73 @@ impl CaptionDecoder {
             .reshape([batch, len, vocab])
     }
 
-    /// Log-probabilities of the next token after each prefix: `[batch, vocab]`.
-    fn next_log_probs(&self, prefixes: &[Vec<u32>], image: Tensor<3>) -> Vec<Vec<f32>> {
-        let batch = prefixes.len();
-        let len = prefixes[0].len();
-        let device = image.device();
-        let flat: Vec<i64> = prefixes.iter().flatten().map(|&t| t as i64).collect();
-        let ids = Tensor::<2, Int>::from_data(TensorData::new(flat, [batch, len]), &device);
-        let logits = self.forward(ids, image);
-        let vocab = logits.dims()[2];
-        let last = logits.slice([0..batch, len - 1..len]).reshape([batch, vocab]);
-        let values = log_softmax(last, 1)
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
-        values.chunks(vocab).map(<[f32]>::to_vec).collect()
+    /// A cache for decoding captions of `image` (`[images, n, d_image]`): each layer's
+    /// cross-attention keys and values, projected once.
+    pub fn cache(&self, image: Tensor<3>) -> DecoderCache {
+        DecoderCache {
+            image: self
+                .layers
+                .iter()
+                .map(|l| l.cross_attention.project_context(image.clone()))
+                .collect(),
+            past: Vec::new(),
+            fed: 0,
+        }
+    }
+
+    /// Feeds `ids` after the tokens already in `cache` and returns the logits of the
+    /// next token after the last one: `[rows, vocab]`. Row `r` reads image `owner[r]`.
+    /// Only the new positions are computed, so a caption of `L` tokens costs `L`
+    /// single-token steps instead of `L` whole prefixes.
+    ///
+    /// # Shapes
+    /// - ids: `[rows, new]`; owner: `[rows]`
+    pub fn extend(&self, ids: Tensor<2, Int>, owner: Tensor<1, Int>, cache: &mut DecoderCache) -> Tensor<2> {
+        let [rows, new] = ids.dims();
+        let device = ids.device();
+        let start = cache.fed as i64;
+        let positions = Tensor::<1, Int>::arange(start..start + new as i64, &device)
+            .reshape([1, new])
+            .expand([rows, new]);
+        let mut x = self.token_embedding.forward(ids) + self.position_embedding.forward(positions);
+        let bias = (new > 1).then(|| {
+            let causal = causal_bias(new, &device);
+            match cache.fed {
+                0 => causal,
+                fed => Tensor::cat(vec![Tensor::zeros([1, 1, new, fed], &device), causal], 3),
+            }
+        });
+        for (i, layer) in self.layers.iter().enumerate() {
+            let h = layer.self_norm.forward(x.clone());
+            let (k_new, v_new) = layer.self_attention.project_context(h.clone());
+            let (k, v) = match cache.past.get(i) {
+                Some((k, v)) => (
+                    Tensor::cat(vec![k.clone(), k_new], 2),
+                    Tensor::cat(vec![v.clone(), v_new], 2),
+                ),
+                None => (k_new, v_new),
+            };
+            x = x + layer
+                .self_attention
+                .forward_projected(h, k.clone(), v.clone(), bias.clone());
+            if i < cache.past.len() {
+                cache.past[i] = (k, v);
+            } else {
+                cache.past.push((k, v));
+            }
+            let h = layer.cross_norm.forward(x.clone());
+            let (k, v) = &cache.image[i];
+            let (k, v) = (
+                k.clone().select(0, owner.clone()),
+                v.clone().select(0, owner.clone()),
+            );
+            x = x + layer.cross_attention.forward_projected(h, k, v, None);
+            x = x.clone() + layer.feed_forward.forward(layer.ff_norm.forward(x));
+        }
+        cache.fed += new;
+        let [_, _, d] = x.dims();
+        let last = self.norm.forward(x.narrow(1, new - 1, 1).reshape([rows, d]));
+        last.matmul(self.token_embedding.weight.val().transpose())
     }
 
     /// Generates token ids (without [CLS]/[SEP]) for each image, with the search
@@ -158,21 +210,12 @@ impl CaptionDecoder {
         let max_len = opts.max_len.min(self.max_len);
         let [batch, n, d] = image.dims();
         let result = if opts.beam_size <= 1 {
-            search::greedy(&mut Prefixes { decoder: self, image }, batch, bos, eos, max_len)
+            search::greedy(&mut Cached::new(self, image), batch, bos, eos, max_len)
         } else {
             (0..batch)
                 .map(|i| {
                     let one = image.clone().narrow(0, i, 1).reshape([1, n, d]);
-                    search::beam(
-                        &mut Prefixes {
-                            decoder: self,
-                            image: one,
-                        },
-                        bos,
-                        eos,
-                        max_len,
-                        opts,
-                    )
+                    search::beam(&mut Cached::new(self, one), bos, eos, max_len, opts)
                 })
                 .collect()
         };
@@ -183,27 +226,85 @@ impl CaptionDecoder {
     }
 }
 
-/// The decoder over whole prefixes (no cache: training-time code, recomputes).
-struct Prefixes<'a> {
-    decoder: &'a CaptionDecoder,
-    image: Tensor<3>,
+/// Keys and values computed so far while decoding (see [`CaptionDecoder::extend`]).
+#[derive(Clone)]
+pub struct DecoderCache {
+    /// Per layer, the image's cross-attention keys and values `[images, heads, n, d_head]`.
+    image: Vec<(Tensor<4>, Tensor<4>)>,
+    /// Per layer, self-attention keys and values of the fed tokens `[rows, heads, fed, d_head]`.
+    past: Vec<(Tensor<4>, Tensor<4>)>,
+    fed: usize,
 }
 
-impl NextToken for Prefixes<'_> {
+impl DecoderCache {
+    /// Keeps, for each new row, the cached tokens of row `parents[r]`.
+    pub fn reorder(&mut self, parents: Tensor<1, Int>) {
+        for (k, v) in &mut self.past {
+            *k = k.clone().select(0, parents.clone());
+            *v = v.clone().select(0, parents.clone());
+        }
+    }
+}
+
+/// The decoder behind the shared search, one cached step per call.
+struct Cached<'a> {
+    decoder: &'a CaptionDecoder,
+    cache: DecoderCache,
+    images: usize,
+}
+
+impl<'a> Cached<'a> {
+    fn new(decoder: &'a CaptionDecoder, image: Tensor<3>) -> Self {
+        Self {
+            images: image.dims()[0],
+            cache: decoder.cache(image),
+            decoder,
+        }
+    }
+}
+
+impl NextToken for Cached<'_> {
     type Error = std::convert::Infallible;
 
     fn next_log_probs(
         &mut self,
         prefixes: &[Vec<u32>],
-        _parents: Option<&[usize]>,
+        parents: Option<&[usize]>,
     ) -> Result<Vec<Vec<f32>>, Self::Error> {
-        let [images, n, d] = self.image.dims();
-        let image = if images == prefixes.len() {
-            self.image.clone()
-        } else {
-            self.image.clone().expand([prefixes.len(), n, d])
+        let rows = prefixes.len();
+        let device = self.cache.image[0].0.device();
+        let index = |values: Vec<i64>| Tensor::<1, Int>::from_data(TensorData::new(values, [rows]), &device);
+        let fresh: Vec<u32> = match parents {
+            // The search restarted or a step's parents are unknown: feed whole prefixes.
+            None => {
+                self.cache.past.clear();
+                self.cache.fed = 0;
+                prefixes.iter().flatten().copied().collect()
+            }
+            Some(parents) => {
+                self.cache
+                    .reorder(index(parents.iter().map(|&p| p as i64).collect()));
+                prefixes.iter().map(|p| p.last().copied().unwrap_or(0)).collect()
+            }
         };
-        Ok(self.decoder.next_log_probs(prefixes, image))
+        let new = fresh.len() / rows;
+        let ids = Tensor::<2, Int>::from_data(
+            TensorData::new(fresh.into_iter().map(i64::from).collect(), [rows, new]),
+            &device,
+        );
+        // One image shared by all beams, or one image per row (greedy).
+        let owner = index(if self.images == 1 {
+            vec![0; rows]
+        } else {
+            (0..rows as i64).collect()
+        });
+        let logits = self.decoder.extend(ids, owner, &mut self.cache);
+        let vocab = logits.dims()[1];
+        let values = log_softmax(logits, 1)
+            .into_data()
+            .try_to_vec::<f32>()
+            .unwrap_or_default();
+        Ok(values.chunks(vocab).map(<[f32]>::to_vec).collect())
     }
 }
 
@@ -228,5 +329,41 @@ mod tests {
         let shared = decoder.forward_shared(ids, image, owner);
         let diff = (repeated - shared).abs().max().into_scalar::<f32>();
         assert!(diff < 1e-5, "{diff}");
+    }
+
+    #[test]
+    fn cached_steps_give_the_logits_of_whole_prefixes() {
+        let device = Device::flex();
+        let decoder = CaptionDecoderConfig::new(20, 12)
+            .with_d_model(16)
+            .with_heads(2)
+            .with_d_intermediate(32)
+            .init(&device);
+        let image = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
+        let ids = |rows: [[i64; 3]; 2]| Tensor::<2, Int>::from_data(TensorData::from(rows), &device);
+        let index = |v: [i64; 2]| Tensor::<1, Int>::from_data(TensorData::from(v), &device);
+        let last = |logits: Tensor<3>| {
+            let [rows, len, vocab] = logits.dims();
+            logits.narrow(1, len - 1, 1).reshape([rows, vocab])
+        };
+        let close = |a: Tensor<2>, b: Tensor<2>| {
+            let diff = (a - b).abs().max().into_scalar::<f32>();
+            assert!(diff < 1e-4, "{diff}");
+        };
+
+        let mut cache = decoder.cache(image.clone());
+        let prefix = ids([[2, 5, 7], [2, 9, 4]]);
+        let stepped = decoder.extend(prefix.clone(), index([0, 1]), &mut cache);
+        close(stepped, last(decoder.forward(prefix, image.clone())));
+
+        // Both beams now continue row 1 (image 1), each with its own next token.
+        cache.reorder(index([1, 1]));
+        let next = Tensor::<2, Int>::from_data(TensorData::from([[6i64], [8]]), &device);
+        let stepped = decoder.extend(next, index([1, 1]), &mut cache);
+        let whole = Tensor::<2, Int>::from_data(TensorData::from([[2i64, 9, 4, 6], [2, 9, 4, 8]]), &device);
+        close(
+            stepped,
+            last(decoder.forward(whole, image.select(0, index([1, 1])))),
+        );
     }
 }

@@ -6,6 +6,8 @@
 //! 2. `align/`: ITC + ITM + MLM of the trained heads on the frozen towers;
 //! 3. `caption/`: the caption decoder (own small WordPiece vocabulary) on the
 //!    aligned image projection, early-stopped on dev CIDEr-D;
+//! 4. `scst/`: self-critical training of the decoder with a CIDEr-D reward, from the
+//!    best caption weights, also early-stopped on dev CIDEr-D;
 //!
 //! then `OUT/model.bpk` holds the best weights and `OUT/report.json` every stage's
 //! dev numbers. `OUT` is a model folder for `eval`, `caption` and `match`.
@@ -14,6 +16,7 @@ pub mod align;
 pub mod cache;
 pub mod caption;
 pub mod model_dir;
+pub mod scst;
 pub mod towers;
 
 use std::io::Write;
@@ -21,6 +24,7 @@ use std::path::{Path, PathBuf};
 
 use burn::module::Module;
 use burn::tensor::Device;
+use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::{TextTokenizer, TokenizerConfig};
 use serde::Serialize;
 
@@ -31,7 +35,7 @@ use self::towers::Towers;
 use crate::data::batcher::Batcher;
 use crate::data::flickr8k;
 use crate::data::LoadOptions;
-use crate::eval::metrics;
+use crate::eval::metrics::{self, CiderReward};
 use crate::model::decoder::CaptionDecoderConfig;
 use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
 use crate::model::DecodeOptions;
@@ -58,6 +62,8 @@ pub struct RecipeArgs {
     pub seed: u64,
     pub align_epochs: usize,
     pub caption_epochs: usize,
+    /// Self-critical (CIDEr-D reward) epochs after the caption stage; 0 skips it.
+    pub scst_epochs: usize,
     /// Epochs without a better dev CIDEr-D before the caption stage stops.
     pub patience: usize,
     /// Only the first N training images (quick checks); all when `None`.
@@ -197,6 +203,126 @@ pub struct RecipeReport {
     pub minutes: f64,
 }
 
+/// A resumable stage's run folder, training settings and progress-bar label.
+struct Stage {
+    dir: PathBuf,
+    cfg: TrainConfig,
+    label: &'static str,
+}
+
+/// Dev captioning: greedy captions of the dev images scored against their references.
+struct DevJudge<'a> {
+    images: &'a ImageFeatures,
+    references: &'a [Vec<String>],
+    tokenizer: &'a TextTokenizer,
+    patience: usize,
+    quiet: bool,
+}
+
+impl DevJudge<'_> {
+    /// Dev BLEU-4 and CIDEr-D of greedy captions, and the first caption.
+    fn score(&self, model: &PhotoVlm, device: &Device) -> Result<(f64, f64, String)> {
+        let greedy = DecodeOptions {
+            beam_size: 1,
+            max_len: CAPTION_MAX_LEN,
+            ..Default::default()
+        };
+        let indices: Vec<usize> = (0..self.images.len()).collect();
+        let captions = caption::generate(model, self.images, &indices, self.tokenizer, greedy, device)?;
+        let (bleu4, cider) = caption::scores(&captions, self.references)?;
+        Ok((bleu4, cider, captions.into_iter().next().unwrap_or_default()))
+    }
+}
+
+/// Runs a caption stage from `start`: dev CIDEr-D after every epoch (logged to
+/// `DIR/dev.jsonl`), weights that beat `floor` and every earlier epoch kept in
+/// `DIR/best.bpk`, stopped after `patience` epochs without a better one. Returns the
+/// best weights and their dev CIDEr-D, or `None` when no epoch beat `floor`.
+#[allow(clippy::too_many_arguments)]
+fn caption_stage<F>(
+    stage: &Stage,
+    start: PhotoVlm,
+    floor: f64,
+    judge: &DevJudge,
+    args: &RecipeArgs,
+    config: &PhotoVlmConfig,
+    items: usize,
+    step: F,
+    device: &Device,
+) -> Result<Option<(PhotoVlm, f64)>>
+where
+    F: FnMut(&PhotoVlm, &Vec<usize>, &mut SplitMix64) -> crate::train::trainer::Losses,
+{
+    let dir = &stage.dir;
+    let (best_path, log) = (dir.join("best.bpk"), dir.join("dev.jsonl"));
+    let per_epoch = (items / stage.cfg.batch_size).max(1);
+    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    // A fresh stage forgets an earlier run's log and best weights.
+    if !args.resume || crate::train::checkpoint::latest(dir).is_none() {
+        let _ = std::fs::remove_file(&log);
+        let _ = std::fs::remove_file(&best_path);
+    }
+    let logged_best = || {
+        read_scores(&log)
+            .into_iter()
+            .map(|s| (s.cider_d.unwrap_or(f64::MIN), s.step))
+            .fold((floor, 0), |a, b| if b.0 > a.0 { b } else { a })
+    };
+    if !(args.resume && dir.join("model.bpk").is_file()) {
+        let best = std::cell::RefCell::new(logged_best());
+        let report = |model: &PhotoVlm, step: usize| -> Result<Flow> {
+            let (bleu4, cider, first) = judge.score(&model.valid(), &device.clone().inner())?;
+            if !judge.quiet {
+                eprintln!(
+                    "{} step {step}: dev BLEU-4 {bleu4:.1} CIDEr-D {cider:.1} (greedy) | {first}",
+                    stage.label
+                );
+            }
+            append_json(
+                &log,
+                &StageScores {
+                    stage: stage.label.into(),
+                    step,
+                    image_to_text: [0.0; 3],
+                    text_to_image: [0.0; 3],
+                    bleu4: Some(bleu4),
+                    cider_d: Some(cider),
+                },
+            )?;
+            let mut best = best.borrow_mut();
+            if cider > best.0 {
+                *best = (cider, step);
+                let staging = dir.join("best.bpk.tmp");
+                model
+                    .clone()
+                    .save_file(&staging)
+                    .map_err(|e| TrainError::record(&staging, e))?;
+                std::fs::rename(&staging, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
+            }
+            let epochs_since = (step - best.1) / per_epoch;
+            Ok(if epochs_since >= judge.patience {
+                Flow::Stop
+            } else {
+                Flow::Continue
+            })
+        };
+        let fit_args = Fit {
+            dir,
+            cfg: &stage.cfg,
+            resume: args.resume,
+            label: stage.label,
+            device,
+            quiet: args.quiet,
+        };
+        fit(fit_args, start, Indices, items, step, report)?;
+    }
+    if !best_path.is_file() {
+        return Ok(None);
+    }
+    let model = load_model(&best_path, config.init(device))?;
+    Ok(Some((model, logged_best().0)))
+}
+
 pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     let clock = std::time::Instant::now();
     std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
@@ -333,103 +459,89 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         model
     };
 
-    // Stage 3: captioning, early-stopped on dev CIDEr-D (greedy decoding).
-    let caption_dir = args.out.join("caption");
+    // Stage 3: captioning with teacher forcing; stage 4: self-critical training from
+    // its best weights. Both are early-stopped on dev CIDEr-D (greedy decoding).
+    let train_set = CaptionSet::new(&train_images, &train.captions, &tokenizer)?;
+    let judge = DevJudge {
+        images: &dev_images,
+        references: &dev.captions,
+        tokenizer: &tokenizer,
+        patience: args.patience,
+        quiet: args.quiet,
+    };
     let caption_batch = images.min(32);
-    let per_epoch = (images / caption_batch).max(1);
     let caption_cfg = TrainConfig::new()
         .with_batch_size(caption_batch)
         .with_epochs(args.caption_epochs)
         .with_lr(5e-4)
         .with_warmup(0.03)
         .with_seed(args.seed)
-        .with_checkpoint_every(per_epoch)
+        .with_checkpoint_every((images / caption_batch).max(1))
         .with_weight_decay(0.01)
         .with_freeze(vec!["fusion".into()]);
-    let best_path = caption_dir.join("best.bpk");
-    let best_log = caption_dir.join("dev.jsonl");
-    let train_set = CaptionSet::new(&train_images, &train.captions, &tokenizer)?;
-    let dev_indices: Vec<usize> = (0..dev_images.len()).collect();
-    let greedy = DecodeOptions {
-        beam_size: 1,
-        max_len: CAPTION_MAX_LEN,
-        ..Default::default()
+    let stage = Stage {
+        dir: args.out.join("caption"),
+        cfg: caption_cfg,
+        label: "caption",
     };
-    if !(caption_dir.join("model.bpk").is_file() && args.resume) {
-        let best = std::cell::RefCell::new(
-            read_scores(&best_log)
-                .into_iter()
-                .map(|s| (s.cider_d.unwrap_or(0.0), s.step))
-                .fold((f64::MIN, 0), |a, b| if b.0 > a.0 { b } else { a }),
-        );
-        let report = |model: &PhotoVlm, step: usize| -> Result<Flow> {
-            let valid = model.valid();
-            let captions = caption::generate(
-                &valid,
-                &dev_images,
-                &dev_indices,
-                &tokenizer,
-                greedy,
-                &device.clone().inner(),
-            )?;
-            let (bleu4, cider) = caption::scores(&captions, &dev.captions)?;
-            if !args.quiet {
-                eprintln!(
-                    "caption step {step}: dev BLEU-4 {bleu4:.1} CIDEr-D {cider:.1} (greedy) | {}",
-                    captions[0]
-                );
-            }
-            append_json(
-                &best_log,
-                &StageScores {
-                    stage: "caption".into(),
-                    step,
-                    image_to_text: [0.0; 3],
-                    text_to_image: [0.0; 3],
-                    bleu4: Some(bleu4),
-                    cider_d: Some(cider),
-                },
-            )?;
-            let mut best = best.borrow_mut();
-            if cider > best.0 {
-                *best = (cider, step);
-                let staging = caption_dir.join("best.bpk.tmp");
-                model
-                    .clone()
-                    .save_file(&staging)
-                    .map_err(|e| TrainError::record(&staging, e))?;
-                std::fs::rename(&staging, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
-            }
-            let epochs_since = (step - best.1) / per_epoch;
-            Ok(if epochs_since >= args.patience {
-                Flow::Stop
-            } else {
-                Flow::Continue
-            })
+    let (mut best, mut best_cider) = caption_stage(
+        &stage,
+        aligned,
+        f64::MIN,
+        &judge,
+        args,
+        &config,
+        train.paths.len(),
+        |model, batch, _rng| caption::step(model, &train_set, batch, device),
+        device,
+    )?
+    .ok_or_else(|| TrainError::Invalid("the caption stage kept no weights".into()))?;
+
+    if args.scst_epochs > 0 {
+        let train_refs = CiderReward::new(&train.captions)
+            .map_err(|e| TrainError::Invalid(format!("training captions: {e}")))?;
+        let critic = scst::Critic {
+            set: &train_set,
+            reward: &train_refs,
+            tokenizer: &tokenizer,
+            samples: 5,
+            max_len: CAPTION_MAX_LEN,
         };
-        let fit_args = Fit {
-            dir: &caption_dir,
-            cfg: &caption_cfg,
-            resume: args.resume,
-            label: "caption",
-            device,
-            quiet: args.quiet,
+        let scst_batch = images.min(16);
+        let scst_cfg = TrainConfig::new()
+            .with_batch_size(scst_batch)
+            .with_epochs(args.scst_epochs)
+            .with_lr(2e-5)
+            .with_warmup(0.0)
+            .with_seed(args.seed)
+            .with_checkpoint_every((images / scst_batch).max(1))
+            .with_weight_decay(0.01)
+            .with_freeze(vec!["fusion".into()]);
+        let stage = Stage {
+            dir: args.out.join("scst"),
+            cfg: scst_cfg,
+            label: "scst",
         };
-        std::fs::create_dir_all(&caption_dir).map_err(|e| TrainError::io(&caption_dir, e))?;
-        // A fresh caption stage starts from the aligned weights.
-        if !args.resume || crate::train::checkpoint::latest(&caption_dir).is_none() {
-            let _ = std::fs::remove_file(&best_log);
-        }
-        fit(
-            fit_args,
-            aligned,
-            Indices,
+        let step = |model: &PhotoVlm, batch: &Vec<usize>, rng: &mut SplitMix64| {
+            scst::step(model, &critic, batch, rng, device)
+        };
+        if let Some((model, cider)) = caption_stage(
+            &stage,
+            best.clone(),
+            best_cider,
+            &judge,
+            args,
+            &config,
             train.paths.len(),
-            |model, batch, _rng| caption::step(model, &train_set, batch, device),
-            report,
-        )?;
+            step,
+            device,
+        )? {
+            (best, best_cider) = (model, cider);
+        }
     }
-    let best = load_model(&best_path, config.init(device))?;
+    if !args.quiet {
+        eprintln!("best dev CIDEr-D (greedy) {best_cider:.1}");
+    }
     let staging = args.out.join("model.bpk.tmp");
     best.clone()
         .save_file(&staging)
@@ -444,6 +556,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         max_len: CAPTION_MAX_LEN,
         ..Default::default()
     };
+    let dev_indices: Vec<usize> = (0..dev_images.len()).collect();
     let captions = caption::generate(
         &model,
         &dev_images,

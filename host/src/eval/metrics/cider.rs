@@ -12,7 +12,9 @@
 //! the corpus score is the mean over images. Sums run in the reference's order (n-grams by first
 //! occurrence) so that results agree to the last few bits.
 
+use std::borrow::Borrow;
 use std::collections::{HashMap, HashSet};
+use std::hash::Hash;
 
 use super::error::{check_parallel, MetricsError, Result};
 use super::tokenize::tokenize_captions;
@@ -94,6 +96,69 @@ pub fn cider_d_from_text<S: AsRef<str>>(candidates: &[S], references: &[Vec<S>])
     cider_d(&tokenize_captions(candidates), &references)
 }
 
+/// CIDEr-D of single captions as a training reward (self-critical sequence training,
+/// Rennie et al. 2017): document frequencies are fixed once from a reference corpus (the
+/// training captions) instead of coming from the evaluated set.
+pub struct CiderReward {
+    document_frequency: HashMap<Vec<String>, f64>,
+    log_images: f64,
+    /// Tokenized references of each image.
+    references: Vec<Vec<Vec<String>>>,
+}
+
+impl CiderReward {
+    /// `references[i]`: the raw reference captions of image `i`.
+    pub fn new<S: AsRef<str>>(references: &[Vec<S>]) -> Result<Self> {
+        if let Some(index) = references.iter().position(Vec::is_empty) {
+            return Err(MetricsError::EmptyItem {
+                what: "image",
+                index,
+                missing: "references",
+            });
+        }
+        let references: Vec<Vec<Vec<String>>> = references.iter().map(|c| tokenize_captions(c)).collect();
+        let counts: Vec<Vec<OrderedCounts>> = references
+            .iter()
+            .map(|captions| captions.iter().map(|c| ordered_counts(c)).collect())
+            .collect();
+        let document_frequency = document_frequency(&counts)
+            .into_iter()
+            .map(|(ngram, f)| (ngram.to_vec(), f))
+            .collect();
+        Ok(Self {
+            document_frequency,
+            log_images: (references.len() as f64).ln(),
+            references,
+        })
+    }
+
+    /// CIDEr-D (x10 scale, as [`cider_d`]'s per-image values) of `caption` (raw text)
+    /// against the references of image `image`.
+    pub fn score(&self, image: usize, caption: &str) -> f64 {
+        let Some(references) = self.references.get(image) else {
+            return 0.0;
+        };
+        let tokens = super::tokenize::tokenize_caption(caption);
+        let candidate = tf_idf(
+            &ordered_counts(&tokens),
+            &self.document_frequency,
+            self.log_images,
+        );
+        let mut per_order = [0.0; CIDER_MAX_ORDER];
+        for reference in references {
+            let reference = tf_idf(
+                &ordered_counts(reference),
+                &self.document_frequency,
+                self.log_images,
+            );
+            for (sum, value) in per_order.iter_mut().zip(similarity(&candidate, &reference)) {
+                *sum += value;
+            }
+        }
+        per_order.iter().sum::<f64>() / CIDER_MAX_ORDER as f64 / references.len() as f64 * 10.0
+    }
+}
+
 fn ordered_counts(tokens: &[String]) -> OrderedCounts<'_> {
     std::array::from_fn(|order| {
         let mut position: HashMap<Ngram, usize> = HashMap::new();
@@ -126,9 +191,9 @@ fn document_frequency<'a>(references: &[Vec<OrderedCounts<'a>>]) -> HashMap<Ngra
     frequency
 }
 
-fn tf_idf<'a>(
+fn tf_idf<'a, K: Borrow<[String]> + Hash + Eq>(
     counts: &OrderedCounts<'a>,
-    document_frequency: &HashMap<Ngram, f64>,
+    document_frequency: &HashMap<K, f64>,
     log_images: f64,
 ) -> TfIdf<'a> {
     let weights: [Vec<(Ngram, f64)>; CIDER_MAX_ORDER] = std::array::from_fn(|order| {
@@ -189,6 +254,24 @@ mod tests {
     }
 
     #[test]
+    fn reward_with_the_evaluated_set_as_corpus_equals_per_image_cider() {
+        for (name, set) in caption_sets() {
+            let (candidates, references) = set.raw_texts();
+            let reward = CiderReward::new(&references).expect("valid set");
+            let scores = cider_d_from_text(&candidates, &references).expect("valid set");
+            for (image, candidate) in candidates.iter().enumerate() {
+                let what = format!("{name} image {image} reward");
+                assert_close(
+                    reward.score(image, candidate),
+                    scores.per_image[image],
+                    1e-12,
+                    &what,
+                );
+            }
+        }
+    }
+
+    #[test]
     fn raw_text_goes_through_the_coco_tokenizer() {
         for (name, set) in caption_sets() {
             let (candidates, references) = set.raw_texts();
@@ -201,14 +284,14 @@ mod tests {
     fn length_counts_bigrams() {
         let tokens: Vec<String> = ["a", "b", "a", "b"].iter().map(|t| t.to_string()).collect();
         let counts = ordered_counts(&tokens);
-        assert_eq!(tf_idf(&counts, &HashMap::new(), 0.0).length, 3);
+        assert_eq!(tf_idf(&counts, &HashMap::<Ngram, f64>::new(), 0.0).length, 3);
         // Bigrams in order of first occurrence, repeats counted.
         assert_eq!(
             counts[1].iter().map(|&(_, count)| count).collect::<Vec<_>>(),
             vec![2, 1]
         );
         assert_eq!(
-            tf_idf(&ordered_counts(&tokens[..1]), &HashMap::new(), 0.0).length,
+            tf_idf(&ordered_counts(&tokens[..1]), &HashMap::<Ngram, f64>::new(), 0.0).length,
             0
         );
     }

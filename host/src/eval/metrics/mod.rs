@@ -23,7 +23,7 @@ mod vqa;
 mod vqa_normalize;
 
 pub use bleu::{corpus_bleu, corpus_bleu_from_text, BleuScores, BLEU_MAX_ORDER};
-pub use cider::{cider_d, cider_d_from_text, CiderScores, CIDER_MAX_ORDER, CIDER_SIGMA};
+pub use cider::{cider_d, cider_d_from_text, CiderReward, CiderScores, CIDER_MAX_ORDER, CIDER_SIGMA};
 pub use classification::{macro_precision_recall_f1, MacroScores};
 pub use error::{MetricsError, Result};
 pub use retrieval::{image_to_text_ranks, retrieval_recall, text_to_image_ranks, RecallAtK, RetrievalRecall};
