@@ -358,13 +358,14 @@ pub struct RecipeCliArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 8)]
     pub align_epochs: usize,
-    #[arg(long, default_value_t = 9)]
+    #[arg(long, default_value_t = 14)]
     pub caption_epochs: usize,
     /// Self-critical epochs (CIDEr-D reward) after the caption stage; 0 skips them.
     #[arg(long, default_value_t = 0)]
     pub scst_epochs: usize,
-    /// Caption epochs without a better dev CIDEr-D before stopping.
-    #[arg(long, default_value_t = 2)]
+    /// Caption epochs without a better dev CIDEr-D before stopping (dev CIDEr-D dips
+    /// now and then while the learning rate is high, and rises most as it decays).
+    #[arg(long, default_value_t = 5)]
     pub patience: usize,
     /// Only the first N training images (and N/4 dev images): quick checks.
     #[arg(long)]
