@@ -358,7 +358,7 @@ pub struct RecipeCliArgs {
     pub seed: u64,
     #[arg(long, default_value_t = 8)]
     pub align_epochs: usize,
-    #[arg(long, default_value_t = 14)]
+    #[arg(long, default_value_t = 7)]
     pub caption_epochs: usize,
     /// Self-critical epochs (CIDEr-D reward) after the caption stage; 0 skips them.
     #[arg(long, default_value_t = 0)]
@@ -371,7 +371,7 @@ pub struct RecipeCliArgs {
     #[arg(long)]
     pub limit: Option<usize>,
     /// Beam size of the final evaluation.
-    #[arg(long, default_value_t = 5)]
+    #[arg(long, default_value_t = 3)]
     pub beam: usize,
 }
 
