@@ -313,14 +313,19 @@ mod tests {
     use super::*;
     use burn::tensor::Distribution;
 
-    #[test]
-    fn shared_image_keys_give_the_same_logits_as_repeated_images() {
-        let device = Device::flex();
-        let decoder = CaptionDecoderConfig::new(20, 12)
+    /// A decoder over 20 words and 12-wide image tokens, small enough for exact checks.
+    fn small_decoder(device: &Device) -> CaptionDecoder {
+        CaptionDecoderConfig::new(20, 12)
             .with_d_model(16)
             .with_heads(2)
             .with_d_intermediate(32)
-            .init(&device);
+            .init(device)
+    }
+
+    #[test]
+    fn shared_image_keys_give_the_same_logits_as_repeated_images() {
+        let device = Device::flex();
+        let decoder = small_decoder(&device);
         let image = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
         let ids =
             Tensor::<2, Int>::from_data(TensorData::from([[2i64, 5, 7], [2, 9, 4], [2, 3, 3]]), &device);
@@ -334,11 +339,7 @@ mod tests {
     #[test]
     fn cached_steps_give_the_logits_of_whole_prefixes() {
         let device = Device::flex();
-        let decoder = CaptionDecoderConfig::new(20, 12)
-            .with_d_model(16)
-            .with_heads(2)
-            .with_d_intermediate(32)
-            .init(&device);
+        let decoder = small_decoder(&device);
         let image = Tensor::<3>::random([2, 5, 12], Distribution::Normal(0.0, 1.0), &device);
         let ids = |rows: [[i64; 3]; 2]| Tensor::<2, Int>::from_data(TensorData::from(rows), &device);
         let index = |v: [i64; 2]| Tensor::<1, Int>::from_data(TensorData::from(v), &device);

@@ -210,6 +210,31 @@ struct Stage {
     label: &'static str,
 }
 
+impl Stage {
+    /// A decoder stage in `OUT/label/`: the fusion stays frozen, a checkpoint and a
+    /// dev judgement after every epoch of `images / batch` steps.
+    fn decoder(args: &RecipeArgs, label: &'static str, images: usize, batch: usize, epochs: usize) -> Self {
+        let cfg = TrainConfig::new()
+            .with_batch_size(batch)
+            .with_epochs(epochs)
+            .with_seed(args.seed)
+            .with_checkpoint_every((images / batch).max(1))
+            .with_weight_decay(0.01)
+            .with_freeze(vec!["fusion".into()]);
+        Self {
+            dir: args.out.join(label),
+            cfg,
+            label,
+        }
+    }
+
+    /// Peak learning rate and warm-up share.
+    fn lr(mut self, lr: f64, warmup: f64) -> Self {
+        self.cfg = self.cfg.with_lr(lr).with_warmup(warmup);
+        self
+    }
+}
+
 /// Dev captioning: greedy captions of the dev images scored against their references.
 struct DevJudge<'a> {
     images: &'a ImageFeatures,
@@ -470,20 +495,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         quiet: args.quiet,
     };
     let caption_batch = images.min(32);
-    let caption_cfg = TrainConfig::new()
-        .with_batch_size(caption_batch)
-        .with_epochs(args.caption_epochs)
-        .with_lr(5e-4)
-        .with_warmup(0.03)
-        .with_seed(args.seed)
-        .with_checkpoint_every((images / caption_batch).max(1))
-        .with_weight_decay(0.01)
-        .with_freeze(vec!["fusion".into()]);
-    let stage = Stage {
-        dir: args.out.join("caption"),
-        cfg: caption_cfg,
-        label: "caption",
-    };
+    let stage = Stage::decoder(args, "caption", images, caption_batch, args.caption_epochs).lr(5e-4, 0.03);
     let (mut best, mut best_cider) = caption_stage(
         &stage,
         aligned,
@@ -508,20 +520,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
             max_len: CAPTION_MAX_LEN,
         };
         let scst_batch = images.min(16);
-        let scst_cfg = TrainConfig::new()
-            .with_batch_size(scst_batch)
-            .with_epochs(args.scst_epochs)
-            .with_lr(2e-5)
-            .with_warmup(0.0)
-            .with_seed(args.seed)
-            .with_checkpoint_every((images / scst_batch).max(1))
-            .with_weight_decay(0.01)
-            .with_freeze(vec!["fusion".into()]);
-        let stage = Stage {
-            dir: args.out.join("scst"),
-            cfg: scst_cfg,
-            label: "scst",
-        };
+        let stage = Stage::decoder(args, "scst", images, scst_batch, args.scst_epochs).lr(2e-5, 0.0);
         let step = |model: &PhotoVlm, batch: &Vec<usize>, rng: &mut SplitMix64| {
             scst::step(model, &critic, batch, rng, device)
         };
