@@ -106,30 +106,36 @@ impl CaptionDecoder {
         owner: Option<Tensor<1, Int>>,
     ) -> Tensor<3> {
         let [batch, len] = ids.dims();
-        let device = ids.device();
-        let positions = Tensor::<1, Int>::arange(0..len as i64, &device)
-            .reshape([1, len])
-            .expand([batch, len]);
-        let mut x = self.token_embedding.forward(ids) + self.position_embedding.forward(positions);
-        let causal = causal_bias(len, &device);
+        let mut x = self.embed(ids, 0);
+        let causal = causal_bias(len, &x.device());
         for layer in &self.layers {
-            let h = layer.self_norm.forward(x.clone());
-            x = x + layer.self_attention.forward(h.clone(), h, Some(causal.clone()));
-            let h = layer.cross_norm.forward(x.clone());
             let (mut k, mut v) = layer.cross_attention.project_context(image.clone());
             if let Some(owner) = &owner {
                 k = k.select(0, owner.clone());
                 v = v.select(0, owner.clone());
             }
-            x = x + layer.cross_attention.forward_projected(h, k, v, None);
-            x = x.clone() + layer.feed_forward.forward(layer.ff_norm.forward(x));
+            x = layer.forward(x, None, (k, v), Some(causal.clone())).0;
         }
         let h = self.norm.forward(x);
         let [_, _, d] = h.dims();
         let vocab = self.token_embedding.weight.val().dims()[0];
-        h.reshape([batch * len, d])
-            .matmul(self.token_embedding.weight.val().transpose())
+        self.logits(h.reshape([batch * len, d]))
             .reshape([batch, len, vocab])
+    }
+
+    /// Token plus position embeddings of `ids` placed from position `start` on.
+    fn embed(&self, ids: Tensor<2, Int>, start: usize) -> Tensor<3> {
+        let [rows, len] = ids.dims();
+        let start = start as i64;
+        let positions = Tensor::<1, Int>::arange(start..start + len as i64, &ids.device())
+            .reshape([1, len])
+            .expand([rows, len]);
+        self.token_embedding.forward(ids) + self.position_embedding.forward(positions)
+    }
+
+    /// Output logits tied to the token embeddings: `[n, d_model]` → `[n, vocab]`.
+    fn logits(&self, h: Tensor<2>) -> Tensor<2> {
+        h.matmul(self.token_embedding.weight.val().transpose())
     }
 
     /// A cache for decoding captions of `image` (`[images, n, d_image]`): each layer's
@@ -156,11 +162,7 @@ impl CaptionDecoder {
     pub fn extend(&self, ids: Tensor<2, Int>, owner: Tensor<1, Int>, cache: &mut DecoderCache) -> Tensor<2> {
         let [rows, new] = ids.dims();
         let device = ids.device();
-        let start = cache.fed as i64;
-        let positions = Tensor::<1, Int>::arange(start..start + new as i64, &device)
-            .reshape([1, new])
-            .expand([rows, new]);
-        let mut x = self.token_embedding.forward(ids) + self.position_embedding.forward(positions);
+        let mut x = self.embed(ids, cache.fed);
         let bias = (new > 1).then(|| {
             let causal = causal_bias(new, &device);
             match cache.fed {
@@ -169,36 +171,22 @@ impl CaptionDecoder {
             }
         });
         for (i, layer) in self.layers.iter().enumerate() {
-            let h = layer.self_norm.forward(x.clone());
-            let (k_new, v_new) = layer.self_attention.project_context(h.clone());
-            let (k, v) = match cache.past.get(i) {
-                Some((k, v)) => (
-                    Tensor::cat(vec![k.clone(), k_new], 2),
-                    Tensor::cat(vec![v.clone(), v_new], 2),
-                ),
-                None => (k_new, v_new),
-            };
-            x = x + layer
-                .self_attention
-                .forward_projected(h, k.clone(), v.clone(), bias.clone());
-            if i < cache.past.len() {
-                cache.past[i] = (k, v);
-            } else {
-                cache.past.push((k, v));
-            }
-            let h = layer.cross_norm.forward(x.clone());
             let (k, v) = &cache.image[i];
-            let (k, v) = (
+            let image = (
                 k.clone().select(0, owner.clone()),
                 v.clone().select(0, owner.clone()),
             );
-            x = x + layer.cross_attention.forward_projected(h, k, v, None);
-            x = x.clone() + layer.feed_forward.forward(layer.ff_norm.forward(x));
+            let (next, keys) = layer.forward(x, cache.past.get(i), image, bias.clone());
+            x = next;
+            if i < cache.past.len() {
+                cache.past[i] = keys;
+            } else {
+                cache.past.push(keys);
+            }
         }
         cache.fed += new;
         let [_, _, d] = x.dims();
-        let last = self.norm.forward(x.narrow(1, new - 1, 1).reshape([rows, d]));
-        last.matmul(self.token_embedding.weight.val().transpose())
+        self.logits(self.norm.forward(x.narrow(1, new - 1, 1).reshape([rows, d])))
     }
 
     /// Generates token ids (without [CLS]/[SEP]) for each image, with the search
@@ -223,6 +211,40 @@ impl CaptionDecoder {
             Ok(seqs) => seqs,
             Err(never) => match never {},
         }
+    }
+}
+
+impl DecoderLayer {
+    /// One block: self-attention over the `past` keys and values followed by `x`'s
+    /// own (masked by `bias`), cross-attention to one image's keys and values per row,
+    /// feed-forward. Returns the new states and the self-attention keys and values of
+    /// `past` and `x` together.
+    ///
+    /// # Shapes
+    /// - x: `[rows, new, d]`; past and image: `[rows, heads, k_len, d_head]`
+    fn forward(
+        &self,
+        x: Tensor<3>,
+        past: Option<&(Tensor<4>, Tensor<4>)>,
+        image: (Tensor<4>, Tensor<4>),
+        bias: Option<Tensor<4>>,
+    ) -> (Tensor<3>, (Tensor<4>, Tensor<4>)) {
+        let h = self.self_norm.forward(x.clone());
+        let (k_new, v_new) = self.self_attention.project_context(h.clone());
+        let (k, v) = match past {
+            Some((k, v)) => (
+                Tensor::cat(vec![k.clone(), k_new], 2),
+                Tensor::cat(vec![v.clone(), v_new], 2),
+            ),
+            None => (k_new, v_new),
+        };
+        let x = x + self
+            .self_attention
+            .forward_projected(h, k.clone(), v.clone(), bias);
+        let h = self.cross_norm.forward(x.clone());
+        let x = x + self.cross_attention.forward_projected(h, image.0, image.1, None);
+        let x = x.clone() + self.feed_forward.forward(self.ff_norm.forward(x));
+        (x, (k, v))
     }
 }
 
