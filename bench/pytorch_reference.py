@@ -541,8 +541,11 @@ def busy_seconds():
     return (user + nice + system + irq + softirq + steal) / os.sysconf("SC_CLK_TCK"), me.ru_utime + me.ru_stime
 
 
-def run_one(bench: str, threads: int, warmup: int, steps: int, clip: bool):
+def run_one(bench: str, threads: int, warmup: int, steps: int, clip: bool, device: str = "cpu"):
     rss_before = peak_rss_mib()  # torch itself (the PyPI wheel maps its CUDA libraries too)
+    # Every parameter, batch and tensor made inside the losses then lives on the GPU;
+    # loss.item() in each step waits for the GPU, so the step times are complete.
+    torch.set_default_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
     loss_fn, images, questions, answers = BENCHES[bench]
@@ -585,6 +588,8 @@ def run_one(bench: str, threads: int, warmup: int, steps: int, clip: bool):
         "other_cpu_cores": others,
         "rss_after_import_mib": rss_before,
         "peak_rss_mib": peak_rss_mib(),
+        "device": device,
+        "peak_gpu_mib": torch.cuda.max_memory_allocated() / 2**20 if device.startswith("cuda") else None,
     }
 
 
@@ -598,6 +603,7 @@ def main():
     ap.add_argument("--no-clip", action="store_true", help="skip per-parameter grad-norm clipping (1.0)")
     ap.add_argument("--sdpa", action="store_true", help="use F.scaled_dot_product_attention (not burn's math)")
     ap.add_argument("--in-process", action="store_true", help="run all in this process (RSS is then cumulative)")
+    ap.add_argument("--device", default="cpu", help="torch device, e.g. cuda (for comparing with EDGEVLM_BACKEND=cuda)")
     ap.add_argument("--json", metavar="FILE", help="also write the results as JSON")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = ap.parse_args()
@@ -616,7 +622,8 @@ def main():
     if args.child or args.in_process:
         if args.child:  # one (bench, threads) per child: fix the inter-op pool too
             torch.set_num_interop_threads(1)
-        results = [run_one(b, t, args.warmup, args.steps, not args.no_clip) for t in threads for b in benches]
+        results = [run_one(b, t, args.warmup, args.steps, not args.no_clip, args.device)
+                   for t in threads for b in benches]
         if args.child:
             print("RESULT " + json.dumps(results[0]))
             return
@@ -625,7 +632,7 @@ def main():
         for t in threads:
             for b in benches:
                 cmd = [sys.executable, __file__, "--child", "--bench", b, "--threads", str(t),
-                       "--warmup", str(args.warmup), "--steps", str(args.steps)]
+                       "--warmup", str(args.warmup), "--steps", str(args.steps), "--device", args.device]
                 cmd += ["--no-clip"] * args.no_clip + ["--sdpa"] * args.sdpa
                 out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout
                 line = next(l for l in out.splitlines() if l.startswith("RESULT "))

@@ -33,7 +33,8 @@ pub struct StepBench {
 
 #[derive(Debug, Serialize)]
 pub struct TrainBench {
-    pub backend: &'static str,
+    /// The training device as burn names it (backend and index).
+    pub backend: String,
     pub threads: usize,
     pub parameters: usize,
     pub steps: Vec<StepBench>,
@@ -148,7 +149,7 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
         }),
     ];
     Ok(TrainBench {
-        backend: "burn flex (CPU) + autodiff",
+        backend: format!("burn {device:?}"),
         threads: rayon::current_num_threads(),
         parameters,
         steps: results,

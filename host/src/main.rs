@@ -75,7 +75,7 @@ fn main() -> Result<()> {
                 resume: a.train.resume,
                 quiet: a.train.quiet,
             };
-            pretrain::run(&job, &training_device()).context("pretraining")?;
+            pretrain::run(&job, &training_device()?).context("pretraining")?;
             println!("pretrained model written to {}", a.out.display());
         }
         Command::Finetune(a) => {
@@ -91,7 +91,7 @@ fn main() -> Result<()> {
                 resume: a.train.resume,
                 quiet: a.train.quiet,
             };
-            finetune::run(&job, &training_device()).context("fine-tuning")?;
+            finetune::run(&job, &training_device()?).context("fine-tuning")?;
             println!("fine-tuned model written to {}", a.out.display());
         }
         Command::Eval(a) => eval(a)?,
@@ -108,7 +108,7 @@ fn main() -> Result<()> {
         Command::Quantize(a) => ship::quantize(a)?,
         Command::Bench(BenchCommand::Train { steps, report }) => {
             let work = tempfile::tempdir()?;
-            let result = edgevlm::bench::train(work.path(), steps.max(1), &training_device())?;
+            let result = edgevlm::bench::train(work.path(), steps.max(1), &training_device()?)?;
             for s in &result.steps {
                 println!(
                     "{:<9} {:>7.3} s/step  {:>7.1} images/s  {:>7.1} texts/s",
@@ -116,8 +116,8 @@ fn main() -> Result<()> {
                 );
             }
             println!(
-                "parameters {}  threads {}  peak RSS {:.0} MiB",
-                result.parameters, result.threads, result.peak_rss_mib
+                "{}  parameters {}  threads {}  peak RSS {:.0} MiB",
+                result.backend, result.parameters, result.threads, result.peak_rss_mib
             );
             if let Some(dir) = report.parent() {
                 std::fs::create_dir_all(dir)?;
@@ -196,22 +196,42 @@ fn main() -> Result<()> {
     Ok(())
 }
 
-/// Training runs with autodiff on burn's pure-Rust `flex` CPU backend, or on
-/// `ndarray` when built with that feature and `EDGEVLM_BACKEND=ndarray`.
-fn training_device() -> Device {
+/// Training runs with autodiff on burn's pure-Rust `flex` CPU backend, on `ndarray`
+/// when built with that feature and `EDGEVLM_BACKEND=ndarray`, or on a CUDA GPU
+/// through LibTorch when built with `--features cuda` and `EDGEVLM_BACKEND=cuda[:N]`.
+fn training_device() -> Result<Device> {
     match std::env::var("EDGEVLM_BACKEND").as_deref() {
         #[cfg(feature = "ndarray")]
         Ok("ndarray") => {
             #[allow(deprecated)]
             let device = Device::ndarray();
-            device.autodiff()
+            Ok(device.autodiff())
         }
-        Ok("flex") | Err(_) => Device::flex().autodiff(),
+        #[cfg(feature = "cuda")]
+        Ok(gpu) if gpu == "cuda" || gpu.starts_with("cuda:") => {
+            let index = match gpu.strip_prefix("cuda:") {
+                None => 0,
+                Some(n) => n
+                    .parse()
+                    .with_context(|| format!("EDGEVLM_BACKEND={gpu}: expected cuda or cuda:N"))?,
+            };
+            Ok(cuda_device(index))
+        }
+        Ok("flex") | Err(_) => Ok(Device::flex().autodiff()),
         Ok(other) => {
             eprintln!("warning: EDGEVLM_BACKEND={other} is not built in; using flex");
-            Device::flex().autodiff()
+            Ok(Device::flex().autodiff())
         }
     }
+}
+
+#[cfg(feature = "cuda")]
+fn cuda_device(index: usize) -> Device {
+    // burn marks its LibTorch backend deprecated in favour of burn-cuda, which needs an
+    // LLVM download at build time; LibTorch is the GPU backend that builds offline.
+    #[allow(deprecated)]
+    let device = Device::libtorch_cuda(index);
+    device.autodiff()
 }
 
 fn single_image(
