@@ -360,6 +360,12 @@ pub struct RecipeCliArgs {
     pub align_epochs: usize,
     #[arg(long, default_value_t = 7)]
     pub caption_epochs: usize,
+    /// Caption-decoder dropout (embeddings and every sub-layer's output).
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f64,
+    /// Label smoothing of the caption stage's cross-entropy.
+    #[arg(long, default_value_t = 0.0)]
+    pub label_smoothing: f32,
     /// Self-critical epochs (CIDEr-D reward) after the caption stage; 0 skips them.
     #[arg(long, default_value_t = 0)]
     pub scst_epochs: usize,

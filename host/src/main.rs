@@ -137,13 +137,15 @@ fn main() -> Result<()> {
                 seed: a.seed,
                 align_epochs: a.align_epochs,
                 caption_epochs: a.caption_epochs,
+                dropout: a.dropout,
+                label_smoothing: a.label_smoothing,
                 scst_epochs: a.scst_epochs,
                 patience: a.patience,
                 limit: a.limit,
                 beam: a.beam,
                 quiet: false,
             };
-            let r = edgevlm::recipe::run(&args, &training_device())?;
+            let r = edgevlm::recipe::run(&args, &training_device()?)?;
             for s in r.stages.iter().chain([&r.final_dev]) {
                 let [i1, i5, i10] = s.image_to_text;
                 let [t1, t5, t10] = s.text_to_image;

@@ -6,7 +6,7 @@ use burn::config::Config;
 use burn::module::Module;
 use burn::nn::{Embedding, LayerNorm, LayerNormConfig};
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 
 use super::attention::{causal_bias, Attention, AttentionConfig};
 use super::bert::embedding;
@@ -28,6 +28,10 @@ pub struct CaptionDecoderConfig {
     /// Longest sequence, [CLS] and [SEP] included.
     #[config(default = 40)]
     pub max_len: usize,
+    /// Dropout on the embeddings and on each sub-layer's output before its residual
+    /// sum, active only while training on an autodiff device.
+    #[config(default = 0.0)]
+    pub dropout: f64,
 }
 
 #[derive(Module, Debug)]
@@ -37,6 +41,7 @@ pub struct CaptionDecoder {
     pub layers: Vec<DecoderLayer>,
     pub norm: LayerNorm,
     max_len: usize,
+    dropout: f64,
 }
 
 #[derive(Module, Debug)]
@@ -47,6 +52,7 @@ pub struct DecoderLayer {
     pub cross_attention: Attention,
     pub ff_norm: LayerNorm,
     pub feed_forward: FeedForward,
+    dropout: f64,
 }
 
 impl CaptionDecoderConfig {
@@ -65,10 +71,12 @@ impl CaptionDecoderConfig {
                         .init(device),
                     ff_norm: LayerNormConfig::new(d).init(device),
                     feed_forward: FeedForwardConfig::new(d, self.d_intermediate).init(device),
+                    dropout: self.dropout,
                 })
                 .collect(),
             norm: LayerNormConfig::new(d).init(device),
             max_len: self.max_len,
+            dropout: self.dropout,
         }
     }
 }
@@ -130,7 +138,10 @@ impl CaptionDecoder {
         let positions = Tensor::<1, Int>::arange(start..start + len as i64, &ids.device())
             .reshape([1, len])
             .expand([rows, len]);
-        self.token_embedding.forward(ids) + self.position_embedding.forward(positions)
+        dropout(
+            self.token_embedding.forward(ids) + self.position_embedding.forward(positions),
+            self.dropout,
+        )
     }
 
     /// Output logits tied to the token embeddings: `[n, d_model]` → `[n, vocab]`.
@@ -238,14 +249,32 @@ impl DecoderLayer {
             ),
             None => (k_new, v_new),
         };
-        let x = x + self
-            .self_attention
-            .forward_projected(h, k.clone(), v.clone(), bias);
+        let p = self.dropout;
+        let x = x + dropout(
+            self.self_attention
+                .forward_projected(h, k.clone(), v.clone(), bias),
+            p,
+        );
         let h = self.cross_norm.forward(x.clone());
-        let x = x + self.cross_attention.forward_projected(h, image.0, image.1, None);
-        let x = x.clone() + self.feed_forward.forward(self.ff_norm.forward(x));
+        let x = x + dropout(
+            self.cross_attention.forward_projected(h, image.0, image.1, None),
+            p,
+        );
+        let x = x.clone() + dropout(self.feed_forward.forward(self.ff_norm.forward(x)), p);
         (x, (k, v))
     }
+}
+
+/// Inverted dropout, only while training: on an autodiff device with `prob > 0`.
+/// A plain probability rather than burn's `Dropout` module, so the saved records of
+/// decoders trained before dropout existed still load.
+fn dropout<const D: usize>(x: Tensor<D>, prob: f64) -> Tensor<D> {
+    if prob <= 0.0 || !x.device().is_autodiff() {
+        return x;
+    }
+    let keep = 1.0 - prob;
+    let mask = x.random_like(Distribution::Bernoulli(keep));
+    (x * mask).div_scalar(keep)
 }
 
 /// Keys and values computed so far while decoding (see [`CaptionDecoder::extend`]).
@@ -336,12 +365,54 @@ mod tests {
     use burn::tensor::Distribution;
 
     /// A decoder over 20 words and 12-wide image tokens, small enough for exact checks.
-    fn small_decoder(device: &Device) -> CaptionDecoder {
+    fn small_config() -> CaptionDecoderConfig {
         CaptionDecoderConfig::new(20, 12)
             .with_d_model(16)
             .with_heads(2)
             .with_d_intermediate(32)
-            .init(device)
+    }
+
+    fn small_decoder(device: &Device) -> CaptionDecoder {
+        small_config().init(device)
+    }
+
+    #[test]
+    fn dropout_draws_from_the_device_seed_while_training_and_is_off_for_inference() {
+        let device = Device::flex().autodiff();
+        let dropped = small_config().with_dropout(0.3).init(&device);
+        // The same weights (burn initialises parameters lazily, at first use).
+        let plain = small_config()
+            .init(&device)
+            .load_record(dropped.clone().into_record());
+        let data = |d: &Device| {
+            (
+                Tensor::<2, Int>::from_data(TensorData::from([[2i64, 5, 7], [2, 9, 4]]), d),
+                Tensor::<3>::from_data(
+                    TensorData::new(
+                        (0..120).map(|i| (i as f32 * 0.37).sin()).collect::<Vec<_>>(),
+                        [2, 5, 12],
+                    ),
+                    d,
+                ),
+            )
+        };
+        let logits = |decoder: &CaptionDecoder, d: &Device, seed: u64| -> Vec<f32> {
+            d.seed(seed);
+            let (ids, image) = data(d);
+            decoder.forward(ids, image).into_data().try_to_vec().unwrap()
+        };
+        let max_diff = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+
+        let training = logits(&dropped, &device, 11);
+        // The same seed draws the same masks (what makes a resumed run repeat a step) ...
+        assert_eq!(training, logits(&dropped, &device, 11));
+        // ... another seed other masks, and no mask at all changes the logits too.
+        assert!(max_diff(&training, &logits(&dropped, &device, 12)) > 1e-3);
+        let undropped = logits(&plain, &device, 11);
+        assert!(max_diff(&training, &undropped) > 1e-3);
+        // For inference the dropped decoder is the plain one.
+        let inference = logits(&dropped.valid(), &Device::flex(), 11);
+        assert!(max_diff(&inference, &undropped) < 1e-5);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use crate::eval::metrics;
 use crate::model::photo::PhotoVlm;
 use crate::model::DecodeOptions;
 use crate::train::error::{Result, TrainError};
-use crate::train::objectives::sequence_cross_entropy;
+use crate::train::objectives::smoothed_sequence_cross_entropy;
 use crate::train::trainer::Losses;
 
 /// Each image's captions, tokenized with the decoder's vocabulary.
@@ -42,8 +42,9 @@ impl<'a> CaptionSet<'a> {
 /// not padded to the longest one of the whole batch.
 const LENGTH_GROUPS: usize = 4;
 
-/// Next-token cross-entropy of all captions of the images `batch`.
-pub fn step(model: &PhotoVlm, set: &CaptionSet, batch: &[usize], device: &Device) -> Losses {
+/// Next-token cross-entropy (label-smoothed by `smoothing`) of all captions of the
+/// images `batch`.
+pub fn step(model: &PhotoVlm, set: &CaptionSet, batch: &[usize], smoothing: f32, device: &Device) -> Losses {
     let (tokens, width) = (set.images.header.tokens, set.images.header.width);
     let image = model.image_tokens(Tensor::<3>::from_data(
         TensorData::new(set.images.tokens(batch), [batch.len(), tokens, width]),
@@ -77,7 +78,7 @@ pub fn step(model: &PhotoVlm, set: &CaptionSet, batch: &[usize], device: &Device
         let owner = Tensor::<1, Int>::from_data(TensorData::new(owner, [n]), device);
         let logits = model.decoder.forward_shared(inputs, image.clone(), owner);
         // Each group's mean, weighted by its share of the predicted tokens.
-        let loss = sequence_cross_entropy(logits, &targets, &weights)
+        let loss = smoothed_sequence_cross_entropy(logits, &targets, &weights, smoothing)
             .mul_scalar(group_tokens / predicted.max(1) as f32);
         total = Some(match total {
             Some(t) => t + loss,

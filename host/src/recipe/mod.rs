@@ -62,6 +62,10 @@ pub struct RecipeArgs {
     pub seed: u64,
     pub align_epochs: usize,
     pub caption_epochs: usize,
+    /// Caption-decoder dropout while training.
+    pub dropout: f64,
+    /// Label smoothing of the caption stage's cross-entropy.
+    pub label_smoothing: f32,
     /// Self-critical (CIDEr-D reward) epochs after the caption stage; 0 skips it.
     pub scst_epochs: usize,
     /// Epochs without a better dev CIDEr-D before the caption stage stops.
@@ -392,7 +396,8 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
             .with_layers(2)
             .with_heads(4)
             .with_d_intermediate(1024)
-            .with_max_len(CAPTION_MAX_LEN),
+            .with_max_len(CAPTION_MAX_LEN)
+            .with_dropout(args.dropout),
     );
     model_dir::save_meta(&args.out, &config, &tokenizer, &towers)?;
 
@@ -504,7 +509,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         args,
         &config,
         train.paths.len(),
-        |model, batch, _rng| caption::step(model, &train_set, batch, device),
+        |model, batch, _rng| caption::step(model, &train_set, batch, args.label_smoothing, device),
         device,
     )?
     .ok_or_else(|| TrainError::Invalid("the caption stage kept no weights".into()))?;

@@ -13,19 +13,46 @@ use crate::model::EdgeVlm;
 /// Cross-entropy of `logits` `[n, classes]` against `targets`, weighted per row
 /// (0 ignores a row), averaged over the total weight.
 pub fn weighted_cross_entropy(logits: Tensor<2>, targets: &[i64], weights: &[f32]) -> Tensor<1> {
+    smoothed_cross_entropy(logits, targets, weights, 0.0)
+}
+
+/// [`weighted_cross_entropy`] against targets smoothed towards the uniform
+/// distribution (Szegedy et al. 2016): `(1 - smoothing)` on the target class and
+/// `smoothing / classes` on every class.
+pub fn smoothed_cross_entropy(
+    logits: Tensor<2>,
+    targets: &[i64],
+    weights: &[f32],
+    smoothing: f32,
+) -> Tensor<1> {
     let device = logits.device();
     let n = targets.len();
     let targets = Tensor::<2, Int>::from_data(TensorData::new(targets.to_vec(), [n, 1]), &device);
     let w = Tensor::<2>::from_data(TensorData::new(weights.to_vec(), [n, 1]), &device);
-    let picked = log_softmax(logits, 1).gather(1, targets);
+    let log_probs = log_softmax(logits, 1);
+    let mut picked = log_probs.clone().gather(1, targets);
+    if smoothing > 0.0 {
+        let uniform = log_probs.mean_dim(1);
+        picked = picked.mul_scalar(1.0 - smoothing) + uniform.mul_scalar(smoothing);
+    }
     let total: f32 = weights.iter().sum();
     (picked * w).sum().neg().div_scalar(total.max(1.0))
 }
 
 /// Sequence cross-entropy: `[batch, len, vocab]` logits against `[batch * len]` targets.
 pub fn sequence_cross_entropy(logits: Tensor<3>, targets: &[i64], weights: &[f32]) -> Tensor<1> {
+    smoothed_sequence_cross_entropy(logits, targets, weights, 0.0)
+}
+
+/// [`sequence_cross_entropy`] with label smoothing (see [`smoothed_cross_entropy`]).
+pub fn smoothed_sequence_cross_entropy(
+    logits: Tensor<3>,
+    targets: &[i64],
+    weights: &[f32],
+    smoothing: f32,
+) -> Tensor<1> {
     let [batch, len, vocab] = logits.dims();
-    weighted_cross_entropy(logits.reshape([batch * len, vocab]), targets, weights)
+    smoothed_cross_entropy(logits.reshape([batch * len, vocab]), targets, weights, smoothing)
 }
 
 /// A batch of texts as device tensors.
@@ -278,6 +305,42 @@ mod tests {
     use crate::model::EdgeVlmConfig;
     use burn::optim::GradientsParams;
     use burn::tensor::Distribution;
+
+    #[test]
+    fn label_smoothing_mixes_the_target_and_the_mean_log_probability() {
+        let device = Device::flex();
+        let rows = [
+            [2.0f32, 0.5, -1.0, 0.0],
+            [0.1, 0.2, 0.3, 3.0],
+            [1.0, 1.0, 1.0, 1.0],
+        ];
+        let (targets, weights) = ([0i64, 2, 1], [1.0f32, 2.0, 0.0]);
+        let logits = Tensor::<2>::from_data(TensorData::from(rows), &device);
+        let loss = |smoothing: f32| {
+            smoothed_cross_entropy(logits.clone(), &targets, &weights, smoothing).into_scalar::<f32>()
+        };
+        // By hand: log-softmax per row, then (1 - s) * -log p[target] + s * mean(-log p).
+        let expected = |s: f64| {
+            let mut total = 0.0;
+            for ((row, &t), &w) in rows.iter().zip(&targets).zip(&weights) {
+                let lse = row.iter().map(|&v| (v as f64).exp()).sum::<f64>().ln();
+                let log_p: Vec<f64> = row.iter().map(|&v| v as f64 - lse).collect();
+                let mean = log_p.iter().sum::<f64>() / log_p.len() as f64;
+                total -= w as f64 * ((1.0 - s) * log_p[t as usize] + s * mean);
+            }
+            total / weights.iter().sum::<f32>() as f64
+        };
+        for s in [0.0, 0.1, 0.5] {
+            assert!(
+                (loss(s as f32) as f64 - expected(s)).abs() < 1e-5,
+                "smoothing {s}"
+            );
+        }
+        assert_eq!(
+            loss(0.0),
+            weighted_cross_entropy(logits.clone(), &targets, &weights).into_scalar::<f32>()
+        );
+    }
 
     /// Each objective can fit a fixed batch: its loss falls well below the start.
     #[test]

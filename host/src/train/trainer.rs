@@ -173,6 +173,10 @@ where
             }
             let batch = batch?;
             let mut rng = SplitMix64::fork(cfg.seed ^ 0x5EED, step as u64);
+            // Random tensors drawn inside a step (dropout masks) come from the device's
+            // generator: reseeding it per step makes a resumed run draw the same ones.
+            fit.device
+                .seed(SplitMix64::fork(cfg.seed ^ 0xD409, step as u64).next_u64());
             let losses = step_fn(&model, &batch, &mut rng);
             let mut parts = Vec::with_capacity(losses.parts.len());
             for (name, value) in losses.parts {
