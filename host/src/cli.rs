@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use edgevlm::data::Format;
+use edgevlm_shared::search::DecodeOptions;
 
 #[derive(Parser)]
 #[command(
@@ -293,6 +294,9 @@ pub struct EvalArgs {
     /// Beam size for captions (1 = greedy).
     #[arg(long, default_value_t = 1)]
     pub beam: usize,
+    /// Beam search's GNMT length-penalty exponent (0 ranks by raw log-probability).
+    #[arg(long, default_value_t = DecodeOptions::default().length_penalty)]
+    pub length_penalty: f32,
     /// Where to write the JSON report (default: MODEL/eval-TASK[-SPLIT].json).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -305,6 +309,9 @@ pub struct CaptionArgs {
     pub model: PathBuf,
     #[arg(long, default_value_t = 3)]
     pub beam: usize,
+    /// Beam search's GNMT length-penalty exponent (0 ranks by raw log-probability).
+    #[arg(long, default_value_t = DecodeOptions::default().length_penalty)]
+    pub length_penalty: f32,
 }
 
 #[derive(Args)]

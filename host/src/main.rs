@@ -171,6 +171,7 @@ fn main() -> Result<()> {
             let store = single_image(&a.image, model.preprocess())?;
             let opts = DecodeOptions {
                 beam_size: a.beam.max(1),
+                length_penalty: a.length_penalty,
                 ..Default::default()
             };
             let caption = model.captions(&store, &[0], opts)?;
@@ -345,6 +346,7 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
         Task::Caption => {
             let opts = DecodeOptions {
                 beam_size: a.beam.max(1),
+                length_penalty: a.length_penalty,
                 ..Default::default()
             };
             let r = tasks::caption(model, &a.data.data, format, split, opts)?;

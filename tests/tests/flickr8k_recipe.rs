@@ -195,11 +195,15 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
     assert_eq!(cache_files(&cache), 5);
 
     // The folder is a model for eval, caption and match.
-    let eval = eval_dev("caption", &out, &data, &["--beam", "2"]);
+    let eval = eval_dev("caption", &out, &data, &["--beam", "2", "--length-penalty", "0"]);
     assert!(
         eval.contains("CIDEr-D") && eval.contains("images     8"),
         "{eval}"
     );
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval-caption-dev.json")).unwrap()).unwrap();
+    assert_eq!(report["beam_size"], 2);
+    assert_eq!(report["length_penalty"], 0.0);
     let eval = eval_dev("retrieval", &out, &data, &[]);
     assert!(eval.contains("images 8 texts 40"), "{eval}");
     let dev_image = data.join("Images/0030_scene.jpg");

@@ -35,6 +35,7 @@ pub struct CaptionReport {
     pub bleu: [f64; 4],
     pub cider_d: f64,
     pub beam_size: usize,
+    pub length_penalty: f32,
     pub examples: Vec<CaptionExample>,
 }
 
@@ -76,6 +77,7 @@ pub fn caption(
         bleu: bleu.corpus.map(|b| b * 100.0),
         cider_d: cider.corpus * 100.0,
         beam_size: opts.beam_size,
+        length_penalty: opts.length_penalty,
         examples,
     })
 }

@@ -397,7 +397,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
             .with_heads(4)
             .with_d_intermediate(1024)
             .with_max_len(CAPTION_MAX_LEN)
-            .with_dropout(args.dropout),
+            .with_dropout((args.dropout > 0.0).then_some(args.dropout)),
     );
     model_dir::save_meta(&args.out, &config, &tokenizer, &towers)?;
 
