@@ -226,6 +226,13 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         assert!((-1.0..=1.0).contains(&value), "{line}");
     }
 
+    // A dropout that is no probability is refused before any work.
+    let (ok, _, stderr) = train(&data, &root.path().join("model5"), &cache, &["--dropout", "1"]);
+    assert!(
+        !ok && stderr.contains("--dropout 1: expected a probability"),
+        "{stderr}"
+    );
+
     // A corrupt image is refused with its name; a missing split list likewise.
     std::fs::write(&image, b"not a jpeg").unwrap();
     let (ok, _, stderr) = train(&data, &root.path().join("model3"), &cache, &[]);

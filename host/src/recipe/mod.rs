@@ -354,6 +354,16 @@ where
 
 pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     let clock = std::time::Instant::now();
+    for (flag, value) in [
+        ("--dropout", args.dropout),
+        ("--label-smoothing", args.label_smoothing as f64),
+    ] {
+        if !(0.0..1.0).contains(&value) {
+            return Err(TrainError::Invalid(format!(
+                "{flag} {value}: expected a probability in [0, 1)"
+            )));
+        }
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
     let train = load_split(&args.data, "train", args.limit)?;
     let dev = load_split(&args.data, "dev", args.limit.map(|n| n / 4))?;
