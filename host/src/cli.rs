@@ -373,6 +373,10 @@ pub struct RecipeCliArgs {
     /// Label smoothing of the caption stage's cross-entropy.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f32,
+    /// Chance that the caption stage sees a training photo mirrored (its feature
+    /// grid's columns reversed, "left" and "right" swapped in its captions).
+    #[arg(long, default_value_t = 0.0)]
+    pub mirror: f64,
     /// Self-critical epochs (CIDEr-D reward) after the caption stage; 0 skips them.
     #[arg(long, default_value_t = 0)]
     pub scst_epochs: usize,

@@ -139,6 +139,7 @@ fn main() -> Result<()> {
                 caption_epochs: a.caption_epochs,
                 dropout: a.dropout,
                 label_smoothing: a.label_smoothing,
+                mirror: a.mirror,
                 scst_epochs: a.scst_epochs,
                 patience: a.patience,
                 limit: a.limit,

@@ -178,7 +178,8 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         stdout.lines().find(|l| l.starts_with("after captioning"))
     );
 
-    // Changing one training image invalidates the train image cache only.
+    // Changing one training image invalidates the train image cache only. (This run
+    // also mirrors half the caption stage's photos.)
     let image = data.join("Images/0000_scene.jpg");
     render(&Scene::generate(&mut SplitMix64::new(99), 96))
         .save(&image)
@@ -187,9 +188,11 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         &data,
         &root.path().join("model2"),
         &cache,
-        &["--caption-epochs", "1", "--scst-epochs", "0"],
+        &["--caption-epochs", "1", "--scst-epochs", "0", "--mirror", "0.5"],
     );
     assert!(ok, "{stderr}");
+    let mirrored = losses(&root.path().join("model2/caption/metrics.jsonl"), "caption_loss");
+    assert!(mirrored.iter().all(|v| v.is_finite()), "{mirrored:?}");
     assert!(!stderr.contains("train: image features from"), "{stderr}");
     assert!(stderr.contains("dev: image features from"), "{stderr}");
     assert_eq!(cache_files(&cache), 5);
@@ -226,10 +229,15 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         assert!((-1.0..=1.0).contains(&value), "{line}");
     }
 
-    // A dropout that is no probability is refused before any work.
+    // A dropout or mirror chance that is no probability is refused before any work.
     let (ok, _, stderr) = train(&data, &root.path().join("model5"), &cache, &["--dropout", "1"]);
     assert!(
         !ok && stderr.contains("--dropout 1: expected a probability"),
+        "{stderr}"
+    );
+    let (ok, _, stderr) = train(&data, &root.path().join("model5"), &cache, &["--mirror", "1.5"]);
+    assert!(
+        !ok && stderr.contains("--mirror 1.5: expected a probability"),
         "{stderr}"
     );
 

@@ -1,8 +1,12 @@
 //! Caption-decoder fine-tuning on the cached image tokens: every caption of every
 //! image of a batch is a teacher-forced sequence (the image tokens are projected
 //! once per image), and dev CIDEr-D after each epoch drives early stopping.
+//!
+//! Augmentation works on the cached grid: a mirrored image is its token grid with
+//! the columns reversed, captioned by its captions with "left" and "right" swapped.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
+use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::TextTokenizer;
 
 use super::cache::ImageFeatures;
@@ -17,42 +21,128 @@ use crate::train::trainer::Losses;
 pub struct CaptionSet<'a> {
     pub images: &'a ImageFeatures,
     pub captions: Vec<Vec<Vec<u32>>>,
+    /// The same captions with "left" and "right" swapped, for mirrored images.
+    pub mirrored: Vec<Vec<Vec<u32>>>,
     pub pad: u32,
 }
 
 impl<'a> CaptionSet<'a> {
     pub fn new(images: &'a ImageFeatures, texts: &[Vec<String>], tokenizer: &TextTokenizer) -> Result<Self> {
-        let captions = texts
-            .iter()
-            .map(|caps| {
-                caps.iter()
-                    .map(|c| tokenizer.encode(c))
-                    .collect::<std::result::Result<Vec<_>, _>>()
-            })
-            .collect::<std::result::Result<Vec<_>, _>>()?;
+        let encode = |swap: bool| {
+            texts
+                .iter()
+                .map(|caps| {
+                    caps.iter()
+                        .map(|c| match swap {
+                            true => tokenizer.encode(&mirror_caption(c)),
+                            false => tokenizer.encode(c),
+                        })
+                        .collect::<std::result::Result<Vec<_>, _>>()
+                })
+                .collect::<std::result::Result<Vec<_>, _>>()
+        };
         Ok(Self {
             images,
-            captions,
+            captions: encode(false)?,
+            mirrored: encode(true)?,
             pad: tokenizer.special_ids().pad,
         })
     }
+}
+
+/// A caption of the mirrored image: the words "left" and "right" swapped (any
+/// case), everything else unchanged.
+pub fn mirror_caption(caption: &str) -> String {
+    let mut out = String::with_capacity(caption.len());
+    let mut word = String::new();
+    let flush = |word: &mut String, out: &mut String| {
+        let swapped = match word.to_lowercase().as_str() {
+            "left" => Some("right"),
+            "right" => Some("left"),
+            _ => None,
+        };
+        match swapped {
+            Some(s) if word.starts_with(|c: char| c.is_uppercase()) => {
+                out.push_str(&s[..1].to_uppercase());
+                out.push_str(&s[1..]);
+            }
+            Some(s) => out.push_str(s),
+            None => out.push_str(word),
+        }
+        word.clear();
+    };
+    for c in caption.chars() {
+        if c.is_alphanumeric() {
+            word.push(c);
+        } else {
+            flush(&mut word, &mut out);
+            out.push(c);
+        }
+    }
+    flush(&mut word, &mut out);
+    out
+}
+
+/// Reverses the columns of each flagged image's square token grid, in place:
+/// `tokens` is `[flags.len(), side * side, width]` flattened, row-major grid.
+pub fn mirror_grids(tokens: &mut [f32], flags: &[bool], side: usize, width: usize) {
+    let per_image = side * side * width;
+    for (image, _) in flags.iter().enumerate().filter(|(_, &f)| f) {
+        let grid = &mut tokens[image * per_image..(image + 1) * per_image];
+        for row in grid.chunks_mut(side * width) {
+            for column in 0..side / 2 {
+                let mirror = side - 1 - column;
+                let (left, right) = row.split_at_mut(mirror * width);
+                left[column * width..(column + 1) * width].swap_with_slice(&mut right[..width]);
+            }
+        }
+    }
+}
+
+/// How the caption stage regularises its training.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Augment {
+    /// Label smoothing of the cross-entropy.
+    pub label_smoothing: f32,
+    /// Chance that an image of a batch is seen mirrored (needs a square token grid).
+    pub mirror: f64,
 }
 
 /// Length groups a batch's captions are split into, so that short captions are
 /// not padded to the longest one of the whole batch.
 const LENGTH_GROUPS: usize = 4;
 
-/// Next-token cross-entropy (label-smoothed by `smoothing`) of all captions of the
-/// images `batch`.
-pub fn step(model: &PhotoVlm, set: &CaptionSet, batch: &[usize], smoothing: f32, device: &Device) -> Losses {
+/// Next-token cross-entropy (label-smoothed) of all captions of the images
+/// `batch`, each image mirrored with the chance `augment.mirror` drawn from `rng`.
+pub fn step(
+    model: &PhotoVlm,
+    set: &CaptionSet,
+    batch: &[usize],
+    augment: Augment,
+    rng: &mut SplitMix64,
+    device: &Device,
+) -> Losses {
     let (tokens, width) = (set.images.header.tokens, set.images.header.width);
+    let side = (tokens as f64).sqrt().round() as usize;
+    let mirror: Vec<bool> = batch
+        .iter()
+        .map(|_| augment.mirror > 0.0 && side * side == tokens && rng.unit() < augment.mirror)
+        .collect();
+    let mut values = set.images.tokens(batch);
+    mirror_grids(&mut values, &mirror, side, width);
     let image = model.image_tokens(Tensor::<3>::from_data(
-        TensorData::new(set.images.tokens(batch), [batch.len(), tokens, width]),
+        TensorData::new(values, [batch.len(), tokens, width]),
         device,
     ));
+    let smoothing = augment.label_smoothing;
     let mut rows: Vec<(usize, &Vec<u32>)> = Vec::new();
     for (b, &i) in batch.iter().enumerate() {
-        for caption in &set.captions[i] {
+        let captions = if mirror[b] {
+            &set.mirrored[i]
+        } else {
+            &set.captions[i]
+        };
+        for caption in captions {
             rows.push((b, caption));
         }
     }
@@ -122,4 +212,44 @@ pub fn scores(captions: &[String], references: &[Vec<String>]) -> Result<(f64, f
     let bleu = metrics::corpus_bleu_from_text(captions, references).map_err(err)?;
     let cider = metrics::cider_d_from_text(captions, references).map_err(err)?;
     Ok((bleu.corpus[3] * 100.0, cider.corpus * 100.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn mirrored_captions_swap_left_and_right_only() {
+        assert_eq!(
+            mirror_caption("A dog on the left jumps right over a Left-handed man ."),
+            "A dog on the right jumps left over a Right-handed man ."
+        );
+        assert_eq!(mirror_caption("Right : bright lefty"), "Left : bright lefty");
+        assert_eq!(mirror_caption(""), "");
+    }
+
+    #[test]
+    fn mirrored_grids_reverse_each_row_of_flagged_images() {
+        // Two images, 3x3 grids of 2-wide tokens: value = image*100 + row*10 + column.
+        let (side, width) = (3, 2);
+        let mut tokens: Vec<f32> = (0..2)
+            .flat_map(|i| {
+                (0..side * side).flat_map(move |t| {
+                    let v = (i * 100 + (t / side) * 10 + t % side) as f32;
+                    [v, -v]
+                })
+            })
+            .collect();
+        let original = tokens.clone();
+        mirror_grids(&mut tokens, &[false, true], side, width);
+        assert_eq!(&tokens[..18], &original[..18], "an unflagged image is untouched");
+        let columns: Vec<f32> = tokens[18..].chunks(width).map(|t| t[0]).collect();
+        assert_eq!(columns, [102., 101., 100., 112., 111., 110., 122., 121., 120.]);
+        assert!(
+            tokens[18..].chunks(width).all(|t| t[1] == -t[0]),
+            "tokens move whole"
+        );
+        mirror_grids(&mut tokens, &[false, true], side, width);
+        assert_eq!(tokens, original, "mirroring twice restores the grid");
+    }
 }

@@ -66,6 +66,8 @@ pub struct RecipeArgs {
     pub dropout: f64,
     /// Label smoothing of the caption stage's cross-entropy.
     pub label_smoothing: f32,
+    /// Chance that the caption stage sees a training image mirrored.
+    pub mirror: f64,
     /// Self-critical (CIDEr-D reward) epochs after the caption stage; 0 skips it.
     pub scst_epochs: usize,
     /// Epochs without a better dev CIDEr-D before the caption stage stops.
@@ -364,6 +366,12 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
             )));
         }
     }
+    if !(0.0..=1.0).contains(&args.mirror) {
+        return Err(TrainError::Invalid(format!(
+            "--mirror {}: expected a probability in [0, 1]",
+            args.mirror
+        )));
+    }
     std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
     let train = load_split(&args.data, "train", args.limit)?;
     let dev = load_split(&args.data, "dev", args.limit.map(|n| n / 4))?;
@@ -510,6 +518,10 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         quiet: args.quiet,
     };
     let caption_batch = images.min(32);
+    let augment = caption::Augment {
+        label_smoothing: args.label_smoothing,
+        mirror: args.mirror,
+    };
     let stage = Stage::decoder(args, "caption", images, caption_batch, args.caption_epochs).lr(5e-4, 0.03);
     let (mut best, mut best_cider) = caption_stage(
         &stage,
@@ -519,7 +531,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         args,
         &config,
         train.paths.len(),
-        |model, batch, _rng| caption::step(model, &train_set, batch, args.label_smoothing, device),
+        |model, batch, rng| caption::step(model, &train_set, batch, augment, rng, device),
         device,
     )?
     .ok_or_else(|| TrainError::Invalid("the caption stage kept no weights".into()))?;
