@@ -373,8 +373,9 @@ pub struct RecipeCliArgs {
     /// Label smoothing of the caption stage's cross-entropy.
     #[arg(long, default_value_t = 0.0)]
     pub label_smoothing: f32,
-    /// Chance that the caption stage sees a training photo mirrored (its feature
-    /// grid's columns reversed, "left" and "right" swapped in its captions).
+    /// Chance that the caption stage sees a training photo mirrored (the tower's
+    /// features of the flipped photo, computed once and cached; "left" and "right"
+    /// swapped in its captions).
     #[arg(long, default_value_t = 0.0)]
     pub mirror: f64,
     /// Self-critical epochs (CIDEr-D reward) after the caption stage; 0 skips them.

@@ -2,8 +2,8 @@
 //! image of a batch is a teacher-forced sequence (the image tokens are projected
 //! once per image), and dev CIDEr-D after each epoch drives early stopping.
 //!
-//! Augmentation works on the cached grid: a mirrored image is its token grid with
-//! the columns reversed, captioned by its captions with "left" and "right" swapped.
+//! Augmentation: a training photo may be shown mirrored, through the cached tower
+//! features of the flipped photo, with "left" and "right" swapped in its captions.
 
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use edgevlm_shared::rng::SplitMix64;
@@ -20,6 +20,8 @@ use crate::train::trainer::Losses;
 /// Each image's captions, tokenized with the decoder's vocabulary.
 pub struct CaptionSet<'a> {
     pub images: &'a ImageFeatures,
+    /// Features of the same photos flipped left to right, when augmenting.
+    pub mirrored_images: Option<&'a ImageFeatures>,
     pub captions: Vec<Vec<Vec<u32>>>,
     /// The same captions with "left" and "right" swapped, for mirrored images.
     pub mirrored: Vec<Vec<Vec<u32>>>,
@@ -43,10 +45,17 @@ impl<'a> CaptionSet<'a> {
         };
         Ok(Self {
             images,
+            mirrored_images: None,
             captions: encode(false)?,
             mirrored: encode(true)?,
             pad: tokenizer.special_ids().pad,
         })
+    }
+
+    /// Lets batches show photos mirrored, from `mirrored` (the flipped photos' features).
+    pub fn with_mirrored(mut self, mirrored: &'a ImageFeatures) -> Self {
+        self.mirrored_images = Some(mirrored);
+        self
     }
 }
 
@@ -83,28 +92,13 @@ pub fn mirror_caption(caption: &str) -> String {
     out
 }
 
-/// Reverses the columns of each flagged image's square token grid, in place:
-/// `tokens` is `[flags.len(), side * side, width]` flattened, row-major grid.
-pub fn mirror_grids(tokens: &mut [f32], flags: &[bool], side: usize, width: usize) {
-    let per_image = side * side * width;
-    for (image, _) in flags.iter().enumerate().filter(|(_, &f)| f) {
-        let grid = &mut tokens[image * per_image..(image + 1) * per_image];
-        for row in grid.chunks_mut(side * width) {
-            for column in 0..side / 2 {
-                let mirror = side - 1 - column;
-                let (left, right) = row.split_at_mut(mirror * width);
-                left[column * width..(column + 1) * width].swap_with_slice(&mut right[..width]);
-            }
-        }
-    }
-}
-
 /// How the caption stage regularises its training.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Augment {
     /// Label smoothing of the cross-entropy.
     pub label_smoothing: f32,
-    /// Chance that an image of a batch is seen mirrored (needs a square token grid).
+    /// Chance that an image of a batch is seen mirrored (when the set has mirrored
+    /// features).
     pub mirror: f64,
 }
 
@@ -123,13 +117,18 @@ pub fn step(
     device: &Device,
 ) -> Losses {
     let (tokens, width) = (set.images.header.tokens, set.images.header.width);
-    let side = (tokens as f64).sqrt().round() as usize;
     let mirror: Vec<bool> = batch
         .iter()
-        .map(|_| augment.mirror > 0.0 && side * side == tokens && rng.unit() < augment.mirror)
+        .map(|_| set.mirrored_images.is_some() && augment.mirror > 0.0 && rng.unit() < augment.mirror)
         .collect();
-    let mut values = set.images.tokens(batch);
-    mirror_grids(&mut values, &mirror, side, width);
+    let values = match set.mirrored_images {
+        Some(mirrored) if mirror.contains(&true) => batch
+            .iter()
+            .zip(&mirror)
+            .flat_map(|(&i, &m)| if m { mirrored } else { set.images }.tokens(&[i]))
+            .collect(),
+        _ => set.images.tokens(batch),
+    };
     let image = model.image_tokens(Tensor::<3>::from_data(
         TensorData::new(values, [batch.len(), tokens, width]),
         device,
@@ -226,30 +225,5 @@ mod tests {
         );
         assert_eq!(mirror_caption("Right : bright lefty"), "Left : bright lefty");
         assert_eq!(mirror_caption(""), "");
-    }
-
-    #[test]
-    fn mirrored_grids_reverse_each_row_of_flagged_images() {
-        // Two images, 3x3 grids of 2-wide tokens: value = image*100 + row*10 + column.
-        let (side, width) = (3, 2);
-        let mut tokens: Vec<f32> = (0..2)
-            .flat_map(|i| {
-                (0..side * side).flat_map(move |t| {
-                    let v = (i * 100 + (t / side) * 10 + t % side) as f32;
-                    [v, -v]
-                })
-            })
-            .collect();
-        let original = tokens.clone();
-        mirror_grids(&mut tokens, &[false, true], side, width);
-        assert_eq!(&tokens[..18], &original[..18], "an unflagged image is untouched");
-        let columns: Vec<f32> = tokens[18..].chunks(width).map(|t| t[0]).collect();
-        assert_eq!(columns, [102., 101., 100., 112., 111., 110., 122., 121., 120.]);
-        assert!(
-            tokens[18..].chunks(width).all(|t| t[1] == -t[0]),
-            "tokens move whole"
-        );
-        mirror_grids(&mut tokens, &[false, true], side, width);
-        assert_eq!(tokens, original, "mirroring twice restores the grid");
     }
 }

@@ -17,6 +17,14 @@ use crate::train::error::{Result, TrainError};
 
 pub const IMAGE_TOWER: &str = "efficientnet-lite0";
 pub const TEXT_TOWER: &str = "minilm-l6";
+/// How an image is shown to the image tower.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum View {
+    Original,
+    /// Flipped left to right.
+    Mirrored,
+}
+
 /// Longest text the text tower reads, special tokens included.
 pub const TEXT_MAX_LEN: usize = 40;
 /// Images per tower forward pass.
@@ -86,11 +94,25 @@ impl Towers {
 
     /// Grid tokens of stored images: `[n, 49, 1280]` at 224 px.
     pub fn image_tokens(&self, store: &ImageStore, indices: &[usize], device: &Device) -> Tensor<3> {
+        self.view_tokens(store, indices, View::Original, device)
+    }
+
+    /// Grid tokens of stored images seen as `view`.
+    pub fn view_tokens(
+        &self,
+        store: &ImageStore,
+        indices: &[usize],
+        view: View,
+        device: &Device,
+    ) -> Tensor<3> {
         let s = store.config().image_size as usize;
-        let pixels = Tensor::<4>::from_data(
+        let mut pixels = Tensor::<4>::from_data(
             TensorData::new(store.batch(indices), [indices.len(), 3, s, s]),
             device,
         );
+        if view == View::Mirrored {
+            pixels = pixels.flip([3]);
+        }
         let features = self.image.forward_features(pixels);
         let [n, d, h, w] = features.dims();
         features.reshape([n, d, h * w]).swap_dims(1, 2)
@@ -136,10 +158,14 @@ impl Towers {
         Ok(out)
     }
 
-    fn image_key(&self, names: &[String], sizes: &[u64]) -> String {
+    fn image_key(&self, names: &[String], sizes: &[u64], view: View) -> String {
         let listing: Vec<String> = names.iter().zip(sizes).map(|(n, s)| format!("{n}:{s}")).collect();
+        let version = match view {
+            View::Original => "image-grid-v1",
+            View::Mirrored => "image-grid-v1-mirrored",
+        };
         cache::key(&[
-            "image-grid-v1",
+            version,
             &self.image_sha,
             &serde_json::to_string(&Self::preprocess()).expect("plain data"),
             &listing.join("\n"),
@@ -155,6 +181,18 @@ impl Towers {
         label: &str,
         device: &Device,
     ) -> Result<ImageFeatures> {
+        self.cached_view(paths, cache_dir, label, View::Original, device)
+    }
+
+    /// Grid tokens of every image seen as `view`, cached like [`Self::cached_images`].
+    pub fn cached_view(
+        &self,
+        paths: &[PathBuf],
+        cache_dir: &Path,
+        label: &str,
+        view: View,
+        device: &Device,
+    ) -> Result<ImageFeatures> {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let sizes = paths
             .iter()
@@ -164,10 +202,14 @@ impl Towers {
                     .map_err(|e| TrainError::io(p, e))
             })
             .collect::<Result<Vec<_>>>()?;
+        let label = match view {
+            View::Original => label.to_string(),
+            View::Mirrored => format!("{label}-mirrored"),
+        };
         let file = cache::path(
             cache_dir,
             &format!("{label}-{IMAGE_TOWER}"),
-            &self.image_key(&names, &sizes),
+            &self.image_key(&names, &sizes, view),
         );
         if file.is_file() {
             eprintln!("{label}: image features from {}", file.display());
@@ -179,7 +221,7 @@ impl Towers {
         let mut tokens = 0;
         let all: Vec<usize> = (0..paths.len()).collect();
         for chunk in all.chunks(IMAGE_BATCH) {
-            let t = self.image_tokens(&store, chunk, device);
+            let t = self.view_tokens(&store, chunk, view, device);
             tokens = t.dims()[1];
             values.extend(floats(t.into_data())?.into_iter().map(cache::to_bf16));
             bar.inc(chunk.len() as u64);
@@ -281,4 +323,55 @@ pub fn progress(len: usize, label: &str) -> ProgressBar {
     );
     bar.set_prefix(label.to_string());
     bar
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgevlm_shared::rng::SplitMix64;
+    use edgevlm_shared::synth::{render, Scene};
+
+    #[test]
+    fn the_mirrored_view_is_the_flipped_photo_and_has_its_own_cache() {
+        let pretrained = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/pretrained");
+        assert!(
+            pretrained.join(IMAGE_TOWER).is_dir(),
+            "{} is missing: run models/fetch-pretrained.sh",
+            pretrained.display()
+        );
+        let device = Device::flex();
+        let towers = Towers::load_from(
+            &pretrained.join(IMAGE_TOWER),
+            &pretrained.join(TEXT_TOWER),
+            &device,
+        )
+        .expect("towers load");
+        let dir = tempfile::tempdir().unwrap();
+        let photo = render(&Scene::generate(&mut SplitMix64::new(3), 224));
+        let (original, flipped) = (dir.path().join("a.png"), dir.path().join("b.png"));
+        photo.save(&original).unwrap();
+        image::imageops::flip_horizontal(&photo).save(&flipped).unwrap();
+
+        let paths = vec![original.clone(), flipped];
+        let store = ImageStore::load(paths.clone(), &Towers::preprocess()).unwrap();
+        let values = |view, index| -> Vec<f32> {
+            floats(towers.view_tokens(&store, &[index], view, &device).into_data()).unwrap()
+        };
+        let mirrored = values(View::Mirrored, 0);
+        let max_gap = |a: &[f32], b: &[f32]| a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0f32, f32::max);
+        assert!(max_gap(&mirrored, &values(View::Original, 1)) < 1e-4);
+        assert!(max_gap(&mirrored, &values(View::Original, 0)) > 0.1);
+
+        let cache = dir.path().join("cache");
+        let plain = towers
+            .cached_images(&paths[..1], &cache, "train", &device)
+            .unwrap();
+        let view = towers
+            .cached_view(&paths[..1], &cache, "train", View::Mirrored, &device)
+            .unwrap();
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2, "one file per view");
+        assert_eq!(plain.header.images, view.header.images);
+        let cached = view.tokens(&[0]);
+        assert!(max_gap(&cached, &mirrored) < 0.02, "bf16-rounded mirrored tokens");
+    }
 }
