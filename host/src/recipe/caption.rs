@@ -20,42 +20,51 @@ use crate::train::trainer::Losses;
 /// Each image's captions, tokenized with the decoder's vocabulary.
 pub struct CaptionSet<'a> {
     pub images: &'a ImageFeatures,
-    /// Features of the same photos flipped left to right, when augmenting.
-    pub mirrored_images: Option<&'a ImageFeatures>,
     pub captions: Vec<Vec<Vec<u32>>>,
-    /// The same captions with "left" and "right" swapped, for mirrored images.
-    pub mirrored: Vec<Vec<Vec<u32>>>,
+    /// The photos mirrored, when augmenting.
+    pub mirrored: Option<Mirrored<'a>>,
     pub pad: u32,
+}
+
+/// The mirrored photos of a caption set: the tower's features of the flipped photos
+/// and the captions with "left" and "right" swapped.
+pub struct Mirrored<'a> {
+    pub images: &'a ImageFeatures,
+    pub captions: Vec<Vec<Vec<u32>>>,
+}
+
+fn encode_all(
+    texts: &[Vec<String>],
+    tokenizer: &TextTokenizer,
+    edit: fn(&str) -> String,
+) -> Result<Vec<Vec<Vec<u32>>>> {
+    texts
+        .iter()
+        .map(|caps| caps.iter().map(|c| Ok(tokenizer.encode(&edit(c))?)).collect())
+        .collect()
 }
 
 impl<'a> CaptionSet<'a> {
     pub fn new(images: &'a ImageFeatures, texts: &[Vec<String>], tokenizer: &TextTokenizer) -> Result<Self> {
-        let encode = |swap: bool| {
-            texts
-                .iter()
-                .map(|caps| {
-                    caps.iter()
-                        .map(|c| match swap {
-                            true => tokenizer.encode(&mirror_caption(c)),
-                            false => tokenizer.encode(c),
-                        })
-                        .collect::<std::result::Result<Vec<_>, _>>()
-                })
-                .collect::<std::result::Result<Vec<_>, _>>()
-        };
         Ok(Self {
             images,
-            mirrored_images: None,
-            captions: encode(false)?,
-            mirrored: encode(true)?,
+            captions: encode_all(texts, tokenizer, str::to_string)?,
+            mirrored: None,
             pad: tokenizer.special_ids().pad,
         })
     }
 
-    /// Lets batches show photos mirrored, from `mirrored` (the flipped photos' features).
-    pub fn with_mirrored(mut self, mirrored: &'a ImageFeatures) -> Self {
-        self.mirrored_images = Some(mirrored);
-        self
+    /// Lets batches show photos mirrored: `images` holds the flipped photos'
+    /// features, `texts` the same captions as [`Self::new`] got.
+    pub fn with_mirrored(
+        mut self,
+        images: &'a ImageFeatures,
+        texts: &[Vec<String>],
+        tokenizer: &TextTokenizer,
+    ) -> Result<Self> {
+        let captions = encode_all(texts, tokenizer, mirror_caption)?;
+        self.mirrored = Some(Mirrored { images, captions });
+        Ok(self)
     }
 }
 
@@ -117,18 +126,15 @@ pub fn step(
     device: &Device,
 ) -> Losses {
     let (tokens, width) = (set.images.header.tokens, set.images.header.width);
-    let mirror: Vec<bool> = batch
+    let mirrored: Vec<Option<&Mirrored>> = batch
         .iter()
-        .map(|_| set.mirrored_images.is_some() && augment.mirror > 0.0 && rng.unit() < augment.mirror)
+        .map(|_| set.mirrored.as_ref().filter(|_| rng.unit() < augment.mirror))
         .collect();
-    let values = match set.mirrored_images {
-        Some(mirrored) if mirror.contains(&true) => batch
-            .iter()
-            .zip(&mirror)
-            .flat_map(|(&i, &m)| if m { mirrored } else { set.images }.tokens(&[i]))
-            .collect(),
-        _ => set.images.tokens(batch),
-    };
+    let values: Vec<f32> = batch
+        .iter()
+        .zip(&mirrored)
+        .flat_map(|(&i, m)| m.map_or(set.images, |m| m.images).tokens(&[i]))
+        .collect();
     let image = model.image_tokens(Tensor::<3>::from_data(
         TensorData::new(values, [batch.len(), tokens, width]),
         device,
@@ -136,12 +142,7 @@ pub fn step(
     let smoothing = augment.label_smoothing;
     let mut rows: Vec<(usize, &Vec<u32>)> = Vec::new();
     for (b, &i) in batch.iter().enumerate() {
-        let captions = if mirror[b] {
-            &set.mirrored[i]
-        } else {
-            &set.captions[i]
-        };
-        for caption in captions {
+        for caption in &mirrored[b].map_or(&set.captions, |m| &m.captions)[i] {
             rows.push((b, caption));
         }
     }

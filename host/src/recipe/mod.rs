@@ -510,15 +510,12 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     // Stage 3: captioning with teacher forcing; stage 4: self-critical training from
     // its best weights. Both are early-stopped on dev CIDEr-D (greedy decoding).
     // Mirrored photos' features are computed (and cached) only when they are used.
-    let mirrored_images = match args.mirror > 0.0 {
-        true => {
-            Some(towers.cached_view(&train.paths, &args.cache, "train", towers::View::Mirrored, device)?)
-        }
-        false => None,
-    };
+    let mirrored_images = (args.mirror > 0.0)
+        .then(|| towers.cached_view(&train.paths, &args.cache, "train", towers::View::Mirrored, device))
+        .transpose()?;
     let mut train_set = CaptionSet::new(&train_images, &train.captions, &tokenizer)?;
     if let Some(mirrored) = &mirrored_images {
-        train_set = train_set.with_mirrored(mirrored);
+        train_set = train_set.with_mirrored(mirrored, &train.captions, &tokenizer)?;
     }
     let judge = DevJudge {
         images: &dev_images,
