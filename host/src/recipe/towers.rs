@@ -17,6 +17,12 @@ use crate::train::error::{Result, TrainError};
 
 pub const IMAGE_TOWER: &str = "efficientnet-lite0";
 pub const TEXT_TOWER: &str = "minilm-l6";
+/// Longest text the text tower reads, special tokens included.
+pub const TEXT_MAX_LEN: usize = 40;
+/// Images per tower forward pass.
+const IMAGE_BATCH: usize = 32;
+const TEXT_BATCH: usize = 128;
+
 /// How an image is shown to the image tower.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum View {
@@ -25,11 +31,15 @@ pub enum View {
     Mirrored,
 }
 
-/// Longest text the text tower reads, special tokens included.
-pub const TEXT_MAX_LEN: usize = 40;
-/// Images per tower forward pass.
-const IMAGE_BATCH: usize = 32;
-const TEXT_BATCH: usize = 128;
+impl View {
+    /// What a cache of this view adds to its file label and key.
+    fn suffix(self) -> &'static str {
+        match self {
+            View::Original => "",
+            View::Mirrored => "-mirrored",
+        }
+    }
+}
 
 pub struct Towers {
     /// HF-style folders the towers were read from.
@@ -160,12 +170,8 @@ impl Towers {
 
     fn image_key(&self, names: &[String], sizes: &[u64], view: View) -> String {
         let listing: Vec<String> = names.iter().zip(sizes).map(|(n, s)| format!("{n}:{s}")).collect();
-        let version = match view {
-            View::Original => "image-grid-v1",
-            View::Mirrored => "image-grid-v1-mirrored",
-        };
         cache::key(&[
-            version,
+            &format!("image-grid-v1{}", view.suffix()),
             &self.image_sha,
             &serde_json::to_string(&Self::preprocess()).expect("plain data"),
             &listing.join("\n"),
@@ -202,10 +208,7 @@ impl Towers {
                     .map_err(|e| TrainError::io(p, e))
             })
             .collect::<Result<Vec<_>>>()?;
-        let label = match view {
-            View::Original => label.to_string(),
-            View::Mirrored => format!("{label}-mirrored"),
-        };
+        let label = format!("{label}{}", view.suffix());
         let file = cache::path(
             cache_dir,
             &format!("{label}-{IMAGE_TOWER}"),
