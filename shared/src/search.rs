@@ -63,7 +63,7 @@ pub fn greedy<M: NextToken>(
     Ok(seqs.into_iter().map(|s| strip(&s, eos)).collect())
 }
 
-/// Beam search for one image.
+/// Beam search for one image: the best caption (token ids without [CLS]/[SEP]).
 pub fn beam<M: NextToken>(
     model: &mut M,
     bos: u32,
@@ -71,6 +71,31 @@ pub fn beam<M: NextToken>(
     max_len: usize,
     opts: DecodeOptions,
 ) -> Result<Vec<u32>, M::Error> {
+    Ok(beam_candidates(model, bos, eos, max_len, opts)?
+        .into_iter()
+        .next()
+        .map(|c| c.tokens)
+        .unwrap_or_default())
+}
+
+/// A caption the beam search finished with.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Candidate {
+    /// Token ids without [CLS]/[SEP].
+    pub tokens: Vec<u32>,
+    /// Log-probability divided by the length penalty.
+    pub score: f32,
+}
+
+/// Beam search for one image, returning every caption it finished (and the live beams
+/// at `max_len`), best score first, so a reranker can choose among them.
+pub fn beam_candidates<M: NextToken>(
+    model: &mut M,
+    bos: u32,
+    eos: u32,
+    max_len: usize,
+    opts: DecodeOptions,
+) -> Result<Vec<Candidate>, M::Error> {
     let penalty = |len: usize| ((5.0 + len as f32) / 6.0).powf(opts.length_penalty);
     // (tokens, score, index of the prefix it came from)
     let mut beams: Vec<(Vec<u32>, f32)> = vec![(vec![bos], 0.0)];
@@ -113,11 +138,14 @@ pub fn beam<M: NextToken>(
         let words = seq.len() - 1;
         finished.push((seq, score / penalty(words)));
     }
+    finished.sort_by(|a, b| b.1.total_cmp(&a.1));
     Ok(finished
         .into_iter()
-        .max_by(|a, b| a.1.total_cmp(&b.1))
-        .map(|(seq, _)| strip(&seq, eos))
-        .unwrap_or_default())
+        .map(|(seq, score)| Candidate {
+            tokens: strip(&seq, eos),
+            score,
+        })
+        .collect())
 }
 
 /// Numerically stable log-softmax of one row of logits.
@@ -198,6 +226,12 @@ mod tests {
         assert_eq!(beam(&mut m, 0, 1, 10, opts).unwrap(), vec![3]);
         // Second call: beams "a" (parent 0) and "b" (parent 0).
         assert_eq!(m.calls[1], Some(vec![0, 0]));
+        // Every finished caption comes back, best first; the first is beam's choice.
+        let found = beam_candidates(&mut Table { calls: vec![] }, 0, 1, 10, opts).unwrap();
+        assert!(found.len() >= 2, "{found:?}");
+        assert_eq!(found[0].tokens, vec![3]);
+        assert!(found.windows(2).all(|w| w[0].score >= w[1].score), "{found:?}");
+        assert!(found.iter().any(|c| c.tokens == vec![2]), "{found:?}");
         let lp = log_softmax(&[1.0, 2.0, 3.0]);
         let total: f32 = lp.iter().map(|v| v.exp()).sum();
         assert!((total - 1.0).abs() < 1e-6 && argmax(&lp) == 2);

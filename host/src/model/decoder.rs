@@ -11,7 +11,7 @@ use burn::tensor::{Device, Distribution, Int, Tensor, TensorData};
 use super::attention::{causal_bias, Attention, AttentionConfig};
 use super::bert::embedding;
 use super::feed_forward::{FeedForward, FeedForwardConfig};
-use edgevlm_shared::search::{self, NextToken};
+use edgevlm_shared::search::{self, Candidate, NextToken};
 
 #[derive(Config, Debug)]
 pub struct CaptionDecoderConfig {
@@ -222,6 +222,33 @@ impl CaptionDecoder {
             Ok(seqs) => seqs,
             Err(never) => match never {},
         }
+    }
+}
+
+impl CaptionDecoder {
+    /// Every caption a beam search of `opts.beam_size` finishes for each image, best
+    /// score first (see [`search::beam_candidates`]), for reranking.
+    ///
+    /// # Shapes
+    /// - image: `[batch, n, d_image]`
+    pub fn candidates(
+        &self,
+        image: Tensor<3>,
+        bos: u32,
+        eos: u32,
+        opts: DecodeOptions,
+    ) -> Vec<Vec<Candidate>> {
+        let max_len = opts.max_len.min(self.max_len);
+        let [batch, n, d] = image.dims();
+        (0..batch)
+            .map(|i| {
+                let one = image.clone().narrow(0, i, 1).reshape([1, n, d]);
+                match search::beam_candidates(&mut Cached::new(self, one), bos, eos, max_len, opts) {
+                    Ok(found) => found,
+                    Err(never) => match never {},
+                }
+            })
+            .collect()
     }
 }
 

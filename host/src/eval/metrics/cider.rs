@@ -135,9 +135,23 @@ impl CiderReward {
     /// CIDEr-D (x10 scale, as [`cider_d`]'s per-image values) of `caption` (raw text)
     /// against the references of image `image`.
     pub fn score(&self, image: usize, caption: &str) -> f64 {
-        let Some(references) = self.references.get(image) else {
+        match self.references.get(image) {
+            Some(references) => self.score_tokens(caption, references),
+            None => 0.0,
+        }
+    }
+
+    /// CIDEr-D (x10 scale) of `caption` against any other references (raw text), with
+    /// this corpus's document frequencies: consensus reranking scores a candidate
+    /// against captions retrieved for an image that has none of its own.
+    pub fn score_against<S: AsRef<str>>(&self, caption: &str, references: &[S]) -> f64 {
+        self.score_tokens(caption, &tokenize_captions(references))
+    }
+
+    fn score_tokens(&self, caption: &str, references: &[Vec<String>]) -> f64 {
+        if references.is_empty() {
             return 0.0;
-        };
+        }
         let tokens = super::tokenize::tokenize_caption(caption);
         let candidate = tf_idf(
             &ordered_counts(&tokens),
@@ -263,6 +277,13 @@ mod tests {
                 let what = format!("{name} image {image} reward");
                 assert_close(
                     reward.score(image, candidate),
+                    scores.per_image[image],
+                    1e-12,
+                    &what,
+                );
+                // The same references passed in from outside score the same.
+                assert_close(
+                    reward.score_against(candidate, &references[image]),
                     scores.per_image[image],
                     1e-12,
                     &what,
