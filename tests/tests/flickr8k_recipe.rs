@@ -131,9 +131,17 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
     let (ok, stdout, stderr) = train(&data, &out, &cache, &[]);
     assert!(ok, "{stderr}");
     assert!(
-        stdout.contains("after alignment") && stdout.contains("after captioning"),
+        stdout.contains("after alignment")
+            && stdout.contains("after captioning")
+            && stdout.contains("after reranking"),
         "{stdout}"
     );
+    // The folder keeps its caption memory and the decoding its dev numbers came from.
+    assert!(out.join("memory.bin").is_file());
+    let decoding: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("decoding.json")).unwrap()).unwrap();
+    assert_eq!(decoding["beam_size"], 2);
+    assert_eq!(decoding["consensus"]["neighbours"], 30);
     // Four caches: images and texts of train and dev.
     assert_eq!(cache_files(&cache), 4);
 
@@ -151,6 +159,7 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
     let report: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["dev_images"], 8);
+    assert_eq!(report["final_dev"]["stage"], "after reranking");
     assert_eq!(report["examples"].as_array().unwrap().len(), 8);
     assert!(report["final_dev"]["cider_d"].as_f64().unwrap() >= 0.0);
     // Early stopping kept the best dev CIDEr-D epoch's weights.
@@ -203,10 +212,27 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         eval.contains("CIDEr-D") && eval.contains("images     8"),
         "{eval}"
     );
-    let report: serde_json::Value =
-        serde_json::from_str(&std::fs::read_to_string(out.join("eval-caption-dev.json")).unwrap()).unwrap();
+    let eval_report = || -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(out.join("eval-caption-dev.json")).unwrap()).unwrap()
+    };
+    let report = eval_report();
     assert_eq!(report["beam_size"], 2);
     assert_eq!(report["length_penalty"], 0.0);
+    assert_eq!(report["consensus"]["neighbours"], 30);
+    // Flags override the folder's decoding; --consensus 0 keeps the beam's best.
+    eval_dev("caption", &out, &data, &["--consensus", "0", "--beam", "1"]);
+    let report = eval_report();
+    assert_eq!(report["beam_size"], 1);
+    assert!(report["consensus"].is_null(), "{report}");
+    eval_dev(
+        "caption",
+        &out,
+        &data,
+        &["--consensus", "5", "--consensus-weight", "0.5"],
+    );
+    let report = eval_report();
+    assert_eq!(report["consensus"]["neighbours"], 5);
+    assert_eq!(report["consensus"]["weight"], 0.5);
     let eval = eval_dev("retrieval", &out, &data, &[]);
     assert!(eval.contains("images 8 texts 40"), "{eval}");
     let dev_image = data.join("Images/0030_scene.jpg");
@@ -228,6 +254,20 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         let value: f32 = line.split_whitespace().next().unwrap().parse().unwrap();
         assert!((-1.0..=1.0).contains(&value), "{line}");
     }
+
+    // Without its caption memory the folder still captions, but cannot rerank.
+    std::fs::remove_file(out.join("memory.bin")).unwrap();
+    eval_dev("caption", &out, &data, &[]);
+    assert!(eval_report()["consensus"].is_null());
+    let output = Command::new(binary("edgevlm"))
+        .args(["caption", s(&dev_image), "--model", s(&out), "--consensus", "5"])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        !output.status.success() && stderr.contains("memory.bin"),
+        "{stderr}"
+    );
 
     // A dropout or mirror chance that is no probability is refused before any work.
     let (ok, _, stderr) = train(&data, &root.path().join("model5"), &cache, &["--dropout", "1"]);

@@ -12,6 +12,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use crate::data::store::ImageStore;
 use crate::model::saved::SavedModel;
 use crate::model::DecodeOptions;
+use crate::recipe::consensus::Consensus;
 use crate::train::objectives::text_input;
 
 const BATCH: usize = 64;
@@ -141,6 +142,26 @@ pub trait Predictor {
     ) -> crate::train::Result<Vec<String>>;
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>>;
     fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>>;
+    /// The beam search the model folder asks for, when it says.
+    fn decoding(&self) -> Option<DecodeOptions> {
+        None
+    }
+    /// The consensus reranking [`captions`](Self::captions) applies after the beam.
+    fn consensus(&self) -> Option<Consensus> {
+        None
+    }
+    /// Turns consensus reranking on (with these settings) or off. Only models with a
+    /// caption memory can rerank.
+    fn set_consensus(&mut self, consensus: Option<Consensus>) -> crate::train::Result<()> {
+        match consensus {
+            None => Ok(()),
+            Some(_) => Err(crate::train::TrainError::Invalid(
+                "consensus reranking needs a caption memory (memory.bin), which only \
+                 `edgevlm train --recipe flickr8k` model folders have"
+                    .into(),
+            )),
+        }
+    }
 }
 
 /// The trained burn model.

@@ -36,6 +36,8 @@ pub struct CaptionReport {
     pub cider_d: f64,
     pub beam_size: usize,
     pub length_penalty: f32,
+    /// Consensus reranking of the beam's captions, when the model applied it.
+    pub consensus: Option<crate::recipe::consensus::Consensus>,
     pub examples: Vec<CaptionExample>,
 }
 
@@ -78,6 +80,7 @@ pub fn caption(
         cider_d: cider.corpus * 100.0,
         beam_size: opts.beam_size,
         length_penalty: opts.length_penalty,
+        consensus: model.consensus(),
         examples,
     })
 }

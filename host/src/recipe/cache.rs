@@ -195,7 +195,7 @@ pub fn path(dir: &Path, name: &str, key: &str) -> PathBuf {
     dir.join(format!("{name}-{key}.bin"))
 }
 
-fn write_file(path: &Path, header: &impl Serialize, values: &[u16], ids: &[u32]) -> Result<()> {
+pub(crate) fn write_file(path: &Path, header: &impl Serialize, values: &[u16], ids: &[u32]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
     std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
     let staging = path.with_extension("bin.tmp");
@@ -220,9 +220,9 @@ fn write_file(path: &Path, header: &impl Serialize, values: &[u16], ids: &[u32])
 }
 
 /// Reads a cache file: its JSON header and the raw body.
-fn read_file<H: for<'de> Deserialize<'de>>(path: &Path) -> Result<(H, Vec<u8>)> {
+pub(crate) fn read_file<H: for<'de> Deserialize<'de>>(path: &Path) -> Result<(H, Vec<u8>)> {
     let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    let bad = |what: &str| TrainError::record(path, format!("not a feature cache: {what}"));
+    let bad = |what: &str| TrainError::record(path, format!("not an edgevlm feature file: {what}"));
     if bytes.len() < 16 || &bytes[..8] != MAGIC {
         return Err(bad("missing the EVLMFC01 signature"));
     }
@@ -234,7 +234,7 @@ fn read_file<H: for<'de> Deserialize<'de>>(path: &Path) -> Result<(H, Vec<u8>)> 
     Ok((header, bytes[16 + len..].to_vec()))
 }
 
-fn u16s(bytes: &[u8]) -> Vec<u16> {
+pub(crate) fn u16s(bytes: &[u8]) -> Vec<u16> {
     bytes
         .chunks_exact(2)
         .map(|b| u16::from_le_bytes([b[0], b[1]]))

@@ -9,12 +9,15 @@
 //! 4. `scst/`: self-critical training of the decoder with a CIDEr-D reward, from the
 //!    best caption weights, also early-stopped on dev CIDEr-D;
 //!
-//! then `OUT/model.bpk` holds the best weights and `OUT/report.json` every stage's
-//! dev numbers. `OUT` is a model folder for `eval`, `caption` and `match`.
+//! then `OUT/model.bpk` holds the best weights, `OUT/memory.bin` the training
+//! captions' ITC embeddings for consensus reranking of the final beam (see
+//! [`consensus`]), `OUT/decoding.json` the decoding the final numbers used, and
+//! `OUT/report.json` every stage's dev numbers. `OUT` is a model folder for `eval`, `caption` and `match`.
 
 pub mod align;
 pub mod cache;
 pub mod caption;
+pub mod consensus;
 pub mod model_dir;
 pub mod scst;
 pub mod towers;
@@ -31,6 +34,7 @@ use serde::Serialize;
 use self::align::{AlignSizes, Pairs};
 use self::cache::{ImageFeatures, TextFeatures};
 use self::caption::CaptionSet;
+use self::consensus::{Consensus, Decoding};
 use self::towers::Towers;
 use crate::data::batcher::Batcher;
 use crate::data::flickr8k;
@@ -74,7 +78,10 @@ pub struct RecipeArgs {
     pub patience: usize,
     /// Only the first N training images (quick checks); all when `None`.
     pub limit: Option<usize>,
+    /// Beam size of the final evaluation (and of the folder's `decoding.json`).
     pub beam: usize,
+    /// Consensus reranking of the beam's captions; `None` keeps the beam's best.
+    pub consensus: Option<Consensus>,
     pub quiet: bool,
 }
 
@@ -204,7 +211,7 @@ pub struct RecipeReport {
     pub dev_images: usize,
     pub stages: Vec<StageScores>,
     pub final_dev: StageScores,
-    pub beam_size: usize,
+    pub decoding: Decoding,
     pub examples: Vec<crate::eval::tasks::CaptionExample>,
     pub minutes: f64,
 }
@@ -581,38 +588,58 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         .map_err(|e| TrainError::record(&staging, e))?;
     std::fs::rename(&staging, args.out.join("model.bpk")).map_err(|e| TrainError::io(&args.out, e))?;
 
-    // Final dev numbers with beam search (`edgevlm eval` on the folder gives the same;
-    // the recipe test runs it).
+    // Final dev numbers: the beam's captions, then the same candidates reranked
+    // against the training captions (`edgevlm eval` on the folder gives the same; the
+    // recipe test runs it).
     let model = best.valid();
-    let beam = DecodeOptions {
+    let inner = device.clone().inner();
+    let decoding = Decoding {
         beam_size: args.beam.max(1),
-        max_len: CAPTION_MAX_LEN,
-        ..Default::default()
+        length_penalty: DecodeOptions::default().length_penalty,
+        consensus: args.consensus,
     };
-    let dev_indices: Vec<usize> = (0..dev_images.len()).collect();
-    let captions = caption::generate(
-        &model,
-        &dev_images,
-        &dev_indices,
-        &tokenizer,
-        beam,
-        &device.clone().inner(),
-    )?;
-    let (bleu4, cider) = caption::scores(&captions, &dev.captions)?;
-    let (i2t, t2i) = retrieval(
-        &model,
-        &dev_images,
-        &dev_texts,
-        &dev.owner,
-        &device.clone().inner(),
-    )?;
-    let final_dev = StageScores {
-        stage: "after captioning".into(),
-        step: 0,
-        image_to_text: i2t,
-        text_to_image: t2i,
-        bleu4: Some(bleu4),
-        cider_d: Some(cider),
+    let search = decoding.search(CAPTION_MAX_LEN);
+    let memory = consensus::build_memory(&model, train.captions.clone(), &train_texts, &inner)?;
+    memory.save(&args.out.join(consensus::MEMORY_FILE))?;
+    decoding.save(&args.out)?;
+    let (beam_captions, reranked) = match decoding.consensus {
+        Some(settings) => {
+            let r = consensus::cached_captions(
+                &model,
+                &dev_images,
+                &tokenizer,
+                search,
+                &memory,
+                settings,
+                &inner,
+            )?;
+            (r.beam, Some(r.chosen))
+        }
+        None => {
+            let dev_indices: Vec<usize> = (0..dev_images.len()).collect();
+            let beam = caption::generate(&model, &dev_images, &dev_indices, &tokenizer, search, &inner)?;
+            (beam, None)
+        }
+    };
+    let (i2t, t2i) = retrieval(&model, &dev_images, &dev_texts, &dev.owner, &inner)?;
+    let scored = |stage: &str, captions: &[String]| -> Result<StageScores> {
+        let (bleu4, cider) = caption::scores(captions, &dev.captions)?;
+        Ok(StageScores {
+            stage: stage.into(),
+            step: 0,
+            image_to_text: i2t,
+            text_to_image: t2i,
+            bleu4: Some(bleu4),
+            cider_d: Some(cider),
+        })
+    };
+    let after_beam = scored("after captioning", &beam_captions)?;
+    let (final_dev, captions) = match reranked {
+        Some(chosen) => {
+            stages.push(after_beam);
+            (scored("after reranking", &chosen)?, chosen)
+        }
+        None => (after_beam, beam_captions),
     };
     let examples = dev
         .paths
@@ -631,7 +658,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         dev_images: dev.paths.len(),
         stages,
         final_dev,
-        beam_size: beam.beam_size,
+        decoding,
         examples,
         minutes: clock.elapsed().as_secs_f64() / 60.0,
     };

@@ -8,6 +8,8 @@
 //!   image/model.safetensors                          EfficientNet-Lite0
 //!   text/{config.json, model.safetensors, tokenizer.json}  MiniLM (or another BERT)
 //! OUT/model.bpk          the trained heads (burnpack)
+//! OUT/memory.bin         the caption memory for consensus reranking (optional)
+//! OUT/decoding.json      the beam and reranking settings chosen on dev (optional)
 //! ```
 
 use std::path::Path;
@@ -16,6 +18,7 @@ use burn::config::Config;
 use burn::tensor::{Device, Tensor, TensorData};
 use edgevlm_shared::{PreprocessConfig, TextTokenizer};
 
+use super::consensus::{self, CaptionMemory, Consensus, Decoding};
 use super::towers::{self, Towers};
 use crate::data::store::ImageStore;
 use crate::eval::predict::Predictor;
@@ -72,6 +75,11 @@ pub struct PhotoModel {
     pub towers: Towers,
     pub model: PhotoVlm,
     pub device: Device,
+    /// Training captions for consensus reranking, when the folder has them.
+    pub memory: Option<CaptionMemory>,
+    pub decoding: Option<Decoding>,
+    /// The reranking `captions` applies (the folder's, unless changed).
+    pub consensus: Option<Consensus>,
 }
 
 impl PhotoModel {
@@ -86,6 +94,16 @@ impl PhotoModel {
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), config.decoder.max_len)?;
         let towers = Towers::load_from(&dir.join("towers/image"), &dir.join("towers/text"), device)?;
         let model = load_model(&dir.join("model.bpk"), config.init(device))?;
+        let memory_path = dir.join(consensus::MEMORY_FILE);
+        let memory = memory_path
+            .is_file()
+            .then(|| CaptionMemory::load(&memory_path))
+            .transpose()?;
+        let decoding = Decoding::load(dir)?;
+        let consensus = match (&memory, decoding) {
+            (Some(_), Some(d)) => d.consensus,
+            _ => None,
+        };
         Ok(Self {
             config,
             preprocess,
@@ -93,6 +111,9 @@ impl PhotoModel {
             towers,
             model,
             device: device.clone(),
+            memory,
+            decoding,
+            consensus,
         })
     }
 
@@ -119,12 +140,48 @@ impl Predictor for PhotoModel {
         let special = self.tokenizer.special_ids();
         let mut out = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(BATCH) {
-            let image = self.model.image_tokens(self.image_tokens(store, chunk));
+            let features = self.image_tokens(store, chunk);
+            if let (Some(memory), Some(consensus)) = (&self.memory, self.consensus) {
+                let [n, _, d] = features.dims();
+                let pooled = features.clone().mean_dim(1).reshape([n, d]);
+                let tokens = self.model.image_tokens(features);
+                out.extend(
+                    consensus::captions(
+                        &self.model,
+                        tokens,
+                        pooled,
+                        &self.tokenizer,
+                        opts,
+                        memory,
+                        consensus,
+                    )?
+                    .chosen,
+                );
+                continue;
+            }
+            let image = self.model.image_tokens(features);
             for ids in self.model.decoder.generate(image, special.cls, special.sep, opts) {
                 out.push(self.tokenizer.decode(&ids)?);
             }
         }
         Ok(out)
+    }
+    fn decoding(&self) -> Option<DecodeOptions> {
+        self.decoding.map(|d| d.search(self.config.decoder.max_len))
+    }
+    fn consensus(&self) -> Option<Consensus> {
+        self.consensus
+    }
+    fn set_consensus(&mut self, consensus: Option<Consensus>) -> Result<()> {
+        if consensus.is_some() && self.memory.is_none() {
+            return Err(TrainError::Invalid(format!(
+                "consensus reranking needs the caption memory {}, which this model folder lacks \
+                 (the recipe writes it after the caption stage)",
+                consensus::MEMORY_FILE
+            )));
+        }
+        self.consensus = consensus;
+        Ok(())
     }
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(indices.len());
