@@ -21,5 +21,5 @@ if python3 -c 'import torch; assert torch.cuda.is_available()' 2>/dev/null; then
 fi
 
 TRAIN=${TRAIN:-10000} TEST=${TEST:-1000} PRETRAIN_STEPS=${PRETRAIN_STEPS:-800} \
-  VQA_STEPS=${VQA_STEPS:-1200} CAPTION_STEPS=${CAPTION_STEPS:-400} BASELINE=${BASELINE:-1} \
+  VQA_STEPS=${VQA_STEPS:-1200} CAPTION_STEPS=${CAPTION_STEPS:-1500} BASELINE=${BASELINE:-1} \
   QUIET=--quiet scripts/synthetic.sh
