@@ -293,15 +293,14 @@ pub fn build_memory(
     let width = sentences.header.width;
     let mut embeddings = Vec::new();
     let all: Vec<usize> = (0..sentences.len()).collect();
-    let mut embed_width = 0;
     for chunk in all.chunks(1024) {
         let emb = model.text_embedding(Tensor::from_data(
             TensorData::new(sentences.sentences(chunk), [chunk.len(), width]),
             device,
         ));
-        embed_width = emb.dims()[1];
         embeddings.extend(towers::floats(emb.into_data())?);
     }
+    let embed_width = embeddings.len() / sentences.len().max(1);
     CaptionMemory::new(captions, embeddings, embed_width)
 }
 
