@@ -64,10 +64,10 @@ pub fn step(
             own[rng.below(own.len() as u64) as usize]
         })
         .collect();
-    let (d_image, d_text) = (pairs.images.header.width, pairs.texts.header.width);
+    let d_text = pairs.texts.header.width;
 
     // ITC: symmetric InfoNCE over the batch.
-    let img = model.image_embedding(tensor2(pairs.images.pooled(batch), [n, d_image], device));
+    let img = model.image_embedding(pairs.images.pooled_tensor(batch, device));
     let txt = model.text_embedding(tensor2(pairs.texts.sentences(&texts), [n, d_text], device));
     let sims = img.matmul(txt.transpose());
     let logits = sims.clone() * model.itc_scale().unsqueeze_dim(0);
@@ -85,8 +85,7 @@ pub fn step(
         return Losses { total, parts };
     }
     let sub = &batch[..m];
-    let tokens = pairs.images.header.tokens;
-    let image_tokens = model.image_tokens(tensor3(pairs.images.tokens(sub), [m, tokens, d_image], device));
+    let image_tokens = model.image_tokens(pairs.images.token_tensor(sub, device));
 
     if sizes.itm > 0 && sizes.itm_weight > 0.0 {
         let k = sizes.itm.min(m);

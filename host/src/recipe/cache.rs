@@ -13,6 +13,7 @@
 use std::io::{BufReader, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
+use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
@@ -122,6 +123,18 @@ impl ImageFeatures {
             .iter()
             .flat_map(|&i| self.means[i * w..(i + 1) * w].iter().copied())
             .collect()
+    }
+
+    /// [`tokens`](Self::tokens) as a tensor `[indices.len(), tokens, width]`.
+    pub fn token_tensor(&self, indices: &[usize], device: &Device) -> Tensor<3> {
+        let shape = [indices.len(), self.header.tokens, self.header.width];
+        Tensor::from_data(TensorData::new(self.tokens(indices), shape), device)
+    }
+
+    /// [`pooled`](Self::pooled) as a tensor `[indices.len(), width]`.
+    pub fn pooled_tensor(&self, indices: &[usize], device: &Device) -> Tensor<2> {
+        let shape = [indices.len(), self.header.width];
+        Tensor::from_data(TensorData::new(self.pooled(indices), shape), device)
     }
 }
 

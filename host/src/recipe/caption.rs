@@ -191,14 +191,10 @@ pub fn generate(
     opts: DecodeOptions,
     device: &Device,
 ) -> Result<Vec<String>> {
-    let (tokens, width) = (images.header.tokens, images.header.width);
     let special = tokenizer.special_ids();
     let mut out = Vec::with_capacity(indices.len());
     for chunk in indices.chunks(100) {
-        let image = model.image_tokens(Tensor::<3>::from_data(
-            TensorData::new(images.tokens(chunk), [chunk.len(), tokens, width]),
-            device,
-        ));
+        let image = model.image_tokens(images.token_tensor(chunk, device));
         for ids in model.decoder.generate(image, special.cls, special.sep, opts) {
             out.push(tokenizer.decode(&ids)?);
         }

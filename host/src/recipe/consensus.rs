@@ -261,21 +261,14 @@ pub fn cached_captions(
     consensus: Consensus,
     device: &burn::tensor::Device,
 ) -> Result<Reranked> {
-    let (tokens, width) = (images.header.tokens, images.header.width);
     let all: Vec<usize> = (0..images.len()).collect();
     let mut out = Reranked {
         beam: Vec::new(),
         chosen: Vec::new(),
     };
     for chunk in all.chunks(100) {
-        let image = model.image_tokens(Tensor::<3>::from_data(
-            TensorData::new(images.tokens(chunk), [chunk.len(), tokens, width]),
-            device,
-        ));
-        let pooled = Tensor::<2>::from_data(
-            TensorData::new(images.pooled(chunk), [chunk.len(), width]),
-            device,
-        );
+        let image = model.image_tokens(images.token_tensor(chunk, device));
+        let pooled = images.pooled_tensor(chunk, device);
         let part = captions(model, image, pooled, tokenizer, search, memory, consensus)?;
         out.beam.extend(part.beam);
         out.chosen.extend(part.chosen);

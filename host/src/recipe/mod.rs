@@ -12,7 +12,8 @@
 //! then `OUT/model.bpk` holds the best weights, `OUT/memory.bin` the training
 //! captions' ITC embeddings for consensus reranking of the final beam (see
 //! [`consensus`]), `OUT/decoding.json` the decoding the final numbers used, and
-//! `OUT/report.json` every stage's dev numbers. `OUT` is a model folder for `eval`, `caption` and `match`.
+//! `OUT/report.json` every stage's dev numbers. `OUT` is a model folder for `eval`,
+//! `caption` and `match`.
 
 pub mod align;
 pub mod cache;
@@ -160,11 +161,8 @@ fn retrieval(
     use burn::tensor::{Tensor, TensorData};
     let all_images: Vec<usize> = (0..images.len()).collect();
     let all_texts: Vec<usize> = (0..texts.len()).collect();
-    let (di, dt) = (images.header.width, texts.header.width);
-    let img = model.image_embedding(Tensor::from_data(
-        TensorData::new(images.pooled(&all_images), [all_images.len(), di]),
-        device,
-    ));
+    let dt = texts.header.width;
+    let img = model.image_embedding(images.pooled_tensor(&all_images, device));
     let txt = model.text_embedding(Tensor::from_data(
         TensorData::new(texts.sentences(&all_texts), [all_texts.len(), dt]),
         device,

@@ -141,27 +141,24 @@ impl Predictor for PhotoModel {
         let mut out = Vec::with_capacity(indices.len());
         for chunk in indices.chunks(BATCH) {
             let features = self.image_tokens(store, chunk);
-            if let (Some(memory), Some(consensus)) = (&self.memory, self.consensus) {
-                let [n, _, d] = features.dims();
-                let pooled = features.clone().mean_dim(1).reshape([n, d]);
-                let tokens = self.model.image_tokens(features);
-                out.extend(
-                    consensus::captions(
-                        &self.model,
-                        tokens,
-                        pooled,
-                        &self.tokenizer,
-                        opts,
-                        memory,
-                        consensus,
-                    )?
-                    .chosen,
-                );
-                continue;
-            }
+            let [n, _, d] = features.dims();
+            let pooled = features.clone().mean_dim(1).reshape([n, d]);
             let image = self.model.image_tokens(features);
-            for ids in self.model.decoder.generate(image, special.cls, special.sep, opts) {
-                out.push(self.tokenizer.decode(&ids)?);
+            if let (Some(memory), Some(consensus)) = (&self.memory, self.consensus) {
+                let reranked = consensus::captions(
+                    &self.model,
+                    image,
+                    pooled,
+                    &self.tokenizer,
+                    opts,
+                    memory,
+                    consensus,
+                )?;
+                out.extend(reranked.chosen);
+            } else {
+                for ids in self.model.decoder.generate(image, special.cls, special.sep, opts) {
+                    out.push(self.tokenizer.decode(&ids)?);
+                }
             }
         }
         Ok(out)

@@ -100,13 +100,7 @@ pub fn step(
     device: &Device,
 ) -> Losses {
     let images = critic.set.images;
-    let (tokens, width) = (images.header.tokens, images.header.width);
-    let features = |device: &Device| {
-        Tensor::<3>::from_data(
-            TensorData::new(images.tokens(batch), [batch.len(), tokens, width]),
-            device,
-        )
-    };
+    let features = |device: &Device| images.token_tensor(batch, device);
     let inner = device.clone().inner();
     let drawn = {
         let valid = model.valid();
