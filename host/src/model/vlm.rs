@@ -156,12 +156,20 @@ impl EdgeVlm {
         ids: Tensor<2, Int>,
         mask: Tensor<2>,
     ) -> Tensor<2> {
+        let text = self.encode_text(ids, mask.clone());
+        self.answer_logits(image_tokens, text, mask)
+    }
+
+    /// VQA answer logits from image tokens and already encoded questions
+    /// `[batch, len, d_text]` (one row per question).
+    ///
+    /// Panics if the model has no VQA head (`answers == 0`).
+    pub fn answer_logits(&self, image_tokens: Tensor<3>, question: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
         let head = self
             .vqa
             .as_ref()
             .expect("model has no VQA head: fine-tune it for VQA first");
-        let text = self.encode_text(ids, mask.clone());
-        head.forward(self.fused_cls(text, mask, image_tokens))
+        head.forward(self.fused_cls(question, mask, image_tokens))
     }
 
     /// ITC embeddings of images: `[batch, d_embed]`, unit length.

@@ -269,9 +269,78 @@ pub fn masked_image_features(
 }
 
 /// VQA: cross-entropy over the answer vocabulary.
-pub fn vqa_loss(model: &EdgeVlm, image_tokens: Tensor<3>, question: TextInput, answers: &[i64]) -> Tensor<1> {
-    let logits = model.vqa_logits_from(image_tokens, question.ids, question.mask);
+///
+/// Questions repeat across images (a template and a colour word), so each distinct
+/// question in the batch goes through the text encoder once and its states are
+/// shared by every row that asks it; the gradient is the same, the work is not.
+pub fn vqa_loss(
+    model: &EdgeVlm,
+    image_tokens: Tensor<3>,
+    question: &TokenRows,
+    answers: &[i64],
+) -> Tensor<1> {
+    let device = image_tokens.device();
+    let (distinct, row_of) = question.distinct();
+    let text = text_input(
+        &distinct.ids,
+        &distinct.mask,
+        distinct.rows,
+        distinct.len,
+        &device,
+    );
+    let states = model.encode_text(text.ids, text.mask);
+    let rows = row_of.len();
+    let row_of = Tensor::<1, Int>::from_data(
+        TensorData::new(row_of.into_iter().map(|r| r as i64).collect::<Vec<_>>(), [rows]),
+        &device,
+    );
+    let states = states.select(0, row_of);
+    let mask = text_input(
+        &question.ids,
+        &question.mask,
+        question.rows,
+        question.len,
+        &device,
+    )
+    .mask;
+    let logits = model.answer_logits(image_tokens, states, mask);
     weighted_cross_entropy(logits, answers, &vec![1.0; answers.len()])
+}
+
+/// Padded token rows `[rows, len]` as the batcher lays them out.
+pub struct TokenRows {
+    pub ids: Vec<u32>,
+    pub mask: Vec<u32>,
+    pub rows: usize,
+    pub len: usize,
+}
+
+impl TokenRows {
+    /// The distinct rows (first occurrence order) and, for each row, its index among them.
+    pub fn distinct(&self) -> (TokenRows, Vec<usize>) {
+        let mut seen: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+        let (mut ids, mut mask, mut row_of) = (Vec::new(), Vec::new(), Vec::with_capacity(self.rows));
+        for r in 0..self.rows {
+            let span = r * self.len..(r + 1) * self.len;
+            let next = seen.len();
+            let k = *seen.entry(&self.ids[span.clone()]).or_insert_with(|| {
+                ids.extend_from_slice(&self.ids[span.clone()]);
+                mask.extend_from_slice(&self.mask[span.clone()]);
+                next
+            });
+            row_of.push(k);
+        }
+        let rows = seen.len();
+        (
+            TokenRows {
+                ids,
+                mask,
+                rows,
+                len: self.len,
+            },
+            row_of,
+        )
+    }
 }
 
 /// Captioning: next-token cross-entropy with teacher forcing.
@@ -393,6 +462,71 @@ mod tests {
             "MIM {} -> {}",
             losses[0],
             losses[39]
+        );
+    }
+
+    #[test]
+    fn distinct_rows_map_every_row_to_its_first_copy() {
+        let rows = TokenRows {
+            ids: vec![2, 7, 3, 2, 8, 3, 2, 7, 3, 2, 8, 0],
+            mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+            rows: 4,
+            len: 3,
+        };
+        let (distinct, row_of) = rows.distinct();
+        assert_eq!(
+            row_of,
+            [0, 1, 0, 2],
+            "same ids, different padding are different rows"
+        );
+        assert_eq!((distinct.rows, distinct.len), (3, 3));
+        assert_eq!(distinct.ids, [2, 7, 3, 2, 8, 3, 2, 8, 0]);
+        assert_eq!(distinct.mask, [1, 1, 1, 1, 1, 1, 1, 1, 0]);
+    }
+
+    /// Encoding each distinct question once gives the loss and gradients of
+    /// encoding every row.
+    #[test]
+    fn shared_question_encoding_matches_row_by_row() {
+        let device = Device::flex().autodiff();
+        device.seed(3);
+        let model = EdgeVlmConfig::tiny(30).with_answers(4).init(&device);
+        let images = Tensor::<4>::random([5, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let question = TokenRows {
+            ids: vec![2, 7, 9, 3, 2, 8, 3, 0, 2, 7, 9, 3, 2, 7, 9, 3, 2, 8, 3, 0],
+            mask: vec![1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+            rows: 5,
+            len: 4,
+        };
+        let answers = [0i64, 1, 2, 0, 3];
+        // Each loss gets its own forward pass: a graph can be walked backwards once.
+        let shared = vqa_loss(&model, model.encode_image(images.clone()), &question, &answers);
+        let text = text_input(&question.ids, &question.mask, 5, 4, &device);
+        let logits = model.vqa_logits_from(model.encode_image(images), text.ids, text.mask);
+        let direct = weighted_cross_entropy(logits, &answers, &[1.0; 5]);
+        let (a, b) = (
+            shared.clone().into_scalar::<f32>(),
+            direct.clone().into_scalar::<f32>(),
+        );
+        assert!((a - b).abs() < 1e-6, "{a} vs {b}");
+        let grad = |loss: Tensor<1>| {
+            let grads = loss.backward();
+            let w = model.text.word_embeddings.weight.val();
+            w.grad(&grads)
+                .expect("word embeddings get a gradient")
+                .into_data()
+                .to_vec::<f32>()
+                .unwrap()
+        };
+        let (ga, gb) = (grad(shared), grad(direct));
+        let worst = ga
+            .iter()
+            .zip(&gb)
+            .map(|(x, y)| (x - y).abs())
+            .fold(0f32, f32::max);
+        assert!(
+            ga.iter().any(|v| *v != 0.0) && worst < 1e-6,
+            "max gradient difference {worst}"
         );
     }
 }

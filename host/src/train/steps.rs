@@ -70,9 +70,14 @@ pub fn pretrain(
 }
 
 pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Losses {
-    let question = text_input(&batch.ids, &batch.mask, batch.batch, batch.len, device);
+    let question = objectives::TokenRows {
+        ids: batch.ids.clone(),
+        mask: batch.mask.clone(),
+        rows: batch.batch,
+        len: batch.len,
+    };
     let image_tokens = batch.per_row(model.encode_image(batch.images(device)));
-    let loss = objectives::vqa_loss(model, image_tokens, question, &batch.labels);
+    let loss = objectives::vqa_loss(model, image_tokens, &question, &batch.labels);
     Losses {
         total: loss.clone(),
         parts: vec![("loss", loss)],
