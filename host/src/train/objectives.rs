@@ -515,7 +515,7 @@ mod tests {
             w.grad(&grads)
                 .expect("word embeddings get a gradient")
                 .into_data()
-                .to_vec::<f32>()
+                .try_to_vec::<f32>()
                 .unwrap()
         };
         let (ga, gb) = (grad(shared), grad(direct));
