@@ -288,21 +288,14 @@ pub fn vqa_loss(
         distinct.len,
         &device,
     );
-    let states = model.encode_text(text.ids, text.mask);
+    let states = model.encode_text(text.ids, text.mask.clone());
     let rows = row_of.len();
     let row_of = Tensor::<1, Int>::from_data(
         TensorData::new(row_of.into_iter().map(|r| r as i64).collect::<Vec<_>>(), [rows]),
         &device,
     );
+    let mask = text.mask.select(0, row_of.clone());
     let states = states.select(0, row_of);
-    let mask = text_input(
-        &question.ids,
-        &question.mask,
-        question.rows,
-        question.len,
-        &device,
-    )
-    .mask;
     let logits = model.answer_logits(image_tokens, states, mask);
     weighted_cross_entropy(logits, answers, &vec![1.0; answers.len()])
 }
