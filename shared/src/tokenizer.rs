@@ -50,6 +50,33 @@ impl EncodedBatch {
     pub fn row(&self, i: usize) -> &[u32] {
         &self.ids[i * self.seq_len..(i + 1) * self.seq_len]
     }
+
+    /// The distinct rows (in order of first occurrence) and, for each row, its index
+    /// among them.
+    pub fn distinct(&self) -> (EncodedBatch, Vec<usize>) {
+        let mut seen: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
+        let (mut ids, mut mask, mut row_of) = (Vec::new(), Vec::new(), Vec::with_capacity(self.batch));
+        for r in 0..self.batch {
+            let span = r * self.seq_len..(r + 1) * self.seq_len;
+            let next = seen.len();
+            let k = *seen.entry(self.row(r)).or_insert_with(|| {
+                ids.extend_from_slice(&self.ids[span.clone()]);
+                mask.extend_from_slice(&self.mask[span]);
+                next
+            });
+            row_of.push(k);
+        }
+        let batch = seen.len();
+        (
+            EncodedBatch {
+                ids,
+                mask,
+                batch,
+                seq_len: self.seq_len,
+            },
+            row_of,
+        )
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -249,6 +276,25 @@ fn special_ids(inner: &Tokenizer, origin: Option<&Path>) -> Result<SpecialIds> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn distinct_rows_map_every_row_to_its_first_copy() {
+        let rows = EncodedBatch {
+            ids: vec![2, 7, 3, 2, 8, 3, 2, 7, 3, 2, 8, 0],
+            mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
+            batch: 4,
+            seq_len: 3,
+        };
+        let (distinct, row_of) = rows.distinct();
+        assert_eq!(
+            row_of,
+            [0, 1, 0, 2],
+            "same ids, different padding are different rows"
+        );
+        assert_eq!((distinct.batch, distinct.seq_len), (3, 3));
+        assert_eq!(distinct.ids, [2, 7, 3, 2, 8, 3, 2, 8, 0]);
+        assert_eq!(distinct.mask, [1, 1, 1, 1, 1, 1, 1, 1, 0]);
+    }
 
     fn corpus() -> Vec<String> {
         let base = [

@@ -6,6 +6,7 @@ use burn::tensor::activation::log_softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::tokenizer::SpecialIds;
+use edgevlm_shared::EncodedBatch;
 
 use crate::model::attention::padding_bias;
 use crate::model::EdgeVlm;
@@ -276,7 +277,7 @@ pub fn masked_image_features(
 pub fn vqa_loss(
     model: &EdgeVlm,
     image_tokens: Tensor<3>,
-    question: &TokenRows,
+    question: &EncodedBatch,
     answers: &[i64],
 ) -> Tensor<1> {
     let device = image_tokens.device();
@@ -284,8 +285,8 @@ pub fn vqa_loss(
     let text = text_input(
         &distinct.ids,
         &distinct.mask,
-        distinct.rows,
-        distinct.len,
+        distinct.batch,
+        distinct.seq_len,
         &device,
     );
     let states = model.encode_text(text.ids, text.mask.clone());
@@ -298,42 +299,6 @@ pub fn vqa_loss(
     let states = states.select(0, row_of);
     let logits = model.answer_logits(image_tokens, states, mask);
     weighted_cross_entropy(logits, answers, &vec![1.0; answers.len()])
-}
-
-/// Padded token rows `[rows, len]` as the batcher lays them out.
-pub struct TokenRows {
-    pub ids: Vec<u32>,
-    pub mask: Vec<u32>,
-    pub rows: usize,
-    pub len: usize,
-}
-
-impl TokenRows {
-    /// The distinct rows (first occurrence order) and, for each row, its index among them.
-    pub fn distinct(&self) -> (TokenRows, Vec<usize>) {
-        let mut seen: std::collections::HashMap<&[u32], usize> = std::collections::HashMap::new();
-        let (mut ids, mut mask, mut row_of) = (Vec::new(), Vec::new(), Vec::with_capacity(self.rows));
-        for r in 0..self.rows {
-            let span = r * self.len..(r + 1) * self.len;
-            let next = seen.len();
-            let k = *seen.entry(&self.ids[span.clone()]).or_insert_with(|| {
-                ids.extend_from_slice(&self.ids[span.clone()]);
-                mask.extend_from_slice(&self.mask[span.clone()]);
-                next
-            });
-            row_of.push(k);
-        }
-        let rows = seen.len();
-        (
-            TokenRows {
-                ids,
-                mask,
-                rows,
-                len: self.len,
-            },
-            row_of,
-        )
-    }
 }
 
 /// Captioning: next-token cross-entropy with teacher forcing.
@@ -458,25 +423,6 @@ mod tests {
         );
     }
 
-    #[test]
-    fn distinct_rows_map_every_row_to_its_first_copy() {
-        let rows = TokenRows {
-            ids: vec![2, 7, 3, 2, 8, 3, 2, 7, 3, 2, 8, 0],
-            mask: vec![1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
-            rows: 4,
-            len: 3,
-        };
-        let (distinct, row_of) = rows.distinct();
-        assert_eq!(
-            row_of,
-            [0, 1, 0, 2],
-            "same ids, different padding are different rows"
-        );
-        assert_eq!((distinct.rows, distinct.len), (3, 3));
-        assert_eq!(distinct.ids, [2, 7, 3, 2, 8, 3, 2, 8, 0]);
-        assert_eq!(distinct.mask, [1, 1, 1, 1, 1, 1, 1, 1, 0]);
-    }
-
     /// Encoding each distinct question once gives the loss and gradients of
     /// encoding every row.
     #[test]
@@ -485,11 +431,11 @@ mod tests {
         device.seed(3);
         let model = EdgeVlmConfig::tiny(30).with_answers(4).init(&device);
         let images = Tensor::<4>::random([5, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
-        let question = TokenRows {
+        let question = EncodedBatch {
             ids: vec![2, 7, 9, 3, 2, 8, 3, 0, 2, 7, 9, 3, 2, 7, 9, 3, 2, 8, 3, 0],
             mask: vec![1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 0],
-            rows: 5,
-            len: 4,
+            batch: 5,
+            seq_len: 4,
         };
         let answers = [0i64, 1, 2, 0, 3];
         // Each loss gets its own forward pass: a graph can be walked backwards once.

@@ -3,6 +3,7 @@
 use burn::tensor::{Device, Tensor};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::tokenizer::SpecialIds;
+use edgevlm_shared::EncodedBatch;
 
 use super::config::TrainConfig;
 use super::objectives::{self, text_input};
@@ -70,11 +71,11 @@ pub fn pretrain(
 }
 
 pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Losses {
-    let question = objectives::TokenRows {
+    let question = EncodedBatch {
         ids: batch.ids.clone(),
         mask: batch.mask.clone(),
-        rows: batch.batch,
-        len: batch.len,
+        batch: batch.batch,
+        seq_len: batch.len,
     };
     let image_tokens = batch.per_row(model.encode_image(batch.images(device)));
     let loss = objectives::vqa_loss(model, image_tokens, &question, &batch.labels);
