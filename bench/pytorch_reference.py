@@ -6,6 +6,7 @@ burn / PyTorch training-speed ratio on CPU.
 Measures one optimizer step (forward + backward + gradient clipping + AdamW) of
   pretrain  ITC + ITM (2B hard negatives) + MLM + masked image features, B=32
   vqa       16 images x 8 questions, image encoded once, CE over 22 answers
+  vqa-spatial  the spatial VQA head (spatial.rs): 16 images x 16 questions
   caption   B=32, teacher-forced caption decoder
 on random data of the right shapes (no data loading), float32.
 
@@ -311,6 +312,72 @@ class VqaHead(nn.Module):
         return self.output(self.norm(F.gelu(self.hidden(fused_cls))))
 
 
+class ConvBn(nn.Module):
+    """spatial.rs ConvBn: 3x3 conv (padding 1), BatchNorm (burn defaults: eps 1e-5, momentum 0.1), ReLU."""
+
+    def __init__(self, c_in: int, c_out: int, stride: int):
+        super().__init__()
+        self.conv = nn.Conv2d(c_in, c_out, 3, stride=stride, padding=1)
+        self.norm = nn.BatchNorm2d(c_out, eps=1e-5, momentum=0.1)
+
+    def forward(self, x):
+        return F.relu(self.norm(self.conv(x)))
+
+
+SPATIAL_GRID, SPATIAL_HIDDEN, SPATIAL_POOL_SCALE = 8, 256, 16.0
+
+
+class SpatialVqa(nn.Module):
+    """spatial.rs: CNN grid with (x, y), anchor attention, cells scored relative to it, pooled."""
+
+    def __init__(self, answers: int):
+        super().__init__()
+        convs, channels = [ConvBn(3, 32, 1)], 32
+        for _ in range(int(math.log2(IMAGE_SIZE // SPATIAL_GRID))):
+            convs.append(ConvBn(channels, 64, 2))
+            channels = 64
+        convs.append(ConvBn(channels, D, 1))
+        self.convs = nn.ModuleList(convs)
+        axis = torch.linspace(-1, 1, SPATIAL_GRID)
+        ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+        self.register_buffer("coordinates", torch.stack([xs.flatten(), ys.flatten()], 1))  # [cells, 2]
+        self.cell = nn.Linear(D + 2, D)
+        self.cell_norm = nn.LayerNorm(D, eps=1e-5)
+        self.question_norm = nn.LayerNorm(D, eps=1e-5)
+        self.anchor_key, self.anchor_query = nn.Linear(D, D), nn.Linear(D, D)
+        self.scored_cell = nn.Linear(D, D)
+        self.scored_context = nn.Linear(2 * D + 2, D, bias=False)
+        self.scored_offset = nn.Linear(2, D, bias=False)
+        self.scored_hidden, self.score = nn.Linear(D, D), nn.Linear(D, 1)
+        self.answer_hidden = nn.Linear(5 * D + 2, SPATIAL_HIDDEN)
+        self.answer = nn.Linear(SPATIAL_HIDDEN, answers)
+
+    def cells(self, images):
+        x = images
+        for conv in self.convs:
+            x = conv(x)
+        features = x.flatten(2).transpose(1, 2)  # [b, cells, D]
+        xy = self.coordinates.expand(len(x), -1, -1)
+        return self.cell_norm(F.relu(self.cell(torch.cat([features, xy], 2))))
+
+    def forward(self, cells, question):
+        b = len(cells)
+        question = self.question_norm(question)
+        logits = (self.anchor_key(cells) @ self.anchor_query(question)[:, :, None]) / math.sqrt(D)
+        weights = torch.softmax(logits, 1).transpose(1, 2)  # [b, 1, cells]
+        anchor = (weights @ cells).reshape(b, D)
+        anchor_at = (weights @ self.coordinates).reshape(b, 2)
+        offsets = self.coordinates[None] - anchor_at[:, None]
+        context = torch.cat([question, anchor, anchor_at], 1)
+        scored = F.relu(self.scored_cell(cells) + self.scored_context(context)[:, None] + self.scored_offset(offsets))
+        scored = F.relu(self.scored_hidden(scored))
+        best = (torch.softmax(self.score(scored), 1).transpose(1, 2) @ cells).reshape(b, D)
+        total = scored.sum(1) / SPATIAL_POOL_SCALE
+        largest = scored.max(1).values
+        joined = torch.cat([question, anchor, anchor_at, best, total, largest], 1)
+        return self.answer(F.relu(self.answer_hidden(joined)))
+
+
 class DecoderLayer(nn.Module):
     """decoder.rs: pre-LN causal self-attention, cross-attention to image, FFN."""
 
@@ -366,6 +433,7 @@ class EdgeVlm(nn.Module):
         self.mim = MimHead()
         self.decoder = CaptionDecoder(vocab)
         self.vqa = VqaHead(answers) if answers > 0 else None
+        self.spatial_vqa = SpatialVqa(answers) if answers > 0 else None
 
     def fused_cls(self, text, mask, image):
         return self.fusion(text, mask, image)[:, 0]  # [b, d]
@@ -471,6 +539,15 @@ def vqa_loss(model, batch):
     return weighted_cross_entropy(logits, batch["answers"], torch.ones(len(batch["answers"])))
 
 
+def spatial_vqa_loss(model, batch):
+    cells = model.spatial_vqa.cells(batch["images"]).index_select(0, batch["row_image"])  # once per image
+    mask = batch["mask"]
+    states = model.text(batch["ids"], mask)
+    question = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
+    logits = model.spatial_vqa(cells, question)
+    return weighted_cross_entropy(logits, batch["answers"], torch.ones(len(batch["answers"])))
+
+
 def caption_loss(model, batch):
     ids, mask = batch["ids"], batch["mask"]
     image = model.vision(batch["images"])
@@ -495,8 +572,8 @@ def random_text(rows: int):
 
 
 def make_batch(bench: str):
-    if bench == "vqa":
-        images, per_image = 16, 8
+    if bench in ("vqa", "vqa-spatial"):
+        images, per_image = (16, 8) if bench == "vqa" else (16, 16)
         ids, mask = random_text(images * per_image)
         return {
             "images": torch.randn(images, 3, IMAGE_SIZE, IMAGE_SIZE),
@@ -513,6 +590,7 @@ BENCHES = {
     # name: (loss fn, images per step, questions per step, VQA answers in the model)
     "pretrain": (pretrain_loss, 32, None, 0),
     "vqa": (vqa_loss, 16, 128, ANSWERS),
+    "vqa-spatial": (spatial_vqa_loss, 16, 256, ANSWERS),
     "caption": (caption_loss, 32, None, 0),
 }
 
@@ -596,7 +674,9 @@ def run_one(bench: str, threads: int, warmup: int, steps: int, clip: bool, devic
 def main():
     global USE_SDPA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--bench", default="pretrain,vqa,caption", help="comma list of pretrain,vqa,caption")
+    ap.add_argument(
+        "--bench", default="pretrain,vqa,vqa-spatial,caption", help="comma list of pretrain,vqa,vqa-spatial,caption"
+    )
     ap.add_argument("--threads", default="2,1", help="comma list of intra-op thread counts")
     ap.add_argument("--warmup", type=int, default=3)
     ap.add_argument("--steps", type=int, default=20)

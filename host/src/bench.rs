@@ -88,7 +88,7 @@ fn time_steps(
     }
 }
 
-/// Benchmarks pretraining, VQA and caption steps of the synthetic preset.
+/// Benchmarks pretraining, VQA (both heads) and caption steps of the synthetic preset.
 pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
     let data = work.join("bench-scenes");
     synth::write(
@@ -123,6 +123,12 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
         m.vqa = Some(VqaHead::new(config.text.d_model, answers.len(), device));
         m
     };
+    let spatial = {
+        let mut m = model.clone();
+        m.vqa = None;
+        m.spatial_vqa = Some(config.spatial_vqa().init(device));
+        m
+    };
     let parameters = crate::model::params::named_parameters(&model)
         .iter()
         .map(|p| p.values.len())
@@ -135,6 +141,11 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
     let question_batches: Vec<TextImageBatch> = (0..4)
         .map(|k| qset.batch(&(k * 16..k * 16 + 16).collect::<Vec<_>>()))
         .collect::<crate::data::Result<_>>()?;
+    // The spatial head's settings in scripts/synthetic.sh: 16 images x 16 questions.
+    let (qset16, _) = question_set(&questions.records, &answers, &tokenizer, &preprocess, 16, 0)?;
+    let spatial_batches: Vec<TextImageBatch> = (0..4)
+        .map(|k| qset16.batch(&(k * 16..k * 16 + 16).collect::<Vec<_>>()))
+        .collect::<crate::data::Result<_>>()?;
     let cfg = TrainConfig::new();
     let special = tokenizer.special_ids();
     let results = vec![
@@ -142,6 +153,9 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
             steps::pretrain(m, b, rng, &cfg, special, device)
         }),
         time_steps("vqa", &question_batches, steps, model.clone(), |m, b, _| {
+            steps::vqa(m, b, device)
+        }),
+        time_steps("vqa-spatial", &spatial_batches, steps, spatial, |m, b, _| {
             steps::vqa(m, b, device)
         }),
         time_steps("caption", &pair_batches, steps, model, |m, b, _| {

@@ -206,6 +206,9 @@ pub struct TrainArgs {
     pub mlm_weight: Option<f32>,
     #[arg(long)]
     pub mim_weight: Option<f32>,
+    /// VQA: questions per image in a batch (the image is encoded once for them).
+    #[arg(long)]
+    pub questions_per_image: Option<usize>,
     /// Parts to keep frozen (vision, text, fusion, decoder), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub freeze: Vec<String>,
@@ -278,8 +281,19 @@ pub struct FinetuneArgs {
     /// Fresh weights with the same architecture (the from-scratch baseline).
     #[arg(long)]
     pub scratch: bool,
+    /// The VQA head: `fused` classifies the question's [CLS] after it attends to the
+    /// image tokens; `spatial` reasons over a grid of CNN cells with coordinates
+    /// (where-questions: position, closest, farthest, counts).
+    #[arg(long, value_enum, default_value_t = VqaHeadArg::Fused)]
+    pub vqa_head: VqaHeadArg,
     #[command(flatten)]
     pub train: TrainArgs,
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+pub enum VqaHeadArg {
+    Fused,
+    Spatial,
 }
 
 #[derive(Args)]

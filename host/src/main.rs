@@ -7,7 +7,7 @@ use clap::Parser;
 use edgevlm::data::{self, synth::SynthOptions, LoadOptions};
 use edgevlm::eval::{predict, tasks};
 use edgevlm::model::saved::SavedModel;
-use edgevlm::model::{DecodeOptions, FusionKind};
+use edgevlm::model::{DecodeOptions, FusionKind, VqaHeadKind};
 use edgevlm::recipe::consensus::Consensus;
 use edgevlm::train::finetune::{self, FinetuneJob, Task};
 use edgevlm::train::pretrain::{self, PretrainJob};
@@ -16,7 +16,7 @@ use edgevlm_shared::TokenizerConfig;
 
 mod cli;
 mod ship;
-use cli::{BenchCommand, Cli, Command, DataCommand, FusionArg, ModelsCommand, TrainArgs};
+use cli::{BenchCommand, Cli, Command, DataCommand, FusionArg, ModelsCommand, TrainArgs, VqaHeadArg};
 
 fn main() -> Result<()> {
     match Cli::parse().command {
@@ -88,6 +88,10 @@ fn main() -> Result<()> {
                 split: a.data.split,
                 out: a.out.clone(),
                 scratch: a.scratch,
+                vqa_head: match a.vqa_head {
+                    VqaHeadArg::Fused => VqaHeadKind::Fused,
+                    VqaHeadArg::Spatial => VqaHeadKind::Spatial,
+                },
                 train: train_config(&a.train)?,
                 resume: a.train.resume,
                 quiet: a.train.quiet,
@@ -330,7 +334,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         itc_weight,
         itm_weight,
         mlm_weight,
-        mim_weight
+        mim_weight,
+        questions_per_image
     );
     if a.max_steps.is_some() {
         cfg.max_steps = a.max_steps;

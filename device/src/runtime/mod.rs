@@ -25,18 +25,27 @@ pub struct Runtime {
     pub tokenizer: TextTokenizer,
     image_encoder: Plan,
     text_encoder: Plan,
-    vqa: Option<Plan>,
+    vqa: Option<VqaPlan>,
     decoder: Plan,
     decoder_step: Plan,
     selftest_image: Option<Vec<u8>>,
 }
 
-/// An encoded image: its tokens (input of the VQA and caption graphs) and its
-/// unit-length ITC embedding.
+/// The VQA graph and what it reads of the image: the image tokens (a fused head)
+/// or the preprocessed pixels (a spatial head, which has its own CNN).
+struct VqaPlan {
+    plan: Plan,
+    reads_pixels: bool,
+}
+
+/// An encoded image: its tokens (input of the VQA and caption graphs), its
+/// unit-length ITC embedding, and the preprocessed pixels `[1, 3, s, s]` that a
+/// spatial VQA graph reads.
 #[derive(Clone)]
 pub struct EncodedImage {
     pub tokens: Tensor,
     pub embedding: Vec<f32>,
+    pub pixels: Tensor,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -95,7 +104,14 @@ impl Runtime {
         let json = String::from_utf8_lossy(bundle.file("tokenizer.json")?).into_owned();
         let tokenizer = TextTokenizer::from_json(&json, manifest.max_text_len, None)?;
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
-            Some(load_plan(bundle, io::VQA)?)
+            let plan = load_plan(bundle, io::VQA)?;
+            let model = plan.model();
+            let reads_pixels = model
+                .input_outlets()
+                .ok()
+                .and_then(|inputs| inputs.first().map(|o| model.node(o.node).name == io::IMAGE))
+                .unwrap_or(false);
+            Some(VqaPlan { plan, reads_pixels })
         } else {
             None
         };
@@ -131,10 +147,11 @@ impl Runtime {
         let s = self.manifest.preprocess.image_size as usize;
         let graph = io::IMAGE_ENCODER;
         let input = Tensor::from_shape(&[1, 3, s, s], pixels).map_err(|e| shape_error(graph, e))?;
-        let out = run(&self.image_encoder, graph, tvec!(input.into()))?;
+        let out = run(&self.image_encoder, graph, tvec!(input.clone().into()))?;
         Ok(EncodedImage {
             tokens: out[0].clone().into_tensor(),
             embedding: to_vec(&out[1], graph)?,
+            pixels: input,
         })
     }
 
@@ -171,13 +188,18 @@ impl Runtime {
 
     /// Answer logits for one question about an encoded image.
     pub fn vqa_logits(&self, image: &EncodedImage, question: &str) -> Result<Vec<f32>> {
-        let plan = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
+        let vqa = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
         let graph = io::VQA;
         let (ids, mask) = self.text_inputs(&[question], graph)?;
+        let image = if vqa.reads_pixels {
+            &image.pixels
+        } else {
+            &image.tokens
+        };
         let out = run(
-            plan,
+            &vqa.plan,
             graph,
-            tvec!(image.tokens.clone().into(), ids.into(), mask.into()),
+            tvec!(image.clone().into(), ids.into(), mask.into()),
         )?;
         to_vec(&out[0], graph)
     }

@@ -52,7 +52,7 @@ pub fn answers(
         let texts: Vec<&str> = chunk.iter().map(|q| q.1.as_str()).collect();
         let enc = saved.tokenizer.encode_batch(&texts)?;
         let text = text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, device);
-        let encoded = model.encode_image(images(store, &distinct, device));
+        let encoded = model.encode_vqa_image(images(store, &distinct, device));
         let rows_index =
             Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(row_image, [chunk.len()]), device);
         let probs = softmax(

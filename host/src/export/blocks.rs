@@ -14,6 +14,7 @@ use crate::model::decoder::{CaptionDecoder, DecoderLayer};
 use crate::model::feed_forward::FeedForward;
 use crate::model::fusion::Fusion;
 use crate::model::heads::VqaHead;
+use crate::model::spatial::{cell_coordinates, ConvBn, SpatialVqa, POOL_SCALE};
 use crate::model::vit::Vit;
 
 /// LayerNorm epsilons of the model's parts (burn keeps them private to the module;
@@ -23,6 +24,7 @@ pub mod eps {
     pub const BERT: f32 = 1e-12;
     pub const DECODER: f32 = 1e-5;
     pub const VQA_HEAD: f32 = 1e-5;
+    pub const SPATIAL: f32 = 1e-5;
 }
 
 /// A parameter's values and shape.
@@ -378,4 +380,177 @@ pub fn caption_decoder(
     let h = layer_norm(g, &x, &decoder.norm, eps::DECODER);
     let tied = g.transpose(&table, &[1, 0]);
     (g.matmul(&h, &tied), cache)
+}
+
+/// A convolution followed by inference-mode BatchNorm, folded into one convolution:
+/// `w·γ/√(σ²+ε)` and `(b − μ)·γ/√(σ²+ε) + β` per output channel.
+fn conv_batch_norm(g: &mut GraphBuilder, x: &str, block: &ConvBn) -> String {
+    let (mut w, w_dims) = values(&block.conv.weight);
+    let out_channels = w_dims[0];
+    let mut b = match &block.conv.bias {
+        Some(bias) => values(bias).0,
+        None => vec![0.0; out_channels],
+    };
+    let norm = &block.norm;
+    let vector = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("float");
+    let (gamma, beta) = (values(&norm.gamma).0, values(&norm.beta).0);
+    let (mean, var) = (
+        vector(norm.running_mean.value()),
+        vector(norm.running_var.value()),
+    );
+    let per_channel = w.len() / out_channels;
+    for c in 0..out_channels {
+        let scale = gamma[c] / (var[c] + norm.epsilon as f32).sqrt();
+        w[c * per_channel..(c + 1) * per_channel]
+            .iter_mut()
+            .for_each(|v| *v *= scale);
+        b[c] = (b[c] - mean[c]) * scale + beta[c];
+    }
+    let w = g.weight("conv_bn_weight", &w, &w_dims, 0);
+    let b = g.constant("conv_bn_bias", &b, &[out_channels]);
+    let [top, left, bottom, right] = match &block.conv.padding {
+        PaddingConfig2d::Explicit(t, l, b, r) => [*t, *l, *b, *r].map(|p| p as i64),
+        PaddingConfig2d::Valid => [0; 4],
+        other => panic!("conv padding {other:?} is not exported"),
+    };
+    let y = g.node(
+        "Conv",
+        &[x, &w, &b],
+        vec![
+            (
+                "strides",
+                Attr::Ints(block.conv.stride.iter().map(|&s| s as i64).collect()),
+            ),
+            ("pads", Attr::Ints(vec![top, left, bottom, right])),
+        ],
+    );
+    g.node("Relu", &[&y], vec![])
+}
+
+/// `x · W[rows] ` for a slice of a linear layer's input rows, no bias (the layer
+/// applied to one part of a concatenated input).
+fn linear_rows(g: &mut GraphBuilder, x: &str, linear: &Linear, rows: std::ops::Range<usize>) -> String {
+    let (w, dims) = values(&linear.weight);
+    let part: Vec<f32> = w[rows.start * dims[1]..rows.end * dims[1]].to_vec();
+    let w = g.weight("linear_rows", &part, &[rows.len(), dims[1]], 1);
+    g.matmul(x, &w)
+}
+
+fn bias(g: &mut GraphBuilder, x: &str, linear: &Linear) -> String {
+    match &linear.bias {
+        Some(bias) => {
+            let (b, dims) = values(bias);
+            let b = g.constant("linear_bias", &b, &dims);
+            g.add(x, &b)
+        }
+        None => x.to_string(),
+    }
+}
+
+/// `[n, k, m]` softmax weights over axis 1 → `[n, 1, k]` read-out weights.
+fn softmax_over_cells(g: &mut GraphBuilder, logits: &str) -> String {
+    let weights = g.node("Softmax", &[logits], vec![("axis", Attr::Int(1))]);
+    g.transpose(&weights, &[0, 2, 1])
+}
+
+/// Mirrors [`SpatialVqa`]: images `[n, 3, s, s]` and question states `[n, len, d]`
+/// with their mask → answer logits. Coordinates are constants, so the cell layer's
+/// coordinate rows become one constant `[cells, d]` added to every image.
+pub fn spatial_vqa(
+    g: &mut GraphBuilder,
+    images: &str,
+    states: &str,
+    mask: &str,
+    head: &SpatialVqa,
+) -> String {
+    let relu = |g: &mut GraphBuilder, x: &str| g.node("Relu", &[x], vec![]);
+    let grid = head.grid();
+    let cells = grid * grid;
+    let coordinates = cell_coordinates(grid);
+    let coordinates_value = g.constant("cell_xy", &coordinates, &[cells, 2]);
+
+    let mut x = images.to_string();
+    for block in &head.convs {
+        x = conv_batch_norm(g, &x, block);
+    }
+    let features = g.reshape(&x, &[0, 0, -1]);
+    let features = g.transpose(&features, &[0, 2, 1]); // [n, cells, c]
+    let channels = head.cell.weight.val().dims()[0] - 2;
+    let from_features = linear_rows(g, &features, &head.cell, 0..channels);
+    let (w, dims) = values(&head.cell.weight);
+    let d = dims[1];
+    let from_xy: Vec<f32> = (0..cells)
+        .flat_map(|c| {
+            let (px, py) = (coordinates[2 * c], coordinates[2 * c + 1]);
+            let w = &w;
+            (0..d).map(move |j| px * w[channels * d + j] + py * w[(channels + 1) * d + j])
+        })
+        .collect();
+    let from_xy = g.constant("cell_xy_projected", &from_xy, &[cells, d]);
+    let cell = g.add(&from_features, &from_xy);
+    let cell = bias(g, &cell, &head.cell);
+    let cell = relu(g, &cell);
+    let cell = layer_norm(g, &cell, &head.cell_norm, eps::SPATIAL);
+
+    // The question: its states averaged over its tokens, then an MLP.
+    let weights = g.unsqueeze(mask, &[1]); // [n, 1, len]
+    let total = g.matmul(&weights, states);
+    let total = g.reshape(&total, &[0, -1]);
+    let axes = g.constant_i64("axes", &[1]);
+    let count = g.node("ReduceSum", &[mask, &axes], vec![("keepdims", Attr::Int(1))]);
+    let one = g.constant("one", &[1.0], &[]);
+    let count = g.node("Max", &[&count, &one], vec![]);
+    let question = g.node("Div", &[&total, &count], vec![]);
+    let question = layer_norm(g, &question, &head.question_norm, eps::SPATIAL);
+
+    // 1. The anchor.
+    let keys = linear(g, &cell, &head.anchor_key);
+    let query = linear(g, &question, &head.anchor_query);
+    let query = g.unsqueeze(&query, &[2]);
+    let logits = g.matmul(&keys, &query);
+    let scale = g.constant("sqrt_d", &[(d as f32).sqrt()], &[]);
+    let logits = g.node("Div", &[&logits, &scale], vec![]);
+    let anchor_weights = softmax_over_cells(g, &logits);
+    let anchor = g.matmul(&anchor_weights, &cell);
+    let anchor = g.reshape(&anchor, &[0, -1]);
+    let anchor_at = g.matmul(&anchor_weights, &coordinates_value);
+    let anchor_at = g.reshape(&anchor_at, &[0, -1]);
+
+    // 2. Every cell scored relative to it.
+    let anchor_row = g.unsqueeze(&anchor_at, &[1]);
+    let offsets = g.node("Sub", &[&coordinates_value, &anchor_row], vec![]);
+    let context = g.node(
+        "Concat",
+        &[&question, &anchor, &anchor_at],
+        vec![("axis", Attr::Int(1))],
+    );
+    let from_cell = linear(g, &cell, &head.scored_cell);
+    let from_context = linear(g, &context, &head.scored_context);
+    let from_context = g.unsqueeze(&from_context, &[1]);
+    let from_offset = linear(g, &offsets, &head.scored_offset);
+    let scored = g.add(&from_cell, &from_context);
+    let scored = g.add(&scored, &from_offset);
+    let scored = relu(g, &scored);
+    let scored = linear(g, &scored, &head.scored_hidden);
+    let scored = relu(g, &scored);
+    let scores = linear(g, &scored, &head.score);
+    let best_weights = softmax_over_cells(g, &scores);
+    let best = g.matmul(&best_weights, &cell);
+    let best = g.reshape(&best, &[0, -1]);
+
+    // 3. Pooled.
+    let axes = g.constant_i64("axes", &[1]);
+    let total = g.node("ReduceSum", &[&scored, &axes], vec![("keepdims", Attr::Int(0))]);
+    let sixteen = g.constant("pool_scale", &[POOL_SCALE], &[]);
+    let total = g.node("Div", &[&total, &sixteen], vec![]);
+    let largest = g.node("ReduceMax", &[&scored, &axes], vec![("keepdims", Attr::Int(0))]);
+
+    let joined = g.node(
+        "Concat",
+        &[&question, &anchor, &anchor_at, &best, &total, &largest],
+        vec![("axis", Attr::Int(1))],
+    );
+    let hidden = linear(g, &joined, &head.answer_hidden);
+    let hidden = relu(g, &hidden);
+    linear(g, &hidden, &head.answer)
 }

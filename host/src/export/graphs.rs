@@ -57,21 +57,37 @@ fn image_tokens_input(g: &mut GraphBuilder, model: &EdgeVlm) -> String {
     g.input_f32(io::IMAGE_TOKENS, &[N, Dim::Fixed(dims[1]), Dim::Fixed(dims[2])])
 }
 
-/// Image tokens + question ids/mask → answer logits `[n, answers]`; `None` when
-/// the model has no VQA head.
-pub fn vqa(model: &EdgeVlm, weights: WeightFormat) -> Option<ModelProto> {
-    let head = model.vqa.as_ref()?;
+/// Image tokens (the fused head) or the image itself (the spatial head) + question
+/// ids/mask → answer logits `[n, answers]`; `None` when the model has no VQA head.
+pub fn vqa(model: &EdgeVlm, image_size: usize, weights: WeightFormat) -> Option<ModelProto> {
     let mut g = GraphBuilder::new(io::VQA, weights);
-    let image = image_tokens_input(&mut g, model);
-    let ids = g.input_i64(io::IDS, &[N, LEN]);
-    let mask = g.input_f32(io::MASK, &[N, LEN]);
-    let text = blocks::bert(&mut g, &ids, &mask, &model.text);
-    let fused = blocks::fusion(&mut g, &text, &mask, &image, &model.fusion);
-    let cls = blocks::first_token(&mut g, &fused);
-    let logits = blocks::vqa_head(&mut g, &cls, head);
-    let answers = head.output.weight.val().dims()[1];
+    let (logits, answers) = if let Some(head) = &model.spatial_vqa {
+        let image = g.input_f32(
+            io::IMAGE,
+            &[N, Dim::Fixed(3), Dim::Fixed(image_size), Dim::Fixed(image_size)],
+        );
+        let (ids, mask) = question_inputs(&mut g);
+        let text = blocks::bert(&mut g, &ids, &mask, &model.text);
+        let logits = blocks::spatial_vqa(&mut g, &image, &text, &mask, head);
+        (logits, head.answer.weight.val().dims()[1])
+    } else {
+        let head = model.vqa.as_ref()?;
+        let image = image_tokens_input(&mut g, model);
+        let (ids, mask) = question_inputs(&mut g);
+        let text = blocks::bert(&mut g, &ids, &mask, &model.text);
+        let fused = blocks::fusion(&mut g, &text, &mask, &image, &model.fusion);
+        let cls = blocks::first_token(&mut g, &fused);
+        (
+            blocks::vqa_head(&mut g, &cls, head),
+            head.output.weight.val().dims()[1],
+        )
+    };
     g.output(&logits, io::LOGITS, &[N, Dim::Fixed(answers)]);
     Some(g.finish())
+}
+
+fn question_inputs(g: &mut GraphBuilder) -> (String, String) {
+    (g.input_i64(io::IDS, &[N, LEN]), g.input_f32(io::MASK, &[N, LEN]))
 }
 
 fn vocab(model: &EdgeVlm) -> usize {

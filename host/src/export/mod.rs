@@ -60,7 +60,7 @@ pub fn build_graphs(saved: &SavedModel, weights: WeightFormat) -> Vec<(&'static 
         (io::CAPTION_DECODER, graphs::caption_decoder(model, weights)),
         (io::CAPTION_STEP, graphs::caption_decoder_step(model, weights)),
     ];
-    if let Some(vqa) = graphs::vqa(model, weights) {
+    if let Some(vqa) = graphs::vqa(model, size, weights) {
         out.push((io::VQA, vqa));
     }
     out.into_iter()

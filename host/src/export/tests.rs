@@ -12,7 +12,7 @@ use super::graphs;
 use super::onnx::{Dim, GraphBuilder};
 use super::quantize::WeightFormat;
 use crate::model::fusion::FusionKind;
-use crate::model::vlm::{EdgeVlm, EdgeVlmConfig};
+use crate::model::vlm::{EdgeVlm, EdgeVlmConfig, VqaHeadKind};
 
 fn run(model: ModelProto, inputs: Vec<TractTensor>) -> Vec<Vec<f32>> {
     let bytes = model.encode_to_vec();
@@ -151,7 +151,7 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
     check("text embedding", &out[0], m.text_embedding(states));
 
     let out = run(
-        graphs::vqa(&m, weights).unwrap(),
+        graphs::vqa(&m, 16, weights).unwrap(),
         vec![f32_tensor(&tokens), t_ids.clone(), t_mask.clone()],
     );
     check(
@@ -205,6 +205,45 @@ fn int8_graphs_stay_close_to_burn() {
     // Weight-only int8 with per-channel scales: a rounding error of at most half a
     // step per weight, which on these random weights moves outputs by a few 1e-2.
     check_graphs(FusionKind::CrossAttention, WeightFormat::Int8, 0.05);
+}
+
+/// The spatial VQA graph (images and question in, logits out) against burn, with
+/// BatchNorm statistics that are not the initial zeros and ones, so that folding
+/// them into the convolutions is exercised.
+fn check_spatial_vqa(weights: WeightFormat, tolerance: f32) {
+    use burn::module::RunningState;
+    let device = Device::flex();
+    device.seed(11);
+    let mut cfg = EdgeVlmConfig::tiny(30).with_answers(6);
+    cfg.vqa_head = VqaHeadKind::Spatial;
+    let mut m = cfg.init(&device);
+    let head = m.spatial_vqa.as_mut().unwrap();
+    for block in &mut head.convs {
+        let n = block.norm.gamma.val().dims()[0];
+        let random = |low, high| Tensor::<1>::random([n], Distribution::Uniform(low, high), &device);
+        block.norm.running_mean = RunningState::new(random(-0.5, 0.5));
+        block.norm.running_var = RunningState::new(random(0.5, 2.0));
+        block.norm.gamma = burn::module::Param::from_tensor(random(0.5, 1.5));
+        block.norm.beta = burn::module::Param::from_tensor(random(-0.5, 0.5));
+    }
+    let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let (ids, mask, t_ids, t_mask) = text_inputs(&device);
+    let out = run(
+        graphs::vqa(&m, 16, weights).unwrap(),
+        vec![f32_tensor(&images), t_ids, t_mask],
+    );
+    let expected = m.vqa_logits(images, ids, mask);
+    let diff = max_diff(&out[0], &burn_values(expected));
+    assert!(
+        diff < tolerance,
+        "spatial vqa {weights:?}: max |tract - burn| = {diff}"
+    );
+}
+
+#[test]
+fn spatial_vqa_graph_matches_burn() {
+    check_spatial_vqa(WeightFormat::F32, 1e-4);
+    check_spatial_vqa(WeightFormat::Int8, 0.05);
 }
 
 #[test]

@@ -13,9 +13,10 @@ pub mod params;
 pub mod photo;
 pub mod pretrained;
 pub mod saved;
+pub mod spatial;
 pub mod vit;
 pub mod vlm;
 
 pub use decoder::DecodeOptions;
 pub use fusion::FusionKind;
-pub use vlm::{EdgeVlm, EdgeVlmConfig};
+pub use vlm::{EdgeVlm, EdgeVlmConfig, VqaHeadKind};

@@ -42,8 +42,7 @@ impl SavedModel {
             ));
         }
         let config_path = dir.join("config.json");
-        let config = EdgeVlmConfig::load(&config_path)
-            .map_err(|e| TrainError::record(&config_path, format!("not a model config: {e}")))?;
+        let config = load_model_config(&config_path)?;
         let preprocess: PreprocessConfig = read_json(&dir.join("preprocess.json"))?;
         preprocess.validate()?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), config.decoder.max_len)?;
@@ -78,6 +77,20 @@ impl SavedModel {
             model,
         })
     }
+}
+
+/// Reads an [`EdgeVlmConfig`], giving fields that later versions added their
+/// defaults so that model folders written before them still load.
+fn load_model_config(path: &Path) -> Result<EdgeVlmConfig> {
+    let not_config = |e: String| TrainError::record(path, format!("not a model config: {e}"));
+    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| not_config(e.to_string()))?;
+    if let Some(fields) = json.as_object_mut() {
+        fields
+            .entry("vqa_head")
+            .or_insert_with(|| serde_json::Value::String("Fused".into()));
+    }
+    EdgeVlmConfig::load_binary(json.to_string().as_bytes()).map_err(|e| not_config(e.to_string()))
 }
 
 /// Writes a model folder's `config.json` (any burn `Config`) and `preprocess.json`.

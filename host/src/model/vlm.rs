@@ -11,7 +11,17 @@ use super::bert::{Bert, BertConfig};
 use super::decoder::{CaptionDecoder, CaptionDecoderConfig};
 use super::fusion::{Fusion, FusionConfig, FusionKind};
 use super::heads::{ItcHead, ItcHeadConfig, MimHead, MlmHead, VqaHead};
+use super::spatial::{SpatialVqa, SpatialVqaConfig};
 use super::vit::{Vit, VitConfig};
+
+/// How VQA reads the image.
+#[derive(Config, Debug, PartialEq, Eq, Copy)]
+pub enum VqaHeadKind {
+    /// A classifier on the fused [CLS] of the question attending to the image tokens.
+    Fused,
+    /// [`SpatialVqa`]: its own CNN grid with coordinates, reasoned over by the question.
+    Spatial,
+}
 
 #[derive(Config, Debug)]
 pub struct EdgeVlmConfig {
@@ -25,6 +35,8 @@ pub struct EdgeVlmConfig {
     /// Size of the VQA answer vocabulary; 0 until VQA fine-tuning adds the head.
     #[config(default = 0)]
     pub answers: usize,
+    #[config(default = "VqaHeadKind::Fused")]
+    pub vqa_head: VqaHeadKind,
 }
 
 impl EdgeVlmConfig {
@@ -102,8 +114,18 @@ impl EdgeVlmConfig {
                 device,
             ),
             decoder: self.decoder.init(device),
-            vqa: (self.answers > 0).then(|| VqaHead::new(d_text, self.answers, device)),
+            vqa: (self.answers > 0 && self.vqa_head == VqaHeadKind::Fused)
+                .then(|| VqaHead::new(d_text, self.answers, device)),
+            spatial_vqa: (self.answers > 0 && self.vqa_head == VqaHeadKind::Spatial)
+                .then(|| self.spatial_vqa().init(device)),
         }
+    }
+
+    /// The spatial VQA head's configuration for this model.
+    pub fn spatial_vqa(&self) -> SpatialVqaConfig {
+        SpatialVqaConfig::new(self.text.d_model, self.answers)
+            .with_d_model(self.text.d_model)
+            .with_image_size(self.vision.image_size)
     }
 }
 
@@ -118,12 +140,28 @@ pub struct EdgeVlm {
     pub mim: MimHead,
     pub decoder: CaptionDecoder,
     pub vqa: Option<VqaHead>,
+    pub spatial_vqa: Option<SpatialVqa>,
 }
 
 /// First position of a sequence: `[batch, len, d]` → `[batch, d]`.
 pub fn first_token(x: Tensor<3>) -> Tensor<2> {
     let [batch, _, d] = x.dims();
     x.slice([0..batch, 0..1]).reshape([batch, d])
+}
+
+/// Mean of the states over the tokens the mask keeps: `[batch, len, d]` → `[batch, d]`.
+pub fn mean_over_tokens(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+    let [batch, len, d] = states.dims();
+    let weights = mask.reshape([batch, len, 1]);
+    let total = (states * weights.clone().expand([batch, len, d]))
+        .sum_dim(1)
+        .reshape([batch, d]);
+    total
+        / weights
+            .sum_dim(1)
+            .reshape([batch, 1])
+            .clamp_min(1.0)
+            .expand([batch, d])
 }
 
 impl EdgeVlm {
@@ -146,10 +184,20 @@ impl EdgeVlm {
     ///
     /// Panics if the model has no VQA head (`answers == 0`).
     pub fn vqa_logits(&self, images: Tensor<4>, ids: Tensor<2, Int>, mask: Tensor<2>) -> Tensor<2> {
-        self.vqa_logits_from(self.encode_image(images), ids, mask)
+        self.vqa_logits_from(self.encode_vqa_image(images), ids, mask)
     }
 
-    /// VQA answer logits from already encoded image tokens (one row per question).
+    /// What the VQA head reads of each image: the image tokens for the fused head,
+    /// the grid cells `[batch, cells, d]` for the spatial one.
+    pub fn encode_vqa_image(&self, images: Tensor<4>) -> Tensor<3> {
+        match &self.spatial_vqa {
+            Some(spatial) => spatial.cells(images),
+            None => self.encode_image(images),
+        }
+    }
+
+    /// VQA answer logits from already encoded images ([`Self::encode_vqa_image`],
+    /// one row per question).
     pub fn vqa_logits_from(
         &self,
         image_tokens: Tensor<3>,
@@ -160,11 +208,14 @@ impl EdgeVlm {
         self.answer_logits(image_tokens, text, mask)
     }
 
-    /// VQA answer logits from image tokens and already encoded questions
-    /// `[batch, len, d_text]` (one row per question).
+    /// VQA answer logits from encoded images ([`Self::encode_vqa_image`]) and
+    /// already encoded questions `[batch, len, d_text]` (one row per question).
     ///
     /// Panics if the model has no VQA head (`answers == 0`).
     pub fn answer_logits(&self, image_tokens: Tensor<3>, question: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        if let Some(spatial) = &self.spatial_vqa {
+            return spatial.forward(image_tokens, mean_over_tokens(question, mask));
+        }
         let head = self
             .vqa
             .as_ref()

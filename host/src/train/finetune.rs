@@ -5,18 +5,22 @@
 use std::path::PathBuf;
 
 use burn::config::Config;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor, TensorData};
 
 use super::config::TrainConfig;
 use super::datasets;
 use super::error::{Result, TrainError};
 use super::steps;
 use super::tasks::{answer_vocabulary, pair_set, question_set};
-use super::trainer::{fit, Fit, Flow};
+use super::trainer::{fit, fit_then, Fit, Flow};
+use crate::data::store::ImageStore;
 use crate::data::Format;
+
+/// Training images whose statistics a spatial VQA head's BatchNorm keeps.
+const CALIBRATION_IMAGES: usize = 2000;
 use crate::model::heads::VqaHead;
 use crate::model::saved::{save_meta, SavedModel};
-use crate::model::EdgeVlm;
+use crate::model::{EdgeVlm, VqaHeadKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum Task {
@@ -34,6 +38,8 @@ pub struct FinetuneJob {
     pub out: PathBuf,
     /// Same architecture, fresh weights (the from-scratch baseline).
     pub scratch: bool,
+    /// The head a VQA fine-tuning adds.
+    pub vqa_head: VqaHeadKind,
     pub train: TrainConfig,
     pub resume: bool,
     pub quiet: bool,
@@ -73,7 +79,15 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             let mut model = start(&base)?;
             answers = answer_vocabulary(&records.records);
             config.answers = answers.len();
-            model.vqa = Some(VqaHead::new(config.text.d_model, answers.len(), device));
+            config.vqa_head = job.vqa_head;
+            model.vqa = None;
+            model.spatial_vqa = None;
+            match job.vqa_head {
+                VqaHeadKind::Fused => {
+                    model.vqa = Some(VqaHead::new(config.text.d_model, answers.len(), device))
+                }
+                VqaHeadKind::Spatial => model.spatial_vqa = Some(config.spatial_vqa().init(device)),
+            }
             let (set, dropped) = question_set(
                 &records.records,
                 &answers,
@@ -90,13 +104,20 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 .save(&train_path)
                 .map_err(|e| TrainError::io(&train_path, e))?;
             let len = set.items.len();
-            fit(
+            let store = set.store.clone();
+            fit_then(
                 fit_args(label),
                 model,
                 set,
                 len,
                 |m, b, _| steps::vqa(m, b, device),
                 |_, _| Ok(Flow::Continue),
+                |mut m| {
+                    if let Some(spatial) = m.spatial_vqa.take() {
+                        m.spatial_vqa = Some(spatial.recalibrate(&calibration_images(&store, device)));
+                    }
+                    Ok(m)
+                },
             )
         }
         Task::Caption | Task::Retrieval => {
@@ -131,4 +152,20 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             }
         }
     }
+}
+
+/// Images for recalibrating BatchNorm statistics: the first [`CALIBRATION_IMAGES`]
+/// of the training set, in batches.
+fn calibration_images(store: &ImageStore, device: &Device) -> Vec<Tensor<4>> {
+    let s = store.config().image_size as usize;
+    let indices: Vec<usize> = (0..store.len().min(CALIBRATION_IMAGES)).collect();
+    indices
+        .chunks(100)
+        .map(|chunk| {
+            Tensor::from_data(
+                TensorData::new(store.batch(chunk), [chunk.len(), 3, s, s]),
+                device,
+            )
+        })
+        .collect()
 }

@@ -77,7 +77,7 @@ pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Losses {
         batch: batch.batch,
         seq_len: batch.len,
     };
-    let image_tokens = batch.per_row(model.encode_image(batch.images(device)));
+    let image_tokens = batch.per_row(model.encode_vqa_image(batch.images(device)));
     let loss = objectives::vqa_loss(model, image_tokens, &question, &batch.labels);
     Losses {
         total: loss.clone(),

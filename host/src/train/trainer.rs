@@ -93,8 +93,27 @@ pub fn fit<M, S, F>(
     model: M,
     set: S,
     len: usize,
+    step_fn: F,
+    on_checkpoint: impl FnMut(&M, usize) -> Result<Flow>,
+) -> Result<M>
+where
+    M: Freeze,
+    S: Batcher,
+    F: FnMut(&M, &S::Batch, &mut SplitMix64) -> Losses,
+{
+    fit_then(fit, model, set, len, step_fn, on_checkpoint, Ok)
+}
+
+/// [`fit`], with `finish` applied to the trained model before it is saved as
+/// `dir/model.bpk` (not at a pause: a resumed run finishes it).
+pub fn fit_then<M, S, F>(
+    fit: Fit,
+    model: M,
+    set: S,
+    len: usize,
     mut step_fn: F,
     mut on_checkpoint: impl FnMut(&M, usize) -> Result<Flow>,
+    finish: impl FnOnce(M) -> Result<M>,
 ) -> Result<M>
 where
     M: Freeze,
@@ -227,6 +246,7 @@ where
         }
     }
     bar.finish();
+    let model = finish(model)?;
     let final_path = fit.dir.join("model.bpk");
     let staging = fit.dir.join("model.bpk.tmp");
     model
