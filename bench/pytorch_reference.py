@@ -332,10 +332,10 @@ class SpatialVqa(nn.Module):
 
     def __init__(self, answers: int):
         super().__init__()
-        convs, channels = [ConvBn(3, 32, 1)], 32
-        for _ in range(int(math.log2(IMAGE_SIZE // SPATIAL_GRID))):
-            convs.append(ConvBn(channels, 64, 2))
-            channels = 64
+        convs, channels = [], 3
+        for layer in range(int(math.log2(IMAGE_SIZE // SPATIAL_GRID))):  # stride 2 down to the grid
+            convs.append(ConvBn(channels, 32 if layer == 0 else 64, 2))
+            channels = 32 if layer == 0 else 64
         convs.append(ConvBn(channels, D, 1))
         self.convs = nn.ModuleList(convs)
         axis = torch.linspace(-1, 1, SPATIAL_GRID)
@@ -347,7 +347,7 @@ class SpatialVqa(nn.Module):
         self.anchor_key, self.anchor_query = nn.Linear(D, D), nn.Linear(D, D)
         self.scored_cell = nn.Linear(D, D)
         self.scored_context = nn.Linear(2 * D + 2, D, bias=False)
-        self.scored_offset = nn.Linear(2, D, bias=False)
+        self.scored_offset = nn.Linear(3, D, bias=False)  # dx, dy, distance
         self.scored_hidden, self.score = nn.Linear(D, D), nn.Linear(D, 1)
         self.answer_hidden = nn.Linear(5 * D + 2, SPATIAL_HIDDEN)
         self.answer = nn.Linear(SPATIAL_HIDDEN, answers)
@@ -368,6 +368,7 @@ class SpatialVqa(nn.Module):
         anchor = (weights @ cells).reshape(b, D)
         anchor_at = (weights @ self.coordinates).reshape(b, 2)
         offsets = self.coordinates[None] - anchor_at[:, None]
+        offsets = torch.cat([offsets, (offsets.pow(2).sum(2, keepdim=True) + 1e-6).sqrt()], 2)
         context = torch.cat([question, anchor, anchor_at], 1)
         scored = F.relu(self.scored_cell(cells) + self.scored_context(context)[:, None] + self.scored_offset(offsets))
         scored = F.relu(self.scored_hidden(scored))

@@ -14,7 +14,7 @@ use crate::model::decoder::{CaptionDecoder, DecoderLayer};
 use crate::model::feed_forward::FeedForward;
 use crate::model::fusion::Fusion;
 use crate::model::heads::VqaHead;
-use crate::model::spatial::{cell_coordinates, ConvBn, SpatialVqa, POOL_SCALE};
+use crate::model::spatial::{cell_coordinates, ConvBn, SpatialVqa, DISTANCE_FLOOR, POOL_SCALE};
 use crate::model::vit::Vit;
 
 /// LayerNorm epsilons of the model's parts (burn keeps them private to the module;
@@ -519,6 +519,13 @@ pub fn spatial_vqa(
     // 2. Every cell scored relative to it.
     let anchor_row = g.unsqueeze(&anchor_at, &[1]);
     let offsets = g.node("Sub", &[&coordinates_value, &anchor_row], vec![]);
+    let squared = g.mul(&offsets, &offsets);
+    let axes2 = g.constant_i64("axes", &[2]);
+    let squared = g.node("ReduceSum", &[&squared, &axes2], vec![("keepdims", Attr::Int(1))]);
+    let floor = g.constant("distance_floor", &[DISTANCE_FLOOR], &[]);
+    let squared = g.add(&squared, &floor);
+    let distance = g.node("Sqrt", &[&squared], vec![]);
+    let offsets = g.node("Concat", &[&offsets, &distance], vec![("axis", Attr::Int(2))]);
     let context = g.node(
         "Concat",
         &[&question, &anchor, &anchor_at],

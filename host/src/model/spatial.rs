@@ -4,8 +4,8 @@
 //! A small BatchNorm CNN turns the image into a grid of cells, each joined with its
 //! (x, y). The question then
 //! 1. attends to the cell it names (the anchor) and reads its features and position,
-//! 2. scores every cell given the question, the anchor and its offset from the
-//!    anchor, and reads the best one (the object closest to / farthest from it),
+//! 2. scores every cell given the question, the anchor and its offset and
+//!    distance from the anchor, and reads the best one (the object closest to / farthest from it),
 //! 3. and pools the scored cells by sum and max (how many, which is largest).
 //!
 //! Why its own CNN and explicit coordinates: tokens of a ViT trained for captions
@@ -27,6 +27,10 @@ use burn::tensor::{Device, Tensor, TensorData};
 /// Divides the sum over the cells: a fixed scale rather than the mean, which would
 /// hide how many cells are on.
 pub const POOL_SCALE: f32 = 16.0;
+
+/// Added under the square root of the distance to the anchor, so that its gradient
+/// stays finite at the anchor itself.
+pub const DISTANCE_FLOOR: f32 = 1e-6;
 
 #[derive(Config, Debug)]
 pub struct SpatialVqaConfig {
@@ -111,11 +115,13 @@ impl SpatialVqaConfig {
         );
         let (d, h) = (self.d_model, self.d_hidden);
         assert_eq!(self.d_question, d, "the question vector joins the cells' width");
-        let mut convs = vec![ConvBn::new(3, 32, 1, device)];
-        let mut channels = 32;
-        for _ in 0..reduction.trailing_zeros() {
-            convs.push(ConvBn::new(channels, 64, 2, device));
-            channels = 64;
+        // Stride-2 layers down to the grid (32 then 64 channels), then one at the grid.
+        let mut convs = Vec::new();
+        let mut channels = 3;
+        for layer in 0..reduction.trailing_zeros() {
+            let out = if layer == 0 { 32 } else { 64 };
+            convs.push(ConvBn::new(channels, out, 2, device));
+            channels = out;
         }
         convs.push(ConvBn::new(channels, d, 1, device));
         let linear = |i, o| LinearConfig::new(i, o).init(device);
@@ -129,7 +135,7 @@ impl SpatialVqaConfig {
             anchor_query: linear(d, d),
             scored_cell: linear(d, d),
             scored_context: unbiased(2 * d + 2, d),
-            scored_offset: unbiased(2, d),
+            scored_offset: unbiased(3, d),
             scored_hidden: linear(d, d),
             score: linear(d, 1),
             answer_hidden: linear(5 * d + 2, h),
@@ -201,8 +207,19 @@ impl SpatialVqa {
         Tensor::from_data(TensorData::new(cell_coordinates(self.grid), [cells, 2]), device)
     }
 
-    /// Images `[batch, 3, s, s]` → cells `[batch, grid², d_model]`.
+    /// Images `[batch, 3, s, s]` → per cell, its vector and the two projections of
+    /// it that do not depend on the question (anchor key, cell term of the score),
+    /// side by side: `[batch, grid², 3 · d_model]`. Images are encoded once for all
+    /// their questions, so these are too.
     pub fn cells(&self, images: Tensor<4>) -> Tensor<3> {
+        let cells = self.cell_vectors(images);
+        let keys = self.anchor_key.forward(cells.clone());
+        let scored = self.scored_cell.forward(cells.clone());
+        Tensor::cat(vec![cells, keys, scored], 2)
+    }
+
+    /// Images `[batch, 3, s, s]` → cell vectors `[batch, grid², d_model]`.
+    fn cell_vectors(&self, images: Tensor<4>) -> Tensor<3> {
         let device = images.device();
         let mut x = images;
         for conv in &self.convs {
@@ -219,11 +236,15 @@ impl SpatialVqa {
         ))
     }
 
-    /// Cells `[batch, cells, d]` (one row per question) and question vectors
-    /// `[batch, d_question]` → answer logits `[batch, answers]`.
-    pub fn forward(&self, cells: Tensor<3>, question: Tensor<2>) -> Tensor<2> {
-        let device = cells.device();
-        let [batch, n, d] = cells.dims();
+    /// [`Self::cells`] `[batch, cells, 3d]` (one row per question) and question
+    /// vectors `[batch, d_question]` → answer logits `[batch, answers]`.
+    pub fn forward(&self, encoded: Tensor<3>, question: Tensor<2>) -> Tensor<2> {
+        let device = encoded.device();
+        let [batch, n, width] = encoded.dims();
+        let d = width / 3;
+        let cells = encoded.clone().narrow(2, 0, d);
+        let keys = encoded.clone().narrow(2, d, d);
+        let cell_scores = encoded.narrow(2, 2 * d, d);
         let coordinates = self.coordinates(&device);
         // LayerNorm brings the averaged states to the cells' scale; without it (or
         // with an MLP instead) the question's vector starts too weak to steer the
@@ -231,7 +252,6 @@ impl SpatialVqa {
         let question = self.question_norm.forward(question);
 
         // 1. The anchor: the cell the question names.
-        let keys = self.anchor_key.forward(cells.clone());
         let query = self.anchor_query.forward(question.clone()).unsqueeze_dim::<3>(2);
         let anchor_weights = softmax(keys.matmul(query).div_scalar((d as f32).sqrt()), 1); // [b, n, 1]
         let anchor_weights = anchor_weights.swap_dims(1, 2); // [b, 1, n]
@@ -243,9 +263,18 @@ impl SpatialVqa {
         // 2. Every cell scored given the question, the anchor and its offset from it.
         let offsets = coordinates.unsqueeze_dim::<3>(0).expand([batch, n, 2])
             - anchor_at.clone().unsqueeze_dim::<3>(1).expand([batch, n, 2]);
+        // The distance itself too: "closest"/"farthest" rank by it, and ReLU layers
+        // would only approximate a square root from (dx, dy).
+        let distance = offsets
+            .clone()
+            .powi_scalar(2)
+            .sum_dim(2)
+            .add_scalar(DISTANCE_FLOOR)
+            .sqrt();
+        let offsets = Tensor::cat(vec![offsets, distance], 2);
         let context = Tensor::cat(vec![question.clone(), anchor.clone(), anchor_at.clone()], 1);
         let scored = relu(
-            self.scored_cell.forward(cells.clone())
+            cell_scores
                 + self.scored_context.forward(context).unsqueeze_dim::<3>(1)
                 + self.scored_offset.forward(offsets),
         );
@@ -304,7 +333,7 @@ mod tests {
         );
         let images = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
         let cells = head.cells(images);
-        assert_eq!(cells.dims(), [3, 16, 16]);
+        assert_eq!(cells.dims(), [3, 16, 3 * 16], "cell, anchor key, score term");
         let question = Tensor::<2>::random([3, 16], Distribution::Normal(0.0, 1.0), &device);
         let logits = head.forward(cells, question);
         assert_eq!(logits.dims(), [3, 5]);
@@ -318,9 +347,9 @@ mod tests {
         let device = Device::flex().autodiff();
         let head = head(&device);
         let images = Tensor::<4>::random([6, 3, 16, 16], Distribution::Normal(0.5, 2.0), &device);
-        let trained = values(head.cells(images.clone()));
+        let trained = values(head.cell_vectors(images.clone()));
         let recalibrated = head.recalibrate(std::slice::from_ref(&images)).valid();
-        let inferred = values(recalibrated.cells(images.inner()));
+        let inferred = values(recalibrated.cell_vectors(images.inner()));
         let diff = trained
             .iter()
             .zip(&inferred)

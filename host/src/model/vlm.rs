@@ -188,7 +188,8 @@ impl EdgeVlm {
     }
 
     /// What the VQA head reads of each image: the image tokens for the fused head,
-    /// the grid cells `[batch, cells, d]` for the spatial one.
+    /// the grid cells with their question-independent projections for the spatial
+    /// one ([`SpatialVqa::cells`]).
     pub fn encode_vqa_image(&self, images: Tensor<4>) -> Tensor<3> {
         match &self.spatial_vqa {
             Some(spatial) => spatial.cells(images),
