@@ -52,7 +52,7 @@ fn device(args: &[&str], bundle: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// Trains a tiny model with a VQA head and a caption decoder; returns its folder.
+/// Trains a tiny model with a spatial VQA head and a caption decoder; returns its folder.
 fn tiny_model(tmp: &Path, train: &Path) -> PathBuf {
     let pre = tmp.join("pre");
     let common = ["--quiet", "--batch-size", "8", "--max-steps", "12", "--seed", "5"];
@@ -60,7 +60,9 @@ fn tiny_model(tmp: &Path, train: &Path) -> PathBuf {
     args.extend(common);
     edgevlm(&args, &[("--data", train), ("--out", &pre)]);
     let vqa = tmp.join("vqa");
-    let mut args = vec!["finetune", "vqa"];
+    // The spatial head: its graph reads the pixels, not the image tokens. (The
+    // flashing tests' bundles carry the fused head.)
+    let mut args = vec!["finetune", "vqa", "--vqa-head", "spatial"];
     args.extend(common);
     edgevlm(&args, &[("--from", &pre), ("--data", train), ("--out", &vqa)]);
     let model = tmp.join("model");
