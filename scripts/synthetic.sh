@@ -7,7 +7,7 @@
 # and let the device runtime answer and caption held-out scenes. Sizes come from the
 # environment (defaults: the quick demo).
 #
-#   TRAIN=10000 TEST=1000 PRETRAIN_STEPS=300 CAPTION_STEPS=1500 VQA_STEPS=1800 BASELINE=1 scripts/synthetic.sh
+#   TRAIN=10000 TEST=1000 PRETRAIN_STEPS=300 CAPTION_STEPS=1500 VQA_STEPS=3500 scripts/synthetic.sh
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN=${TRAIN:-2000}

@@ -328,8 +328,8 @@ mod tests {
         let head = head(&device);
         assert_eq!(
             head.convs.len(),
-            4,
-            "stem, two stride-2 layers (16 px to 4 cells), output"
+            3,
+            "two stride-2 layers (16 px to 4 cells), one at the grid"
         );
         let images = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
         let cells = head.cells(images);
