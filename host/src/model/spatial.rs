@@ -15,7 +15,7 @@
 //! leaves chance within a few hundred steps; GroupNorm and no normalisation do not.
 
 use burn::config::Config;
-use burn::module::{Module, Param, RunningState};
+use burn::module::{Module, RunningState};
 use burn::nn::conv::{Conv2d, Conv2dConfig};
 use burn::nn::{
     BatchNorm, BatchNormConfig, LayerNorm, LayerNormConfig, Linear, LinearConfig, PaddingConfig2d,
@@ -162,24 +162,6 @@ pub fn cell_coordinates(grid: usize) -> Vec<f32> {
 impl SpatialVqa {
     pub fn grid(&self) -> usize {
         self.grid
-    }
-
-    /// Starts the first convolutions as copies of the image encoder's stem, for as
-    /// long as their shapes and strides match (the ViT's stem is 3x3 stride-2
-    /// convolutions too): a trained stem already tells colours and edges apart.
-    /// The copies are new parameters; the stem itself is not shared.
-    pub fn with_stem(mut self, stem: &[Conv2d]) -> Self {
-        for (block, conv) in self.convs.iter_mut().zip(stem) {
-            let same = block.conv.weight.shape() == conv.weight.shape()
-                && block.conv.stride == conv.stride
-                && block.conv.bias.is_some() == conv.bias.is_some();
-            if !same {
-                break;
-            }
-            block.conv.weight = Param::from_tensor(conv.weight.val().detach());
-            block.conv.bias = conv.bias.as_ref().map(|b| Param::from_tensor(b.val().detach()));
-        }
-        self
     }
 
     /// Sets every BatchNorm's running statistics to the exact mean and variance of
@@ -356,32 +338,6 @@ mod tests {
         let logits = head.forward(cells, question);
         assert_eq!(logits.dims(), [3, 5]);
         assert!(values(logits).iter().all(|v| v.is_finite()));
-    }
-
-    #[test]
-    fn stem_copies_start_the_matching_convolutions() {
-        use crate::model::vit::VitConfig;
-        let device = Device::flex();
-        let vit = VitConfig::new()
-            .with_image_size(16)
-            .with_patch_size(8)
-            .with_d_model(16)
-            .with_stem_channels(vec![32, 64])
-            .init(&device);
-        let before = head(&device);
-        let started = before.clone().with_stem(&vit.stem);
-        for (block, conv) in started.convs.iter().zip(&vit.stem) {
-            assert_eq!(values(block.conv.weight.val()), values(conv.weight.val()));
-            assert_ne!(
-                block.conv.weight.id, conv.weight.id,
-                "a copy, not the stem's parameter"
-            );
-        }
-        assert_eq!(
-            values(started.convs[2].conv.weight.val()),
-            values(before.convs[2].conv.weight.val()),
-            "the layer at the grid has no counterpart in the stem"
-        );
     }
 
     /// Recalibrated on one batch, inference normalises each layer with exactly the

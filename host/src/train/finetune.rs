@@ -86,10 +86,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 VqaHeadKind::Fused => {
                     model.vqa = Some(VqaHead::new(config.text.d_model, answers.len(), device))
                 }
-                VqaHeadKind::Spatial => {
-                    let head = config.spatial_vqa().init(device).with_stem(&model.vision.stem);
-                    model.spatial_vqa = Some(head)
-                }
+                VqaHeadKind::Spatial => model.spatial_vqa = Some(config.spatial_vqa().init(device)),
             }
             let (set, dropped) = question_set(
                 &records.records,
