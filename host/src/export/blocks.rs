@@ -44,14 +44,7 @@ pub fn linear(g: &mut GraphBuilder, x: &str, linear: &Linear) -> String {
     let (w, dims) = values(&linear.weight);
     let w = g.weight("linear_weight", &w, &dims, 1);
     let y = g.matmul(x, &w);
-    match &linear.bias {
-        Some(bias) => {
-            let (b, dims) = values(bias);
-            let b = g.constant("linear_bias", &b, &dims);
-            g.add(&y, &b)
-        }
-        None => y,
-    }
+    bias(g, &y, linear)
 }
 
 pub fn layer_norm(g: &mut GraphBuilder, x: &str, norm: &LayerNorm, epsilon: f32) -> String {
@@ -436,6 +429,7 @@ fn linear_rows(g: &mut GraphBuilder, x: &str, linear: &Linear, rows: std::ops::R
     g.matmul(x, &w)
 }
 
+/// Adds a linear layer's bias, if it has one.
 fn bias(g: &mut GraphBuilder, x: &str, linear: &Linear) -> String {
     match &linear.bias {
         Some(bias) => {
