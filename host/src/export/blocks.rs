@@ -226,11 +226,16 @@ pub fn fusion(g: &mut GraphBuilder, text: &str, mask: &str, image: &str, fusion:
 fn conv2d(g: &mut GraphBuilder, x: &str, conv: &Conv2d) -> String {
     let (w, dims) = values(&conv.weight);
     let w = g.weight("conv_weight", &w, &dims, 0);
-    let mut inputs = vec![x.to_string(), w];
-    if let Some(bias) = &conv.bias {
+    let b = conv.bias.as_ref().map(|bias| {
         let (b, dims) = values(bias);
-        inputs.push(g.constant("conv_bias", &b, &dims));
-    }
+        g.constant("conv_bias", &b, &dims)
+    });
+    conv_node(g, x, &w, b.as_deref(), conv)
+}
+
+/// A `Conv` node with `conv`'s geometry (strides, pads, dilations, groups) over the
+/// given weight and bias.
+fn conv_node(g: &mut GraphBuilder, x: &str, w: &str, b: Option<&str>, conv: &Conv2d) -> String {
     let pads = match &conv.padding {
         PaddingConfig2d::Explicit(top, left, bottom, right) => {
             vec![*top as i64, *left as i64, *bottom as i64, *right as i64]
@@ -238,7 +243,8 @@ fn conv2d(g: &mut GraphBuilder, x: &str, conv: &Conv2d) -> String {
         PaddingConfig2d::Valid => vec![0; 4],
         other => panic!("conv padding {other:?} is not exported"),
     };
-    let inputs: Vec<&str> = inputs.iter().map(String::as_str).collect();
+    let mut inputs = vec![x, w];
+    inputs.extend(b);
     g.node(
         "Conv",
         &inputs,
@@ -401,22 +407,7 @@ fn conv_batch_norm(g: &mut GraphBuilder, x: &str, block: &ConvBn) -> String {
     }
     let w = g.weight("conv_bn_weight", &w, &w_dims, 0);
     let b = g.constant("conv_bn_bias", &b, &[out_channels]);
-    let [top, left, bottom, right] = match &block.conv.padding {
-        PaddingConfig2d::Explicit(t, l, b, r) => [*t, *l, *b, *r].map(|p| p as i64),
-        PaddingConfig2d::Valid => [0; 4],
-        other => panic!("conv padding {other:?} is not exported"),
-    };
-    let y = g.node(
-        "Conv",
-        &[x, &w, &b],
-        vec![
-            (
-                "strides",
-                Attr::Ints(block.conv.stride.iter().map(|&s| s as i64).collect()),
-            ),
-            ("pads", Attr::Ints(vec![top, left, bottom, right])),
-        ],
-    );
+    let y = conv_node(g, x, &w, Some(&b), &block.conv);
     g.node("Relu", &[&y], vec![])
 }
 
