@@ -13,8 +13,7 @@ use serde::Serialize;
 
 use crate::data::batcher::Batcher;
 use crate::data::synth::{self, SynthOptions};
-use crate::model::heads::VqaHead;
-use crate::model::EdgeVlmConfig;
+use crate::model::{EdgeVlmConfig, VqaHeadKind};
 use crate::train::error::Result;
 use crate::train::tasks::{answer_vocabulary, pair_set, question_set, TextImageBatch};
 use crate::train::trainer::{optimizer, Losses};
@@ -118,17 +117,10 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
     let mut config = EdgeVlmConfig::synthetic(tokenizer.vocab_size());
     config.answers = answers.len();
     device.seed(0);
-    let model = {
-        let mut m = config.init(device);
-        m.vqa = Some(VqaHead::new(config.text.d_model, answers.len(), device));
-        m
-    };
-    let spatial = {
-        let mut m = model.clone();
-        m.vqa = None;
-        m.spatial_vqa = Some(config.spatial_vqa().init(device));
-        m
-    };
+    let model = config.init(device);
+    let spatial = model
+        .clone()
+        .with_vqa_heads(&config.clone().with_vqa_head(VqaHeadKind::Spatial), device);
     let parameters = crate::model::params::named_parameters(&model)
         .iter()
         .map(|p| p.values.len())

@@ -114,11 +114,10 @@ impl EdgeVlmConfig {
                 device,
             ),
             decoder: self.decoder.init(device),
-            vqa: (self.answers > 0 && self.vqa_head == VqaHeadKind::Fused)
-                .then(|| VqaHead::new(d_text, self.answers, device)),
-            spatial_vqa: (self.answers > 0 && self.vqa_head == VqaHeadKind::Spatial)
-                .then(|| self.spatial_vqa().init(device)),
+            vqa: None,
+            spatial_vqa: None,
         }
+        .with_vqa_heads(self, device)
     }
 
     /// The spatial VQA head's configuration for this model.
@@ -165,6 +164,16 @@ pub fn mean_over_tokens(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
 }
 
 impl EdgeVlm {
+    /// Fresh VQA heads as `config` asks (`answers`, `vqa_head`), replacing any the
+    /// model had: the one of its kind, none of the other.
+    pub fn with_vqa_heads(mut self, config: &EdgeVlmConfig, device: &Device) -> Self {
+        let wanted = |kind| config.answers > 0 && config.vqa_head == kind;
+        self.vqa =
+            wanted(VqaHeadKind::Fused).then(|| VqaHead::new(config.text.d_model, config.answers, device));
+        self.spatial_vqa = wanted(VqaHeadKind::Spatial).then(|| config.spatial_vqa().init(device));
+        self
+    }
+
     /// `[batch, 3, s, s]` → image tokens `[batch, 1 + patches, d_image]`.
     pub fn encode_image(&self, images: Tensor<4>) -> Tensor<3> {
         self.vision.forward(images)

@@ -18,7 +18,6 @@ use crate::data::Format;
 
 /// Training images whose statistics a spatial VQA head's BatchNorm keeps.
 const CALIBRATION_IMAGES: usize = 2000;
-use crate::model::heads::VqaHead;
 use crate::model::saved::{save_meta, SavedModel};
 use crate::model::{EdgeVlm, VqaHeadKind};
 
@@ -76,18 +75,11 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             let records = datasets::questions(&job.data, job.format, job.split.as_deref())?;
             let mut base = config.clone();
             base.answers = answers.len();
-            let mut model = start(&base)?;
+            let model = start(&base)?;
             answers = answer_vocabulary(&records.records);
             config.answers = answers.len();
             config.vqa_head = job.vqa_head;
-            model.vqa = None;
-            model.spatial_vqa = None;
-            match job.vqa_head {
-                VqaHeadKind::Fused => {
-                    model.vqa = Some(VqaHead::new(config.text.d_model, answers.len(), device))
-                }
-                VqaHeadKind::Spatial => model.spatial_vqa = Some(config.spatial_vqa().init(device)),
-            }
+            let model = model.with_vqa_heads(&config, device);
             let (set, dropped) = question_set(
                 &records.records,
                 &answers,
