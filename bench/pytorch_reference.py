@@ -6,7 +6,7 @@ burn / PyTorch training-speed ratio on CPU.
 Measures one optimizer step (forward + backward + gradient clipping + AdamW) of
   pretrain  ITC + ITM (2B hard negatives) + MLM + masked image features, B=32
   vqa       16 images x 8 questions, image encoded once, CE over 22 answers
-  vqa-spatial  the spatial VQA head (spatial.rs): 16 images x 16 questions
+  vqa-spatial  the grid encoder and spatial VQA head (spatial.rs): 16 images x 16 questions
   caption   B=32, teacher-forced caption decoder
 on random data of the right shapes (no data loading), float32.
 
@@ -313,7 +313,7 @@ class VqaHead(nn.Module):
 
 
 class ConvBn(nn.Module):
-    """spatial.rs ConvBn: 3x3 conv (padding 1), BatchNorm (burn defaults: eps 1e-5, momentum 0.1), ReLU."""
+    """grid.rs ConvBn: 3x3 conv (padding 1), BatchNorm (burn defaults: eps 1e-5, momentum 0.1), ReLU."""
 
     def __init__(self, c_in: int, c_out: int, stride: int):
         super().__init__()
@@ -327,10 +327,16 @@ class ConvBn(nn.Module):
 SPATIAL_GRID, SPATIAL_HIDDEN, SPATIAL_POOL_SCALE = 8, 256, 16.0
 
 
-class SpatialVqa(nn.Module):
-    """spatial.rs: CNN grid with (x, y), anchor attention, cells scored relative to it, pooled."""
+def cell_coordinates():
+    axis = torch.linspace(-1, 1, SPATIAL_GRID)
+    ys, xs = torch.meshgrid(axis, axis, indexing="ij")
+    return torch.stack([xs.flatten(), ys.flatten()], 1)  # [cells, 2], row by row
 
-    def __init__(self, answers: int):
+
+class GridEncoder(nn.Module):
+    """grid.rs: BatchNorm CNN down to an 8x8 grid, each cell joined with its (x, y)."""
+
+    def __init__(self):
         super().__init__()
         convs, channels = [], 3
         for layer in range(int(math.log2(IMAGE_SIZE // SPATIAL_GRID))):  # stride 2 down to the grid
@@ -338,11 +344,25 @@ class SpatialVqa(nn.Module):
             channels = 32 if layer == 0 else 64
         convs.append(ConvBn(channels, D, 1))
         self.convs = nn.ModuleList(convs)
-        axis = torch.linspace(-1, 1, SPATIAL_GRID)
-        ys, xs = torch.meshgrid(axis, axis, indexing="ij")
-        self.register_buffer("coordinates", torch.stack([xs.flatten(), ys.flatten()], 1))  # [cells, 2]
+        self.register_buffer("coordinates", cell_coordinates())
         self.cell = nn.Linear(D + 2, D)
         self.cell_norm = nn.LayerNorm(D, eps=1e-5)
+
+    def forward(self, images):
+        x = images
+        for conv in self.convs:
+            x = conv(x)
+        features = x.flatten(2).transpose(1, 2)  # [b, cells, D]
+        xy = self.coordinates.expand(len(x), -1, -1)
+        return self.cell_norm(F.relu(self.cell(torch.cat([features, xy], 2))))
+
+
+class SpatialVqa(nn.Module):
+    """spatial.rs: anchor attention over the grid cells, cells scored relative to it, pooled."""
+
+    def __init__(self, answers: int):
+        super().__init__()
+        self.register_buffer("coordinates", cell_coordinates())
         self.question_norm = nn.LayerNorm(D, eps=1e-5)
         self.anchor_key, self.anchor_query = nn.Linear(D, D), nn.Linear(D, D)
         self.scored_cell = nn.Linear(D, D)
@@ -351,14 +371,6 @@ class SpatialVqa(nn.Module):
         self.scored_hidden, self.score = nn.Linear(D, D), nn.Linear(D, 1)
         self.answer_hidden = nn.Linear(5 * D + 2, SPATIAL_HIDDEN)
         self.answer = nn.Linear(SPATIAL_HIDDEN, answers)
-
-    def cells(self, images):
-        x = images
-        for conv in self.convs:
-            x = conv(x)
-        features = x.flatten(2).transpose(1, 2)  # [b, cells, D]
-        xy = self.coordinates.expand(len(x), -1, -1)
-        return self.cell_norm(F.relu(self.cell(torch.cat([features, xy], 2))))
 
     def forward(self, cells, question):
         b = len(cells)
@@ -423,7 +435,7 @@ class CaptionDecoder(nn.Module):
 class EdgeVlm(nn.Module):
     """vlm.rs: the whole model (the decoder is present in every task, as in burn)."""
 
-    def __init__(self, vocab: int = VOCAB, answers: int = 0):
+    def __init__(self, vocab: int = VOCAB, answers: int = 0, grid: bool = False):
         super().__init__()
         self.vision = Vit()
         self.text = Bert(vocab)
@@ -435,6 +447,7 @@ class EdgeVlm(nn.Module):
         self.decoder = CaptionDecoder(vocab)
         self.vqa = VqaHead(answers) if answers > 0 else None
         self.spatial_vqa = SpatialVqa(answers) if answers > 0 else None
+        self.grid = GridEncoder() if grid else None
 
     def fused_cls(self, text, mask, image):
         return self.fusion(text, mask, image)[:, 0]  # [b, d]
@@ -541,7 +554,7 @@ def vqa_loss(model, batch):
 
 
 def spatial_vqa_loss(model, batch):
-    cells = model.spatial_vqa.cells(batch["images"]).index_select(0, batch["row_image"])  # once per image
+    cells = model.grid(batch["images"]).index_select(0, batch["row_image"])  # once per image
     mask = batch["mask"]
     states = model.text(batch["ids"], mask)
     question = (states * mask[..., None]).sum(1) / mask.sum(1, keepdim=True).clamp_min(1)
@@ -588,11 +601,11 @@ def make_batch(bench: str):
 
 
 BENCHES = {
-    # name: (loss fn, images per step, questions per step, VQA answers in the model)
-    "pretrain": (pretrain_loss, 32, None, 0),
-    "vqa": (vqa_loss, 16, 128, ANSWERS),
-    "vqa-spatial": (spatial_vqa_loss, 16, 256, ANSWERS),
-    "caption": (caption_loss, 32, None, 0),
+    # name: (loss fn, images per step, questions per step, VQA answers in the model, grid encoder)
+    "pretrain": (pretrain_loss, 32, None, 0, False),
+    "vqa": (vqa_loss, 16, 128, ANSWERS, False),
+    "vqa-spatial": (spatial_vqa_loss, 16, 256, ANSWERS, True),
+    "caption": (caption_loss, 32, None, 0, False),
 }
 
 
@@ -627,8 +640,8 @@ def run_one(bench: str, threads: int, warmup: int, steps: int, clip: bool, devic
     torch.set_default_device(device)
     torch.set_num_threads(threads)
     torch.manual_seed(0)
-    loss_fn, images, questions, answers = BENCHES[bench]
-    model = EdgeVlm(VOCAB, answers).train()
+    loss_fn, images, questions, answers, grid = BENCHES[bench]
+    model = EdgeVlm(VOCAB, answers, grid).train()
     params = list(model.parameters())
     opt = torch.optim.AdamW(params, lr=LR, betas=BETAS, eps=ADAM_EPS, weight_decay=WEIGHT_DECAY)
     batches = [make_batch(bench) for _ in range(4)]
@@ -676,7 +689,9 @@ def main():
     global USE_SDPA
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument(
-        "--bench", default="pretrain,vqa,vqa-spatial,caption", help="comma list of pretrain,vqa,vqa-spatial,caption"
+        "--bench",
+        default="pretrain,vqa,vqa-spatial,caption",
+        help="comma list of pretrain,vqa,vqa-spatial,caption",
     )
     ap.add_argument("--threads", default="2,1", help="comma list of intra-op thread counts")
     ap.add_argument("--warmup", type=int, default=3)

@@ -120,7 +120,7 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
     let model = config.init(device);
     let spatial = model
         .clone()
-        .with_vqa_heads(&config.clone().with_vqa_head(VqaHeadKind::Spatial), device);
+        .with_vqa_heads(&config.clone().with_vqa_head_kind(VqaHeadKind::Spatial), device);
     let parameters = crate::model::params::named_parameters(&model)
         .iter()
         .map(|p| p.values.len())

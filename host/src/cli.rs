@@ -206,10 +206,16 @@ pub struct TrainArgs {
     pub mlm_weight: Option<f32>,
     #[arg(long)]
     pub mim_weight: Option<f32>,
+    /// MLM through the spatial head (pretraining with `--grid`).
+    #[arg(long)]
+    pub spatial_mlm_weight: Option<f32>,
+    /// Spatial MLM: variants of each caption, each hiding another token.
+    #[arg(long)]
+    pub spatial_mlm_variants: Option<usize>,
     /// VQA: questions per image in a batch (the image is encoded once for them).
     #[arg(long)]
     pub questions_per_image: Option<usize>,
-    /// Parts to keep frozen (vision, text, fusion, decoder), comma-separated.
+    /// Parts to keep frozen (vision, text, fusion, decoder, grid), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub freeze: Vec<String>,
     /// Continue from the output folder's last checkpoint.
@@ -251,6 +257,11 @@ pub struct PretrainArgs {
     /// A minimal model (for smoke tests).
     #[arg(long)]
     pub tiny: bool,
+    /// Add a grid encoder (a BatchNorm CNN whose cells carry their coordinates) and
+    /// a spatial head over its cells that predicts hidden caption words (spatial
+    /// MLM); the spatial VQA head later starts from both.
+    #[arg(long)]
+    pub grid: bool,
     /// WordPiece vocabulary size to train.
     #[arg(long, default_value_t = 1000)]
     pub vocab_size: usize,
@@ -282,8 +293,9 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub scratch: bool,
     /// The VQA head: `fused` classifies the question's [CLS] after it attends to the
-    /// image tokens; `spatial` reasons over a grid of CNN cells with coordinates
-    /// (where-questions: position, closest, farthest, counts).
+    /// image tokens (and the grid cells, if pretrained with `--grid`); `spatial`
+    /// reasons over the grid encoder's cells with coordinates (where-questions:
+    /// position, closest, farthest, counts), pretrained if the model has one.
     #[arg(long, value_enum, default_value_t = VqaHeadArg::Fused)]
     pub vqa_head: VqaHeadArg,
     #[command(flatten)]

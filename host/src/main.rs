@@ -66,6 +66,7 @@ fn main() -> Result<()> {
                     FusionArg::CrossAttention => FusionKind::CrossAttention,
                 },
                 tiny: a.tiny,
+                grid: a.grid,
                 tokenizer: TokenizerConfig {
                     vocab_size: a.vocab_size,
                     min_frequency: 1,
@@ -335,6 +336,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         itm_weight,
         mlm_weight,
         mim_weight,
+        spatial_mlm_weight,
+        spatial_mlm_variants,
         questions_per_image
     );
     if a.max_steps.is_some() {

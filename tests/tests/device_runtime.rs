@@ -52,11 +52,12 @@ fn device(args: &[&str], bundle: &Path) -> std::process::Output {
         .unwrap()
 }
 
-/// Trains a tiny model with a spatial VQA head and a caption decoder; returns its folder.
+/// Trains a tiny model with a spatial VQA head and a caption decoder; returns its
+/// folder. Pretrained with `--grid`, so the VQA head starts from the spatial MLM head.
 fn tiny_model(tmp: &Path, train: &Path) -> PathBuf {
     let pre = tmp.join("pre");
     let common = ["--quiet", "--batch-size", "8", "--max-steps", "12", "--seed", "5"];
-    let mut args = vec!["pretrain", "--tiny"];
+    let mut args = vec!["pretrain", "--tiny", "--grid"];
     args.extend(common);
     edgevlm(&args, &[("--data", train), ("--out", &pre)]);
     let vqa = tmp.join("vqa");

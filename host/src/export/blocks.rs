@@ -13,8 +13,9 @@ use crate::model::bert::{Bert, BertLayer};
 use crate::model::decoder::{CaptionDecoder, DecoderLayer};
 use crate::model::feed_forward::FeedForward;
 use crate::model::fusion::Fusion;
+use crate::model::grid::{cell_coordinates, ConvBn, GridEncoder};
 use crate::model::heads::VqaHead;
-use crate::model::spatial::{cell_coordinates, ConvBn, SpatialVqa, DISTANCE_FLOOR, POOL_SCALE};
+use crate::model::spatial::{SpatialVqa, DISTANCE_FLOOR, POOL_SCALE};
 use crate::model::vit::Vit;
 
 /// LayerNorm epsilons of the model's parts (burn keeps them private to the module;
@@ -25,6 +26,7 @@ pub mod eps {
     pub const DECODER: f32 = 1e-5;
     pub const VQA_HEAD: f32 = 1e-5;
     pub const SPATIAL: f32 = 1e-5;
+    pub const GRID: f32 = 1e-5;
 }
 
 /// A parameter's values and shape.
@@ -438,31 +440,22 @@ fn softmax_over_cells(g: &mut GraphBuilder, logits: &str) -> String {
     g.transpose(&weights, &[0, 2, 1])
 }
 
-/// Mirrors [`SpatialVqa`]: images `[n, 3, s, s]` and question states `[n, len, d]`
-/// with their mask → answer logits. Coordinates are constants, so the cell layer's
-/// coordinate rows become one constant `[cells, d]` added to every image.
-pub fn spatial_vqa(
-    g: &mut GraphBuilder,
-    images: &str,
-    states: &str,
-    mask: &str,
-    head: &SpatialVqa,
-) -> String {
-    let relu = |g: &mut GraphBuilder, x: &str| g.node("Relu", &[x], vec![]);
-    let grid = head.grid();
+/// Mirrors [`GridEncoder`]: images `[n, 3, s, s]` → cell vectors `[n, cells, d]`.
+/// Coordinates are constants, so the cell layer's coordinate rows become one
+/// constant `[cells, d]` added to every image.
+pub fn grid_encoder(g: &mut GraphBuilder, images: &str, encoder: &GridEncoder) -> String {
+    let grid = encoder.grid();
     let cells = grid * grid;
     let coordinates = cell_coordinates(grid);
-    let coordinates_value = g.constant("cell_xy", &coordinates, &[cells, 2]);
-
     let mut x = images.to_string();
-    for block in &head.convs {
+    for block in &encoder.convs {
         x = conv_batch_norm(g, &x, block);
     }
     let features = g.reshape(&x, &[0, 0, -1]);
     let features = g.transpose(&features, &[0, 2, 1]); // [n, cells, c]
-    let channels = head.cell.weight.val().dims()[0] - 2;
-    let from_features = linear_rows(g, &features, &head.cell, 0..channels);
-    let (w, dims) = values(&head.cell.weight);
+    let channels = encoder.cell.weight.val().dims()[0] - 2;
+    let from_features = linear_rows(g, &features, &encoder.cell, 0..channels);
+    let (w, dims) = values(&encoder.cell.weight);
     let d = dims[1];
     let from_xy: Vec<f32> = (0..cells)
         .flat_map(|c| {
@@ -473,11 +466,21 @@ pub fn spatial_vqa(
         .collect();
     let from_xy = g.constant("cell_xy_projected", &from_xy, &[cells, d]);
     let cell = g.add(&from_features, &from_xy);
-    let cell = bias(g, &cell, &head.cell);
-    let cell = relu(g, &cell);
-    let cell = layer_norm(g, &cell, &head.cell_norm, eps::SPATIAL);
+    let cell = bias(g, &cell, &encoder.cell);
+    let cell = g.node("Relu", &[&cell], vec![]);
+    layer_norm(g, &cell, &encoder.cell_norm, eps::GRID)
+}
 
-    // The question: its states averaged over its tokens, then an MLP.
+/// Mirrors [`SpatialVqa`]: cell vectors `[n, cells, d]` ([`grid_encoder`]) and
+/// question states `[n, len, d]` with their mask → answer logits.
+pub fn spatial_vqa(g: &mut GraphBuilder, cell: &str, states: &str, mask: &str, head: &SpatialVqa) -> String {
+    let relu = |g: &mut GraphBuilder, x: &str| g.node("Relu", &[x], vec![]);
+    let grid = head.grid();
+    let cells = grid * grid;
+    let coordinates_value = g.constant("cell_xy", &cell_coordinates(grid), &[cells, 2]);
+    let d = head.anchor_key.weight.val().dims()[1];
+
+    // The question: its states averaged over its tokens, then a LayerNorm.
     let weights = g.unsqueeze(mask, &[1]); // [n, 1, len]
     let total = g.matmul(&weights, states);
     let total = g.reshape(&total, &[0, -1]);
@@ -489,14 +492,14 @@ pub fn spatial_vqa(
     let question = layer_norm(g, &question, &head.question_norm, eps::SPATIAL);
 
     // 1. The anchor.
-    let keys = linear(g, &cell, &head.anchor_key);
+    let keys = linear(g, cell, &head.anchor_key);
     let query = linear(g, &question, &head.anchor_query);
     let query = g.unsqueeze(&query, &[2]);
     let logits = g.matmul(&keys, &query);
     let scale = g.constant("sqrt_d", &[(d as f32).sqrt()], &[]);
     let logits = g.node("Div", &[&logits, &scale], vec![]);
     let anchor_weights = softmax_over_cells(g, &logits);
-    let anchor = g.matmul(&anchor_weights, &cell);
+    let anchor = g.matmul(&anchor_weights, cell);
     let anchor = g.reshape(&anchor, &[0, -1]);
     let anchor_at = g.matmul(&anchor_weights, &coordinates_value);
     let anchor_at = g.reshape(&anchor_at, &[0, -1]);
@@ -516,7 +519,7 @@ pub fn spatial_vqa(
         &[&question, &anchor, &anchor_at],
         vec![("axis", Attr::Int(1))],
     );
-    let from_cell = linear(g, &cell, &head.scored_cell);
+    let from_cell = linear(g, cell, &head.scored_cell);
     let from_context = linear(g, &context, &head.scored_context);
     let from_context = g.unsqueeze(&from_context, &[1]);
     let from_offset = linear(g, &offsets, &head.scored_offset);
@@ -527,7 +530,7 @@ pub fn spatial_vqa(
     let scored = relu(g, &scored);
     let scores = linear(g, &scored, &head.score);
     let best_weights = softmax_over_cells(g, &scores);
-    let best = g.matmul(&best_weights, &cell);
+    let best = g.matmul(&best_weights, cell);
     let best = g.reshape(&best, &[0, -1]);
 
     // 3. Pooled.

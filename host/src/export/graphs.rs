@@ -57,18 +57,24 @@ fn image_tokens_input(g: &mut GraphBuilder, model: &EdgeVlm) -> String {
     g.input_f32(io::IMAGE_TOKENS, &[N, Dim::Fixed(dims[1]), Dim::Fixed(dims[2])])
 }
 
-/// Image tokens (the fused head) or the image itself (the spatial head) + question
-/// ids/mask → answer logits `[n, answers]`; `None` when the model has no VQA head.
+/// Image tokens (the fused head) or the image itself (the spatial head, through the
+/// grid encoder) + question ids/mask → answer logits `[n, answers]`; `None` when
+/// the model has no VQA head.
 pub fn vqa(model: &EdgeVlm, image_size: usize, weights: WeightFormat) -> Option<ModelProto> {
     let mut g = GraphBuilder::new(io::VQA, weights);
     let (logits, answers) = if let Some(head) = &model.spatial_vqa {
+        let grid = model
+            .grid
+            .as_ref()
+            .expect("the spatial VQA head reads a grid encoder");
         let image = g.input_f32(
             io::IMAGE,
             &[N, Dim::Fixed(3), Dim::Fixed(image_size), Dim::Fixed(image_size)],
         );
         let (ids, mask) = question_inputs(&mut g);
         let text = blocks::bert(&mut g, &ids, &mask, &model.text);
-        let logits = blocks::spatial_vqa(&mut g, &image, &text, &mask, head);
+        let cells = blocks::grid_encoder(&mut g, &image, grid);
+        let logits = blocks::spatial_vqa(&mut g, &cells, &text, &mask, head);
         (logits, head.answer.weight.val().dims()[1])
     } else {
         let head = model.vqa.as_ref()?;

@@ -207,25 +207,30 @@ fn int8_graphs_stay_close_to_burn() {
     check_graphs(FusionKind::CrossAttention, WeightFormat::Int8, 0.05);
 }
 
-/// The spatial VQA graph (images and question in, logits out) against burn, with
-/// BatchNorm statistics that are not the initial zeros and ones, so that folding
-/// them into the convolutions is exercised.
-fn check_spatial_vqa(weights: WeightFormat, tolerance: f32) {
+/// A tiny model with a grid encoder whose BatchNorm statistics and affine
+/// parameters are not the initial ones, so that folding them into the
+/// convolutions is exercised.
+fn model_with_grid(head: VqaHeadKind, device: &Device) -> EdgeVlm {
     use burn::module::RunningState;
-    let device = Device::flex();
     device.seed(11);
-    let mut cfg = EdgeVlmConfig::tiny(30).with_answers(6);
-    cfg.vqa_head = VqaHeadKind::Spatial;
-    let mut m = cfg.init(&device);
-    let head = m.spatial_vqa.as_mut().unwrap();
-    for block in &mut head.convs {
+    let cfg = EdgeVlmConfig::tiny(30).with_answers(6).with_vqa_head_kind(head);
+    let mut m = cfg.init(device);
+    let grid = m.grid.as_mut().unwrap();
+    for block in &mut grid.convs {
         let n = block.norm.gamma.val().dims()[0];
-        let random = |low, high| Tensor::<1>::random([n], Distribution::Uniform(low, high), &device);
+        let random = |low, high| Tensor::<1>::random([n], Distribution::Uniform(low, high), device);
         block.norm.running_mean = RunningState::new(random(-0.5, 0.5));
         block.norm.running_var = RunningState::new(random(0.5, 2.0));
         block.norm.gamma = burn::module::Param::from_tensor(random(0.5, 1.5));
         block.norm.beta = burn::module::Param::from_tensor(random(-0.5, 0.5));
     }
+    m
+}
+
+/// The spatial VQA graph (images and question in, logits out) against burn.
+fn check_spatial_vqa(weights: WeightFormat, tolerance: f32) {
+    let device = Device::flex();
+    let m = model_with_grid(VqaHeadKind::Spatial, &device);
     let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let (ids, mask, t_ids, t_mask) = text_inputs(&device);
     let out = run(

@@ -1,5 +1,6 @@
 //! The multimodal model in burn, one component per file (nanoVLM style):
-//! `vit` and `bert` encoders, `fusion`, `heads`, the caption `decoder`, and `vlm`
+//! `vit` and `bert` encoders, the `grid` encoder (CNN cells with coordinates),
+//! `fusion`, `heads`, the `spatial` VQA head, the caption `decoder`, and `vlm`
 //! wiring them into [`EdgeVlm`].
 
 pub mod attention;
@@ -8,6 +9,7 @@ pub mod decoder;
 pub mod efficientnet;
 pub mod feed_forward;
 pub mod fusion;
+pub mod grid;
 pub mod heads;
 pub mod params;
 pub mod photo;

@@ -89,6 +89,7 @@ fn load_model_config(path: &Path) -> Result<EdgeVlmConfig> {
         fields
             .entry("vqa_head")
             .or_insert_with(|| serde_json::Value::String("Fused".into()));
+        fields.entry("grid").or_insert(serde_json::Value::Null);
     }
     EdgeVlmConfig::load_binary(json.to_string().as_bytes()).map_err(|e| not_config(e.to_string()))
 }

@@ -10,6 +10,7 @@ use burn::tensor::{Device, Int, Tensor};
 use super::bert::{Bert, BertConfig};
 use super::decoder::{CaptionDecoder, CaptionDecoderConfig};
 use super::fusion::{Fusion, FusionConfig, FusionKind};
+use super::grid::{GridEncoder, GridEncoderConfig};
 use super::heads::{ItcHead, ItcHeadConfig, MimHead, MlmHead, VqaHead};
 use super::spatial::{SpatialVqa, SpatialVqaConfig};
 use super::vit::{Vit, VitConfig};
@@ -19,7 +20,8 @@ use super::vit::{Vit, VitConfig};
 pub enum VqaHeadKind {
     /// A classifier on the fused [CLS] of the question attending to the image tokens.
     Fused,
-    /// [`SpatialVqa`]: its own CNN grid with coordinates, reasoned over by the question.
+    /// [`SpatialVqa`]: the [`GridEncoder`]'s cells with coordinates, reasoned over by
+    /// the question.
     Spatial,
 }
 
@@ -37,6 +39,13 @@ pub struct EdgeVlmConfig {
     pub answers: usize,
     #[config(default = "VqaHeadKind::Fused")]
     pub vqa_head: VqaHeadKind,
+    /// A grid of CNN cells with coordinates, which the spatial heads read.
+    #[config(default = "None")]
+    pub grid: Option<GridEncoderConfig>,
+    /// A spatial head over the grid cells that predicts hidden caption words
+    /// (pretraining's spatial MLM); VQA fine-tuning starts its spatial head from it.
+    #[config(default = false)]
+    pub spatial_mlm: bool,
 }
 
 impl EdgeVlmConfig {
@@ -114,17 +123,45 @@ impl EdgeVlmConfig {
                 device,
             ),
             decoder: self.decoder.init(device),
+            grid: self.grid.as_ref().map(|grid| grid.init(device)),
+            spatial_mlm: (self.spatial_mlm && self.grid.is_some())
+                .then(|| self.spatial_vqa_with(self.text.vocab_size).init(device)),
             vqa: None,
             spatial_vqa: None,
         }
         .with_vqa_heads(self, device)
     }
 
+    /// A grid encoder that fits this model: the images' size, the image tokens' width.
+    pub fn default_grid(&self) -> GridEncoderConfig {
+        GridEncoderConfig::new(self.vision.image_size).with_d_model(self.vision.d_model)
+    }
+
+    /// This configuration with VQA heads of `kind`; the spatial head brings a grid
+    /// encoder if the model has none.
+    pub fn with_vqa_head_kind(mut self, kind: VqaHeadKind) -> Self {
+        if kind == VqaHeadKind::Spatial && self.grid.is_none() {
+            self.grid = Some(self.default_grid());
+        }
+        self.vqa_head = kind;
+        self
+    }
+
     /// The spatial VQA head's configuration for this model.
+    ///
+    /// Panics without a grid encoder (see [`Self::with_vqa_head_kind`]).
     pub fn spatial_vqa(&self) -> SpatialVqaConfig {
-        SpatialVqaConfig::new(self.text.d_model, self.answers)
-            .with_d_model(self.text.d_model)
-            .with_image_size(self.vision.image_size)
+        self.spatial_vqa_with(self.answers)
+    }
+
+    fn spatial_vqa_with(&self, answers: usize) -> SpatialVqaConfig {
+        let grid = self
+            .grid
+            .as_ref()
+            .expect("the spatial VQA head reads a grid encoder");
+        SpatialVqaConfig::new(self.text.d_model, answers)
+            .with_d_model(grid.d_model)
+            .with_grid(grid.grid)
     }
 }
 
@@ -138,6 +175,8 @@ pub struct EdgeVlm {
     pub mlm: MlmHead,
     pub mim: MimHead,
     pub decoder: CaptionDecoder,
+    pub grid: Option<GridEncoder>,
+    pub spatial_mlm: Option<SpatialVqa>,
     pub vqa: Option<VqaHead>,
     pub spatial_vqa: Option<SpatialVqa>,
 }
@@ -165,12 +204,24 @@ pub fn mean_over_tokens(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
 
 impl EdgeVlm {
     /// Fresh VQA heads as `config` asks (`answers`, `vqa_head`), replacing any the
-    /// model had: the one of its kind, none of the other.
+    /// model had: the one of its kind, none of the other. A grid encoder the
+    /// config names and the model lacks comes fresh too; one it has is kept.
     pub fn with_vqa_heads(mut self, config: &EdgeVlmConfig, device: &Device) -> Self {
+        if self.grid.is_none() {
+            self.grid = config.grid.as_ref().map(|grid| grid.init(device));
+        }
         let wanted = |kind| config.answers > 0 && config.vqa_head == kind;
         self.vqa =
             wanted(VqaHeadKind::Fused).then(|| VqaHead::new(config.text.d_model, config.answers, device));
-        self.spatial_vqa = wanted(VqaHeadKind::Spatial).then(|| config.spatial_vqa().init(device));
+        // The spatial head starts from the spatial MLM head when pretraining made one:
+        // all but the answer layer, whose classes differ.
+        self.spatial_vqa = wanted(VqaHeadKind::Spatial).then(|| match &self.spatial_mlm {
+            Some(pretrained) => pretrained.clone().with_answers(config.answers, device),
+            None => config.spatial_vqa().init(device),
+        });
+        if !config.spatial_mlm {
+            self.spatial_mlm = None;
+        }
         self
     }
 
@@ -199,10 +250,13 @@ impl EdgeVlm {
     /// What the VQA head reads of each image: the image tokens for the fused head,
     /// the grid cells with their question-independent projections for the spatial
     /// one ([`SpatialVqa::cells`]).
+    ///
+    /// Panics if the spatial head has no grid encoder.
     pub fn encode_vqa_image(&self, images: Tensor<4>) -> Tensor<3> {
-        match &self.spatial_vqa {
-            Some(spatial) => spatial.cells(images),
-            None => self.encode_image(images),
+        match (&self.spatial_vqa, &self.grid) {
+            (Some(spatial), Some(grid)) => spatial.cells(grid.forward(images)),
+            (Some(_), None) => panic!("the spatial VQA head reads a grid encoder"),
+            (None, _) => self.encode_image(images),
         }
     }
 
@@ -291,6 +345,50 @@ mod tests {
             assert_eq!(caption.dims(), [2, 4, 20]);
             assert!(caption.abs().max().into_scalar::<f32>().is_finite());
         }
+    }
+
+    /// VQA fine-tuning takes the spatial MLM head over whole but for its answer
+    /// layer, and keeps the pretrained grid encoder.
+    #[test]
+    fn the_spatial_vqa_head_starts_from_the_spatial_mlm_head() {
+        let device = Device::flex();
+        device.seed(7);
+        let mut cfg = EdgeVlmConfig::tiny(20);
+        cfg.grid = Some(cfg.default_grid());
+        cfg.spatial_mlm = true;
+        let pretrained = cfg.init(&device);
+        let words = pretrained.spatial_mlm.clone().unwrap();
+        assert_eq!(words.answer.weight.val().dims(), [256, 20], "over the vocabulary");
+
+        let mut vqa_cfg = cfg
+            .clone()
+            .with_answers(4)
+            .with_vqa_head_kind(VqaHeadKind::Spatial);
+        vqa_cfg.spatial_mlm = false;
+        let model = pretrained.clone().with_vqa_heads(&vqa_cfg, &device);
+        assert!(model.spatial_mlm.is_none());
+        let head = model.spatial_vqa.as_ref().unwrap();
+        assert_eq!(head.answer.weight.val().dims(), [256, 4]);
+        let same = |a: &Linear, b: &Linear| {
+            let (a, b) = (a.weight.val(), b.weight.val());
+            (a - b).abs().max().into_scalar::<f32>() == 0.0
+        };
+        assert!(same(&head.anchor_query, &words.anchor_query));
+        assert!(same(&head.answer_hidden, &words.answer_hidden));
+        let grid = |m: &EdgeVlm| m.grid.as_ref().unwrap().cell.weight.val();
+        assert_eq!(
+            (grid(&model) - grid(&pretrained))
+                .abs()
+                .max()
+                .into_scalar::<f32>(),
+            0.0
+        );
+        // From scratch the head is fresh, not the pretrained one.
+        let fresh = vqa_cfg.init(&device);
+        assert!(!same(
+            &fresh.spatial_vqa.unwrap().anchor_query,
+            &words.anchor_query
+        ));
     }
 
     #[test]

@@ -39,6 +39,12 @@ pub struct TrainConfig {
     pub mlm_weight: f32,
     #[config(default = 1.0)]
     pub mim_weight: f32,
+    /// MLM through the spatial head (models with a spatial MLM head).
+    #[config(default = 1.0)]
+    pub spatial_mlm_weight: f32,
+    /// Spatial MLM: captions made from each caption, each hiding another token.
+    #[config(default = 8)]
+    pub spatial_mlm_variants: usize,
     /// Fraction of image patches hidden for masked image-feature regression.
     #[config(default = 0.3)]
     pub mim_ratio: f64,

@@ -5,19 +5,16 @@
 use std::path::PathBuf;
 
 use burn::config::Config;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::Device;
 
+use super::calibration::recalibrate_grid;
 use super::config::TrainConfig;
 use super::datasets;
 use super::error::{Result, TrainError};
 use super::steps;
 use super::tasks::{answer_vocabulary, pair_set, question_set};
 use super::trainer::{fit, fit_then, Fit, Flow};
-use crate::data::store::ImageStore;
 use crate::data::Format;
-
-/// Training images whose statistics a spatial VQA head's BatchNorm keeps.
-const CALIBRATION_IMAGES: usize = 2000;
 use crate::model::saved::{save_meta, SavedModel};
 use crate::model::{EdgeVlm, VqaHeadKind};
 
@@ -78,7 +75,9 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             let model = start(&base)?;
             answers = answer_vocabulary(&records.records);
             config.answers = answers.len();
-            config.vqa_head = job.vqa_head;
+            let mut config = config.with_vqa_head_kind(job.vqa_head);
+            // The VQA head takes over from the spatial MLM head; the model keeps no copy.
+            config.spatial_mlm = false;
             let model = model.with_vqa_heads(&config, device);
             let (set, dropped) = question_set(
                 &records.records,
@@ -104,12 +103,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 len,
                 |m, b, _| steps::vqa(m, b, device),
                 |_, _| Ok(Flow::Continue),
-                |mut m| {
-                    if let Some(spatial) = m.spatial_vqa.take() {
-                        m.spatial_vqa = Some(spatial.recalibrate(&calibration_images(&store, device)));
-                    }
-                    Ok(m)
-                },
+                |m| Ok(recalibrate_grid(m, &store, device)),
             )
         }
         Task::Caption | Task::Retrieval => {
@@ -133,31 +127,17 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             } else {
                 let special = tokenizer.special_ids();
                 let cfg = job.train.clone().with_mlm_weight(0.0).with_mim_weight(0.0);
-                fit(
+                let store = set.store.clone();
+                fit_then(
                     fit_args(label),
                     model,
                     set,
                     len,
                     |m, b, rng| steps::pretrain(m, b, rng, &cfg, special, device),
                     |_, _| Ok(Flow::Continue),
+                    |m| Ok(recalibrate_grid(m, &store, device)),
                 )
             }
         }
     }
-}
-
-/// Images for recalibrating BatchNorm statistics: the first [`CALIBRATION_IMAGES`]
-/// of the training set, in batches.
-fn calibration_images(store: &ImageStore, device: &Device) -> Vec<Tensor<4>> {
-    let s = store.config().image_size as usize;
-    let indices: Vec<usize> = (0..store.len().min(CALIBRATION_IMAGES)).collect();
-    indices
-        .chunks(100)
-        .map(|chunk| {
-            Tensor::from_data(
-                TensorData::new(store.batch(chunk), [chunk.len(), 3, s, s]),
-                device,
-            )
-        })
-        .collect()
 }

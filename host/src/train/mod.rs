@@ -1,6 +1,7 @@
 //! Training: the shared loop ([`trainer`]), its checkpoints, schedule and plots, the
 //! objectives, and the jobs behind `edgevlm pretrain` and `edgevlm finetune`.
 
+pub mod calibration;
 pub mod checkpoint;
 pub mod config;
 pub mod datasets;

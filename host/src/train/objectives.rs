@@ -9,6 +9,7 @@ use edgevlm_shared::tokenizer::SpecialIds;
 use edgevlm_shared::EncodedBatch;
 
 use crate::model::attention::padding_bias;
+use crate::model::vlm::mean_over_tokens;
 use crate::model::EdgeVlm;
 
 /// Cross-entropy of `logits` `[n, classes]` against `targets`, weighted per row
@@ -215,6 +216,70 @@ pub fn mask_tokens(
     (corrupted, targets, weights)
 }
 
+/// Captions with one token hidden, for MLM through the spatial head: each of the
+/// `batch` rows of `ids`/`mask` (`[batch, len]`) gives `variants` rows, each with a
+/// different real token (not [CLS]/[SEP]/[PAD]) replaced by [MASK]. Returns the
+/// corrupted ids and masks (`[batch · variants, len]`), the hidden token of each
+/// row and the caption row it came from; captions without a real token give none.
+pub fn hide_one_token(
+    ids: &[u32],
+    mask: &[u32],
+    len: usize,
+    special: SpecialIds,
+    variants: usize,
+    rng: &mut SplitMix64,
+) -> HiddenTokens {
+    let mut out = HiddenTokens::default();
+    let is_special = |t: u32| t == special.cls || t == special.sep || t == special.pad;
+    for (row, (row_ids, row_mask)) in ids.chunks(len).zip(mask.chunks(len)).enumerate() {
+        let mut positions: Vec<usize> = (0..len)
+            .filter(|&i| row_mask[i] == 1 && !is_special(row_ids[i]))
+            .collect();
+        rng.shuffle(&mut positions);
+        for &at in positions.iter().take(variants) {
+            let mut corrupted = row_ids.to_vec();
+            corrupted[at] = special.mask;
+            out.ids.extend(corrupted);
+            out.mask.extend_from_slice(row_mask);
+            out.targets.push(row_ids[at] as i64);
+            out.caption_row.push(row as i64);
+        }
+    }
+    out
+}
+
+/// Rows of [`hide_one_token`].
+#[derive(Debug, Default)]
+pub struct HiddenTokens {
+    pub ids: Vec<u32>,
+    pub mask: Vec<u32>,
+    pub targets: Vec<i64>,
+    pub caption_row: Vec<i64>,
+}
+
+/// MLM through the spatial head: each caption with one token hidden is read as a
+/// question about its image's grid cells (`cells`, [`SpatialVqa::cells`] of the
+/// batch's images, one row per caption) and the hidden token is its answer, over
+/// the whole vocabulary. "a blue square left of a [MASK] triangle" asks what the
+/// questions of VQA ask: find the named object, look beside it, read a colour.
+///
+/// [`SpatialVqa::cells`]: crate::model::spatial::SpatialVqa::cells
+pub fn spatial_masked_language_model(model: &EdgeVlm, cells: Tensor<3>, hidden: &HiddenTokens) -> Tensor<1> {
+    let device = cells.device();
+    let rows = hidden.targets.len();
+    let len = hidden.ids.len() / rows.max(1);
+    let text = text_input(&hidden.ids, &hidden.mask, rows, len, &device);
+    let caption_row =
+        Tensor::<1, Int>::from_data(TensorData::new(hidden.caption_row.clone(), [rows]), &device);
+    let states = model.encode_text(text.ids, text.mask.clone());
+    let head = model
+        .spatial_mlm
+        .as_ref()
+        .expect("spatial MLM needs the model's spatial MLM head");
+    let logits = head.forward(cells.select(0, caption_row), mean_over_tokens(states, text.mask));
+    weighted_cross_entropy(logits, &hidden.targets, &vec![1.0; rows])
+}
+
 /// MLM conditioned on the image: predict masked text tokens from the fused states.
 pub fn masked_language_model(
     model: &EdgeVlm,
@@ -392,6 +457,70 @@ mod tests {
         }
         let first = first.unwrap();
         assert!(last < 0.5 * first, "ITC {first} -> {last}");
+    }
+
+    const SPECIAL: SpecialIds = SpecialIds {
+        pad: 0,
+        unk: 1,
+        cls: 2,
+        sep: 3,
+        mask: 4,
+    };
+
+    /// Every variant hides exactly one real token, a different one each time, and
+    /// keeps the rest; a caption with fewer real tokens than variants gives fewer.
+    #[test]
+    fn hiding_one_token_per_variant() {
+        // [CLS] 7 8 9 [SEP] | [CLS] 11 [SEP] [PAD] [PAD]
+        let ids = [2, 7, 8, 9, 3, 2, 11, 3, 0, 0];
+        let mask = [1, 1, 1, 1, 1, 1, 1, 1, 0, 0];
+        let mut rng = SplitMix64::new(4);
+        let hidden = hide_one_token(&ids, &mask, 5, SPECIAL, 3, &mut rng);
+        assert_eq!(hidden.caption_row, vec![0, 0, 0, 1]);
+        let mut first_targets = hidden.targets[..3].to_vec();
+        first_targets.sort_unstable();
+        assert_eq!(first_targets, vec![7, 8, 9]);
+        assert_eq!(hidden.targets[3], 11);
+        for (r, row) in hidden.ids.chunks(5).enumerate() {
+            let source = &ids[hidden.caption_row[r] as usize * 5..][..5];
+            let changed: Vec<usize> = (0..5).filter(|&i| row[i] != source[i]).collect();
+            assert_eq!(changed.len(), 1, "row {r}: {row:?}");
+            assert_eq!(row[changed[0]], SPECIAL.mask);
+            assert_eq!(source[changed[0]] as i64, hidden.targets[r]);
+        }
+        assert_eq!(hidden.mask.len(), hidden.ids.len());
+    }
+
+    /// The spatial head learns to name the hidden word from the image: two images,
+    /// the same caption, different words hidden behind it.
+    #[test]
+    fn spatial_masked_language_model_fits_a_fixed_batch() {
+        let device = Device::flex().autodiff();
+        device.seed(5);
+        let mut cfg = EdgeVlmConfig::tiny(30);
+        cfg.grid = Some(cfg.default_grid());
+        cfg.spatial_mlm = true;
+        let mut model = cfg.init(&device);
+        let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+        let hidden = HiddenTokens {
+            ids: vec![2, 4, 9, 3, 2, 4, 9, 3],
+            mask: vec![1; 8],
+            targets: vec![12, 17],
+            caption_row: vec![0, 1],
+        };
+        let mut optim = crate::train::trainer::optimizer(&crate::train::TrainConfig::new());
+        let mut losses = Vec::new();
+        for _ in 0..40 {
+            let head = model.spatial_mlm.as_ref().unwrap();
+            let cells = head.cells(model.grid.as_ref().unwrap().forward(images.clone()));
+            let loss = spatial_masked_language_model(&model, cells, &hidden);
+            losses.push(loss.clone().into_scalar::<f32>());
+            let grads = GradientsParams::from_grads(loss.backward(), &model);
+            model = optim.step(3e-3, model, grads);
+        }
+        let (first, last) = (losses[0], losses[losses.len() - 1]);
+        assert!(first > 2.0, "starts near ln(30): {first}");
+        assert!(last < 0.1 * first, "spatial MLM {first} -> {last}");
     }
 
     #[test]

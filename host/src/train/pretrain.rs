@@ -10,12 +10,13 @@ use burn::tensor::Device;
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::{PreprocessConfig, TextTokenizer, TokenizerConfig};
 
+use super::calibration::recalibrate_grid;
 use super::config::TrainConfig;
 use super::datasets;
 use super::error::{Result, TrainError};
 use super::steps;
 use super::tasks::{pair_set, PairSet};
-use super::trainer::{fit, Fit, Flow};
+use super::trainer::{fit_then, Fit, Flow};
 use crate::data::batcher::Batcher;
 use crate::data::Format;
 use crate::model::saved::{save_meta, SavedModel};
@@ -32,6 +33,8 @@ pub struct PretrainJob {
     pub patch_size: usize,
     pub fusion: FusionKind,
     pub tiny: bool,
+    /// Add a grid encoder and a spatial MLM head over its cells.
+    pub grid: bool,
     pub tokenizer: TokenizerConfig,
     pub train: TrainConfig,
     pub resume: bool,
@@ -65,6 +68,10 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
             EdgeVlmConfig::small(vocab, job.image_size, job.patch_size, job.fusion)
         };
         config.fusion.kind = job.fusion;
+        if job.grid {
+            config.grid = Some(config.default_grid());
+            config.spatial_mlm = true;
+        }
         config.decoder.max_len = job.tokenizer.max_len;
         let preprocess = PreprocessConfig::symmetric(config.vision.image_size as u32);
         (config, preprocess, tokenizer)
@@ -135,13 +142,15 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
         device,
         quiet: job.quiet,
     };
-    fit(
+    let store = set.store.clone();
+    fit_then(
         fit_args,
         model,
         set,
         len,
         |model, batch, rng| steps::pretrain(model, batch, rng, &job.train, special, device),
         evaluate,
+        |model| Ok(recalibrate_grid(model, &store, device)),
     )
 }
 

@@ -60,6 +60,24 @@ pub fn pretrain(
         total = total + mlm.clone().mul_scalar(cfg.mlm_weight);
         parts.push(("mlm_loss", mlm));
     }
+    if let (Some(grid), Some(head)) = (&model.grid, &model.spatial_mlm) {
+        if cfg.spatial_mlm_weight > 0.0 {
+            let hidden = objectives::hide_one_token(
+                &batch.ids,
+                &batch.mask,
+                l,
+                special,
+                cfg.spatial_mlm_variants,
+                rng,
+            );
+            if !hidden.targets.is_empty() {
+                let cells = head.cells(grid.forward(images.clone()));
+                let loss = objectives::spatial_masked_language_model(model, cells, &hidden);
+                total = total + loss.clone().mul_scalar(cfg.spatial_mlm_weight);
+                parts.push(("spatial_mlm_loss", loss));
+            }
+        }
+    }
     if cfg.mim_weight > 0.0 {
         let mim =
             objectives::masked_image_features(model, images, text_states, text.mask, cfg.mim_ratio, rng);

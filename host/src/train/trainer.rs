@@ -65,9 +65,10 @@ fn apply_freeze(mut model: EdgeVlm, parts: &[String]) -> Result<EdgeVlm> {
             "text" => model.text = model.text.freeze(),
             "fusion" => model.fusion = model.fusion.freeze(),
             "decoder" => model.decoder = model.decoder.freeze(),
+            "grid" => model.grid = model.grid.map(|grid| grid.freeze()),
             other => {
                 return Err(TrainError::Invalid(format!(
-                    "cannot freeze `{other}`: expected vision, text, fusion or decoder"
+                    "cannot freeze `{other}`: expected vision, text, fusion, decoder or grid"
                 )))
             }
         }
