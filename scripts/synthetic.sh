@@ -41,8 +41,9 @@ stamp "fine-tuning captioning, vision included ($CAPTION_STEPS steps)"
   --max-steps "$CAPTION_STEPS" --batch-size 32 --lr 1e-3 --checkpoint-every 250 $QUIET
 
 # Vision and decoder stay frozen so the VQA model captions exactly as the caption model.
-# The spatial VQA head reads the pixels through its own CNN grid with coordinates:
-# the questions ask where things are, which caption-trained image tokens do not keep.
+# The spatial VQA head reads the pixels through its grid encoder (CNN cells with
+# coordinates): the questions ask where things are, which caption-trained image
+# tokens do not keep. (Pretraining the grid with --grid slowed VQA here; see README.)
 VQA_ARGS=(--vqa-head spatial --batch-size 16 --questions-per-image 16 --lr 1e-3 --checkpoint-every 100)
 stamp "fine-tuning VQA from the captioning model ($VQA_STEPS steps)"
 "$BIN" finetune vqa --from "$OUT/caption" --data "$OUT/train" --out "$OUT/vqa" \
