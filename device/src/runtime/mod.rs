@@ -31,18 +31,11 @@ pub struct Runtime {
     selftest_image: Option<Vec<u8>>,
 }
 
-/// The VQA graph and what it reads of the image, in its input order before the
-/// question: the image tokens (a fused head) or the preprocessed pixels (a spatial
-/// head, whose grid encoder is in the graph).
+/// The VQA graph and what it reads of the image: the image tokens (a fused head)
+/// or the preprocessed pixels (a spatial head, whose grid encoder is in the graph).
 struct VqaPlan {
     plan: Plan,
-    image_inputs: Vec<ImageInput>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum ImageInput {
-    Tokens,
-    Pixels,
+    reads_pixels: bool,
 }
 
 /// An encoded image: its tokens (input of the VQA and caption graphs), its
@@ -113,19 +106,12 @@ impl Runtime {
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
             let plan = load_plan(bundle, io::VQA)?;
             let model = plan.model();
-            let names: Vec<String> = model
+            let reads_pixels = model
                 .input_outlets()
-                .map(|inputs| inputs.iter().map(|o| model.node(o.node).name.clone()).collect())
-                .unwrap_or_default();
-            let image_inputs = names
-                .iter()
-                .map_while(|name| match name.as_str() {
-                    io::IMAGE_TOKENS => Some(ImageInput::Tokens),
-                    io::IMAGE => Some(ImageInput::Pixels),
-                    _ => None,
-                })
-                .collect();
-            Some(VqaPlan { plan, image_inputs })
+                .ok()
+                .and_then(|inputs| inputs.first().map(|o| model.node(o.node).name == io::IMAGE))
+                .unwrap_or(false);
+            Some(VqaPlan { plan, reads_pixels })
         } else {
             None
         };
@@ -205,17 +191,16 @@ impl Runtime {
         let vqa = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
         let graph = io::VQA;
         let (ids, mask) = self.text_inputs(&[question], graph)?;
-        let mut inputs: TVec<TValue> = vqa
-            .image_inputs
-            .iter()
-            .map(|input| match input {
-                ImageInput::Tokens => image.tokens.clone().into(),
-                ImageInput::Pixels => image.pixels.clone().into(),
-            })
-            .collect();
-        inputs.push(ids.into());
-        inputs.push(mask.into());
-        let out = run(&vqa.plan, graph, inputs)?;
+        let image = if vqa.reads_pixels {
+            &image.pixels
+        } else {
+            &image.tokens
+        };
+        let out = run(
+            &vqa.plan,
+            graph,
+            tvec!(image.clone().into(), ids.into(), mask.into()),
+        )?;
         to_vec(&out[0], graph)
     }
 
