@@ -293,8 +293,7 @@ pub struct FinetuneArgs {
     #[arg(long)]
     pub scratch: bool,
     /// The VQA head: `fused` classifies the question's [CLS] after it attends to the
-    /// image tokens (and the grid cells, if pretrained with `--grid`); `spatial`
-    /// reasons over the grid encoder's cells with coordinates (where-questions:
+    /// image tokens; `spatial` reasons over the grid encoder's cells with coordinates (where-questions:
     /// position, closest, farthest, counts), pretrained if the model has one.
     #[arg(long, value_enum, default_value_t = VqaHeadArg::Fused)]
     pub vqa_head: VqaHeadArg,

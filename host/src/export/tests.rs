@@ -207,13 +207,15 @@ fn int8_graphs_stay_close_to_burn() {
     check_graphs(FusionKind::CrossAttention, WeightFormat::Int8, 0.05);
 }
 
-/// A tiny model with a grid encoder whose BatchNorm statistics and affine
-/// parameters are not the initial ones, so that folding them into the
+/// A tiny model with a spatial VQA head whose grid encoder's BatchNorm statistics
+/// and affine parameters are not the initial ones, so that folding them into the
 /// convolutions is exercised.
-fn model_with_grid(head: VqaHeadKind, device: &Device) -> EdgeVlm {
+fn spatial_model(device: &Device) -> EdgeVlm {
     use burn::module::RunningState;
     device.seed(11);
-    let cfg = EdgeVlmConfig::tiny(30).with_answers(6).with_vqa_head_kind(head);
+    let cfg = EdgeVlmConfig::tiny(30)
+        .with_answers(6)
+        .with_vqa_head_kind(VqaHeadKind::Spatial);
     let mut m = cfg.init(device);
     let grid = m.grid.as_mut().unwrap();
     for block in &mut grid.convs {
@@ -230,7 +232,7 @@ fn model_with_grid(head: VqaHeadKind, device: &Device) -> EdgeVlm {
 /// The spatial VQA graph (images and question in, logits out) against burn.
 fn check_spatial_vqa(weights: WeightFormat, tolerance: f32) {
     let device = Device::flex();
-    let m = model_with_grid(VqaHeadKind::Spatial, &device);
+    let m = spatial_model(&device);
     let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let (ids, mask, t_ids, t_mask) = text_inputs(&device);
     let out = run(

@@ -52,7 +52,7 @@ pub struct TrainConfig {
     /// a batch then holds `batch_size` images.
     #[config(default = 8)]
     pub questions_per_image: usize,
-    /// Parts kept frozen: any of `vision`, `text`, `fusion`, `decoder`.
+    /// Parts kept frozen: any of `vision`, `text`, `fusion`, `decoder`, `grid`.
     #[config(default = "Vec::new()")]
     pub freeze: Vec<String>,
 }

@@ -9,6 +9,7 @@ use edgevlm_shared::tokenizer::SpecialIds;
 use edgevlm_shared::EncodedBatch;
 
 use crate::model::attention::padding_bias;
+use crate::model::spatial::SpatialVqa;
 use crate::model::vlm::mean_over_tokens;
 use crate::model::EdgeVlm;
 
@@ -260,11 +261,16 @@ pub struct HiddenTokens {
 /// MLM through the spatial head: each caption with one token hidden is read as a
 /// question about its image's grid cells (`cells`, [`SpatialVqa::cells`] of the
 /// batch's images, one row per caption) and the hidden token is its answer, over
-/// the whole vocabulary. "a blue square left of a [MASK] triangle" asks what the
+/// the whole vocabulary. `head` is the model's spatial MLM head. "a blue square left of a [MASK] triangle" asks what the
 /// questions of VQA ask: find the named object, look beside it, read a colour.
 ///
 /// [`SpatialVqa::cells`]: crate::model::spatial::SpatialVqa::cells
-pub fn spatial_masked_language_model(model: &EdgeVlm, cells: Tensor<3>, hidden: &HiddenTokens) -> Tensor<1> {
+pub fn spatial_masked_language_model(
+    model: &EdgeVlm,
+    head: &SpatialVqa,
+    cells: Tensor<3>,
+    hidden: &HiddenTokens,
+) -> Tensor<1> {
     let device = cells.device();
     let rows = hidden.targets.len();
     let len = hidden.ids.len() / rows.max(1);
@@ -272,10 +278,6 @@ pub fn spatial_masked_language_model(model: &EdgeVlm, cells: Tensor<3>, hidden: 
     let caption_row =
         Tensor::<1, Int>::from_data(TensorData::new(hidden.caption_row.clone(), [rows]), &device);
     let states = model.encode_text(text.ids, text.mask.clone());
-    let head = model
-        .spatial_mlm
-        .as_ref()
-        .expect("spatial MLM needs the model's spatial MLM head");
     let logits = head.forward(cells.select(0, caption_row), mean_over_tokens(states, text.mask));
     weighted_cross_entropy(logits, &hidden.targets, &vec![1.0; rows])
 }
@@ -513,7 +515,7 @@ mod tests {
         for _ in 0..40 {
             let head = model.spatial_mlm.as_ref().unwrap();
             let cells = head.cells(model.grid.as_ref().unwrap().forward(images.clone()));
-            let loss = spatial_masked_language_model(&model, cells, &hidden);
+            let loss = spatial_masked_language_model(&model, head, cells, &hidden);
             losses.push(loss.clone().into_scalar::<f32>());
             let grads = GradientsParams::from_grads(loss.backward(), &model);
             model = optim.step(3e-3, model, grads);

@@ -72,7 +72,7 @@ pub fn pretrain(
             );
             if !hidden.targets.is_empty() {
                 let cells = head.cells(grid.forward(images.clone()));
-                let loss = objectives::spatial_masked_language_model(model, cells, &hidden);
+                let loss = objectives::spatial_masked_language_model(model, head, cells, &hidden);
                 total = total + loss.clone().mul_scalar(cfg.spatial_mlm_weight);
                 parts.push(("spatial_mlm_loss", loss));
             }
