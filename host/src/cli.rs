@@ -218,6 +218,12 @@ pub struct TrainArgs {
     /// Parts to keep frozen (vision, text, fusion, decoder, grid), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub freeze: Vec<String>,
+    /// Parts trained at `--slow-lr-ratio` times the learning rate (same names as
+    /// `--freeze`), comma-separated.
+    #[arg(long, value_delimiter = ',')]
+    pub slow: Vec<String>,
+    #[arg(long)]
+    pub slow_lr_ratio: Option<f64>,
     /// Continue from the output folder's last checkpoint.
     #[arg(long)]
     pub resume: bool,

@@ -338,7 +338,8 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         mim_weight,
         spatial_mlm_weight,
         spatial_mlm_variants,
-        questions_per_image
+        questions_per_image,
+        slow_lr_ratio
     );
     if a.max_steps.is_some() {
         cfg.max_steps = a.max_steps;
@@ -348,6 +349,9 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     }
     if !a.freeze.is_empty() {
         cfg.freeze = a.freeze.clone();
+    }
+    if !a.slow.is_empty() {
+        cfg.slow = a.slow.clone();
     }
     if cfg.batch_size < 2 || cfg.checkpoint_every == 0 {
         anyhow::bail!("batch_size must be at least 2 and checkpoint_every at least 1");

@@ -231,3 +231,76 @@ fn pretraining_lowers_held_out_losses_and_models_answer() {
     assert!(!missing.status.success());
     assert!(String::from_utf8_lossy(&missing.stderr).contains("nope"));
 }
+
+/// `--slow text`: the text encoder moves by the ratio's share of the learning rate
+/// (not at all at 0) while the parts beside it learn at the full rate.
+#[test]
+fn slow_parts_learn_at_their_share_of_the_learning_rate() {
+    let tmp = tempfile::tempdir().unwrap();
+    let data = scenes(tmp.path(), 32, 6);
+    let pre = tmp.path().join("pre");
+    assert!(pretrain(&data, &pre, &["--max-steps", "2"])
+        .status()
+        .unwrap()
+        .success());
+    let bin = env!("CARGO_BIN_EXE_edgevlm");
+    let finetune = |name: &str, extra: &[&str]| {
+        let out = tmp.path().join(name);
+        let run = Command::new(bin)
+            .args([
+                "finetune",
+                "vqa",
+                "--quiet",
+                "--batch-size",
+                "8",
+                "--max-steps",
+                "4",
+            ])
+            .args(["--seed", "1", "--from"])
+            .arg(&pre)
+            .arg("--data")
+            .arg(&data)
+            .arg("--out")
+            .arg(&out)
+            .args(extra)
+            .output()
+            .unwrap();
+        (out, run)
+    };
+    let device = burn::tensor::Device::flex();
+    let pretrained = SavedModel::load(&pre, &device).unwrap().model;
+    let moved = |dir: &Path| {
+        let model = SavedModel::load(dir, &device).unwrap().model;
+        (
+            max_difference(&model.text, &pretrained.text).unwrap(),
+            max_difference(&model.fusion, &pretrained.fusion).unwrap(),
+        )
+    };
+
+    let (full, run) = finetune("full", &[]);
+    assert!(run.status.success());
+    let (still, run) = finetune("still", &["--slow", "text", "--slow-lr-ratio", "0"]);
+    assert!(run.status.success());
+    let (tenth, run) = finetune("tenth", &["--slow", "text", "--slow-lr-ratio", "0.1"]);
+    assert!(run.status.success());
+    let (full_text, full_fusion) = moved(&full);
+    let (still_text, still_fusion) = moved(&still);
+    let (tenth_text, _) = moved(&tenth);
+    assert_eq!(still_text, 0.0, "ratio 0 leaves the text encoder as pretrained");
+    assert!(
+        still_fusion > 0.0 && full_fusion > 0.0,
+        "fusion learns at the full rate"
+    );
+    assert!(full_text > 0.0);
+    // AdamW steps scale with the learning rate: a tenth of it moves the weights by
+    // about a tenth (bounded loosely: the gradients differ once the weights do).
+    assert!(
+        tenth_text > 0.0 && tenth_text < 0.3 * full_text,
+        "text moved {tenth_text} at a tenth of the rate, {full_text} at the full rate"
+    );
+
+    let (_, run) = finetune("unknown", &["--slow", "txt"]);
+    assert!(!run.status.success());
+    let stderr = String::from_utf8_lossy(&run.stderr);
+    assert!(stderr.contains("unknown model part `txt`"), "{stderr}");
+}

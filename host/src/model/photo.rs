@@ -155,4 +155,25 @@ impl crate::train::trainer::Freeze for PhotoVlm {
         }
         Ok(self)
     }
+
+    fn part_params(&self, parts: &[String]) -> crate::train::Result<Vec<burn::module::ParamId>> {
+        use burn::module::list_param_ids;
+        let mut ids = Vec::new();
+        for part in parts {
+            match part.as_str() {
+                "image" => {
+                    ids.extend(list_param_ids(&self.image_proj));
+                    ids.extend(list_param_ids(&self.image_norm));
+                }
+                "fusion" => ids.extend(list_param_ids(&self.fusion)),
+                "decoder" => ids.extend(list_param_ids(&self.decoder)),
+                other => {
+                    return Err(crate::train::TrainError::Invalid(format!(
+                        "unknown model part `{other}`: expected image, fusion or decoder"
+                    )))
+                }
+            }
+        }
+        Ok(ids)
+    }
 }

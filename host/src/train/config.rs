@@ -55,4 +55,10 @@ pub struct TrainConfig {
     /// Parts kept frozen: any of `vision`, `text`, `fusion`, `decoder`, `grid`.
     #[config(default = "Vec::new()")]
     pub freeze: Vec<String>,
+    /// Parts trained at `slow_lr_ratio` times the learning rate (same names as
+    /// `freeze`): pretrained parts keep what they know while fresh heads learn fast.
+    #[config(default = "Vec::new()")]
+    pub slow: Vec<String>,
+    #[config(default = 0.1)]
+    pub slow_lr_ratio: f64,
 }

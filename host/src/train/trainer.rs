@@ -6,7 +6,7 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::Module;
+use burn::module::{list_param_ids, Module, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use edgevlm_shared::rng::SplitMix64;
@@ -39,9 +39,12 @@ pub struct Fit<'a> {
     pub quiet: bool,
 }
 
-/// A model whose named parts a run can keep frozen (`TrainConfig::freeze`).
+/// A model whose named parts a run can keep frozen (`TrainConfig::freeze`) or
+/// train more slowly (`TrainConfig::slow`).
 pub trait Freeze: Module + Sized {
     fn freeze_parts(self, parts: &[String]) -> Result<Self>;
+    /// The parameters of the named parts.
+    fn part_params(&self, parts: &[String]) -> Result<Vec<ParamId>>;
 }
 
 /// What a checkpoint callback tells the loop.
@@ -56,6 +59,27 @@ impl Freeze for EdgeVlm {
     fn freeze_parts(self, parts: &[String]) -> Result<Self> {
         apply_freeze(self, parts)
     }
+
+    fn part_params(&self, parts: &[String]) -> Result<Vec<ParamId>> {
+        let mut ids = Vec::new();
+        for part in parts {
+            ids.extend(match part.as_str() {
+                "vision" => list_param_ids(&self.vision),
+                "text" => list_param_ids(&self.text),
+                "fusion" => list_param_ids(&self.fusion),
+                "decoder" => list_param_ids(&self.decoder),
+                "grid" => list_param_ids(&self.grid),
+                other => return Err(unknown_part(other)),
+            });
+        }
+        Ok(ids)
+    }
+}
+
+fn unknown_part(part: &str) -> TrainError {
+    TrainError::Invalid(format!(
+        "unknown model part `{part}`: expected vision, text, fusion, decoder or grid"
+    ))
 }
 
 fn apply_freeze(mut model: EdgeVlm, parts: &[String]) -> Result<EdgeVlm> {
@@ -66,11 +90,7 @@ fn apply_freeze(mut model: EdgeVlm, parts: &[String]) -> Result<EdgeVlm> {
             "fusion" => model.fusion = model.fusion.freeze(),
             "decoder" => model.decoder = model.decoder.freeze(),
             "grid" => model.grid = model.grid.map(|grid| grid.freeze()),
-            other => {
-                return Err(TrainError::Invalid(format!(
-                    "cannot freeze `{other}`: expected vision, text, fusion, decoder or grid"
-                )))
-            }
+            other => return Err(unknown_part(other)),
         }
     }
     Ok(model)
@@ -145,6 +165,7 @@ where
     let warmup = (total as f64 * cfg.warmup).round() as usize;
 
     let mut model = model.freeze_parts(&cfg.freeze)?;
+    let slow = model.part_params(&cfg.slow)?;
     let mut optim = optimizer(cfg);
     let mut start = 0;
     match (fit.resume, checkpoint::latest(fit.dir)) {
@@ -212,7 +233,12 @@ where
                 parts.push((name, value));
             }
             let lr = learning_rate(step, total, warmup, cfg.lr, cfg.min_lr_ratio);
-            let grads = GradientsParams::from_grads(losses.total.backward(), &model);
+            let mut grads = losses.total.backward();
+            if !slow.is_empty() {
+                let slow_grads = GradientsParams::from_params(&mut grads, &model, &slow);
+                model = optim.step(lr * cfg.slow_lr_ratio, model, slow_grads);
+            }
+            let grads = GradientsParams::from_grads(grads, &model);
             model = optim.step(lr, model, grads);
             step += 1;
             samples += cfg.batch_size;
