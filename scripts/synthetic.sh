@@ -8,6 +8,10 @@
 # environment (defaults: the quick demo).
 #
 #   TRAIN=10000 TEST=1000 PRETRAIN_STEPS=300 CAPTION_STEPS=1500 VQA_STEPS=3500 scripts/synthetic.sh
+#
+# VQA_HEAD=fused trains the ALBEF-style head on the fused [CLS] instead of the
+# spatial one (16 images × 8 questions a step); with BASELINE=1 it shows what
+# pretraining is worth to the head that reads the pretrained encoders.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 TRAIN=${TRAIN:-2000}
@@ -16,6 +20,7 @@ PRETRAIN_STEPS=${PRETRAIN_STEPS:-60}
 VQA_STEPS=${VQA_STEPS:-150}
 CAPTION_STEPS=${CAPTION_STEPS:-300}
 BASELINE=${BASELINE:-0}
+VQA_HEAD=${VQA_HEAD:-spatial}
 OUT=${OUT:-out/synthetic}
 BIN=${BIN:-${CARGO_TARGET_DIR:-target}/debug/edgevlm}
 DEVICE=${DEVICE:-$(dirname "$BIN")/edgevlm-device}
@@ -44,8 +49,16 @@ stamp "fine-tuning captioning, vision included ($CAPTION_STEPS steps)"
 # The spatial VQA head reads the pixels through its grid encoder (CNN cells with
 # coordinates): the questions ask where things are, which caption-trained image
 # tokens do not keep. (Pretraining the grid with --grid slowed VQA here; see README.)
-VQA_ARGS=(--vqa-head spatial --batch-size 16 --questions-per-image 16 --lr 1e-3 --checkpoint-every 100)
-stamp "fine-tuning VQA from the captioning model ($VQA_STEPS steps)"
+case "$VQA_HEAD" in
+  spatial) QUESTIONS_PER_IMAGE=16 ;;
+  fused) QUESTIONS_PER_IMAGE=8 ;;
+  *) echo "VQA_HEAD must be spatial or fused, not '$VQA_HEAD'" >&2; exit 2 ;;
+esac
+# The text encoder learns at a tenth of the head's rate: steadier question vectors
+# while the head learns (VQA 98.4 % against 97.7 % at the full rate; see README).
+VQA_ARGS=(--vqa-head "$VQA_HEAD" --batch-size 16 --questions-per-image "$QUESTIONS_PER_IMAGE"
+  --lr 1e-3 --slow text --slow-lr-ratio 0.1 --checkpoint-every 100)
+stamp "fine-tuning VQA ($VQA_HEAD head) from the captioning model ($VQA_STEPS steps)"
 "$BIN" finetune vqa --from "$OUT/caption" --data "$OUT/train" --out "$OUT/vqa" \
   --max-steps "$VQA_STEPS" --freeze vision,decoder "${VQA_ARGS[@]}" $QUIET
 if [ "$BASELINE" = 1 ]; then
