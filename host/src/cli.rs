@@ -206,6 +206,10 @@ pub struct TrainArgs {
     pub mlm_weight: Option<f32>,
     #[arg(long)]
     pub mim_weight: Option<f32>,
+    /// Share of MLM rows that read a question about the image instead of its caption,
+    /// when `questions.jsonl` sits beside the captions (0: captions only).
+    #[arg(long)]
+    pub question_mlm: Option<f64>,
     /// MLM through the spatial head (pretraining with `--grid`).
     #[arg(long)]
     pub spatial_mlm_weight: Option<f32>,

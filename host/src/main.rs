@@ -336,6 +336,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         itm_weight,
         mlm_weight,
         mim_weight,
+        question_mlm,
         spatial_mlm_weight,
         spatial_mlm_variants,
         questions_per_image,

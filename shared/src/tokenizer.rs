@@ -231,20 +231,7 @@ impl TextTokenizer {
 
     /// Pads id rows to `seq_len` (or the longest row), truncating longer ones.
     pub fn pad(&self, rows: &[Vec<u32>], seq_len: Option<usize>) -> EncodedBatch {
-        let seq_len = seq_len.unwrap_or_else(|| rows.iter().map(Vec::len).max().unwrap_or(0));
-        let mut ids = vec![self.special.pad; rows.len() * seq_len];
-        let mut mask = vec![0u32; rows.len() * seq_len];
-        for (r, row) in rows.iter().enumerate() {
-            let n = row.len().min(seq_len);
-            ids[r * seq_len..r * seq_len + n].copy_from_slice(&row[..n]);
-            mask[r * seq_len..r * seq_len + n].fill(1);
-        }
-        EncodedBatch {
-            ids,
-            mask,
-            batch: rows.len(),
-            seq_len,
-        }
+        pad_rows(rows, self.special.pad, seq_len)
     }
 
     /// Text from ids, skipping special tokens and joining word pieces.
@@ -271,6 +258,26 @@ fn special_ids(inner: &Tokenizer, origin: Option<&Path>) -> Result<SpecialIds> {
         sep: id(SEP)?,
         mask: id(MASK)?,
     })
+}
+
+/// Token rows padded with `pad` to `seq_len` (default: the longest row; longer rows
+/// are cut), with the attention mask.
+pub fn pad_rows<R: AsRef<[u32]>>(rows: &[R], pad: u32, seq_len: Option<usize>) -> EncodedBatch {
+    let seq_len = seq_len.unwrap_or_else(|| rows.iter().map(|r| r.as_ref().len()).max().unwrap_or(0));
+    let mut ids = vec![pad; rows.len() * seq_len];
+    let mut mask = vec![0u32; rows.len() * seq_len];
+    for (r, row) in rows.iter().enumerate() {
+        let row = row.as_ref();
+        let n = row.len().min(seq_len);
+        ids[r * seq_len..r * seq_len + n].copy_from_slice(&row[..n]);
+        mask[r * seq_len..r * seq_len + n].fill(1);
+    }
+    EncodedBatch {
+        ids,
+        mask,
+        batch: rows.len(),
+        seq_len,
+    }
 }
 
 #[cfg(test)]

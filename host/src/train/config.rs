@@ -39,6 +39,12 @@ pub struct TrainConfig {
     pub mlm_weight: f32,
     #[config(default = 1.0)]
     pub mim_weight: f32,
+    /// Share of MLM rows that read one of their image's questions instead of the
+    /// caption, when a VQA set about the same images sits beside the captions
+    /// (task-adaptive pretraining: the text encoder meets the questions' words, such
+    /// as "closest" or "how many", before fine-tuning for VQA). 0 reads captions only.
+    #[config(default = 0.5)]
+    pub question_mlm: f64,
     /// MLM through the spatial head (models with a spatial MLM head).
     #[config(default = 1.0)]
     pub spatial_mlm_weight: f32,

@@ -2,7 +2,7 @@
 //! features on a caption dataset, from scratch.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use burn::module::Module;
@@ -18,7 +18,7 @@ use super::steps;
 use super::tasks::{pair_set, PairSet};
 use super::trainer::{fit_then, Fit, Flow};
 use crate::data::batcher::Batcher;
-use crate::data::Format;
+use crate::data::{Format, VqaRecord};
 use crate::model::saved::{save_meta, SavedModel};
 use crate::model::{EdgeVlm, EdgeVlmConfig, FusionKind};
 
@@ -41,26 +41,42 @@ pub struct PretrainJob {
     pub quiet: bool,
 }
 
-/// Trains the tokenizer on the captions, plus the questions of a VQA set stored
-/// beside them (so fine-tuning for VQA later has the question words).
-fn train_tokenizer(job: &PretrainJob, captions: &[String]) -> Result<TextTokenizer> {
-    let mut corpus: Vec<String> = captions.to_vec();
-    if job.data.join("questions.jsonl").is_file() {
-        let questions = datasets::questions(&job.data, Some(Format::Jsonl), None)?;
-        corpus.extend(questions.records.into_iter().map(|r| r.question));
+/// The questions of a VQA set stored beside the captions (`questions.jsonl`), if any:
+/// their words go into the tokenizer (so fine-tuning for VQA later has them) and
+/// their text into MLM (see [`TrainConfig::question_mlm`]).
+fn questions_beside(data: &Path) -> Result<Vec<VqaRecord>> {
+    if !data.join("questions.jsonl").is_file() {
+        return Ok(Vec::new());
     }
-    Ok(TextTokenizer::train(corpus.iter(), &job.tokenizer)?)
+    Ok(datasets::questions(data, Some(Format::Jsonl), None)?.records)
+}
+
+/// Pairs with the questions about their images attached, when MLM reads questions.
+fn with_questions(set: PairSet, questions: &[VqaRecord], cfg: &TrainConfig, quiet: bool) -> Result<PairSet> {
+    if questions.is_empty() || cfg.question_mlm <= 0.0 {
+        return Ok(set);
+    }
+    let (set, matched) = set.with_questions(questions)?;
+    if !quiet {
+        eprintln!(
+            "MLM reads {matched} questions about these images ({:.0} % of its rows)",
+            100.0 * cfg.question_mlm
+        );
+    }
+    Ok(set)
 }
 
 pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
     let train = datasets::captions(&job.data, job.format, job.split.as_deref())?;
+    let questions = questions_beside(&job.data)?;
     let resuming = job.resume && job.out.join("config.json").is_file();
     let (config, preprocess, tokenizer) = if resuming {
         let (config, preprocess, tokenizer, _) = SavedModel::load_meta(&job.out)?;
         (config, preprocess, tokenizer)
     } else {
-        let texts: Vec<String> = train.records.iter().flat_map(|r| r.captions.clone()).collect();
-        let tokenizer = train_tokenizer(job, &texts)?;
+        let mut corpus: Vec<String> = train.records.iter().flat_map(|r| r.captions.clone()).collect();
+        corpus.extend(questions.iter().map(|r| r.question.clone()));
+        let tokenizer = TextTokenizer::train(corpus.iter(), &job.tokenizer)?;
         let vocab = tokenizer.vocab_size();
         let mut config = if job.tiny {
             EdgeVlmConfig::tiny(vocab)
@@ -76,7 +92,12 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
         let preprocess = PreprocessConfig::symmetric(config.vision.image_size as u32);
         (config, preprocess, tokenizer)
     };
-    let mut set = pair_set(&train.records, &tokenizer, &preprocess)?;
+    let mut set = with_questions(
+        pair_set(&train.records, &tokenizer, &preprocess)?,
+        &questions,
+        &job.train,
+        job.quiet,
+    )?;
     let preprocess = if resuming {
         preprocess
     } else {
@@ -103,7 +124,8 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
     let heldout = match &job.heldout {
         Some(path) => {
             let records = datasets::captions(path, job.format, None)?;
-            Some(pair_set(&records.records, &tokenizer, &preprocess)?)
+            let set = pair_set(&records.records, &tokenizer, &preprocess)?;
+            Some(with_questions(set, &questions_beside(path)?, &job.train, true)?)
         }
         None => None,
     };

@@ -53,9 +53,9 @@ pub fn pretrain(
     }
     if cfg.mlm_weight > 0.0 {
         let vocab = model.text.word_embeddings.weight.val().dims()[0];
-        let (corrupted, targets, weights) =
-            objectives::mask_tokens(&batch.ids, &batch.mask, special, vocab, rng);
-        let corrupted = text_input(&corrupted, &batch.mask, b, l, device);
+        let (ids, mask, len) = mlm_texts(batch, cfg.question_mlm, special.pad, rng);
+        let (corrupted, targets, weights) = objectives::mask_tokens(&ids, &mask, special, vocab, rng);
+        let corrupted = text_input(&corrupted, &mask, b, len, device);
         let mlm = objectives::masked_language_model(model, image_tokens, corrupted, &targets, &weights);
         total = total + mlm.clone().mul_scalar(cfg.mlm_weight);
         parts.push(("mlm_loss", mlm));
@@ -88,6 +88,34 @@ pub fn pretrain(
     Losses { total, parts }
 }
 
+/// The texts MLM reads, `(ids, mask, len)`: each row's caption, or with probability
+/// `question_share` one of the questions asked about its image (when the batch has them).
+fn mlm_texts(
+    batch: &TextImageBatch,
+    question_share: f64,
+    pad: u32,
+    rng: &mut SplitMix64,
+) -> (Vec<u32>, Vec<u32>, usize) {
+    if question_share <= 0.0 || batch.image_questions.is_empty() {
+        return (batch.ids.clone(), batch.mask.clone(), batch.len);
+    }
+    let l = batch.len;
+    let rows: Vec<&[u32]> = (0..batch.batch)
+        .map(|r| {
+            let caption = &batch.ids[r * l..r * l + l];
+            let caption = &caption[..batch.mask[r * l..r * l + l].iter().filter(|&&m| m == 1).count()];
+            let questions = &batch.image_questions[batch.row_image[r]];
+            if questions.is_empty() || rng.unit() >= question_share {
+                caption
+            } else {
+                questions[rng.below(questions.len() as u64) as usize].as_slice()
+            }
+        })
+        .collect();
+    let padded = edgevlm_shared::tokenizer::pad_rows(&rows, pad, None);
+    (padded.ids, padded.mask, padded.seq_len)
+}
+
 pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Losses {
     let question = EncodedBatch {
         ids: batch.ids.clone(),
@@ -115,5 +143,74 @@ pub fn caption(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Loss
     Losses {
         total: loss.clone(),
         parts: vec![("loss", loss)],
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Two images, one caption row each (the second padded); questions per image.
+    fn batch() -> TextImageBatch {
+        TextImageBatch {
+            images: Vec::new(),
+            image_size: 0,
+            image_index: vec![10, 11],
+            ids: vec![2, 5, 6, 3, 2, 7, 3, 0],
+            mask: vec![1, 1, 1, 1, 1, 1, 1, 0],
+            batch: 2,
+            len: 4,
+            row_image: vec![0, 1],
+            labels: vec![0, 1],
+            image_questions: vec![
+                vec![vec![2, 20, 21, 22, 23, 3]],
+                vec![vec![2, 30, 3], vec![2, 31, 32, 3]],
+            ],
+        }
+    }
+
+    fn rows(ids: &[u32], mask: &[u32], len: usize) -> Vec<Vec<u32>> {
+        ids.chunks(len)
+            .zip(mask.chunks(len))
+            .map(|(ids, mask)| {
+                ids.iter()
+                    .zip(mask)
+                    .filter(|(_, &m)| m == 1)
+                    .map(|(&t, _)| t)
+                    .collect()
+            })
+            .collect()
+    }
+
+    #[test]
+    fn mlm_reads_the_caption_or_a_question_about_the_same_image() {
+        let batch = batch();
+        let mut rng = SplitMix64::new(1);
+        let captions = mlm_texts(&batch, 0.0, 0, &mut rng);
+        assert_eq!(captions, (batch.ids.clone(), batch.mask.clone(), 4));
+        assert_eq!(
+            rng.next_u64(),
+            SplitMix64::new(1).next_u64(),
+            "captions only draw nothing"
+        );
+
+        let (ids, mask, len) = mlm_texts(&batch, 1.0, 0, &mut rng);
+        assert_eq!(len, 6, "padded to the longest question");
+        let read = rows(&ids, &mask, len);
+        assert_eq!(read[0], batch.image_questions[0][0]);
+        assert!(batch.image_questions[1].contains(&read[1]), "{:?}", read[1]);
+        assert_eq!(ids.len(), 2 * len);
+
+        // About half the rows read questions at a share of one half.
+        let (mut questions, draws) = (0, 1000);
+        for _ in 0..draws {
+            let (ids, mask, len) = mlm_texts(&batch, 0.5, 0, &mut rng);
+            questions += rows(&ids, &mask, len)
+                .iter()
+                .filter(|row| batch.image_questions.iter().flatten().any(|q| q == *row))
+                .count();
+        }
+        let share = questions as f64 / (2 * draws) as f64;
+        assert!((0.45..0.55).contains(&share), "{share}");
     }
 }

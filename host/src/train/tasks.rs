@@ -27,6 +27,9 @@ pub struct PairSet {
     pub store: Arc<ImageStore>,
     pub items: Vec<PairItem>,
     pub tokenizer: TextTokenizer,
+    /// Per stored image, the tokenized questions asked about it (empty without a VQA
+    /// set beside the captions); pretraining's MLM reads some of them.
+    pub questions: Vec<Vec<Vec<u32>>>,
 }
 
 /// An image with several of its questions and their answers' class indices: one
@@ -61,6 +64,8 @@ pub struct TextImageBatch {
     pub row_image: Vec<usize>,
     /// Text keys (pairs) or answer classes (questions), per row.
     pub labels: Vec<i64>,
+    /// Per image of the batch, the questions asked about it (pairs with questions only).
+    pub image_questions: Vec<Vec<Vec<u32>>>,
 }
 
 impl TextImageBatch {
@@ -107,6 +112,7 @@ fn assemble(
         len: padded.seq_len,
         row_image: rows.iter().map(|r| r.0).collect(),
         labels: rows.iter().map(|r| r.2).collect(),
+        image_questions: Vec::new(),
     }
 }
 
@@ -120,7 +126,15 @@ impl Batcher for PairSet {
             .enumerate()
             .map(|(pos, &i)| (pos, self.items[i].ids.as_slice(), self.items[i].text_key as i64))
             .collect();
-        Ok(assemble(&self.store, &self.tokenizer, images, rows))
+        let mut batch = assemble(&self.store, &self.tokenizer, images, rows);
+        if !self.questions.is_empty() {
+            batch.image_questions = batch
+                .image_index
+                .iter()
+                .map(|&image| self.questions[image].clone())
+                .collect();
+        }
+        Ok(batch)
     }
 }
 
@@ -184,7 +198,28 @@ pub fn pair_set(
         store,
         items,
         tokenizer: tokenizer.clone(),
+        questions: Vec::new(),
     })
+}
+
+impl PairSet {
+    /// Attaches the questions of a VQA set about the same images (matched by path);
+    /// returns how many found their image. Answers are not read: this is text for
+    /// task-adaptive pretraining, not supervision.
+    pub fn with_questions(mut self, records: &[VqaRecord]) -> Result<(Self, usize)> {
+        let index: HashMap<&PathBuf, usize> =
+            self.store.paths.iter().enumerate().map(|(i, p)| (p, i)).collect();
+        let mut questions = vec![Vec::new(); self.store.len()];
+        let mut matched = 0;
+        for r in records {
+            if let Some(&image) = index.get(&r.image) {
+                questions[image].push(self.tokenizer.encode(&r.question)?);
+                matched += 1;
+            }
+        }
+        self.questions = questions;
+        Ok((self, matched))
+    }
 }
 
 /// Answer vocabulary of a training split: by frequency, then alphabetically.
@@ -242,4 +277,89 @@ pub fn question_set(
         },
         records.len() - kept.len(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::data::testutil::write_png;
+
+    fn question(image: &std::path::Path, text: &str) -> VqaRecord {
+        VqaRecord {
+            image: image.to_path_buf(),
+            question: text.into(),
+            answer: "red".into(),
+            answers: vec!["red".into()],
+            question_type: None,
+            family: None,
+        }
+    }
+
+    #[test]
+    fn questions_travel_with_the_batches_of_their_image() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, b, elsewhere) = (
+            dir.path().join("a.png"),
+            dir.path().join("b.png"),
+            dir.path().join("c.png"),
+        );
+        write_png(&a, 4, 4);
+        write_png(&b, 4, 4);
+        let tokenizer = TextTokenizer::train(
+            [
+                "a red circle",
+                "what colour is the circle ?",
+                "how many squares ?",
+            ]
+            .iter()
+            .cycle()
+            .take(30),
+            &edgevlm_shared::TokenizerConfig {
+                vocab_size: 60,
+                min_frequency: 1,
+                max_len: 12,
+                lowercase: true,
+            },
+        )
+        .unwrap();
+        let captions = vec![
+            CaptionRecord {
+                image: a.clone(),
+                captions: vec!["a red circle".into(), "a red circle".into()],
+            },
+            CaptionRecord {
+                image: b.clone(),
+                captions: vec!["a red circle".into()],
+            },
+        ];
+        let preprocess = PreprocessConfig::symmetric(4);
+        let set = pair_set(&captions, &tokenizer, &preprocess).unwrap();
+        let records = [
+            question(&b, "how many squares ?"),
+            question(&a, "what colour is the circle ?"),
+            question(&elsewhere, "how many squares ?"),
+            question(&b, "what colour is the circle ?"),
+        ];
+        let (set, matched) = set.with_questions(&records).unwrap();
+        assert_eq!(
+            matched, 3,
+            "the question about an image without captions is left out"
+        );
+
+        let batch = set.batch(&[2, 0]).unwrap();
+        assert_eq!(batch.image_questions.len(), 2, "one list per image of the batch");
+        let encode = |t: &str| tokenizer.encode(t).unwrap();
+        assert_eq!(
+            batch.image_questions[0],
+            vec![
+                encode("how many squares ?"),
+                encode("what colour is the circle ?")
+            ],
+            "b's questions, in order"
+        );
+        assert_eq!(
+            batch.image_questions[1],
+            vec![encode("what colour is the circle ?")]
+        );
+    }
 }
