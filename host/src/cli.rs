@@ -202,6 +202,9 @@ pub struct TrainArgs {
     pub itc_weight: Option<f32>,
     #[arg(long)]
     pub itm_weight: Option<f32>,
+    /// Share of ITM negatives drawn at random instead of by ITC similarity (0: all hard).
+    #[arg(long)]
+    pub itm_random_negatives: Option<f64>,
     #[arg(long)]
     pub mlm_weight: Option<f32>,
     #[arg(long)]

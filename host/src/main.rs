@@ -334,6 +334,7 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         checkpoint_every,
         itc_weight,
         itm_weight,
+        itm_random_negatives,
         mlm_weight,
         mim_weight,
         question_mlm,

@@ -165,6 +165,11 @@ fn pretraining_lowers_held_out_losses_and_models_answer() {
         let (a, b) = (first[part].as_f64().unwrap(), last[part].as_f64().unwrap());
         assert!(b < a, "{part}: {a} -> {b}");
     }
+    // Half the ITM negatives are random by default, so the log also tests against hard ones.
+    for row in [first, last] {
+        let hard = row["itm_hard_loss"].as_f64().expect("itm_hard_loss is logged");
+        assert!(hard.is_finite() && hard > 0.0, "{row}");
+    }
     assert!(run.join("loss.png").is_file());
 
     // Fine-tune briefly for VQA and captions, then the CLI answers and captions an image.

@@ -35,6 +35,13 @@ pub struct TrainConfig {
     pub itc_weight: f32,
     #[config(default = 1.0)]
     pub itm_weight: f32,
+    /// Share of ITM negatives drawn uniformly from the batch instead of by ITC
+    /// similarity. Hard negatives alone are near-duplicates of the positive (one word
+    /// or one count apart) before the encoders can tell them apart, and ITM then
+    /// learns only its 1:2 label prior; random ones give it a signal it can pick up
+    /// early. 0 is ALBEF's all-hard sampling.
+    #[config(default = 0.5)]
+    pub itm_random_negatives: f64,
     #[config(default = 1.0)]
     pub mlm_weight: f32,
     #[config(default = 1.0)]

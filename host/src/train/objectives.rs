@@ -133,9 +133,30 @@ pub(crate) fn hard_negative(
     weights.iter().rposition(|w| *w > 0.0)
 }
 
-/// ITM with hard negatives drawn from the in-batch ITC similarities (ALBEF): each
-/// text gets a negative image and each image a negative text. `same_text[i][j]` says
-/// texts i and j are identical (so not a negative for each other).
+/// An ITM negative for `own` among `allowed`: with probability `random_share` any
+/// allowed index alike, otherwise a [`hard_negative`]. A share of 0 draws exactly
+/// what [`hard_negative`] draws.
+pub(crate) fn negative(
+    row: &[f32],
+    own: usize,
+    allowed: impl Fn(usize) -> bool,
+    random_share: f64,
+    rng: &mut SplitMix64,
+) -> Option<usize> {
+    if random_share > 0.0 && rng.unit() < random_share {
+        let candidates: Vec<usize> = (0..row.len()).filter(|&j| j != own && allowed(j)).collect();
+        if candidates.is_empty() {
+            return None;
+        }
+        return Some(candidates[rng.below(candidates.len() as u64) as usize]);
+    }
+    hard_negative(row, own, allowed, rng)
+}
+
+/// ITM with negatives drawn from the in-batch ITC similarities (ALBEF), a
+/// `random_share` of them uniformly instead: each text gets a negative image and
+/// each image a negative text. `interchangeable(i, j)` says pairs i and j describe
+/// the same thing (so are not negatives for each other).
 #[allow(clippy::too_many_arguments)]
 pub fn matching(
     model: &EdgeVlm,
@@ -144,6 +165,7 @@ pub fn matching(
     text_mask: Tensor<2>,
     sims: &[f32],
     interchangeable: &dyn Fn(usize, usize) -> bool,
+    random_share: f64,
     rng: &mut SplitMix64,
 ) -> Tensor<1> {
     let batch = image_tokens.dims()[0];
@@ -160,14 +182,14 @@ pub fn matching(
         labels.push(1i64);
     }
     for (t, column) in column.iter().enumerate() {
-        if let Some(i) = hard_negative(column, t, |j| !interchangeable(j, t), rng) {
+        if let Some(i) = negative(column, t, |j| !interchangeable(j, t), random_share, rng) {
             image_idx.push(i);
             text_idx.push(t);
             labels.push(0);
         }
     }
     for i in 0..batch {
-        if let Some(t) = hard_negative(row(i), i, |j| !interchangeable(i, j), rng) {
+        if let Some(t) = negative(row(i), i, |j| !interchangeable(i, j), random_share, rng) {
             image_idx.push(i);
             text_idx.push(t);
             labels.push(0);
@@ -459,6 +481,49 @@ mod tests {
         }
         let first = first.unwrap();
         assert!(last < 0.5 * first, "ITC {first} -> {last}");
+    }
+
+    /// Share 0 draws exactly the hard negative; share 1 ignores the similarities and
+    /// picks every allowed index alike; in between, the mix of both. Never the
+    /// pair's own index or a disallowed one.
+    #[test]
+    fn random_negatives_mix_with_hard_ones_at_the_share_asked() {
+        // Index 3 is far more similar than the rest; 0 is the pair itself, 5 is barred.
+        let row = [0.9f32, 0.0, 0.1, 0.8, -0.2, 0.7];
+        let allowed = |j: usize| j != 5;
+        let (mut a, mut b) = (SplitMix64::new(9), SplitMix64::new(9));
+        for _ in 0..200 {
+            assert_eq!(
+                negative(&row, 0, allowed, 0.0, &mut a),
+                hard_negative(&row, 0, allowed, &mut b)
+            );
+        }
+        let draws = 20_000;
+        let counts = |share: f64| {
+            let mut rng = SplitMix64::new(11);
+            let mut counts = [0usize; 6];
+            for _ in 0..draws {
+                counts[negative(&row, 0, allowed, share, &mut rng).unwrap()] += 1;
+            }
+            counts
+        };
+        let uniform = counts(1.0);
+        assert_eq!((uniform[0], uniform[5]), (0, 0));
+        for &c in &uniform[1..5] {
+            assert!((c as f64 / draws as f64 - 0.25).abs() < 0.015, "{uniform:?}");
+        }
+        // exp(8) dwarfs exp(1), exp(0) and exp(-2): hard sampling picks 3 almost always.
+        let hard_share_of_3 = counts(0.0)[3] as f64 / draws as f64;
+        assert!(hard_share_of_3 > 0.99, "{hard_share_of_3}");
+        let half = counts(0.5);
+        let expected = 0.5 * hard_share_of_3 + 0.5 * 0.25;
+        assert!(
+            (half[3] as f64 / draws as f64 - expected).abs() < 0.015,
+            "{half:?}"
+        );
+        assert_eq!((half[0], half[5]), (0, 0));
+        let mut rng = SplitMix64::new(1);
+        assert_eq!(negative(&row, 0, |j| j == 0, 1.0, &mut rng), None);
     }
 
     const SPECIAL: SpecialIds = SpecialIds {

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use burn::config::Config;
 use burn::module::Module;
-use burn::tensor::Device;
+use burn::tensor::{Device, Tensor};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::{PreprocessConfig, TextTokenizer, TokenizerConfig};
 
@@ -177,6 +177,8 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
 }
 
 /// Mean objective losses on (up to) the first 256 held-out pairs, with fixed randomness.
+/// When ITM draws some negatives at random, `itm_hard_loss` is its loss against hard
+/// negatives only, the harder test that says whether matching itself is learnt.
 pub fn heldout_losses(
     model: &EdgeVlm,
     heldout: &PairSet,
@@ -185,9 +187,24 @@ pub fn heldout_losses(
     device: &Device,
 ) -> Vec<(&'static str, f32)> {
     let model = model.valid();
+    let hard_only = (cfg.itm_weight > 0.0 && cfg.itm_random_negatives > 0.0).then(|| {
+        cfg.clone()
+            .with_itc_weight(0.0)
+            .with_mlm_weight(0.0)
+            .with_mim_weight(0.0)
+            .with_spatial_mlm_weight(0.0)
+            .with_itm_random_negatives(0.0)
+    });
     let n = heldout.items.len().min(256);
     let batch_size = cfg.batch_size.min(n).max(2);
     let mut sums: Vec<(&'static str, f32)> = Vec::new();
+    let mut add = |name: &'static str, value: Tensor<1>| {
+        let value = value.into_scalar::<f32>();
+        match sums.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, sum)) => *sum += value,
+            None => sums.push((name, value)),
+        }
+    };
     let mut batches = 0;
     for (k, start) in (0..n).step_by(batch_size).enumerate() {
         let indices: Vec<usize> = (start..(start + batch_size).min(n)).collect();
@@ -199,12 +216,15 @@ pub fn heldout_losses(
         };
         let mut rng = SplitMix64::fork(0xE7A1, k as u64);
         let losses = steps::pretrain(&model, &batch, &mut rng, cfg, special, device);
-        for (i, (name, value)) in losses.parts.into_iter().enumerate() {
-            let value = value.into_scalar::<f32>();
-            if sums.len() <= i {
-                sums.push((name, 0.0));
+        for (name, value) in losses.parts {
+            add(name, value);
+        }
+        if let Some(hard_cfg) = &hard_only {
+            let mut rng = SplitMix64::fork(0xE7A1, k as u64);
+            let losses = steps::pretrain(&model, &batch, &mut rng, hard_cfg, special, device);
+            if let Some((_, itm)) = losses.parts.into_iter().find(|(n, _)| *n == "itm_loss") {
+                add("itm_hard_loss", itm);
             }
-            sums[i].1 += value;
         }
         batches += 1;
     }

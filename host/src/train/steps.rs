@@ -45,6 +45,7 @@ pub fn pretrain(
                 text.mask.clone(),
                 &sims,
                 &same,
+                cfg.itm_random_negatives,
                 rng,
             );
             total = total + itm.clone().mul_scalar(cfg.itm_weight);
