@@ -5,15 +5,20 @@
 //! `tokenizer.json` (MiniLM, BERT). Either way sequences look like BERT's:
 //! `[CLS] tokens… [SEP]`, truncated to `max_len`, padded with `[PAD]`.
 
+mod vocabulary;
+
+use std::collections::BTreeMap;
 use std::path::Path;
 
 use tokenizers::decoders::wordpiece::WordPiece as WordPieceDecoder;
-use tokenizers::models::wordpiece::{WordPiece, WordPieceTrainer};
-use tokenizers::models::TrainerWrapper;
+use tokenizers::models::wordpiece::WordPiece;
 use tokenizers::normalizers::BertNormalizer;
 use tokenizers::pre_tokenizers::bert::BertPreTokenizer;
 use tokenizers::processors::bert::BertProcessing;
-use tokenizers::{AddedToken, Tokenizer, TruncationParams};
+use tokenizers::{
+    AddedToken, NormalizedString, Normalizer, OffsetReferential, OffsetType, PreTokenizedString,
+    PreTokenizer, Tokenizer, TruncationParams,
+};
 
 use crate::config::TokenizerConfig;
 use crate::error::{Error, Result};
@@ -94,44 +99,54 @@ fn tok_err(path: Option<&Path>, reason: impl std::fmt::Display) -> Error {
 }
 
 impl TextTokenizer {
-    /// Trains a WordPiece vocabulary on `texts`.
+    /// Trains a WordPiece vocabulary on `texts`; the same texts always give the same
+    /// vocabulary ([`vocabulary::train_vocabulary`]).
     pub fn train<I, S>(texts: I, cfg: &TokenizerConfig) -> Result<Self>
     where
         I: Iterator<Item = S> + Send,
         S: AsRef<str> + Send,
     {
         cfg.validate()?;
-        let model = WordPiece::builder()
-            .unk_token(UNK.into())
-            .build()
-            .map_err(|e| tok_err(None, e))?;
-        let mut inner = Tokenizer::new(model);
         let strip_accents = if cfg.lowercase { None } else { Some(false) };
+        let normalizer = BertNormalizer::new(true, true, strip_accents, cfg.lowercase);
+        let mut word_counts = BTreeMap::<String, u64>::new();
+        for text in texts {
+            let mut normalized = NormalizedString::from(text.as_ref());
+            normalizer
+                .normalize(&mut normalized)
+                .map_err(|e| tok_err(None, e))?;
+            let mut words = PreTokenizedString::from(normalized);
+            BertPreTokenizer
+                .pre_tokenize(&mut words)
+                .map_err(|e| tok_err(None, e))?;
+            for (word, _, _) in words.get_splits(OffsetReferential::Normalized, OffsetType::Byte) {
+                *word_counts.entry(word.to_string()).or_default() += 1;
+            }
+        }
+        let tokens =
+            vocabulary::train_vocabulary(&word_counts, &SPECIAL_TOKENS, cfg.vocab_size, cfg.min_frequency);
+        let vocab: serde_json::Map<String, serde_json::Value> = tokens
+            .into_iter()
+            .enumerate()
+            .map(|(id, token)| (token, serde_json::json!(id)))
+            .collect();
+        // WordPiece borrows the model type's name while parsing, so it reads text.
+        let model = serde_json::json!({
+            "type": "WordPiece",
+            "unk_token": UNK,
+            "continuing_subword_prefix": vocabulary::CONTINUING,
+            "max_input_chars_per_word": 100,
+            "vocab": vocab,
+        });
+        let model: WordPiece = serde_json::from_str(&model.to_string()).map_err(|e| tok_err(None, e))?;
+        let mut inner = Tokenizer::new(model);
         inner
-            .with_normalizer(Some(BertNormalizer::new(
-                true,
-                true,
-                strip_accents,
-                cfg.lowercase,
-            )))
+            .with_normalizer(Some(normalizer))
             .map_err(|e| tok_err(None, e))?;
         inner.with_pre_tokenizer(Some(BertPreTokenizer));
         inner.with_decoder(Some(WordPieceDecoder::default()));
-        let trainer = WordPieceTrainer::builder()
-            .vocab_size(cfg.vocab_size)
-            .min_frequency(cfg.min_frequency)
-            .special_tokens(
-                SPECIAL_TOKENS
-                    .iter()
-                    .map(|t| AddedToken::from(*t, true))
-                    .collect(),
-            )
-            .show_progress(false)
-            .build();
-        let mut trainer = TrainerWrapper::from(trainer);
-        inner
-            .train(&mut trainer, texts)
-            .map_err(|e| tok_err(None, format!("training failed: {e}")))?;
+        // Already in the vocabulary (ids 0–4): this marks them special, it adds none.
+        let _ = inner.add_special_tokens(SPECIAL_TOKENS.iter().map(|t| AddedToken::from(*t, true)));
         let special = special_ids(&inner, None)?;
         inner.with_post_processor(Some(BertProcessing::new(
             (SEP.into(), special.sep),
@@ -336,6 +351,26 @@ mod tests {
         assert!(!ids.contains(&s.unk), "{ids:?}");
         assert_eq!(tok.decode(&ids).unwrap(), "a dog runs on the grass");
         assert!(tok.vocab_size() <= 200);
+    }
+
+    /// `tokenizers`' own trainer gave different vocabularies for one corpus from run
+    /// to run (huggingface/tokenizers#1794); ties here go by text, so every run of the
+    /// same texts saves the same `tokenizer.json`, and every word of the corpus
+    /// comes back whole once the vocabulary has room for it.
+    #[test]
+    fn training_is_deterministic_and_keeps_frequent_words_whole() {
+        let json = trained(16).to_json().unwrap();
+        for _ in 0..5 {
+            assert_eq!(trained(16).to_json().unwrap(), json);
+        }
+        let tok = trained(16);
+        for word in ["dog", "dogs", "stairs", "sunset", "bike"] {
+            assert!(tok.token_to_id(word).is_some(), "{word} is one token");
+        }
+        assert_eq!(tok.encode("dogs").unwrap().len(), 3, "[CLS] dogs [SEP]");
+        // A word never seen is spelled with the corpus's pieces, not [UNK].
+        let ids = tok.encode("grasses").unwrap();
+        assert!(ids.len() > 3 && !ids.contains(&tok.special_ids().unk), "{ids:?}");
     }
 
     #[test]
