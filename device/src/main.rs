@@ -308,11 +308,7 @@ fn main() -> Result<()> {
         Command::Unpack { bundle, out } => {
             let b = Bundle::read(&bundle)?;
             std::fs::create_dir_all(&out).with_context(|| format!("creating {}", out.display()))?;
-            for f in &b.manifest.files {
-                let path = out.join(&f.name);
-                std::fs::write(&path, b.file(&f.name)?)
-                    .with_context(|| format!("writing {}", path.display()))?;
-            }
+            b.unpack(&out)?;
             let manifest = out.join("manifest.json");
             std::fs::write(&manifest, serde_json::to_string_pretty(&b.manifest)?)?;
             println!(

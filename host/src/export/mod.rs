@@ -118,6 +118,12 @@ pub fn export(saved: &SavedModel, opts: &ExportOptions) -> Result<Bundle> {
             synthetic_selftest_image(saved.preprocess.image_size)?,
         ),
     };
+    // The device refuses such a bundle when it reads it; say so here instead.
+    if let Some(problem) = edgevlm_shared::bundle::names::name_problem(&image_name) {
+        return Err(TrainError::Invalid(format!(
+            "self-test image name {image_name:?} cannot go into a bundle: {problem}"
+        )));
+    }
     let mut files: Vec<(String, FileKind, Vec<u8>)> = build_graphs(saved, opts.weights)
         .into_iter()
         .map(|(name, bytes)| (io::graph_file(name), FileKind::Graph, bytes))

@@ -196,6 +196,9 @@ impl Bundle {
                     entry.name, entry.offset
                 )));
             }
+            if let Some(problem) = super::names::name_problem(&entry.name) {
+                return Err(layout(format!("file name {:?} refused: {problem}", entry.name)));
+            }
             if files.contains_key(&entry.name) {
                 return Err(layout(format!("file `{}` is listed twice", entry.name)));
             }
@@ -371,5 +374,27 @@ mod tests {
         assert!(reason(twice).contains("listed twice"));
         let stray = with_manifest(&b, |_| {}, b"??");
         assert!(reason(stray).contains("2 stray bytes after the last file"));
+    }
+
+    /// A signed-looking bundle whose file names climb out of the folder a reader
+    /// unpacks into is refused before any byte of it is used.
+    #[test]
+    fn unsafe_file_names_are_refused_at_parse_time() {
+        let b = sample();
+        for name in [
+            "../evil.onnx",
+            "/etc/cron.d/x",
+            "a\\..\\b",
+            "firmware/../../x",
+            "deep/er/x",
+            "",
+        ] {
+            let bytes = with_manifest(&b, |m| m.files[0].name = name.into(), &[]);
+            let err = Bundle::from_bytes(&bytes, "evil.bundle").unwrap_err().to_string();
+            assert!(
+                err.starts_with("evil.bundle: malformed manifest: file name") && err.contains("refused"),
+                "{name:?}: {err}"
+            );
+        }
     }
 }

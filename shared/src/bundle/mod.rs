@@ -7,6 +7,7 @@
 
 mod container;
 pub mod io;
+pub mod names;
 pub mod signature;
 
 pub use container::{sha256, Bundle, BundleError};

@@ -1,0 +1,84 @@
+//! Issue 22 ("the board under attack") through the binaries: crafted bundles,
+//! second `keygen`s and the like, each refused without touching anything outside
+//! what the command was asked to write. No training: bundles are built in memory.
+
+use std::path::Path;
+use std::process::Command;
+
+use edgevlm_shared::bundle::{Bundle, DecoderSpec, FileKind, Manifest, WeightStorage, FIRMWARE_FILE};
+use edgevlm_shared::PreprocessConfig;
+use edgevlm_tests::binary;
+
+fn manifest() -> Manifest {
+    Manifest {
+        format_version: 0,
+        name: "hostile".into(),
+        model_version: 1,
+        created: 0,
+        weights: WeightStorage::F32,
+        preprocess: PreprocessConfig::imagenet(32),
+        max_text_len: 16,
+        answers: vec![],
+        decoder: DecoderSpec {
+            layers: 1,
+            heads: 1,
+            d_head: 4,
+            max_len: 8,
+            vocab: 10,
+        },
+        files: vec![],
+        selftest: None,
+    }
+}
+
+fn write_bundle(path: &Path, files: Vec<(String, FileKind, Vec<u8>)>) {
+    std::fs::write(path, Bundle::new(manifest(), files).to_bytes()).unwrap();
+}
+
+fn unpack(bundle: &Path, out: &Path) -> std::process::Output {
+    Command::new(binary("edgevlm-device"))
+        .args(["unpack", bundle.to_str().unwrap(), "--out", out.to_str().unwrap()])
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn unpack_never_writes_outside_out_and_unpacks_firmware_bundles() {
+    let tmp = tempfile::tempdir().unwrap();
+    let out = tmp.path().join("out");
+    for name in [
+        "../escaped",
+        "firmware/../../escaped",
+        "/tmp/edgevlm-escaped",
+        "..\\escaped",
+    ] {
+        let evil = tmp.path().join("evil.bundle");
+        write_bundle(&evil, vec![(name.into(), FileKind::Graph, b"pwned".to_vec())]);
+        let run = unpack(&evil, &out);
+        let stderr = String::from_utf8_lossy(&run.stderr);
+        assert!(!run.status.success(), "{name:?} unpacked");
+        assert!(stderr.contains("refused"), "{name:?}: {stderr}");
+        assert!(!tmp.path().join("escaped").exists(), "{name:?} escaped --out");
+    }
+    assert!(!Path::new("/tmp/edgevlm-escaped").exists());
+
+    let good = tmp.path().join("fw.bundle");
+    write_bundle(
+        &good,
+        vec![
+            ("tokenizer.json".into(), FileKind::Tokenizer, b"{}".to_vec()),
+            (
+                FIRMWARE_FILE.into(),
+                FileKind::Firmware,
+                b"\x7fELF firmware".to_vec(),
+            ),
+        ],
+    );
+    let run = unpack(&good, &out);
+    assert!(run.status.success(), "{}", String::from_utf8_lossy(&run.stderr));
+    assert_eq!(
+        std::fs::read(out.join("firmware/edgevlm-device")).unwrap(),
+        b"\x7fELF firmware"
+    );
+    assert!(out.join("manifest.json").is_file());
+}
