@@ -27,16 +27,24 @@ DEVICE=${DEVICE:-$(dirname "$BIN")/edgevlm-device}
 QUIET=${QUIET:-}
 
 start=$(date +%s)
-stamp() { echo "[$(( $(date +%s) - start ))s] $*"; }
+stage_name=""
+stage_start=$start
+stage_times=()
+# Closes the running stage (its time goes into the summary) and opens the next.
+stage() {
+  local now
+  now=$(date +%s)
+  [ -n "$stage_name" ] && stage_times+=("$stage_name $((now - stage_start)) s")
+  stage_name=$1
+  stage_start=$now
+  [ -z "$2" ] || echo "[$((now - start))s] $2"
+}
 
-stamp "generating $TRAIN training and $TEST held-out scenes"
+stage data "generating $TRAIN training and $TEST held-out scenes"
 "$BIN" data synth --out "$OUT/train" --n "$TRAIN" --seed 1 >/dev/null
 "$BIN" data synth --out "$OUT/test" --n "$TEST" --seed 2 >/dev/null
 
-# MLM reads, for half its rows, a training question about the image instead of a
-# caption (task-adaptive pretraining; answers are never read): the text encoder meets
-# "closest", "how many", "same shape" before VQA (99.3 % against 98.4 % without).
-stamp "pretraining ($PRETRAIN_STEPS steps)"
+stage pretraining "pretraining ($PRETRAIN_STEPS steps)"
 "$BIN" pretrain --data "$OUT/train" --heldout "$OUT/test" --out "$OUT/pretrained" \
   --max-steps "$PRETRAIN_STEPS" --batch-size 32 --lr 1e-3 --checkpoint-every 50 $QUIET
 echo "held-out objective losses (first and last checkpoint):"
@@ -44,7 +52,7 @@ head -n 1 "$OUT/pretrained/heldout.jsonl"; tail -n 1 "$OUT/pretrained/heldout.js
 
 # Captions teach the vision encoder colours, shapes and their order densely (every
 # word is a target); frozen, the pretrained encoder held captions at BLEU-4 38.
-stamp "fine-tuning captioning, vision included ($CAPTION_STEPS steps)"
+stage captioning "fine-tuning captioning, vision included ($CAPTION_STEPS steps)"
 "$BIN" finetune caption --from "$OUT/pretrained" --data "$OUT/train" --out "$OUT/caption" \
   --max-steps "$CAPTION_STEPS" --batch-size 32 --lr 1e-3 --checkpoint-every 250 $QUIET
 
@@ -61,16 +69,16 @@ esac
 # while the head learns (VQA 98.4 % against 97.7 % at the full rate; see README).
 VQA_ARGS=(--vqa-head "$VQA_HEAD" --batch-size 16 --questions-per-image "$QUESTIONS_PER_IMAGE"
   --lr 1e-3 --slow text --slow-lr-ratio 0.1 --checkpoint-every 100)
-stamp "fine-tuning VQA ($VQA_HEAD head) from the captioning model ($VQA_STEPS steps)"
+stage VQA "fine-tuning VQA ($VQA_HEAD head) from the captioning model ($VQA_STEPS steps)"
 "$BIN" finetune vqa --from "$OUT/caption" --data "$OUT/train" --out "$OUT/vqa" \
   --max-steps "$VQA_STEPS" --freeze vision,decoder "${VQA_ARGS[@]}" $QUIET
 if [ "$BASELINE" = 1 ]; then
-  stamp "fine-tuning VQA from scratch, same steps (baseline)"
+  stage baseline "fine-tuning VQA from scratch, same steps (baseline)"
   "$BIN" finetune vqa --scratch --from "$OUT/pretrained" --data "$OUT/train" --out "$OUT/vqa-scratch" \
     --max-steps "$VQA_STEPS" "${VQA_ARGS[@]}" $QUIET
 fi
 
-stamp "evaluating on the held-out scenes"
+stage evaluation "evaluating on the held-out scenes"
 "$BIN" eval vqa --model "$OUT/vqa" --data "$OUT/test"
 if [ "$BASELINE" = 1 ]; then
   echo "-- from scratch:"
@@ -78,21 +86,69 @@ if [ "$BASELINE" = 1 ]; then
 fi
 "$BIN" eval caption --model "$OUT/vqa" --data "$OUT/test"
 
-stamp "quantizing (int8 weights) and exporting a device bundle"
-"$BIN" quantize --model "$OUT/vqa" --out "$OUT/synthetic.bundle" --data "$OUT/test"
-"$DEVICE" selftest --bundle "$OUT/synthetic.bundle"
+stage bundle "quantizing (int8 weights) and exporting a device bundle"
+BUNDLE="$OUT/synthetic.bundle"
+"$BIN" quantize --model "$OUT/vqa" --out "$BUNDLE" --data "$OUT/test"
+"$DEVICE" selftest --bundle "$BUNDLE"
 
-echo
-echo "the device runtime (tract, int8 bundle) on held-out scenes:"
-head -n 6 "$OUT/test/questions.jsonl" | while read -r line; do
-  image=$(echo "$line" | sed 's/.*"image":"\([^"]*\)".*/\1/')
-  question=$(echo "$line" | sed 's/.*"question":"\([^"]*\)".*/\1/')
-  truth=$(echo "$line" | sed 's/.*"answer":"\([^"]*\)".*/\1/')
-  answer=$("$DEVICE" ask "$OUT/test/$image" "$question" --bundle "$OUT/synthetic.bundle" 2>"$OUT/ask.log")
-  echo "  $image: $question -> $answer (truth: $truth; $(tail -n 1 "$OUT/ask.log" | sed 's/.*(\(.*\))/\1/'))"
-done
+stage device "the device runtime (tract, int8 bundle) on held-out scenes"
+# Eight scenes, one question each, each of another family.
+asked=$(python3 - "$OUT/test/questions.jsonl" <<'PY'
+import json, sys
+families, images = set(), set()
+for line in open(sys.argv[1]):
+    q = json.loads(line)
+    if q["family"] not in families and q["image"] not in images and len(images) < 8:
+        families.add(q["family"])
+        images.add(q["image"])
+        print("\t".join((q["image"], q["question"], q["answer"])))
+PY
+)
+device_lines=()
+device_right=0
+device_asked=0
+while IFS=$'\t' read -r image question truth; do
+  answer=$("$DEVICE" ask "$OUT/test/$image" "$question" --bundle "$BUNDLE" 2>"$OUT/ask.log")
+  ms=$(tail -n 1 "$OUT/ask.log" | sed 's/.*(\(.*\))/\1/')
+  device_asked=$((device_asked + 1))
+  if [ "$answer" = "$truth" ]; then
+    device_right=$((device_right + 1))
+    device_lines+=("  ✓ $image: $question -> $answer ($ms)")
+  else
+    device_lines+=("  ✗ $image: $question -> $answer (truth: $truth; $ms)")
+  fi
+done <<<"$asked"
 for image in 000000 000001 000002; do
-  caption=$("$DEVICE" caption "$OUT/test/images/$image.png" --bundle "$OUT/synthetic.bundle" 2>"$OUT/caption.log")
-  echo "  $image.png: \"$caption\" ($(tail -n 1 "$OUT/caption.log"))"
+  caption=$("$DEVICE" caption "$OUT/test/images/$image.png" --bundle "$BUNDLE" 2>"$OUT/caption.log")
+  device_lines+=("  images/$image.png: \"$caption\" ($(tail -n 1 "$OUT/caption.log"))")
 done
-stamp "done"
+stage "" ""
+
+# The summary a person reads at a glance: quality, the device, time, where things are.
+quality=$(python3 - "${BUNDLE%.bundle}.quantize.json" <<'PY'
+import json, sys
+r = json.load(open(sys.argv[1]))
+f, q = r["f32"], r["int8"]
+print(f"  VQA accuracy   {f['vqa_accuracy']:6.1f} %   int8 {q['vqa_accuracy']:6.1f} %")
+print(f"  BLEU-4         {f['bleu4']:6.1f}     int8 {q['bleu4']:6.1f}")
+print(f"  CIDEr-D        {f['cider_d']:6.1f}     int8 {q['cider_d']:6.1f}")
+print(f"  bundle size    {f['bytes'] / 1e6:6.1f} MB   int8 {q['bytes'] / 1e6:6.1f} MB")
+PY
+)
+total=$(($(date +%s) - start))
+release=$(dirname "$BIN")
+echo
+echo "================================ summary ================================"
+echo "held-out scenes ($TEST, never trained on), f32 model and int8 bundle:"
+echo "$quality"
+echo "the device runtime answered $device_right of $device_asked (int8 bundle):"
+printf '%s\n' "${device_lines[@]}"
+echo "time: $(IFS=,; echo "${stage_times[*]}" | sed 's/,/, /g'); total $total s"
+echo "model:  $OUT/vqa (burn; evaluation reports eval-*.json beside it)"
+echo "bundle: $BUNDLE (int8; f32 twin ${BUNDLE%.bundle}.f32.bundle)"
+echo "next:"
+echo "  $release/edgevlm-device caption $OUT/test/images/000005.png --bundle $BUNDLE"
+echo "  $release/edgevlm-device ask $OUT/test/images/000005.png \"how many circles are there?\" --bundle $BUNDLE"
+echo "  $release/edgevlm ask $OUT/test/images/000005.png \"what shape is the red object?\" --model $OUT/vqa"
+echo "  $release/edgevlm keygen --out keys   # once: keys/edgevlm.key signs, keys/edgevlm.pub goes on the board"
+echo "  $release/edgevlm sign $BUNDLE --key keys/edgevlm.key   # then flash it: README, Deploying"
