@@ -178,9 +178,10 @@ pub fn keygen(out: &Path, name: &str) -> Result<()> {
 }
 
 pub fn sign(bundle: &Path, key: &Path) -> Result<()> {
-    // Refuse to sign something that is not a valid bundle.
-    let parsed = Bundle::read(bundle)?;
+    // Refuse to sign something that is not a valid bundle; one read, so the bytes
+    // signed are the bytes checked.
     let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
+    let parsed = Bundle::from_bytes(&bytes, &bundle.display().to_string())?;
     let sig = signature::sign(&bytes, &signature::load_signing_key(key)?);
     let out = sig_path(bundle);
     std::fs::write(&out, sig).with_context(|| format!("writing {}", out.display()))?;

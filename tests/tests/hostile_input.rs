@@ -82,3 +82,30 @@ fn unpack_never_writes_outside_out_and_unpacks_firmware_bundles() {
     );
     assert!(out.join("manifest.json").is_file());
 }
+
+#[test]
+fn a_second_keygen_refuses_to_overwrite_the_secret_key() {
+    let tmp = tempfile::tempdir().unwrap();
+    let keys = tmp.path().join("keys");
+    let keygen = || {
+        Command::new(binary("edgevlm"))
+            .args(["keygen", "--out", keys.to_str().unwrap(), "--name", "fleet"])
+            .output()
+            .unwrap()
+    };
+    assert!(keygen().status.success());
+    let secret = std::fs::read(keys.join("fleet.key")).unwrap();
+    let public = std::fs::read(keys.join("fleet.pub")).unwrap();
+    let again = keygen();
+    let stderr = String::from_utf8_lossy(&again.stderr);
+    assert!(!again.status.success(), "second keygen succeeded");
+    assert!(stderr.contains("fleet.key: already exists"), "{stderr}");
+    assert_eq!(std::fs::read(keys.join("fleet.key")).unwrap(), secret);
+    assert_eq!(std::fs::read(keys.join("fleet.pub")).unwrap(), public);
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(keys.join("fleet.key"))
+        .unwrap()
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600);
+}

@@ -119,7 +119,12 @@ impl State {
             .collect();
         entries.sort();
         for p in entries {
-            keys.push(signature::load_verifying_key(&p)?);
+            // One bad file (a truncated copy, a stray note) must not take the
+            // agent down with every good key; it is named so it gets fixed.
+            match signature::load_verifying_key(&p) {
+                Ok(key) => keys.push(key),
+                Err(e) => eprintln!("agent: skipping a trusted key: {e}"),
+            }
         }
         if keys.is_empty() {
             return Err(AgentError::NoTrustedKeys(trusted_dir));
@@ -272,5 +277,29 @@ impl State {
             model_version: bundle.manifest.model_version,
             selftest_caption: report.caption,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_malformed_trusted_key_is_skipped_not_fatal() {
+        let dir = tempfile::tempdir().unwrap();
+        let trusted = dir.path().join("trusted");
+        std::fs::create_dir_all(&trusted).unwrap();
+        std::fs::write(trusted.join("0-broken.pub"), "not a key\n").unwrap();
+        let key = signature::generate().unwrap();
+        signature::save(&key, &trusted, "good").unwrap();
+        std::fs::remove_file(trusted.join("good.key")).unwrap();
+        let state = State::open(dir.path()).unwrap();
+        assert_eq!(state.trusted, vec![key.verifying_key()]);
+
+        std::fs::remove_file(trusted.join("good.pub")).unwrap();
+        assert!(matches!(
+            State::open(dir.path()),
+            Err(AgentError::NoTrustedKeys(_))
+        ));
     }
 }

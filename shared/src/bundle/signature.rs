@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use ed25519_dalek::{Signature, Signer, SigningKey, Verifier, VerifyingKey};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 
 #[derive(Debug, thiserror::Error)]
 pub enum KeyError {
@@ -15,6 +15,8 @@ pub enum KeyError {
     },
     #[error("{path}: not a key: expected {expected}")]
     Format { path: PathBuf, expected: &'static str },
+    #[error("{0}: already exists; refusing to overwrite a key (move it away or pick another name)")]
+    Exists(PathBuf),
     #[error("signature does not verify against any trusted key")]
     Untrusted,
     #[error("signature: expected 64 bytes, got {0}")]
@@ -59,7 +61,9 @@ pub fn generate() -> Result<SigningKey, KeyError> {
     Ok(SigningKey::from_bytes(&seed))
 }
 
-/// Writes `dir/NAME.key` (owner-only) and `dir/NAME.pub`.
+/// Writes `dir/NAME.key` (owner-only) and `dir/NAME.pub`, never over existing
+/// files: a second `keygen` with the same name would otherwise orphan every
+/// device that trusts the first key.
 pub fn save(key: &SigningKey, dir: &Path, name: &str) -> Result<(PathBuf, PathBuf), KeyError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
@@ -68,14 +72,40 @@ pub fn save(key: &SigningKey, dir: &Path, name: &str) -> Result<(PathBuf, PathBu
     std::fs::create_dir_all(dir).map_err(io(dir))?;
     let secret = dir.join(format!("{name}.key"));
     let public = dir.join(format!("{name}.pub"));
-    std::fs::write(&secret, hex_encode(&key.to_bytes()) + "\n").map_err(io(&secret))?;
-    #[cfg(unix)]
-    {
-        use std::os::unix::fs::PermissionsExt;
-        std::fs::set_permissions(&secret, std::fs::Permissions::from_mode(0o600)).map_err(io(&secret))?;
+    for path in [&secret, &public] {
+        if path.symlink_metadata().is_ok() {
+            return Err(KeyError::Exists(path.clone()));
+        }
     }
-    std::fs::write(&public, hex_encode(key.verifying_key().as_bytes()) + "\n").map_err(io(&public))?;
+    write_new(&secret, &(hex_encode(&key.to_bytes()) + "\n"), 0o600)?;
+    write_new(
+        &public,
+        &(hex_encode(key.verifying_key().as_bytes()) + "\n"),
+        0o644,
+    )?;
     Ok((secret, public))
+}
+
+/// Creates `path` with `mode` from the first byte (no window where a secret is
+/// world-readable) and fails if it exists, even if it appeared a moment ago.
+fn write_new(path: &Path, text: &str, mode: u32) -> Result<(), KeyError> {
+    use std::io::Write;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, mode);
+    #[cfg(not(unix))]
+    let _ = mode;
+    let io = |source: std::io::Error| match source.kind() {
+        std::io::ErrorKind::AlreadyExists => KeyError::Exists(path.to_path_buf()),
+        _ => KeyError::Io {
+            path: path.to_path_buf(),
+            source,
+        },
+    };
+    let mut f = options.open(path).map_err(io)?;
+    f.write_all(text.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)
 }
 
 pub fn load_signing_key(path: &Path) -> Result<SigningKey, KeyError> {
@@ -93,7 +123,15 @@ pub fn load_verifying_key(path: &Path) -> Result<VerifyingKey, KeyError> {
         expected: "64 hex digits (an ed25519 public key written by `edgevlm keygen`)",
     };
     let bytes = hex_decode::<32>(&read(path)?).ok_or_else(format)?;
-    VerifyingKey::from_bytes(&bytes).map_err(|_| format())
+    let key = VerifyingKey::from_bytes(&bytes).map_err(|_| format())?;
+    // A small-order key "verifies" forged signatures under the lax check.
+    if key.is_weak() {
+        return Err(KeyError::Format {
+            path: path.into(),
+            expected: "an ed25519 public key of large order (this one is weak: anyone can sign for it)",
+        });
+    }
+    Ok(key)
 }
 
 pub fn sign(bytes: &[u8], key: &SigningKey) -> [u8; 64] {
@@ -108,7 +146,9 @@ pub fn verify(bytes: &[u8], signature: &[u8], trusted: &[VerifyingKey]) -> Resul
     let sig = Signature::from_bytes(&sig);
     trusted
         .iter()
-        .position(|k| k.verify(bytes, &sig).is_ok())
+        // Strict: refuses small-order keys and R, and non-canonical encodings, so
+        // no signature verifies under a key nobody holds the secret of.
+        .position(|k| k.verify_strict(bytes, &sig).is_ok())
         .ok_or(KeyError::Untrusted)
 }
 
@@ -145,5 +185,52 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.pub") && err.contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn save_never_overwrites_and_the_secret_is_owner_only_from_the_start() {
+        let dir = tempfile::tempdir().unwrap();
+        let first = generate().unwrap();
+        let (secret, public) = save(&first, dir.path(), "k").unwrap();
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&secret).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600);
+        }
+        let before = std::fs::read(&secret).unwrap();
+        let err = save(&generate().unwrap(), dir.path(), "k").unwrap_err();
+        assert!(matches!(&err, KeyError::Exists(p) if p == &secret), "{err}");
+        assert!(err.to_string().contains("k.key: already exists"), "{err}");
+        assert_eq!(std::fs::read(&secret).unwrap(), before);
+        assert_eq!(load_verifying_key(&public).unwrap(), first.verifying_key());
+        // A lone public key (the secret moved away) is not replaced either.
+        std::fs::remove_file(&secret).unwrap();
+        let err = save(&generate().unwrap(), dir.path(), "k").unwrap_err();
+        assert!(matches!(&err, KeyError::Exists(p) if p == &public), "{err}");
+        assert!(!secret.exists());
+    }
+
+    /// The identity point as a key and (R = identity, s = 0) as a signature pass
+    /// the lax check for every message.
+    #[test]
+    fn small_order_keys_and_signatures_never_verify() {
+        let mut identity = [0u8; 32];
+        identity[0] = 1;
+        let weak = VerifyingKey::from_bytes(&identity).unwrap();
+        let mut forged = [0u8; 64];
+        forged[0] = 1;
+        let lax =
+            ed25519_dalek::Verifier::verify(&weak, b"any bundle at all", &Signature::from_bytes(&forged));
+        assert!(lax.is_ok(), "the lax check is what this test guards against");
+        assert!(matches!(
+            verify(b"any bundle at all", &forged, &[weak]),
+            Err(KeyError::Untrusted)
+        ));
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("weak.pub");
+        std::fs::write(&path, hex_encode(&identity)).unwrap();
+        let err = load_verifying_key(&path).unwrap_err().to_string();
+        assert!(err.contains("weak.pub") && err.contains("weak"), "{err}");
     }
 }
