@@ -26,6 +26,9 @@ pub enum Command {
     Pretrain(PretrainArgs),
     /// Fine-tune a model folder for captioning, VQA or retrieval.
     Finetune(FinetuneArgs),
+    /// One model folder from two fine-tunings of one pretrained model that trained
+    /// disjoint parts (captioning: vision, decoder; spatial VQA: text, grid, head).
+    Join(JoinArgs),
     /// Evaluate a model folder on a dataset split; prints a table, writes a JSON report.
     Eval(EvalArgs),
     /// Caption an image.
@@ -318,6 +321,21 @@ pub struct FinetuneArgs {
 pub enum VqaHeadArg {
     Fused,
     Spatial,
+}
+
+#[derive(Args)]
+pub struct JoinArgs {
+    /// The folder everything but `--parts` comes from (its heads and answers too).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The folder `--parts` come from.
+    #[arg(long)]
+    pub from: PathBuf,
+    /// The parts to take: vision, text, fusion, decoder, grid.
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub parts: Vec<String>,
+    #[arg(long)]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

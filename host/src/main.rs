@@ -101,6 +101,11 @@ fn main() -> Result<()> {
             println!("fine-tuned model written to {}", a.out.display());
         }
         Command::Eval(a) => eval(a)?,
+        Command::Join(a) => {
+            edgevlm::model::join::join(&a.model, &a.from, &a.parts, &a.out, &Device::flex())
+                .context("joining model folders")?;
+            println!("joined model written to {}", a.out.display());
+        }
         Command::Export(a) => ship::export(a)?,
         Command::Keygen { out, name } => ship::keygen(&out, &name)?,
         Command::Sign { bundle, key } => ship::sign(&bundle, &key)?,

@@ -11,6 +11,7 @@ pub mod feed_forward;
 pub mod fusion;
 pub mod grid;
 pub mod heads;
+pub mod join;
 pub mod params;
 pub mod photo;
 pub mod pretrained;

@@ -1,0 +1,112 @@
+//! `edgevlm join`: one model folder from two fine-tunings of the same pretrained
+//! model that trained disjoint parts.
+//!
+//! Captioning trains the vision encoder and the decoder; the spatial VQA head
+//! trains the text encoder, the grid and itself, and reads neither of the other
+//! two. So VQA started from the pretrained model, joined with the caption model's
+//! vision and decoder, is the model VQA started from the caption model would give,
+//! and the two fine-tunings can run side by side (one core each: this CPU backend
+//! gains little from a second thread on these small matrices).
+
+use std::path::Path;
+
+use burn::module::Module;
+use burn::tensor::Device;
+use serde::Serialize;
+
+use super::saved::{save_meta, SavedModel};
+use crate::train::error::{Result, TrainError};
+
+/// Writes to `out` the model in `base` with `parts` (vision, text, fusion, decoder,
+/// grid) taken from `donor`. Both must share the tokenizer, the preprocessing and
+/// the configuration of every part taken, or nothing is written.
+pub fn join(base: &Path, donor: &Path, parts: &[String], out: &Path, device: &Device) -> Result<()> {
+    let mut joined = SavedModel::load(base, device)?;
+    let other = SavedModel::load(donor, device)?;
+    let tokenizers = [base, donor].map(|dir| {
+        let path = dir.join("tokenizer.json");
+        std::fs::read(&path).map_err(|e| TrainError::io(&path, e))
+    });
+    let [ours, theirs] = tokenizers;
+    if ours? != theirs? {
+        return Err(mismatch(donor, "tokenizer.json", base));
+    }
+    same(
+        &joined.preprocess,
+        &other.preprocess,
+        donor,
+        "preprocess.json",
+        base,
+    )?;
+    let (model, taken) = (&mut joined.model, other.model);
+    for part in parts {
+        let (a, b) = (&joined.config, &other.config);
+        match part.as_str() {
+            "vision" => {
+                same(&a.vision, &b.vision, donor, "vision", base)?;
+                model.vision = taken.vision.clone();
+            }
+            "text" => {
+                same(&a.text, &b.text, donor, "text", base)?;
+                model.text = taken.text.clone();
+            }
+            "fusion" => {
+                same(&a.fusion, &b.fusion, donor, "fusion", base)?;
+                model.fusion = taken.fusion.clone();
+            }
+            "decoder" => {
+                same(&a.decoder, &b.decoder, donor, "decoder", base)?;
+                model.decoder = taken.decoder.clone();
+            }
+            "grid" => {
+                if b.grid.is_none() {
+                    return Err(TrainError::record(donor, "has no grid encoder to take"));
+                }
+                same(&a.grid, &b.grid, donor, "grid", base)?;
+                model.grid = taken.grid.clone();
+            }
+            other => {
+                return Err(TrainError::Invalid(format!(
+                    "unknown model part `{other}`: expected vision, text, fusion, decoder or grid"
+                )))
+            }
+        }
+    }
+    save_meta(
+        out,
+        &joined.config,
+        &joined.preprocess,
+        &joined.tokenizer,
+        &joined.answers,
+    )?;
+    // A file of its own, synced, then renamed: an interrupted join leaves no
+    // half-written model.bpk for a later command to load.
+    let (staging, path) = (out.join("model.bpk.join"), out.join("model.bpk"));
+    joined
+        .model
+        .save_file(&staging)
+        .map_err(|e| TrainError::record(&staging, e))?;
+    std::fs::File::open(&staging)
+        .and_then(|f| f.sync_all())
+        .map_err(|e| TrainError::io(&staging, e))?;
+    std::fs::rename(&staging, &path).map_err(|e| TrainError::io(&path, e))
+}
+
+fn same<T: Serialize>(a: &T, b: &T, donor: &Path, what: &str, base: &Path) -> Result<()> {
+    let json = |v: &T| serde_json::to_value(v).expect("plain config data");
+    if json(a) == json(b) {
+        Ok(())
+    } else {
+        Err(mismatch(donor, what, base))
+    }
+}
+
+fn mismatch(donor: &Path, what: &str, base: &Path) -> TrainError {
+    TrainError::record(
+        donor,
+        format!(
+            "its {what} differs from that of {}: join fine-tunings of one pretrained model",
+            base.display()
+        ),
+    )
+}
