@@ -239,7 +239,14 @@ fn flash_over_tcp_installs_the_new_model_and_bad_bundles_change_nothing() {
     tampered_bytes[n - 20] ^= 1;
     let tampered = t.dir.join("tampered.bundle");
     std::fs::write(&tampered, &tampered_bytes).unwrap();
-    std::fs::write(format!("{}.sig", s(&tampered)), signature::sign(&v3, &key)).unwrap();
+    // Signed after the damage (a buggy writer): the signature holds, the
+    // checksums do not. Damage after signing is the stranger's case: the
+    // signature is checked before anything is parsed.
+    std::fs::write(
+        format!("{}.sig", s(&tampered)),
+        signature::sign(&tampered_bytes, &key),
+    )
+    .unwrap();
     let stranger = write_signed("stranger.bundle", &v3, &signature::generate().unwrap());
     let unsigned = t.dir.join("unsigned.bundle");
     std::fs::write(&unsigned, &v3).unwrap();

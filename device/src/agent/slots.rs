@@ -83,10 +83,18 @@ pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> 
     write_atomic_mode(path, bytes, 0o644)
 }
 
+/// `model.bundle.tmp`, not `model.tmp`: every file gets a staging name of its
+/// own, so writing one never removes or replaces another's half-written copy.
+fn staging_path(path: &Path) -> PathBuf {
+    let mut name = path.as_os_str().to_owned();
+    name.push(".tmp");
+    name.into()
+}
+
 fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
     use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = path.with_extension("tmp");
+    let tmp = staging_path(path);
     let _ = std::fs::remove_file(&tmp);
     let mut f = std::fs::OpenOptions::new()
         .write(true)
@@ -172,11 +180,13 @@ impl State {
     /// Reads, verifies (checksums + signature) and self-tests one slot.
     pub fn check(&self, slot: Slot) -> Result<(Bundle, Runtime), AgentError> {
         let path = self.bundle_path(slot);
-        let bundle = Bundle::read(&path)?;
         let sig_path = self.slot_dir(slot).join("model.sig");
         let sig = std::fs::read(&sig_path).map_err(io(&sig_path))?;
+        // One read: the bytes whose signature holds are the bytes parsed, and
+        // nothing unsigned reaches the parser.
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         signature::verify(&bytes, &sig, &self.trusted)?;
+        let bundle = Bundle::from_bytes(&bytes, &path.display().to_string())?;
         let runtime = Runtime::from_bundle(&bundle)?;
         runtime.selftest()?;
         if bundle.has_file(FIRMWARE_FILE) {
@@ -188,6 +198,20 @@ impl State {
             firmware::selftest(&exe, &path)?;
         }
         Ok((bundle, runtime))
+    }
+
+    /// Loads a bundle kept outside the slots (`run` with `bundle =` beside an
+    /// [agent] section) only if `BUNDLE.sig` holds a trusted key's signature
+    /// over the very bytes loaded.
+    pub fn load_signed(&self, path: &Path) -> Result<Runtime, AgentError> {
+        let mut sig_path = path.as_os_str().to_owned();
+        sig_path.push(".sig");
+        let sig_path = PathBuf::from(sig_path);
+        let sig = std::fs::read(&sig_path).map_err(io(&sig_path))?;
+        let bytes = std::fs::read(path).map_err(io(path))?;
+        signature::verify(&bytes, &sig, &self.trusted)?;
+        let bundle = Bundle::from_bytes(&bytes, &path.display().to_string())?;
+        Ok(Runtime::from_bundle(&bundle)?)
     }
 
     /// The model to run at start: the active slot, or the other one (made active)
@@ -225,8 +249,9 @@ impl State {
     /// Installs a signed bundle: verify everything, write the inactive slot, then
     /// switch. Nothing the running model needs is touched before the switch.
     pub fn install(&self, bytes: &[u8], sig: &[u8]) -> Result<InstallReport, AgentError> {
-        let bundle = Bundle::from_bytes(bytes, "received bundle")?;
+        // The signature first: only trusted bytes reach the parser.
         signature::verify(bytes, sig, &self.trusted)?;
+        let bundle = Bundle::from_bytes(bytes, "received bundle")?;
         let firmware = match bundle.has_file(FIRMWARE_FILE) {
             true => Some(bundle.file(FIRMWARE_FILE)?),
             false => None,
@@ -285,6 +310,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn each_file_of_a_slot_stages_under_its_own_name() {
+        let slot = Path::new("state/slots/a");
+        let names: std::collections::BTreeSet<PathBuf> = ["model.bundle", "model.sig", "edgevlm-device"]
+            .iter()
+            .map(|f| staging_path(&slot.join(f)))
+            .collect();
+        assert_eq!(names.len(), 3, "{names:?}");
+        assert_eq!(
+            staging_path(&slot.join("model.bundle")),
+            slot.join("model.bundle.tmp")
+        );
+    }
+
+    #[test]
     fn a_malformed_trusted_key_is_skipped_not_fatal() {
         let dir = tempfile::tempdir().unwrap();
         let trusted = dir.path().join("trusted");
@@ -295,6 +334,25 @@ mod tests {
         std::fs::remove_file(trusted.join("good.key")).unwrap();
         let state = State::open(dir.path()).unwrap();
         assert_eq!(state.trusted, vec![key.verifying_key()]);
+
+        // Unsigned bytes never reach the bundle parser: garbage with a wrong
+        // signature is refused for its signature, in an install and at start.
+        let garbage = b"EDGEVLMB\x01\0\0\0\xff\xff\xff\xff not a bundle";
+        let err = state.install(garbage, &[0u8; 64]).err().unwrap();
+        assert!(matches!(err, AgentError::Key(KeyError::Untrusted)), "{err}");
+        std::fs::write(state.bundle_path(Slot::A), garbage).unwrap();
+        std::fs::write(state.slot_dir(Slot::A).join("model.sig"), [0u8; 64]).unwrap();
+        let err = state.check(Slot::A).err().unwrap();
+        assert!(matches!(err, AgentError::Key(KeyError::Untrusted)), "{err}");
+
+        // The same for a bundle outside the slots: no signature, no load.
+        let loose = dir.path().join("loose.bundle");
+        std::fs::write(&loose, garbage).unwrap();
+        let err = state.load_signed(&loose).err().unwrap().to_string();
+        assert!(err.contains("loose.bundle.sig"), "{err}");
+        std::fs::write(dir.path().join("loose.bundle.sig"), [7u8; 64]).unwrap();
+        let err = state.load_signed(&loose).err().unwrap();
+        assert!(matches!(err, AgentError::Key(KeyError::Untrusted)), "{err}");
 
         std::fs::remove_file(trusted.join("good.pub")).unwrap();
         assert!(matches!(

@@ -103,7 +103,15 @@ fn gate(cfg: &DeviceConfig) -> anyhow::Result<Gate> {
 fn camera(cfg: &CameraConfig) -> anyhow::Result<Box<dyn Camera>> {
     Ok(match cfg {
         CameraConfig::Still { path } => Box::new(StillCamera::new(path)),
-        CameraConfig::Directory { path, existing } => Box::new(DirectoryCamera::new(path, *existing)?),
+        CameraConfig::Directory {
+            path,
+            existing,
+            settle_ms,
+        } => Box::new(DirectoryCamera::new(
+            path,
+            *existing,
+            Duration::from_millis(*settle_ms),
+        )?),
         CameraConfig::Synthetic { seed, size } => Box::new(SyntheticCamera::new(*seed, *size)),
         CameraConfig::V4l2 {
             path,
@@ -118,7 +126,12 @@ fn camera(cfg: &CameraConfig) -> anyhow::Result<Box<dyn Camera>> {
 /// The bundle to run: the configured one, or the agent's active slot.
 fn load_runtime(cfg: &DeviceConfig) -> anyhow::Result<Runtime> {
     if let Some(bundle) = &cfg.bundle {
-        return Ok(Runtime::load(bundle)?);
+        // A board with an update agent trusts only signed models, whichever
+        // way they arrive; a bench setup without one runs any bundle.
+        return Ok(match &cfg.agent {
+            Some(agent) => State::open(&agent.state)?.load_signed(bundle)?,
+            None => Runtime::load(bundle)?,
+        });
     }
     let Some(agent) = &cfg.agent else {
         anyhow::bail!("no `bundle` and no [agent] section in the device config");

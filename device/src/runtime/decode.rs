@@ -6,7 +6,7 @@ use edgevlm_shared::bundle::io;
 use edgevlm_shared::search::{log_softmax, NextToken};
 use tract_onnx::prelude::*;
 
-use super::{run, shape_error, to_vec, EncodedImage, Result, Runtime};
+use super::{output, run, shape_error, to_vec, EncodedImage, Result, Runtime};
 
 pub struct CachedDecoder<'a> {
     runtime: &'a Runtime,
@@ -21,6 +21,25 @@ fn take_rows(t: &Tensor, rows: &[usize], graph: &str) -> Result<Tensor> {
         .to_plain_array_view::<f32>()
         .map_err(|e| shape_error(graph, e))?;
     Ok(view.select(tract_ndarray::Axis(0), rows).into_tensor())
+}
+
+/// The logits of the last position of each row of `[rows, len, vocab]`, after
+/// checking that the graph gave that shape (`len >= 1`).
+fn last_positions<'l>(logits: &'l [f32], rows: usize, vocab: usize, graph: &str) -> Result<Vec<&'l [f32]>> {
+    let per_row = rows.checked_mul(vocab).filter(|&n| n > 0);
+    let len = per_row.map_or(0, |n| logits.len() / n);
+    if len == 0 || per_row.map(|n| n * len) != Some(logits.len()) {
+        return Err(shape_error(
+            graph,
+            format!(
+                "logits: expected {rows} rows x len x {vocab} (vocab) values with len >= 1, got {}",
+                logits.len()
+            ),
+        ));
+    }
+    Ok((0..rows)
+        .map(|r| &logits[(r * len + len - 1) * vocab..(r * len + len) * vocab])
+        .collect())
 }
 
 impl<'a> CachedDecoder<'a> {
@@ -38,16 +57,24 @@ impl<'a> CachedDecoder<'a> {
 
     /// Log-probabilities of the last position of each row of `logits` `[rows, len, vocab]`.
     fn last_log_probs(&mut self, out: TVec<TValue>, rows: usize, graph: &str) -> Result<Vec<Vec<f32>>> {
-        let logits = to_vec(&out[0], graph)?;
-        let vocab = self.runtime.manifest.decoder.vocab;
-        let len = logits.len() / (rows * vocab);
+        let logits = to_vec(output(&out, 0, graph)?, graph)?;
+        let layers = self.runtime.manifest.decoder.layers;
+        if out.len() != 1 + 2 * layers {
+            return Err(shape_error(
+                graph,
+                format!(
+                    "expected logits and a key and value per layer ({} outputs for {layers} layers), got {}",
+                    1 + 2 * layers,
+                    out.len()
+                ),
+            ));
+        }
+        let last = last_positions(&logits, rows, self.runtime.manifest.decoder.vocab, graph)?;
         self.cache = out[1..]
-            .chunks(2)
+            .chunks_exact(2)
             .map(|kv| (kv[0].clone().into_tensor(), kv[1].clone().into_tensor()))
             .collect();
-        Ok((0..rows)
-            .map(|r| log_softmax(&logits[(r * len + len - 1) * vocab..(r * len + len) * vocab]))
-            .collect())
+        Ok(last.into_iter().map(log_softmax).collect())
     }
 }
 
@@ -96,6 +123,22 @@ impl NextToken for CachedDecoder<'_> {
                 let out = run(&self.runtime.decoder_step, graph, inputs)?;
                 self.last_log_probs(out, rows, graph)
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn logits_of_the_wrong_size_are_an_error_not_a_panic() {
+        let logits: Vec<f32> = (0..12).map(|v| v as f32).collect();
+        let last = last_positions(&logits, 2, 3, "g").unwrap();
+        assert_eq!(last, vec![&[3.0, 4.0, 5.0][..], &[9.0, 10.0, 11.0][..]]);
+        for (values, rows, vocab) in [(0, 1, 3), (12, 2, 0), (12, 0, 3), (11, 2, 3), (2, 1, 3)] {
+            let err = last_positions(&logits[..values], rows, vocab, "g").unwrap_err();
+            assert!(err.to_string().contains("logits: expected"), "{err}");
         }
     }
 }

@@ -87,6 +87,34 @@ pub(crate) fn to_vec(value: &TValue, graph: &str) -> Result<Vec<f32>> {
         })
 }
 
+/// Output `i` of a graph run, or an error naming the graph when it has fewer.
+pub(crate) fn output<'a>(out: &'a TVec<TValue>, i: usize, graph: &str) -> Result<&'a TValue> {
+    out.get(i).ok_or_else(|| RuntimeError::Run {
+        graph: graph.into(),
+        reason: format!("expected at least {} outputs, got {}", i + 1, out.len()),
+    })
+}
+
+/// The answers by probability, top five; `answers` names the logits in order.
+fn rank_answers(logits: &[f32], answers: &[String]) -> Result<Answer> {
+    if logits.is_empty() {
+        return Err(RuntimeError::Run {
+            graph: io::VQA.into(),
+            reason: "no answer logits (expected one per answer)".into(),
+        });
+    }
+    let probs: Vec<f32> = search::log_softmax(logits).iter().map(|v| v.exp()).collect();
+    let mut order: Vec<usize> = (0..probs.len()).collect();
+    order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
+    let name = |i: usize| answers.get(i).cloned().unwrap_or_else(|| format!("#{i}"));
+    let top: Vec<(String, f32)> = order.iter().take(5).map(|&i| (name(i), probs[i])).collect();
+    Ok(Answer {
+        answer: top[0].0.clone(),
+        probability: top[0].1,
+        top,
+    })
+}
+
 fn shape_error(graph: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Run {
         graph: graph.into(),
@@ -101,6 +129,13 @@ impl Runtime {
 
     pub fn from_bundle(bundle: &Bundle) -> Result<Self> {
         let manifest = bundle.manifest.clone();
+        // `from_bytes` checked this already; a bundle built in memory was not.
+        manifest
+            .validate()
+            .map_err(|reason| edgevlm_shared::bundle::BundleError::Manifest {
+                origin: bundle.origin().into(),
+                reason,
+            })?;
         let json = String::from_utf8_lossy(bundle.file("tokenizer.json")?).into_owned();
         let tokenizer = TextTokenizer::from_json(&json, manifest.max_text_len, None)?;
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
@@ -149,8 +184,8 @@ impl Runtime {
         let input = Tensor::from_shape(&[1, 3, s, s], pixels).map_err(|e| shape_error(graph, e))?;
         let out = run(&self.image_encoder, graph, tvec!(input.clone().into()))?;
         Ok(EncodedImage {
-            tokens: out[0].clone().into_tensor(),
-            embedding: to_vec(&out[1], graph)?,
+            tokens: output(&out, 0, graph)?.clone().into_tensor(),
+            embedding: to_vec(output(&out, 1, graph)?, graph)?,
             pixels: input,
         })
     }
@@ -172,7 +207,7 @@ impl Runtime {
         let graph = io::TEXT_ENCODER;
         let (ids, mask) = self.text_inputs(texts, graph)?;
         let out = run(&self.text_encoder, graph, tvec!(ids.into(), mask.into()))?;
-        let flat = to_vec(&out[0], graph)?;
+        let flat = to_vec(output(&out, 0, graph)?, graph)?;
         let d = flat.len() / texts.len().max(1);
         Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
     }
@@ -201,27 +236,12 @@ impl Runtime {
             graph,
             tvec!(image.clone().into(), ids.into(), mask.into()),
         )?;
-        to_vec(&out[0], graph)
+        to_vec(output(&out, 0, graph)?, graph)
     }
 
     pub fn answer(&self, image: &EncodedImage, question: &str) -> Result<Answer> {
         let logits = self.vqa_logits(image, question)?;
-        let probs: Vec<f32> = search::log_softmax(&logits).iter().map(|v| v.exp()).collect();
-        let mut order: Vec<usize> = (0..probs.len()).collect();
-        order.sort_by(|&a, &b| probs[b].total_cmp(&probs[a]));
-        let name = |i: usize| {
-            self.manifest
-                .answers
-                .get(i)
-                .cloned()
-                .unwrap_or_else(|| format!("#{i}"))
-        };
-        let top: Vec<(String, f32)> = order.iter().take(5).map(|&i| (name(i), probs[i])).collect();
-        Ok(Answer {
-            answer: top[0].0.clone(),
-            probability: top[0].1,
-            top,
-        })
+        rank_answers(&logits, &self.manifest.answers)
     }
 
     /// Caption token ids (without [CLS]/[SEP]).
@@ -240,5 +260,46 @@ impl Runtime {
     pub fn caption(&self, image: &EncodedImage, opts: DecodeOptions) -> Result<String> {
         let ids = self.caption_ids(image, opts)?;
         Ok(self.tokenizer.decode(&ids)?)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use edgevlm_shared::bundle::{DecoderSpec, FileKind, WeightStorage};
+    use edgevlm_shared::PreprocessConfig;
+
+    #[test]
+    fn a_manifest_with_zero_sizes_fails_to_load_by_name() {
+        let manifest = Manifest {
+            format_version: 0,
+            name: "zero".into(),
+            model_version: 1,
+            created: 0,
+            weights: WeightStorage::F32,
+            preprocess: PreprocessConfig::imagenet(32),
+            max_text_len: 16,
+            answers: vec![],
+            decoder: DecoderSpec {
+                layers: 1,
+                heads: 1,
+                d_head: 4,
+                max_len: 8,
+                vocab: 0,
+            },
+            files: vec![],
+            selftest: None,
+        };
+        let files = vec![("tokenizer.json".into(), FileKind::Tokenizer, b"{}".to_vec())];
+        let err = Runtime::from_bundle(&Bundle::new(manifest, files)).err().unwrap();
+        assert!(err.to_string().contains("`decoder.vocab` is 0"), "{err}");
+    }
+
+    #[test]
+    fn empty_answer_logits_are_an_error_not_a_panic() {
+        let err = rank_answers(&[], &["yes".into()]).unwrap_err();
+        assert!(err.to_string().contains("no answer logits"), "{err}");
+        let ranked = rank_answers(&[0.0, 3.0], &["yes".into()]).unwrap();
+        assert_eq!(ranked.answer, "#1");
     }
 }

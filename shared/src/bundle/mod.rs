@@ -99,8 +99,71 @@ pub struct SelfTest {
     pub tolerance: f32,
 }
 
+/// Upper bounds on the sizes a manifest may claim. Far above any model meant for
+/// a board, yet low enough that buffers sized from them cannot exhaust its memory.
+pub mod limits {
+    /// Side of the square model input, in pixels.
+    pub const MAX_IMAGE_SIZE: u32 = 2048;
+    /// Tokens of a question or caption.
+    pub const MAX_SEQ_LEN: usize = 4096;
+    pub const MAX_VOCAB: usize = 1 << 20;
+    pub const MAX_LAYERS: usize = 256;
+    pub const MAX_HEADS: usize = 256;
+    pub const MAX_D_HEAD: usize = 4096;
+}
+
 impl Manifest {
     pub fn file(&self, name: &str) -> Option<&FileEntry> {
         self.files.iter().find(|f| f.name == name)
+    }
+
+    /// Every size the runtime divides by or allocates from is in range, so a
+    /// hostile or broken manifest is an error at load, never a panic later.
+    /// The reason names the field.
+    pub fn validate(&self) -> Result<(), String> {
+        use limits::*;
+        let range = |field: &str, value: usize, min: usize, max: usize| {
+            if (min..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("`{field}` is {value}, expected {min}..={max}"))
+            }
+        };
+        let d = &self.decoder;
+        range("decoder.layers", d.layers, 1, MAX_LAYERS)?;
+        range("decoder.heads", d.heads, 1, MAX_HEADS)?;
+        range("decoder.d_head", d.d_head, 1, MAX_D_HEAD)?;
+        // [CLS] and [SEP] at least.
+        range("decoder.max_len", d.max_len, 2, MAX_SEQ_LEN)?;
+        range("decoder.vocab", d.vocab, 1, MAX_VOCAB)?;
+        range("max_text_len", self.max_text_len, 3, MAX_SEQ_LEN)?;
+        range(
+            "preprocess.image_size",
+            self.preprocess.image_size as usize,
+            1,
+            MAX_IMAGE_SIZE as usize,
+        )?;
+        self.preprocess.validate().map_err(|e| e.to_string())?;
+        if let Some(test) = &self.selftest {
+            match self.file(&test.image) {
+                Some(f) if f.kind == FileKind::SelfTestImage => {}
+                _ => {
+                    return Err(format!(
+                        "`selftest.image` names `{}`, which is not a self-test image of this bundle",
+                        test.image
+                    ))
+                }
+            }
+            if !(test.tolerance.is_finite() && test.tolerance >= 0.0) {
+                return Err(format!(
+                    "`selftest.tolerance` is {}, expected a finite number >= 0",
+                    test.tolerance
+                ));
+            }
+            if test.embedding_head.iter().any(|v| !v.is_finite()) {
+                return Err("`selftest.embedding_head` holds a non-finite value".into());
+            }
+        }
+        Ok(())
     }
 }
