@@ -4,7 +4,7 @@
 mod directory;
 mod v4l2;
 
-pub use directory::DirectoryCamera;
+pub use directory::{DirectoryCamera, DEFAULT_SETTLE as DIRECTORY_SETTLE};
 pub use v4l2::{yuyv_to_rgb, PixelFormat, V4l2Camera};
 
 use std::path::{Path, PathBuf};

@@ -71,6 +71,10 @@ pub enum CameraConfig {
         /// Also the files already there at start.
         #[serde(default)]
         existing: bool,
+        /// How long a new file must stay unchanged before it is read (a file
+        /// still being copied in is not a frame yet).
+        #[serde(default = "default_settle_ms")]
+        settle_ms: u64,
     },
     Synthetic {
         #[serde(default)]
@@ -93,6 +97,9 @@ pub enum CameraConfig {
     },
 }
 
+fn default_settle_ms() -> u64 {
+    crate::camera::DIRECTORY_SETTLE.as_millis() as u64
+}
 fn default_size() -> u32 {
     64
 }
