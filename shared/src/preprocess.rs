@@ -7,13 +7,18 @@
 //! Host training, host inference and the firmware all call [`preprocess_image`],
 //! so a photo yields bit-identical input everywhere.
 
-use std::io::Cursor;
 use std::path::Path;
 
-use image::{ImageFormat, ImageReader, RgbImage};
+use image::RgbImage;
 
 use crate::config::PreprocessConfig;
-use crate::error::{Error, Result};
+use crate::error::Result;
+
+mod decode;
+
+pub use decode::{
+    decode_image, decode_image_as, load_image, MAX_DECODE_BYTES, MAX_FILE_BYTES, MAX_IMAGE_SIDE,
+};
 
 /// A normalised image in channel-first layout.
 #[derive(Debug, Clone, PartialEq)]
@@ -30,42 +35,6 @@ impl ImageTensor {
     pub fn shape(&self) -> [usize; 3] {
         [Self::CHANNELS, self.height, self.width]
     }
-}
-
-/// Decodes JPEG, PNG or BMP bytes into RGB. `name` only labels errors.
-pub fn decode_image(bytes: &[u8], name: &Path) -> Result<RgbImage> {
-    let reader = ImageReader::new(Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| Error::io(name, e))?;
-    match reader.format() {
-        Some(ImageFormat::Jpeg | ImageFormat::Png | ImageFormat::Bmp) => {}
-        other => {
-            return Err(Error::Image {
-                path: name.to_path_buf(),
-                reason: match other {
-                    Some(f) => format!("unsupported format {f:?}"),
-                    None => "unrecognised file signature".into(),
-                },
-            })
-        }
-    }
-    let image = reader.decode().map_err(|e| Error::Image {
-        path: name.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    if image.width() == 0 || image.height() == 0 {
-        return Err(Error::Image {
-            path: name.to_path_buf(),
-            reason: "image has no pixels".into(),
-        });
-    }
-    Ok(image.into_rgb8())
-}
-
-/// Reads and decodes an image file into RGB.
-pub fn load_image(path: &Path) -> Result<RgbImage> {
-    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
-    decode_image(&bytes, path)
 }
 
 /// Resizes the shorter side to `size` and crops the centre `size x size` square.
@@ -205,7 +174,8 @@ fn filter_taps(src_len: usize, dst_len: usize) -> Vec<Taps> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use image::Rgb;
+    use image::{ImageFormat, Rgb};
+    use std::io::Cursor;
 
     fn close(a: f32, b: f32) -> bool {
         (a - b).abs() < 1e-6

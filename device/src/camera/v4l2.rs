@@ -7,6 +7,7 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
+use edgevlm_shared::preprocess::decode_image_as;
 use image::RgbImage;
 
 use super::{Camera, CameraError, Frame};
@@ -17,6 +18,13 @@ const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
 const CAP_STREAMING: u32 = 0x0400_0000;
 const BUFFERS: u32 = 4;
 const FRAME_TIMEOUT_MS: i32 = 3000;
+
+/// One MJPEG frame, under the shared decoding limits (a camera, or whatever
+/// pretends to be one on the USB port, must not make us allocate at will).
+fn decode_mjpeg(bytes: &[u8], path: &Path, frame: u64) -> Result<RgbImage, CameraError> {
+    let name = PathBuf::from(format!("{} (MJPEG frame {frame})", path.display()));
+    Ok(decode_image_as(bytes, &name, image::ImageFormat::Jpeg)?)
+}
 
 /// Pixel formats as the kernel's fourcc codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -292,9 +300,7 @@ impl V4l2Camera {
     fn decode(&self, bytes: &[u8]) -> Result<RgbImage, CameraError> {
         let bad = |what: String| self.unsupported(&what);
         match self.format {
-            PixelFormat::Mjpeg => image::load_from_memory_with_format(bytes, image::ImageFormat::Jpeg)
-                .map(|img| img.to_rgb8())
-                .map_err(|e| bad(format!("frame {}: bad MJPEG frame: {e}", self.frames))),
+            PixelFormat::Mjpeg => decode_mjpeg(bytes, &self.path, self.frames),
             PixelFormat::Yuyv => yuyv_to_rgb(bytes, self.width, self.height).ok_or_else(|| {
                 bad(format!(
                     "frame {}: short YUYV frame ({} bytes)",
@@ -394,6 +400,22 @@ mod tests {
         let red = img.get_pixel(2, 0).0;
         assert!(red[0] >= 250 && red[1] <= 5 && red[2] <= 5, "{red:?}");
         assert!(yuyv_to_rgb(&bytes[..6], 4, 1).is_none());
+    }
+
+    #[test]
+    fn mjpeg_frames_wider_than_the_decoding_limit_are_refused() {
+        let mut wide = Vec::new();
+        let side = edgevlm_shared::preprocess::MAX_IMAGE_SIDE + 8;
+        RgbImage::new(side, 8)
+            .write_to(&mut std::io::Cursor::new(&mut wide), image::ImageFormat::Jpeg)
+            .unwrap();
+        let err = decode_mjpeg(&wide, Path::new("/dev/video0"), 3)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("/dev/video0 (MJPEG frame 3)") && err.contains("refused"),
+            "{err}"
+        );
     }
 
     #[test]
