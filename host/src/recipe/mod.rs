@@ -328,12 +328,7 @@ where
             let mut best = best.borrow_mut();
             if cider > best.0 {
                 *best = (cider, step);
-                let staging = dir.join("best.bpk.tmp");
-                model
-                    .clone()
-                    .save_file(&staging)
-                    .map_err(|e| TrainError::record(&staging, e))?;
-                std::fs::rename(&staging, &best_path).map_err(|e| TrainError::io(&best_path, e))?;
+                crate::train::checkpoint::save_model_atomic(model, &best_path)?;
             }
             let epochs_since = (step - best.1) / per_epoch;
             Ok(if epochs_since >= judge.patience {
@@ -580,11 +575,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     if !args.quiet {
         eprintln!("best dev CIDEr-D (greedy) {best_cider:.1}");
     }
-    let staging = args.out.join("model.bpk.tmp");
-    best.clone()
-        .save_file(&staging)
-        .map_err(|e| TrainError::record(&staging, e))?;
-    std::fs::rename(&staging, args.out.join("model.bpk")).map_err(|e| TrainError::io(&args.out, e))?;
+    crate::train::checkpoint::save_model_atomic(&best, &args.out.join("model.bpk"))?;
 
     // Final dev numbers: the beam's captions, then the same candidates reranked
     // against the training captions (`edgevlm eval` on the folder gives the same; the

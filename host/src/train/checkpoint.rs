@@ -50,19 +50,52 @@ pub fn save<M: Module>(run: &Path, model: &M, optim: &ModuleOptimizer, state: Tr
     }
     sync(&staging)?;
 
-    let (current, previous) = (run.join(CHECKPOINT), run.join(PREVIOUS));
-    if previous.exists() {
-        fs::remove_dir_all(&previous).map_err(|e| TrainError::io(&previous, e))?;
-    }
-    if current.exists() {
+    promote(run)
+}
+
+fn complete(dir: &Path) -> bool {
+    dir.join("state.json").is_file()
+}
+
+/// Makes the synced staging folder the checkpoint. The previous checkpoint is
+/// removed only once a complete one is in place for good (renamed and the run
+/// folder synced): after a crash between the two renames, `checkpoint.old` is the
+/// only complete checkpoint, and the next save must keep it until it has another.
+fn promote(run: &Path) -> Result<()> {
+    let (staging, current, previous) = (run.join(STAGING), run.join(CHECKPOINT), run.join(PREVIOUS));
+    let remove = |dir: &Path| match fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(dir, e)),
+        _ => Ok(()),
+    };
+    if complete(&current) {
+        remove(&previous)?;
         fs::rename(&current, &previous).map_err(|e| TrainError::io(&current, e))?;
+    } else {
+        // Never complete (renames are atomic), so nothing to keep.
+        remove(&current)?;
     }
     fs::rename(&staging, &current).map_err(|e| TrainError::io(&staging, e))?;
     sync(run)?;
-    if previous.exists() {
-        fs::remove_dir_all(&previous).map_err(|e| TrainError::io(&previous, e))?;
-    }
-    Ok(())
+    remove(&previous)
+}
+
+/// Saves a model's weights to `path` so that a crash leaves the old file or the
+/// new one: a staging file of its own, synced, renamed, then the folder synced.
+pub fn save_model_atomic<M: Module>(model: &M, path: &Path) -> Result<()> {
+    let mut staging = path.as_os_str().to_owned();
+    staging.push(".tmp");
+    let staging = PathBuf::from(staging);
+    model
+        .clone()
+        .save_file(&staging)
+        .map_err(|e| TrainError::record(&staging, e))?;
+    sync(&staging)?;
+    fs::rename(&staging, path).map_err(|e| TrainError::io(path, e))?;
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    sync(dir)
 }
 
 /// The newest complete checkpoint folder, if any (falls back to the one moved aside
@@ -109,4 +142,36 @@ fn sync(path: &Path) -> Result<()> {
     fs::File::open(path)
         .and_then(|f| f.sync_all())
         .map_err(|e| TrainError::io(path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn checkpoint_at(dir: &Path, step: usize) {
+        fs::create_dir_all(dir).unwrap();
+        fs::write(dir.join("state.json"), format!("{{\"step\":{step}}}")).unwrap();
+    }
+
+    /// A crash between the two renames left only `checkpoint.old`; the next save
+    /// failing before its own rename must not take that one with it.
+    #[test]
+    fn the_only_complete_checkpoint_survives_a_failed_save() {
+        let run = tempfile::tempdir().unwrap();
+        checkpoint_at(&run.path().join(PREVIOUS), 7);
+        // No staging folder: the rename into place fails.
+        assert!(promote(run.path()).is_err());
+        assert_eq!(latest(run.path()), Some(run.path().join(PREVIOUS)));
+
+        checkpoint_at(&run.path().join(STAGING), 9);
+        promote(run.path()).unwrap();
+        assert_eq!(latest(run.path()), Some(run.path().join(CHECKPOINT)));
+        assert!(!run.path().join(PREVIOUS).exists());
+
+        checkpoint_at(&run.path().join(STAGING), 11);
+        promote(run.path()).unwrap();
+        let state = fs::read_to_string(run.path().join(CHECKPOINT).join("state.json")).unwrap();
+        assert_eq!(state, "{\"step\":11}");
+        assert!(!run.path().join(PREVIOUS).exists() && !run.path().join(STAGING).exists());
+    }
 }

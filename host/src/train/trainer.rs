@@ -275,12 +275,7 @@ where
     bar.finish();
     let model = finish(model)?;
     let final_path = fit.dir.join("model.bpk");
-    let staging = fit.dir.join("model.bpk.tmp");
-    model
-        .clone()
-        .save_file(&staging)
-        .map_err(|e| TrainError::record(&staging, e))?;
-    std::fs::rename(&staging, &final_path).map_err(|e| TrainError::io(&final_path, e))?;
+    checkpoint::save_model_atomic(&model, &final_path)?;
     draw_curves(fit.dir, &history);
     Ok(model)
 }
