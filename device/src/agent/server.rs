@@ -58,6 +58,9 @@ fn handle<L: Read + Write>(state: &State, cfg: &ServerConfig, stream: &mut L) ->
             Request::Chunk { .. } | Request::Commit => true,
         };
         if !token_ok {
+            // Before answering, so a guesser cannot pipeline: one guess per
+            // delay instead of thousands a second.
+            std::thread::sleep(BAD_TOKEN_DELAY);
             refuse(stream, "bad token")?;
             return Ok(false);
         }
@@ -174,10 +177,14 @@ fn handle<L: Read + Write>(state: &State, cfg: &ServerConfig, stream: &mut L) ->
     }
 }
 
+/// How long a peer waits for the answer to a wrong token.
+const BAD_TOKEN_DELAY: std::time::Duration = std::time::Duration::from_secs(1);
+
 fn token_mismatch(token: &str, cfg: &ServerConfig) -> bool {
-    // Compare every byte so the time taken does not tell how much matched.
-    let (a, b) = (token.as_bytes(), cfg.token.as_bytes());
-    a.len() != b.len() || a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0
+    // Fixed-size digests compared in full: the time taken tells neither how
+    // much matched nor how long the expected token is.
+    let (a, b) = (sha256(token.as_bytes()), sha256(cfg.token.as_bytes()));
+    a.iter().zip(&b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) != 0
 }
 
 /// Serves until `max_installs` installs (forever when 0). A broken connection or
@@ -232,4 +239,76 @@ pub fn serve_serial(state: &State, cfg: &ServerConfig, port: &str, baud: u32) ->
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    /// A link whose peer has already sent `input`.
+    struct Link {
+        input: Cursor<Vec<u8>>,
+        output: Vec<u8>,
+    }
+    impl Read for Link {
+        fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+            self.input.read(buf)
+        }
+    }
+    impl Write for Link {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.output.write(buf)
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+
+    fn config(token: &str) -> ServerConfig {
+        ServerConfig {
+            listen: "127.0.0.1:0".into(),
+            token: token.into(),
+            max_bundle: 1 << 20,
+            max_installs: 0,
+        }
+    }
+
+    #[test]
+    fn tokens_compare_by_digest_whatever_their_length() {
+        let cfg = config("a-long-enough-secret-token");
+        assert!(!token_mismatch("a-long-enough-secret-token", &cfg));
+        for guess in [
+            "",
+            "a",
+            "a-long-enough-secret-toke",
+            "a-long-enough-secret-tokenX",
+        ] {
+            assert!(token_mismatch(guess, &cfg), "{guess:?}");
+        }
+    }
+
+    #[test]
+    fn a_wrong_token_is_answered_only_after_a_delay() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = edgevlm_shared::bundle::signature::generate().unwrap();
+        edgevlm_shared::bundle::signature::save(&key, &dir.path().join("trusted"), "k").unwrap();
+        let state = State::open(dir.path()).unwrap();
+        let mut link = Link {
+            input: Cursor::new(edgevlm_shared::wire::encode_frame(&Request::Status {
+                token: "guess".into(),
+            })),
+            output: Vec::new(),
+        };
+        let start = std::time::Instant::now();
+        assert!(!handle(&state, &config("the-real-token-of-16+"), &mut link).unwrap());
+        assert!(start.elapsed() >= BAD_TOKEN_DELAY);
+        let answer: Response = read_message(&mut link.output.as_slice()).unwrap();
+        assert_eq!(
+            answer,
+            Response::Refused {
+                reason: "bad token".into()
+            }
+        );
+    }
 }
