@@ -10,11 +10,11 @@
 
 use std::path::Path;
 
-use burn::module::Module;
 use burn::tensor::Device;
 use serde::Serialize;
 
 use super::saved::{save_meta, SavedModel};
+use crate::train::checkpoint::save_model_atomic;
 use crate::train::error::{Result, TrainError};
 
 /// Writes to `out` the model in `base` with `parts` (vision, text, fusion, decoder,
@@ -79,17 +79,7 @@ pub fn join(base: &Path, donor: &Path, parts: &[String], out: &Path, device: &De
         &joined.tokenizer,
         &joined.answers,
     )?;
-    // A file of its own, synced, then renamed: an interrupted join leaves no
-    // half-written model.bpk for a later command to load.
-    let (staging, path) = (out.join("model.bpk.join"), out.join("model.bpk"));
-    joined
-        .model
-        .save_file(&staging)
-        .map_err(|e| TrainError::record(&staging, e))?;
-    std::fs::File::open(&staging)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| TrainError::io(&staging, e))?;
-    std::fs::rename(&staging, &path).map_err(|e| TrainError::io(&path, e))
+    save_model_atomic(&joined.model, &out.join("model.bpk"))
 }
 
 fn same<T: Serialize>(a: &T, b: &T, donor: &Path, what: &str, base: &Path) -> Result<()> {
