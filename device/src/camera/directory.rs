@@ -2,8 +2,8 @@
 //! in name order (a camera app or `scp` drops them there).
 //!
 //! A file is read only once its size and modification time have stayed the same
-//! for `settle` across two polls, so a frame still being written is not taken for
-//! a corrupt one. Only the names still in the folder are remembered: memory
+//! for `settle` across two polls, or its modification time is already `settle`
+//! old, so a frame still being written is not taken for a corrupt one. Only the names still in the folder are remembered: memory
 //! follows what the folder holds, not everything it ever held.
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -82,6 +82,14 @@ impl DirectoryCamera {
             len: meta.len(),
             modified: meta.modified().ok(),
         };
+        // Untouched for `settle` already (a frame that was waiting in the folder):
+        // no second poll needed, so a button press finds it on the first capture.
+        let age = stamp
+            .modified
+            .and_then(|m| SystemTime::now().duration_since(m).ok());
+        if !self.settle.is_zero() && age.is_some_and(|age| age >= self.settle) {
+            return true;
+        }
         match self.pending.get(path) {
             Some((before, since)) if *before == stamp => now.duration_since(*since) >= self.settle,
             _ => {
@@ -163,6 +171,14 @@ mod tests {
         // With a settle time, even a stable file waits that long.
         let mut slow = DirectoryCamera::new(dir.path(), true, Duration::from_secs(3600)).unwrap();
         assert!(next(&mut slow, 3).is_none());
+        // A file already that old is read on the first capture (a button press
+        // captures once).
+        let mut prompt = DirectoryCamera::new(dir.path(), true, Duration::from_millis(50)).unwrap();
+        std::thread::sleep(Duration::from_millis(120));
+        assert!(
+            prompt.capture().unwrap().is_some(),
+            "an old file waited for a second poll"
+        );
     }
 
     #[test]
