@@ -260,4 +260,4 @@ impl Bundle {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;

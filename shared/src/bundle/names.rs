@@ -93,6 +93,7 @@ impl Bundle {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bundle::container::tests::bundle_of;
 
     #[test]
     fn plain_names_and_the_firmware_folder_pass() {
@@ -135,36 +136,12 @@ mod tests {
         assert!(name_problem(&"a".repeat(MAX_NAME_LEN + 1)).is_some());
     }
 
-    fn bundle(files: Vec<(String, FileKind, Vec<u8>)>) -> Bundle {
-        use crate::bundle::{DecoderSpec, Manifest, WeightStorage};
-        let manifest = Manifest {
-            format_version: 0,
-            name: "t".into(),
-            model_version: 1,
-            created: 0,
-            weights: WeightStorage::F32,
-            preprocess: crate::config::PreprocessConfig::imagenet(64),
-            max_text_len: 32,
-            answers: vec![],
-            decoder: DecoderSpec {
-                layers: 1,
-                heads: 2,
-                d_head: 4,
-                max_len: 8,
-                vocab: 10,
-            },
-            files: vec![],
-            selftest: None,
-        };
-        Bundle::new(manifest, files)
-    }
-
     /// Firmware bundles failed to unpack: `firmware/` was never created.
     #[test]
     fn unpack_creates_the_firmware_folder_and_stays_inside() {
         let dir = tempfile::tempdir().unwrap();
         let out = dir.path().join("out");
-        let b = bundle(vec![
+        let b = bundle_of(vec![
             ("a.onnx".into(), FileKind::Graph, vec![1]),
             (
                 crate::bundle::FIRMWARE_FILE.into(),
@@ -183,7 +160,7 @@ mod tests {
             b"\x7fELF"
         );
 
-        let evil = bundle(vec![("../escaped".into(), FileKind::Graph, vec![1])]);
+        let evil = bundle_of(vec![("../escaped".into(), FileKind::Graph, vec![1])]);
         let err = evil.unpack(&out).unwrap_err().to_string();
         assert!(err.contains("\"../escaped\" refused"), "{err}");
         assert!(!dir.path().join("escaped").exists());

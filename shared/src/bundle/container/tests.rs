@@ -2,7 +2,8 @@ use super::*;
 use crate::bundle::{DecoderSpec, WeightStorage};
 use crate::config::PreprocessConfig;
 
-fn sample() -> Bundle {
+/// A bundle of `files` under a small valid manifest (other test modules use it too).
+pub(crate) fn bundle_of(files: Vec<(String, FileKind, Vec<u8>)>) -> Bundle {
     let manifest = Manifest {
         format_version: 0,
         name: "t".into(),
@@ -22,13 +23,14 @@ fn sample() -> Bundle {
         files: vec![],
         selftest: None,
     };
-    Bundle::new(
-        manifest,
-        vec![
-            ("a.onnx".into(), FileKind::Graph, vec![1, 2, 3]),
-            ("tokenizer.json".into(), FileKind::Tokenizer, b"{}".to_vec()),
-        ],
-    )
+    Bundle::new(manifest, files)
+}
+
+fn sample() -> Bundle {
+    bundle_of(vec![
+        ("a.onnx".into(), FileKind::Graph, vec![1, 2, 3]),
+        ("tokenizer.json".into(), FileKind::Tokenizer, b"{}".to_vec()),
+    ])
 }
 
 #[test]
