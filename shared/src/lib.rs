@@ -6,8 +6,10 @@
 //! scene generator live here and nowhere else. No burn or tract types appear here.
 
 pub mod bundle;
+pub mod caption;
 pub mod config;
 pub mod error;
+pub mod metrics;
 pub mod preprocess;
 pub mod rng;
 pub mod search;

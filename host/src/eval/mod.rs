@@ -1,6 +1,7 @@
 //! Evaluation: standard metrics ([`metrics`]), batched inference ([`predict`]) and
 //! the `edgevlm eval` tasks ([`tasks`]).
 
-pub mod metrics;
+/// The metrics live in the shared crate: the board reranks captions with CIDEr-D too.
+pub use edgevlm_shared::metrics;
 pub mod predict;
 pub mod tasks;

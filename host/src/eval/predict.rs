@@ -209,6 +209,8 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
 /// An exported bundle, run by the device runtime (tract), one image at a time.
 pub struct BundlePredictor {
     pub runtime: edgevlm_device::runtime::Runtime,
+    /// Reranking applied after the beam: the bundle's own unless changed.
+    consensus: Option<Consensus>,
 }
 
 fn runtime_err(e: edgevlm_device::runtime::RuntimeError) -> crate::train::TrainError {
@@ -216,6 +218,11 @@ fn runtime_err(e: edgevlm_device::runtime::RuntimeError) -> crate::train::TrainE
 }
 
 impl BundlePredictor {
+    pub fn new(runtime: edgevlm_device::runtime::Runtime) -> Self {
+        let consensus = runtime.decoding().consensus.filter(|_| runtime.memory.is_some());
+        Self { runtime, consensus }
+    }
+
     fn encode(
         &self,
         store: &ImageStore,
@@ -261,7 +268,9 @@ impl Predictor for BundlePredictor {
             .iter()
             .map(|&i| {
                 let encoded = self.encode(store, i)?;
-                self.runtime.caption(&encoded, opts).map_err(runtime_err)
+                self.runtime
+                    .caption_reranked(&encoded, opts, self.consensus)
+                    .map_err(runtime_err)
             })
             .collect()
     }
@@ -270,6 +279,24 @@ impl Predictor for BundlePredictor {
             .iter()
             .map(|&i| Ok(self.encode(store, i)?.embedding))
             .collect()
+    }
+    fn decoding(&self) -> Option<DecodeOptions> {
+        self.runtime
+            .manifest
+            .decoding
+            .map(|d| d.search(self.runtime.manifest.decoder.max_len))
+    }
+    fn consensus(&self) -> Option<Consensus> {
+        self.consensus
+    }
+    fn set_consensus(&mut self, consensus: Option<Consensus>) -> crate::train::Result<()> {
+        if consensus.is_some() && self.runtime.memory.is_none() {
+            return Err(crate::train::TrainError::Invalid(
+                "consensus reranking needs a caption memory, which this bundle lacks".into(),
+            ));
+        }
+        self.consensus = consensus;
+        Ok(())
     }
     fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();

@@ -19,20 +19,9 @@ use sha2::{Digest, Sha256};
 
 use crate::train::error::{Result, TrainError};
 
-const MAGIC: &[u8; 8] = b"EVLMFC01";
+pub(crate) const MAGIC: &[u8; 8] = b"EVLMFC01";
 
-pub fn to_bf16(x: f32) -> u16 {
-    let bits = x.to_bits();
-    if x.is_nan() {
-        return 0x7fc0;
-    }
-    let rounding = 0x7fff + ((bits >> 16) & 1);
-    ((bits + rounding) >> 16) as u16
-}
-
-pub fn from_bf16(x: u16) -> f32 {
-    f32::from_bits((x as u32) << 16)
-}
+pub use edgevlm_shared::caption::{from_bf16, to_bf16};
 
 /// Hex sha256 of a file's bytes (streamed).
 pub fn file_sha256(path: &Path) -> Result<String> {

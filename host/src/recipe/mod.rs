@@ -589,8 +589,8 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     };
     let search = decoding.search(CAPTION_MAX_LEN);
     let memory = consensus::build_memory(&model, train.captions.clone(), &train_texts, &inner)?;
-    memory.save(&args.out.join(consensus::MEMORY_FILE))?;
-    decoding.save(&args.out)?;
+    consensus::save_memory(&memory, &args.out.join(consensus::MEMORY_FILE))?;
+    consensus::save_decoding(&decoding, &args.out)?;
     let (beam_captions, reranked) = match decoding.consensus {
         Some(settings) => {
             let r = consensus::cached_captions(

@@ -19,7 +19,10 @@ pub enum BundleError {
     },
     #[error("{origin}: not an edgevlm bundle (expected the magic bytes \"EDGEVLMB\" at the start)")]
     NotABundle { origin: String },
-    #[error("{origin}: bundle format {found} is not supported (this build reads format {supported})")]
+    #[error(
+        "{origin}: bundle format {found} is not supported (this build reads format {supported}); \
+         export the model again with the edgevlm of this release"
+    )]
     Version {
         origin: String,
         found: u32,

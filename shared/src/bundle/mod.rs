@@ -18,7 +18,7 @@ use crate::config::PreprocessConfig;
 
 pub const MAGIC: [u8; 8] = *b"EDGEVLMB";
 /// Bumped when the layout or the manifest changes incompatibly.
-pub const FORMAT_VERSION: u32 = 1;
+pub const FORMAT_VERSION: u32 = 2;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Manifest {
@@ -38,6 +38,9 @@ pub struct Manifest {
     pub files: Vec<FileEntry>,
     /// Inputs with the outputs they must give (`edgevlm-device selftest`).
     pub selftest: Option<SelfTest>,
+    /// How captions are decoded unless the user says otherwise: the beam and the
+    /// reranking its trainer chose on held-out data. `None`: greedy.
+    pub decoding: Option<crate::caption::Decoding>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,7 +65,7 @@ pub struct DecoderSpec {
 pub enum FileKind {
     /// An ONNX graph; its name is one of [`io`]'s graph names.
     Graph,
-    /// HF `tokenizer.json`.
+    /// HF `tokenizer.json` of the text encoder, named [`TEXT_TOKENIZER_FILE`].
     Tokenizer,
     /// Model card (Markdown).
     ModelCard,
@@ -70,7 +73,17 @@ pub enum FileKind {
     SelfTestImage,
     /// A new `edgevlm-device` executable for the board, named [`FIRMWARE_FILE`].
     Firmware,
+    /// HF `tokenizer.json` of a caption decoder with its own vocabulary, named
+    /// [`DECODER_TOKENIZER_FILE`]; without one the decoder shares the text encoder's.
+    DecoderTokenizer,
+    /// Training captions with their ITC embeddings for consensus reranking, named
+    /// [`CAPTION_MEMORY_FILE`] (`caption::CaptionMemory::to_bytes`).
+    CaptionMemory,
 }
+
+pub const TEXT_TOKENIZER_FILE: &str = "tokenizer.json";
+pub const DECODER_TOKENIZER_FILE: &str = "decoder_tokenizer.json";
+pub const CAPTION_MEMORY_FILE: &str = "caption_memory.bin";
 
 /// Where a bundle carries firmware.
 pub const FIRMWARE_FILE: &str = "firmware/edgevlm-device";
@@ -110,6 +123,10 @@ pub mod limits {
     pub const MAX_LAYERS: usize = 256;
     pub const MAX_HEADS: usize = 256;
     pub const MAX_D_HEAD: usize = 4096;
+    /// Beams of a caption search (each costs a decoder row per step).
+    pub const MAX_BEAM: usize = 64;
+    /// Training captions a reranker compares each candidate with.
+    pub const MAX_NEIGHBOURS: usize = 1000;
 }
 
 impl Manifest {
@@ -144,6 +161,44 @@ impl Manifest {
             MAX_IMAGE_SIZE as usize,
         )?;
         self.preprocess.validate().map_err(|e| e.to_string())?;
+        if let Some(d) = &self.decoding {
+            range("decoding.beam_size", d.beam_size, 1, limits::MAX_BEAM)?;
+            if !d.length_penalty.is_finite() {
+                return Err(format!(
+                    "`decoding.length_penalty` is {}, expected a finite number",
+                    d.length_penalty
+                ));
+            }
+            if let Some(c) = &d.consensus {
+                range(
+                    "decoding.consensus.neighbours",
+                    c.neighbours,
+                    1,
+                    limits::MAX_NEIGHBOURS,
+                )?;
+                if !c.weight.is_finite() {
+                    return Err(format!(
+                        "`decoding.consensus.weight` is {}, expected a finite number",
+                        c.weight
+                    ));
+                }
+            }
+        }
+        for f in &self.files {
+            let expected = match f.kind {
+                FileKind::Tokenizer => TEXT_TOKENIZER_FILE,
+                FileKind::DecoderTokenizer => DECODER_TOKENIZER_FILE,
+                FileKind::CaptionMemory => CAPTION_MEMORY_FILE,
+                FileKind::Firmware => FIRMWARE_FILE,
+                FileKind::Graph | FileKind::ModelCard | FileKind::SelfTestImage => continue,
+            };
+            if f.name != expected {
+                return Err(format!(
+                    "file `{}` of kind {:?} must be named `{expected}`",
+                    f.name, f.kind
+                ));
+            }
+        }
         if let Some(test) = &self.selftest {
             match self.file(&test.image) {
                 Some(f) if f.kind == FileKind::SelfTestImage => {}

@@ -22,6 +22,7 @@ pub(crate) fn bundle_of(files: Vec<(String, FileKind, Vec<u8>)>) -> Bundle {
         },
         files: vec![],
         selftest: None,
+        decoding: None,
     };
     Bundle::new(manifest, files)
 }

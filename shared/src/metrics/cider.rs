@@ -132,6 +132,16 @@ impl CiderReward {
         })
     }
 
+    /// Only what [`Self::score_against`] reads: the references themselves go, and so
+    /// do n-grams seen in one image only (an absent n-gram counts as seen once, so
+    /// every score stays the same). A reranker on a board keeps a fraction of the size.
+    pub fn frequencies_only(mut self) -> Self {
+        self.references = Vec::new();
+        self.document_frequency.retain(|_, frequency| *frequency > 1.0);
+        self.document_frequency.shrink_to_fit();
+        self
+    }
+
     /// CIDEr-D (x10 scale, as [`cider_d`]'s per-image values) of `caption` (raw text)
     /// against the references of image `image`.
     pub fn score(&self, image: usize, caption: &str) -> f64 {
