@@ -7,8 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use edgevlm_device::agent::{ServerConfig, State};
 use edgevlm_device::runtime::Runtime;
 use edgevlm_shared::bundle::Bundle;
+use edgevlm_shared::caption::{Consensus, Decoding};
 use edgevlm_shared::preprocess::load_image;
-use edgevlm_shared::search::DecodeOptions;
 use edgevlm_shared::{preprocess_file, PreprocessConfig};
 
 mod bench;
@@ -35,23 +35,42 @@ struct ModelArgs {
     bundle: PathBuf,
 }
 
+/// Caption decoding; what is not given comes from the bundle (the settings its
+/// trainer chose), else greedy search.
 #[derive(Args, Clone, Copy)]
 pub struct SearchArgs {
     /// Beam size (1 = greedy).
-    #[arg(long, default_value_t = 1)]
-    beam: usize,
+    #[arg(long)]
+    beam: Option<usize>,
     /// GNMT length penalty exponent.
-    #[arg(long, default_value_t = 0.6)]
-    length_penalty: f32,
+    #[arg(long)]
+    length_penalty: Option<f32>,
+    /// Rerank the beam's captions against the N training captions nearest the
+    /// image (0 = keep the beam's best); needs a bundle with a caption memory.
+    #[arg(long, value_name = "N")]
+    consensus: Option<usize>,
 }
 
 impl SearchArgs {
-    pub fn options(self) -> DecodeOptions {
-        DecodeOptions {
-            beam_size: self.beam.max(1),
-            length_penalty: self.length_penalty,
-            ..Default::default()
+    pub fn decoding(self, runtime: &Runtime) -> Decoding {
+        let mut d = runtime.decoding();
+        if let Some(beam) = self.beam {
+            d.beam_size = beam.max(1);
         }
+        if let Some(penalty) = self.length_penalty {
+            d.length_penalty = penalty;
+        }
+        match self.consensus {
+            Some(0) => d.consensus = None,
+            Some(n) => {
+                d.consensus = Some(Consensus {
+                    neighbours: n,
+                    ..d.consensus.unwrap_or_default()
+                })
+            }
+            None => {}
+        }
+        d
     }
 }
 
@@ -321,7 +340,7 @@ fn main() -> Result<()> {
             let runtime = load(&model)?;
             let start = Instant::now();
             let encoded = encode(&runtime, &image)?;
-            let caption = runtime.caption(&encoded, search.options())?;
+            let caption = runtime.caption_with(&encoded, search.decoding(&runtime))?;
             println!("{caption}");
             eprintln!("{:.1} ms", start.elapsed().as_secs_f64() * 1e3);
         }
@@ -370,7 +389,13 @@ fn main() -> Result<()> {
             report,
         } => {
             let runtime = load(&model)?;
-            let result = bench::run(&runtime, &images, runs.max(1), search.options(), cli.threads)?;
+            let result = bench::run(
+                &runtime,
+                &images,
+                runs.max(1),
+                search.decoding(&runtime),
+                cli.threads,
+            )?;
             let json = serde_json::to_string_pretty(&result)?;
             println!("{json}");
             if let Some(path) = report {

@@ -113,6 +113,9 @@ pub struct QuantizeArgs {
     /// Held-out data: evaluate the f32 and int8 bundles on it and report the drop.
     #[arg(long)]
     pub data: Option<PathBuf>,
+    /// The split of `--data` to evaluate (Flickr8k layout: dev or test).
+    #[arg(long)]
+    pub split: Option<String>,
 }
 
 #[derive(Subcommand)]

@@ -370,9 +370,9 @@ fn eval(a: cli::EvalArgs) -> Result<()> {
     let device = Device::flex();
     // A model folder runs in burn; a bundle file runs in the device runtime.
     let mut model: Box<dyn predict::Predictor> = if a.model.is_file() {
-        Box::new(predict::BundlePredictor {
-            runtime: edgevlm_device::runtime::Runtime::load(&a.model)?,
-        })
+        Box::new(predict::BundlePredictor::new(
+            edgevlm_device::runtime::Runtime::load(&a.model)?,
+        ))
     } else {
         load_predictor(&a.model, &device)?
     };

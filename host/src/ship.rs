@@ -6,10 +6,12 @@ use std::path::Path;
 use anyhow::{Context, Result};
 use burn::tensor::Device;
 use edgevlm::eval::predict::BundlePredictor;
+use edgevlm::eval::predict::Predictor;
 use edgevlm::eval::tasks;
+use edgevlm::export::ModelSource;
 use edgevlm::export::{self, ExportOptions, WeightFormat};
 use edgevlm::model::saved::SavedModel;
-use edgevlm::model::DecodeOptions;
+use edgevlm::recipe::model_dir::{is_photo_model, PhotoModel};
 use edgevlm_device::runtime::Runtime;
 use edgevlm_shared::bundle::signature;
 use edgevlm_shared::bundle::Bundle;
@@ -51,8 +53,33 @@ fn options(a: &ExportArgs, weights: WeightFormat) -> Result<ExportOptions> {
     })
 }
 
-fn write(saved: &SavedModel, a: &ExportArgs, weights: WeightFormat, out: &Path) -> Result<Bundle> {
-    let bundle = export::export(saved, &options(a, weights)?).context("exporting")?;
+/// A model folder of either family, loaded for export.
+enum Loaded {
+    Trained(Box<SavedModel>),
+    Photo(Box<PhotoModel>),
+}
+
+impl Loaded {
+    fn load(dir: &Path) -> Result<Self> {
+        let device = Device::flex();
+        Ok(if is_photo_model(dir) {
+            Loaded::Photo(Box::new(PhotoModel::load(dir, &device)?))
+        } else {
+            Loaded::Trained(Box::new(SavedModel::load(dir, &device)?))
+        })
+    }
+
+    fn source<'a>(&'a self, dir: &'a Path) -> Result<ModelSource<'a>> {
+        Ok(match self {
+            Loaded::Trained(saved) => saved.as_ref().into(),
+            Loaded::Photo(photo) => photo.source(dir)?,
+        })
+    }
+}
+
+fn write(model: &Loaded, a: &ExportArgs, weights: WeightFormat, out: &Path) -> Result<Bundle> {
+    let source = model.source(&a.model)?;
+    let bundle = export::export(&source, &options(a, weights)?).context("exporting")?;
     bundle.write(out)?;
     let size = std::fs::metadata(out)?.len();
     let test = bundle.manifest.selftest.as_ref();
@@ -76,13 +103,13 @@ fn write(saved: &SavedModel, a: &ExportArgs, weights: WeightFormat, out: &Path) 
 }
 
 pub fn export(a: ExportArgs) -> Result<()> {
-    let saved = SavedModel::load(&a.model, &Device::flex())?;
+    let model = Loaded::load(&a.model)?;
     let weights = if a.int8 {
         WeightFormat::Int8
     } else {
         WeightFormat::F32
     };
-    write(&saved, &a, weights, &a.out)?;
+    write(&model, &a, weights, &a.out)?;
     Ok(())
 }
 
@@ -92,36 +119,42 @@ struct Quality {
     vqa_accuracy: Option<f64>,
     bleu4: Option<f64>,
     cider_d: Option<f64>,
+    /// Image→text recall@1 (real-photo bundles).
+    image_to_text_r1: Option<f64>,
 }
 
-fn quality(bundle: &Path, data: Option<&Path>) -> Result<Quality> {
+fn quality(bundle: &Path, data: Option<&Path>, split: Option<&str>) -> Result<Quality> {
     let mut q = Quality {
         bytes: std::fs::metadata(bundle)?.len(),
         ..Default::default()
     };
     let Some(data) = data else { return Ok(q) };
-    let predictor = BundlePredictor {
-        runtime: Runtime::load(bundle)?,
-    };
+    let predictor = BundlePredictor::new(Runtime::load(bundle)?);
     if !predictor.runtime.manifest.answers.is_empty() {
-        if let Ok(r) = tasks::vqa(&predictor, data, None, None) {
+        if let Ok(r) = tasks::vqa(&predictor, data, None, split) {
             q.vqa_accuracy = Some(r.accuracy);
         }
     }
-    let r = tasks::caption(&predictor, data, None, None, DecodeOptions::default())?;
+    // The bundle's own decoding (beam and reranking), greedy without one.
+    let opts = predictor.decoding().unwrap_or_default();
+    let r = tasks::caption(&predictor, data, None, split, opts)?;
     q.bleu4 = Some(r.bleu[3]);
     q.cider_d = Some(r.cider_d);
+    if predictor.runtime.manifest.answers.is_empty() {
+        q.image_to_text_r1 = Some(tasks::retrieval(&predictor, data, None, split)?.image_to_text[0]);
+    }
     Ok(q)
 }
 
 /// Writes the int8 bundle to `--out` and an f32 one beside it, then compares them.
 pub fn quantize(a: QuantizeArgs) -> Result<()> {
-    let saved = SavedModel::load(&a.export.model, &Device::flex())?;
+    let model = Loaded::load(&a.export.model)?;
     let f32_path = a.export.out.with_extension("f32.bundle");
-    write(&saved, &a.export, WeightFormat::F32, &f32_path)?;
-    write(&saved, &a.export, WeightFormat::Int8, &a.export.out)?;
-    let full = quality(&f32_path, a.data.as_deref())?;
-    let int8 = quality(&a.export.out, a.data.as_deref())?;
+    write(&model, &a.export, WeightFormat::F32, &f32_path)?;
+    write(&model, &a.export, WeightFormat::Int8, &a.export.out)?;
+    let split = a.split.as_deref();
+    let full = quality(&f32_path, a.data.as_deref(), split)?;
+    let int8 = quality(&a.export.out, a.data.as_deref(), split)?;
     println!("{:<14} {:>12} {:>12} {:>8}", "", "f32", "int8", "change");
     println!(
         "{:<14} {:>12} {:>12} {:>7.1}%",
@@ -138,8 +171,12 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     row("VQA accuracy", full.vqa_accuracy, int8.vqa_accuracy);
     row("BLEU-4", full.bleu4, int8.bleu4);
     row("CIDEr-D", full.cider_d, int8.cider_d);
+    row("image→text R@1", full.image_to_text_r1, int8.image_to_text_r1);
     // How each layer computes on the device: measured here, one thread, M = 1.
-    let layers = export::choice::measure(&saved, 100)?;
+    let layers = match &model {
+        Loaded::Trained(saved) => export::choice::measure(saved, 100)?,
+        Loaded::Photo(_) => Vec::new(),
+    };
     println!(
         "\n{:<14} {:>6} {:>12} {:>12}  choice",
         "matrix", "layers", "f32 ms", "int8 ms"

@@ -90,9 +90,7 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
         saved: &saved,
         device: Device::flex(),
     };
-    let dev = BundlePredictor {
-        runtime: Runtime::load(&bundle).unwrap(),
-    };
+    let dev = BundlePredictor::new(Runtime::load(&bundle).unwrap());
     let records: Vec<serde_json::Value> = std::fs::read_to_string(test.join("questions.jsonl"))
         .unwrap()
         .lines()

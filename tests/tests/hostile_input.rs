@@ -28,6 +28,7 @@ fn manifest() -> Manifest {
         },
         files: vec![],
         selftest: None,
+        decoding: None,
     }
 }
 

@@ -24,8 +24,9 @@ pub struct DeviceConfig {
     pub questions: Vec<String>,
     #[serde(default)]
     pub events: EventsConfig,
-    #[serde(default = "default_beam")]
-    pub beam: usize,
+    /// Caption beam size; without it, the bundle's own decoding (beam and reranking).
+    #[serde(default)]
+    pub beam: Option<usize>,
     pub agent: Option<AgentConfig>,
 }
 
@@ -49,9 +50,6 @@ fn default_name() -> String {
 }
 fn default_tick() -> u64 {
     100
-}
-fn default_beam() -> usize {
-    1
 }
 fn default_listen() -> String {
     "127.0.0.1:7878".into()

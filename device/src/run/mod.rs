@@ -9,8 +9,6 @@ pub use config::{AgentConfig, CameraConfig, DeviceConfig, TriggerConfig};
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use edgevlm_shared::search::DecodeOptions;
-
 use crate::agent::State;
 use crate::camera::{Camera, DirectoryCamera, Frame, StillCamera, SyntheticCamera};
 use crate::events::{Event, Latency, QaResult, Sinks};
@@ -22,7 +20,11 @@ enum Gate {
     Interval(Interval),
     Frame,
     Motion(Motion),
-    Text { phrase: String, min: f32 },
+    /// The phrase's ITC embedding, computed once at start.
+    Text {
+        phrase: Vec<f32>,
+        min: f32,
+    },
     Button(Box<dyn Trigger<Error = String>>),
 }
 
@@ -63,7 +65,7 @@ fn button_gate(
     Ok(Gate::Button(Box::new(Boxed(Button::new(pin, delay, cfg)))))
 }
 
-fn gate(cfg: &DeviceConfig) -> anyhow::Result<Gate> {
+fn gate(cfg: &DeviceConfig, runtime: &Runtime) -> anyhow::Result<Gate> {
     Ok(match &cfg.trigger {
         TriggerConfig::Interval { every_ticks } => Gate::Interval(Interval::new(*every_ticks)),
         TriggerConfig::Frame => Gate::Frame,
@@ -79,7 +81,10 @@ fn gate(cfg: &DeviceConfig) -> anyhow::Result<Gate> {
             phrase,
             min_similarity,
         } => Gate::Text {
-            phrase: phrase.clone(),
+            phrase: runtime
+                .embed_texts(&[phrase.as_str()])?
+                .pop()
+                .ok_or_else(|| anyhow::anyhow!("trigger.phrase: the text encoder gave no embedding"))?,
             min: *min_similarity,
         },
         TriggerConfig::Button {
@@ -173,10 +178,13 @@ fn poll(gate: &mut Gate, camera: &mut dyn Camera, runtime: &Runtime) -> Option<C
         },
         Gate::Text { phrase, min } => match capture(camera)? {
             Ok((frame, _)) => {
-                let score = runtime
-                    .encode_image(&frame.image)
-                    .and_then(|enc| runtime.match_texts(&enc, &[phrase.as_str()]))
-                    .map(|s| s[0]);
+                let score = runtime.encode_image(&frame.image).map(|enc| {
+                    enc.embedding
+                        .iter()
+                        .zip(phrase.iter())
+                        .map(|(a, b)| a * b)
+                        .sum::<f32>()
+                });
                 match score {
                     Ok(s) if s >= *min => Some(Ok((frame, Some(s)))),
                     Ok(_) => None,
@@ -198,11 +206,13 @@ fn describe(
     let encoded = runtime.encode_image(&frame.image).map_err(|e| e.to_string())?;
     latency.encode_ms = ms(t);
     let t = Instant::now();
-    let opts = DecodeOptions {
-        beam_size: cfg.beam.max(1),
-        ..Default::default()
-    };
-    let caption = runtime.caption(&encoded, opts).map_err(|e| e.to_string())?;
+    let mut decoding = runtime.decoding();
+    if let Some(beam) = cfg.beam {
+        decoding.beam_size = beam.max(1);
+    }
+    let caption = runtime
+        .caption_with(&encoded, decoding)
+        .map_err(|e| e.to_string())?;
     latency.caption_ms = ms(t);
     let t = Instant::now();
     let mut answers = Vec::new();
@@ -222,7 +232,7 @@ fn describe(
 pub fn run(cfg: &DeviceConfig, max_events: u64) -> anyhow::Result<u64> {
     let runtime = load_runtime(cfg)?;
     let mut camera = camera(&cfg.camera)?;
-    let mut gate = gate(cfg)?;
+    let mut gate = gate(cfg, &runtime)?;
     let mut sinks = Sinks::open(&cfg.events, &cfg.device, &cfg.questions)?;
     let mut seq = 0u64;
     while max_events == 0 || seq < max_events {

@@ -14,6 +14,10 @@ pub enum RuntimeError {
     Run { graph: String, reason: String },
     #[error(transparent)]
     Shared(#[from] edgevlm_shared::Error),
+    #[error(transparent)]
+    Memory(#[from] edgevlm_shared::caption::MemoryError),
+    #[error("{file}: not a tokenizer: {reason}")]
+    Tokenizer { file: String, reason: String },
     #[error("this bundle does not answer questions (it has no VQA graph)")]
     NoVqa,
     #[error("self-test failed: {0}")]

@@ -12,8 +12,11 @@ pub use selftest::SelfTestReport;
 use std::path::Path;
 use std::sync::Arc;
 
-use edgevlm_shared::bundle::{io, Bundle, Manifest};
-use edgevlm_shared::search::{self, DecodeOptions};
+use edgevlm_shared::bundle::{
+    io, Bundle, Manifest, CAPTION_MEMORY_FILE, DECODER_TOKENIZER_FILE, TEXT_TOKENIZER_FILE,
+};
+use edgevlm_shared::caption::{CaptionMemory, Consensus, Decoding};
+use edgevlm_shared::search::{self, Candidate, DecodeOptions};
 use edgevlm_shared::{preprocess_image, TextTokenizer};
 use image::RgbImage;
 use tract_onnx::prelude::*;
@@ -22,7 +25,12 @@ type Plan = Arc<TypedRunnableModel>;
 
 pub struct Runtime {
     pub manifest: Manifest,
+    /// The text encoder's (and VQA's) tokenizer.
     pub tokenizer: TextTokenizer,
+    /// The caption decoder's: its own vocabulary, or the text encoder's.
+    pub decoder_tokenizer: TextTokenizer,
+    /// Training captions for consensus reranking, when the bundle carries them.
+    pub memory: Option<CaptionMemory>,
     image_encoder: Plan,
     text_encoder: Plan,
     vqa: Option<VqaPlan>,
@@ -115,6 +123,14 @@ fn rank_answers(logits: &[f32], answers: &[String]) -> Result<Answer> {
     })
 }
 
+fn load_tokenizer(bundle: &Bundle, file: &str, max_len: usize) -> Result<TextTokenizer> {
+    let json = std::str::from_utf8(bundle.file(file)?).map_err(|e| RuntimeError::Tokenizer {
+        file: format!("{}: {file}", bundle.origin()),
+        reason: format!("not UTF-8: {e}"),
+    })?;
+    Ok(TextTokenizer::from_json(json, max_len, None)?)
+}
+
 fn shape_error(graph: &str, e: impl std::fmt::Display) -> RuntimeError {
     RuntimeError::Run {
         graph: graph.into(),
@@ -136,8 +152,21 @@ impl Runtime {
                 origin: bundle.origin().into(),
                 reason,
             })?;
-        let json = String::from_utf8_lossy(bundle.file("tokenizer.json")?).into_owned();
-        let tokenizer = TextTokenizer::from_json(&json, manifest.max_text_len, None)?;
+        let tokenizer = load_tokenizer(bundle, TEXT_TOKENIZER_FILE, manifest.max_text_len)?;
+        let decoder_tokenizer = if bundle.has_file(DECODER_TOKENIZER_FILE) {
+            load_tokenizer(bundle, DECODER_TOKENIZER_FILE, manifest.decoder.max_len)?
+        } else {
+            tokenizer.clone()
+        };
+        let memory = if bundle.has_file(CAPTION_MEMORY_FILE) {
+            let origin = format!("{}: {CAPTION_MEMORY_FILE}", bundle.origin());
+            Some(CaptionMemory::from_bytes(
+                bundle.file(CAPTION_MEMORY_FILE)?,
+                &origin,
+            )?)
+        } else {
+            None
+        };
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
             let plan = load_plan(bundle, io::VQA)?;
             let model = plan.model();
@@ -163,6 +192,8 @@ impl Runtime {
             decoder_step: load_plan(bundle, io::CAPTION_STEP)?,
             manifest,
             tokenizer,
+            decoder_tokenizer,
+            memory,
             selftest_image,
         })
     }
@@ -244,9 +275,65 @@ impl Runtime {
         rank_answers(&logits, &self.manifest.answers)
     }
 
+    /// How the bundle asks to be decoded: the settings its trainer chose (beam and
+    /// reranking), or greedy search without them.
+    pub fn decoding(&self) -> Decoding {
+        self.manifest.decoding.unwrap_or(Decoding {
+            beam_size: 1,
+            length_penalty: DecodeOptions::default().length_penalty,
+            consensus: None,
+        })
+    }
+
+    /// The caption `decoding` gives (beam, length penalty, reranking).
+    pub fn caption_with(&self, image: &EncodedImage, decoding: Decoding) -> Result<String> {
+        let opts = decoding.search(self.manifest.decoder.max_len);
+        self.caption_reranked(image, opts, decoding.consensus)
+    }
+
+    /// A beam's finished captions as token ids, best score first.
+    pub fn candidates(&self, image: &EncodedImage, opts: DecodeOptions) -> Result<Vec<Candidate>> {
+        let special = self.decoder_tokenizer.special_ids();
+        let max_len = opts.max_len.min(self.manifest.decoder.max_len);
+        let mut model = decode::CachedDecoder::new(self, image);
+        search::beam_candidates(&mut model, special.cls, special.sep, max_len, opts)
+    }
+
+    /// A beam's finished captions, best score first, with their scores.
+    pub fn caption_candidates(
+        &self,
+        image: &EncodedImage,
+        opts: DecodeOptions,
+    ) -> Result<Vec<(String, f32)>> {
+        self.candidates(image, opts)?
+            .into_iter()
+            .map(|c| Ok((self.decoder_tokenizer.decode(&c.tokens)?, c.score)))
+            .collect()
+    }
+
+    /// The caption of `opts`'s search; with `consensus` (and a beam), the candidate
+    /// that agrees best with the training captions nearest the image, exactly as the
+    /// host reranks.
+    pub fn caption_reranked(
+        &self,
+        image: &EncodedImage,
+        opts: DecodeOptions,
+        consensus: Option<Consensus>,
+    ) -> Result<String> {
+        let (Some(consensus), Some(memory)) = (consensus, &self.memory) else {
+            return self.caption(image, opts);
+        };
+        if opts.beam_size <= 1 {
+            return self.caption(image, opts);
+        }
+        let candidates = self.caption_candidates(image, opts)?;
+        let best = memory.choose(&image.embedding, &candidates, consensus);
+        Ok(candidates.into_iter().nth(best).map(|c| c.0).unwrap_or_default())
+    }
+
     /// Caption token ids (without [CLS]/[SEP]).
     pub fn caption_ids(&self, image: &EncodedImage, opts: DecodeOptions) -> Result<Vec<u32>> {
-        let special = self.tokenizer.special_ids();
+        let special = self.decoder_tokenizer.special_ids();
         let max_len = opts.max_len.min(self.manifest.decoder.max_len);
         let mut model = decode::CachedDecoder::new(self, image);
         if opts.beam_size <= 1 {
@@ -259,7 +346,7 @@ impl Runtime {
 
     pub fn caption(&self, image: &EncodedImage, opts: DecodeOptions) -> Result<String> {
         let ids = self.caption_ids(image, opts)?;
-        Ok(self.tokenizer.decode(&ids)?)
+        Ok(self.decoder_tokenizer.decode(&ids)?)
     }
 }
 
@@ -289,6 +376,7 @@ mod tests {
             },
             files: vec![],
             selftest: None,
+            decoding: None,
         };
         let files = vec![("tokenizer.json".into(), FileKind::Tokenizer, b"{}".to_vec())];
         let err = Runtime::from_bundle(&Bundle::new(manifest, files)).err().unwrap();

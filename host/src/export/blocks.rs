@@ -3,17 +3,17 @@
 //! per block in `tests.rs`.
 
 use burn::module::Param;
-use burn::nn::conv::Conv2d;
-use burn::nn::{LayerNorm, Linear, PaddingConfig2d};
+use burn::nn::{LayerNorm, Linear};
 use burn::tensor::Tensor;
 
+use super::conv;
 use super::onnx::{Attr, GraphBuilder, SliceEnd};
 use crate::model::attention::Attention;
 use crate::model::bert::{Bert, BertLayer};
 use crate::model::decoder::{CaptionDecoder, DecoderLayer};
 use crate::model::feed_forward::FeedForward;
 use crate::model::fusion::Fusion;
-use crate::model::grid::{cell_coordinates, ConvBn, GridEncoder};
+use crate::model::grid::{cell_coordinates, GridEncoder};
 use crate::model::heads::VqaHead;
 use crate::model::spatial::{SpatialVqa, DISTANCE_FLOOR, POOL_SCALE};
 use crate::model::vit::Vit;
@@ -27,6 +27,8 @@ pub mod eps {
     pub const VQA_HEAD: f32 = 1e-5;
     pub const SPATIAL: f32 = 1e-5;
     pub const GRID: f32 = 1e-5;
+    /// The real-photo model's projection of tower tokens.
+    pub const TOKENS: f32 = 1e-5;
 }
 
 /// A parameter's values and shape.
@@ -225,54 +227,15 @@ pub fn fusion(g: &mut GraphBuilder, text: &str, mask: &str, image: &str, fusion:
     x
 }
 
-fn conv2d(g: &mut GraphBuilder, x: &str, conv: &Conv2d) -> String {
-    let (w, dims) = values(&conv.weight);
-    let w = g.weight("conv_weight", &w, &dims, 0);
-    let b = conv.bias.as_ref().map(|bias| {
-        let (b, dims) = values(bias);
-        g.constant("conv_bias", &b, &dims)
-    });
-    conv_node(g, x, &w, b.as_deref(), conv)
-}
-
-/// A `Conv` node with `conv`'s geometry (strides, pads, dilations, groups) over the
-/// given weight and bias.
-fn conv_node(g: &mut GraphBuilder, x: &str, w: &str, b: Option<&str>, conv: &Conv2d) -> String {
-    let pads = match &conv.padding {
-        PaddingConfig2d::Explicit(top, left, bottom, right) => {
-            vec![*top as i64, *left as i64, *bottom as i64, *right as i64]
-        }
-        PaddingConfig2d::Valid => vec![0; 4],
-        other => panic!("conv padding {other:?} is not exported"),
-    };
-    let mut inputs = vec![x, w];
-    inputs.extend(b);
-    g.node(
-        "Conv",
-        &inputs,
-        vec![
-            (
-                "strides",
-                Attr::Ints(conv.stride.iter().map(|&s| s as i64).collect()),
-            ),
-            ("pads", Attr::Ints(pads)),
-            (
-                "dilations",
-                Attr::Ints(conv.dilation.iter().map(|&s| s as i64).collect()),
-            ),
-            ("group", Attr::Int(conv.groups as i64)),
-        ],
-    )
-}
-
 /// Mirrors [`Vit::forward`]: images `[n, 3, s, s]` → tokens `[n, 1 + patches, d]`.
-pub fn vit(g: &mut GraphBuilder, images: &str, vit: &Vit) -> String {
-    let mut x = images.to_string();
+pub fn vit(g: &mut GraphBuilder, images: &str, vit: &Vit, image_size: usize) -> String {
+    let (mut x, mut size) = (images.to_string(), image_size);
     for conv in &vit.stem {
-        let y = conv2d(g, &x, conv);
+        let y = conv::conv2d(g, &x, conv, size);
+        size = conv::output_size(conv, size);
         x = g.node("Relu", &[&y], vec![]);
     }
-    let patches = conv2d(g, &x, &vit.patch_embed);
+    let patches = conv::conv2d(g, &x, &vit.patch_embed, size);
     let tokens = g.reshape(&patches, &[0, 0, -1]);
     let tokens = g.transpose(&tokens, &[0, 2, 1]);
     // [CLS] goes in front: pad one zero token, then add positions whose first row
@@ -383,36 +346,6 @@ pub fn caption_decoder(
     (g.matmul(&h, &tied), cache)
 }
 
-/// A convolution followed by inference-mode BatchNorm, folded into one convolution:
-/// `w·γ/√(σ²+ε)` and `(b − μ)·γ/√(σ²+ε) + β` per output channel.
-fn conv_batch_norm(g: &mut GraphBuilder, x: &str, block: &ConvBn) -> String {
-    let (mut w, w_dims) = values(&block.conv.weight);
-    let out_channels = w_dims[0];
-    let mut b = match &block.conv.bias {
-        Some(bias) => values(bias).0,
-        None => vec![0.0; out_channels],
-    };
-    let norm = &block.norm;
-    let vector = |t: Tensor<1>| t.into_data().convert::<f32>().try_to_vec::<f32>().expect("float");
-    let (gamma, beta) = (values(&norm.gamma).0, values(&norm.beta).0);
-    let (mean, var) = (
-        vector(norm.running_mean.value()),
-        vector(norm.running_var.value()),
-    );
-    let per_channel = w.len() / out_channels;
-    for c in 0..out_channels {
-        let scale = gamma[c] / (var[c] + norm.epsilon as f32).sqrt();
-        w[c * per_channel..(c + 1) * per_channel]
-            .iter_mut()
-            .for_each(|v| *v *= scale);
-        b[c] = (b[c] - mean[c]) * scale + beta[c];
-    }
-    let w = g.weight("conv_bn_weight", &w, &w_dims, 0);
-    let b = g.constant("conv_bn_bias", &b, &[out_channels]);
-    let y = conv_node(g, x, &w, Some(&b), &block.conv);
-    g.node("Relu", &[&y], vec![])
-}
-
 /// `x · W[rows] ` for a slice of a linear layer's input rows, no bias (the layer
 /// applied to one part of a concatenated input).
 fn linear_rows(g: &mut GraphBuilder, x: &str, linear: &Linear, rows: std::ops::Range<usize>) -> String {
@@ -443,13 +376,14 @@ fn softmax_over_cells(g: &mut GraphBuilder, logits: &str) -> String {
 /// Mirrors [`GridEncoder`]: images `[n, 3, s, s]` → cell vectors `[n, cells, d]`.
 /// Coordinates are constants, so the cell layer's coordinate rows become one
 /// constant `[cells, d]` added to every image.
-pub fn grid_encoder(g: &mut GraphBuilder, images: &str, encoder: &GridEncoder) -> String {
+pub fn grid_encoder(g: &mut GraphBuilder, images: &str, encoder: &GridEncoder, image_size: usize) -> String {
     let grid = encoder.grid();
     let cells = grid * grid;
     let coordinates = cell_coordinates(grid);
-    let mut x = images.to_string();
+    let (mut x, mut size) = (images.to_string(), image_size);
     for block in &encoder.convs {
-        x = conv_batch_norm(g, &x, block);
+        x = conv::conv_bn_relu(g, &x, block, size);
+        size = conv::output_size(&block.conv, size);
     }
     let features = g.reshape(&x, &[0, 0, -1]);
     let features = g.transpose(&features, &[0, 2, 1]); // [n, cells, c]

@@ -5,24 +5,36 @@
 
 pub mod blocks;
 pub mod choice;
+pub mod conv;
 pub mod graphs;
 pub mod onnx;
 pub mod quantize;
+pub mod towers;
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use edgevlm_device::runtime::Runtime;
+use std::path::Path;
+
 use edgevlm_shared::bundle::{
-    io, Bundle, DecoderSpec, FileKind, Manifest, SelfTest, WeightStorage, FIRMWARE_FILE,
+    io, Bundle, DecoderSpec, FileKind, Manifest, SelfTest, WeightStorage, CAPTION_MEMORY_FILE,
+    DECODER_TOKENIZER_FILE, FIRMWARE_FILE, TEXT_TOKENIZER_FILE,
 };
+use edgevlm_shared::caption::{CaptionMemory, Decoding, MemoryStorage};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::search::DecodeOptions;
 use edgevlm_shared::synth::{render, Scene};
+use edgevlm_shared::{PreprocessConfig, TextTokenizer};
 use prost::Message;
 
 pub use quantize::WeightFormat;
 
+use crate::model::bert::Bert;
+use crate::model::decoder::CaptionDecoder;
+use crate::model::efficientnet::EfficientNet;
+use crate::model::photo::PhotoVlm;
 use crate::model::saved::SavedModel;
+use crate::model::vlm::EdgeVlm;
 use crate::train::error::{Result, TrainError};
 
 pub struct ExportOptions {
@@ -35,6 +47,8 @@ pub struct ExportOptions {
     pub selftest_question: String,
     /// An `edgevlm-device` executable to ship with the model.
     pub firmware: Option<Vec<u8>>,
+    /// How the caption memory's embeddings are stored.
+    pub memory: MemoryStorage,
 }
 
 impl Default for ExportOptions {
@@ -46,22 +60,125 @@ impl Default for ExportOptions {
             selftest_image: None,
             selftest_question: "how many objects are there?".into(),
             firmware: None,
+            memory: MemoryStorage::default(),
+        }
+    }
+}
+
+/// The parts a bundle is built from, whichever towers the model has.
+pub enum Parts<'a> {
+    /// Every part trained here: ViT and BERT-layout towers.
+    Trained(&'a EdgeVlm),
+    /// Imported towers (EfficientNet-Lite0, a BERT-family text tower) with the heads
+    /// trained on their features.
+    Imported {
+        image: &'a EfficientNet,
+        text: &'a Bert,
+        heads: &'a PhotoVlm,
+    },
+}
+
+impl Parts<'_> {
+    fn decoder(&self) -> &CaptionDecoder {
+        match self {
+            Parts::Trained(model) => &model.decoder,
+            Parts::Imported { heads, .. } => &heads.decoder,
+        }
+    }
+
+    /// `[tokens, width]` of the image tokens the decoder reads.
+    fn image_tokens(&self, image_size: usize) -> graphs::TokenShape {
+        match self {
+            Parts::Trained(model) => graphs::vit_tokens(model),
+            Parts::Imported { heads, .. } => {
+                // Every stride of the tower pads "SAME": the grid is ceil(s / 32) a side.
+                let side = image_size.div_ceil(32);
+                [side * side, heads.image_proj.weight.val().dims()[1]]
+            }
+        }
+    }
+}
+
+/// Everything a bundle holds, read from a model folder.
+pub struct ModelSource<'a> {
+    pub parts: Parts<'a>,
+    /// The folder it was read from (for the model card).
+    pub dir: &'a Path,
+    pub preprocess: &'a PreprocessConfig,
+    /// The text encoder's tokenizer (questions, match phrases, triggers).
+    pub tokenizer: &'a TextTokenizer,
+    /// The caption decoder's, when it has a vocabulary of its own.
+    pub decoder_tokenizer: Option<&'a TextTokenizer>,
+    /// VQA answers in logit order (empty: no VQA graph).
+    pub answers: &'a [String],
+    /// Training captions for consensus reranking on the device.
+    pub memory: Option<&'a CaptionMemory>,
+    pub decoding: Option<Decoding>,
+    /// The model card's lines on the architecture.
+    pub architecture: String,
+}
+
+impl<'a> From<&'a SavedModel> for ModelSource<'a> {
+    fn from(saved: &'a SavedModel) -> Self {
+        let c = &saved.config;
+        ModelSource {
+            parts: Parts::Trained(&saved.model),
+            dir: &saved.dir,
+            preprocess: &saved.preprocess,
+            tokenizer: &saved.tokenizer,
+            decoder_tokenizer: None,
+            answers: &saved.answers,
+            memory: None,
+            decoding: None,
+            architecture: format!(
+                "- image encoder: ViT, {size} px images, {patch} px patches, width {dv}, {lv} layers\n\
+                 - text encoder: BERT layout, width {dt}, {lt} layers, vocabulary {vocab}\n\
+                 - fusion: {fusion:?}; caption decoder: {ld} layers; VQA answers: {answers}\n",
+                size = c.vision.image_size,
+                patch = c.vision.patch_size,
+                dv = c.vision.d_model,
+                lv = c.vision.layers,
+                dt = c.text.d_model,
+                lt = c.text.layers,
+                vocab = c.text.vocab_size,
+                fusion = c.fusion.kind,
+                ld = c.decoder.layers,
+                answers = saved.answers.len(),
+            ),
         }
     }
 }
 
 /// The ONNX graphs of a model, by graph name.
-pub fn build_graphs(saved: &SavedModel, weights: WeightFormat) -> Vec<(&'static str, Vec<u8>)> {
-    let model = &saved.model;
-    let size = saved.preprocess.image_size as usize;
-    let mut out = vec![
-        (io::IMAGE_ENCODER, graphs::image_encoder(model, size, weights)),
-        (io::TEXT_ENCODER, graphs::text_encoder(model, weights)),
-        (io::CAPTION_DECODER, graphs::caption_decoder(model, weights)),
-        (io::CAPTION_STEP, graphs::caption_decoder_step(model, weights)),
-    ];
-    if let Some(vqa) = graphs::vqa(model, size, weights) {
-        out.push((io::VQA, vqa));
+pub fn build_graphs(source: &ModelSource, weights: WeightFormat) -> Vec<(&'static str, Vec<u8>)> {
+    let size = source.preprocess.image_size as usize;
+    let decoder = source.parts.decoder();
+    let tokens = source.parts.image_tokens(size);
+    let mut out = match &source.parts {
+        Parts::Trained(model) => vec![
+            (io::IMAGE_ENCODER, graphs::image_encoder(model, size, weights)),
+            (io::TEXT_ENCODER, graphs::text_encoder(model, weights)),
+        ],
+        Parts::Imported { image, text, heads } => vec![
+            (
+                io::IMAGE_ENCODER,
+                graphs::photo_image_encoder(image, heads, size, weights),
+            ),
+            (io::TEXT_ENCODER, graphs::photo_text_encoder(text, heads, weights)),
+        ],
+    };
+    out.push((
+        io::CAPTION_DECODER,
+        graphs::caption_decoder(decoder, tokens, weights),
+    ));
+    out.push((
+        io::CAPTION_STEP,
+        graphs::caption_decoder_step(decoder, tokens, weights),
+    ));
+    if let Parts::Trained(model) = &source.parts {
+        if let Some(vqa) = graphs::vqa(model, size, weights) {
+            out.push((io::VQA, vqa));
+        }
     }
     out.into_iter()
         .map(|(name, g)| (name, g.encode_to_vec()))
@@ -77,29 +194,17 @@ fn synthetic_selftest_image(size: u32) -> Result<Vec<u8>> {
     Ok(png)
 }
 
-fn model_card(saved: &SavedModel, opts: &ExportOptions) -> String {
-    let c = &saved.config;
+fn model_card(source: &ModelSource, opts: &ExportOptions) -> String {
     format!(
         "# {name} (model version {version})\n\n\
          Exported by edgevlm {tool} from `{dir}`.\n\n\
-         - image encoder: ViT, {size} px images, {patch} px patches, width {dv}, {lv} layers\n\
-         - text encoder: BERT layout, width {dt}, {lt} layers, vocabulary {vocab}\n\
-         - fusion: {fusion:?}; caption decoder: {ld} layers; VQA answers: {answers}\n\
+         {architecture}\
          - weights: {weights:?}\n",
         name = opts.name,
         version = opts.model_version,
         tool = env!("CARGO_PKG_VERSION"),
-        dir = saved.dir.display(),
-        size = c.vision.image_size,
-        patch = c.vision.patch_size,
-        dv = c.vision.d_model,
-        lv = c.vision.layers,
-        dt = c.text.d_model,
-        lt = c.text.layers,
-        vocab = c.text.vocab_size,
-        fusion = c.fusion.kind,
-        ld = c.decoder.layers,
-        answers = saved.answers.len(),
+        dir = source.dir.display(),
+        architecture = source.architecture,
         weights = opts.weights,
     )
 }
@@ -110,12 +215,12 @@ fn runtime_error(e: edgevlm_device::runtime::RuntimeError) -> TrainError {
 
 /// Builds the bundle; its self-test holds what the device runtime computes on the
 /// self-test image with these very graphs.
-pub fn export(saved: &SavedModel, opts: &ExportOptions) -> Result<Bundle> {
+pub fn export(source: &ModelSource, opts: &ExportOptions) -> Result<Bundle> {
     let (image_name, image_bytes) = match &opts.selftest_image {
         Some((name, bytes)) => (name.clone(), bytes.clone()),
         None => (
             "selftest.png".to_string(),
-            synthetic_selftest_image(saved.preprocess.image_size)?,
+            synthetic_selftest_image(source.preprocess.image_size)?,
         ),
     };
     // The device refuses such a bundle when it reads it; say so here instead.
@@ -124,26 +229,40 @@ pub fn export(saved: &SavedModel, opts: &ExportOptions) -> Result<Bundle> {
             "self-test image name {image_name:?} cannot go into a bundle: {problem}"
         )));
     }
-    let mut files: Vec<(String, FileKind, Vec<u8>)> = build_graphs(saved, opts.weights)
+    let mut files: Vec<(String, FileKind, Vec<u8>)> = build_graphs(source, opts.weights)
         .into_iter()
         .map(|(name, bytes)| (io::graph_file(name), FileKind::Graph, bytes))
         .collect();
-    let tokenizer = saved.tokenizer.to_json()?;
     files.push((
-        "tokenizer.json".into(),
+        TEXT_TOKENIZER_FILE.into(),
         FileKind::Tokenizer,
-        tokenizer.into_bytes(),
+        source.tokenizer.to_json()?.into_bytes(),
     ));
+    if let Some(tokenizer) = source.decoder_tokenizer {
+        files.push((
+            DECODER_TOKENIZER_FILE.into(),
+            FileKind::DecoderTokenizer,
+            tokenizer.to_json()?.into_bytes(),
+        ));
+    }
+    if let Some(memory) = source.memory {
+        files.push((
+            CAPTION_MEMORY_FILE.into(),
+            FileKind::CaptionMemory,
+            memory.to_bytes(opts.memory),
+        ));
+    }
     files.push((
         "MODEL_CARD.md".into(),
         FileKind::ModelCard,
-        model_card(saved, opts).into_bytes(),
+        model_card(source, opts).into_bytes(),
     ));
     files.push((image_name.clone(), FileKind::SelfTestImage, image_bytes.clone()));
     if let Some(binary) = &opts.firmware {
         files.push((FIRMWARE_FILE.into(), FileKind::Firmware, binary.clone()));
     }
-    let attention = &saved.model.decoder.layers[0].self_attention;
+    let decoder = source.parts.decoder();
+    let attention = &decoder.layers[0].self_attention;
     let mut manifest = Manifest {
         format_version: 0,
         name: opts.name.clone(),
@@ -156,18 +275,19 @@ pub fn export(saved: &SavedModel, opts: &ExportOptions) -> Result<Bundle> {
             WeightFormat::F32 => WeightStorage::F32,
             WeightFormat::Int8 => WeightStorage::Int8PerChannel,
         },
-        preprocess: saved.preprocess.clone(),
-        max_text_len: saved.tokenizer.max_len(),
-        answers: saved.answers.clone(),
+        preprocess: source.preprocess.clone(),
+        max_text_len: source.tokenizer.max_len(),
+        answers: source.answers.to_vec(),
         decoder: DecoderSpec {
-            layers: saved.model.decoder.layers.len(),
+            layers: decoder.layers.len(),
             heads: attention.heads(),
             d_head: attention.d_head(),
-            max_len: saved.model.decoder.max_len(),
-            vocab: saved.config.decoder.vocab_size,
+            max_len: decoder.max_len(),
+            vocab: decoder.token_embedding.weight.val().dims()[0],
         },
         files: Vec::new(),
         selftest: None,
+        decoding: source.decoding,
     };
     let draft = Bundle::new(manifest.clone(), files.clone());
     let runtime = Runtime::from_bundle(&draft).map_err(runtime_error)?;
@@ -176,7 +296,7 @@ pub fn export(saved: &SavedModel, opts: &ExportOptions) -> Result<Bundle> {
     let caption = runtime
         .caption(&encoded, DecodeOptions::default())
         .map_err(runtime_error)?;
-    let vqa = if saved.answers.is_empty() {
+    let vqa = if source.answers.is_empty() {
         None
     } else {
         let answer = runtime

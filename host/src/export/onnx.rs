@@ -164,6 +164,14 @@ impl GraphBuilder {
         }
     }
 
+    /// Builds part of the graph with f32 weights whatever the graph's format.
+    pub fn f32_weights<T>(&mut self, build: impl FnOnce(&mut Self) -> T) -> T {
+        let format = std::mem::replace(&mut self.weights, WeightFormat::F32);
+        let out = build(self);
+        self.weights = format;
+        out
+    }
+
     /// An int8 constant (quantized weights used directly by integer operators).
     pub fn constant_i8(&mut self, hint: &str, values: &[i8], dims: &[usize]) -> String {
         let name = self.fresh(hint);

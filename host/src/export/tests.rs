@@ -164,13 +164,13 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
     let logits = m.decoder.forward(ids.clone(), tokens.clone());
     let vocab = logits.dims()[2];
     let full = run(
-        graphs::caption_decoder(&m, weights),
+        graphs::caption_decoder(&m.decoder, graphs::vit_tokens(&m), weights),
         vec![f32_tensor(&tokens), t_ids.clone()],
     );
     check("decoder logits", &full[0], logits.clone().reshape([2, 5 * vocab]));
     let prefix = TractTensor::from_shape(&[2, 2], &[IDS[0], IDS[1], IDS[5], IDS[6]]).unwrap();
     let mut cache: Vec<Vec<f32>> = run(
-        graphs::caption_decoder(&m, weights),
+        graphs::caption_decoder(&m.decoder, graphs::vit_tokens(&m), weights),
         vec![f32_tensor(&tokens), prefix],
     )
     .split_off(1);
@@ -186,7 +186,10 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
         for c in &cache {
             inputs.push(TractTensor::from_shape(&[2, a.heads(), position, a.d_head()], c).unwrap());
         }
-        let mut out = run(graphs::caption_decoder_step(&m, weights), inputs);
+        let mut out = run(
+            graphs::caption_decoder_step(&m.decoder, graphs::vit_tokens(&m), weights),
+            inputs,
+        );
         let expected = logits.clone().narrow(1, position, 1).reshape([2, vocab]);
         check(&format!("decoder step {position}"), &out[0], expected);
         cache = out.split_off(1);
@@ -257,7 +260,7 @@ fn spatial_vqa_graph_matches_burn() {
 fn graph_names_are_the_shared_ones() {
     let device = Device::flex();
     let m = model(FusionKind::CrossAttention, &device);
-    let g = graphs::caption_decoder_step(&m, WeightFormat::F32);
+    let g = graphs::caption_decoder_step(&m.decoder, graphs::vit_tokens(&m), WeightFormat::F32);
     let graph = g.graph.unwrap();
     let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(
@@ -272,3 +275,5 @@ fn graph_names_are_the_shared_ones() {
     );
     assert_eq!(graph.output[0].name, io::LOGITS);
 }
+
+mod photo;

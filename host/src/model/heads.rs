@@ -43,6 +43,19 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     x / norm
 }
 
+/// A sentence embedding as sentence-transformers pools MiniLM: the mean of the
+/// token states the mask keeps, at unit length.
+///
+/// # Shapes
+/// - states: `[batch, len, d]`, mask `[batch, len]` (1 = token) → `[batch, d]`
+pub fn sentence_embedding(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+    let [n, len, d] = states.dims();
+    let summed = (states * mask.clone().reshape([n, len, 1]))
+        .sum_dim(1)
+        .reshape([n, d]);
+    l2_normalize(summed / mask.sum_dim(1).clamp_min(1e-9))
+}
+
 impl ItcHead {
     /// Unit-length embeddings: `[batch, d_image]` → `[batch, d_embed]`.
     pub fn embed_image(&self, pooled: Tensor<2>) -> Tensor<2> {

@@ -22,6 +22,7 @@ use super::consensus::{self, CaptionMemory, Consensus, Decoding};
 use super::towers::{self, Towers};
 use crate::data::store::ImageStore;
 use crate::eval::predict::Predictor;
+use crate::export::{ModelSource, Parts};
 use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
 use crate::model::saved::save_config;
 use crate::model::DecodeOptions;
@@ -97,9 +98,9 @@ impl PhotoModel {
         let memory_path = dir.join(consensus::MEMORY_FILE);
         let memory = memory_path
             .is_file()
-            .then(|| CaptionMemory::load(&memory_path))
+            .then(|| consensus::load_memory(&memory_path))
             .transpose()?;
-        let decoding = Decoding::load(dir)?;
+        let decoding = consensus::load_decoding(dir)?;
         let consensus = match (&memory, decoding) {
             (Some(_), Some(d)) => d.consensus,
             _ => None,
@@ -114,6 +115,52 @@ impl PhotoModel {
             memory,
             decoding,
             consensus,
+        })
+    }
+
+    /// What `export` turns into a bundle: both towers, the heads, both tokenizers,
+    /// the caption memory and the decoding chosen on dev.
+    pub fn source<'a>(&'a self, dir: &'a Path) -> Result<ModelSource<'a>> {
+        let c = &self.config;
+        let eps = self.towers.text.config.layer_norm_eps;
+        if (eps - f64::from(crate::export::blocks::eps::BERT)).abs() > 1e-15 {
+            return Err(TrainError::record(
+                self.towers.text_dir.join("config.json"),
+                format!("layer_norm_eps {eps}: the exporter writes BERT LayerNorms with 1e-12"),
+            ));
+        }
+        Ok(ModelSource {
+            parts: Parts::Imported {
+                image: &self.towers.image,
+                text: &self.towers.text.model,
+                heads: &self.model,
+            },
+            dir,
+            preprocess: &self.preprocess,
+            tokenizer: &self.towers.text.tokenizer,
+            decoder_tokenizer: Some(&self.tokenizer),
+            answers: &[],
+            memory: self.memory.as_ref(),
+            decoding: self.decoding.map(|d| Decoding {
+                consensus: self.consensus,
+                ..d
+            }),
+            architecture: format!(
+                "- image encoder: EfficientNet-Lite0 (frozen, {size} px), grid tokens projected to width {d}\n\
+                 - text encoder: {text} (frozen, BERT layout, width {dt}, {lt} layers, vocabulary {vocab}), \
+                 mean-pooled sentence embedding\n\
+                 - ITC: two-layer projections to width {embed}; caption decoder: {ld} layers, \
+                 its own vocabulary of {dv}\n",
+                size = self.preprocess.image_size,
+                d = c.d_model,
+                text = self.towers.text_dir.display(),
+                dt = c.d_text,
+                lt = self.towers.text.config.layers,
+                vocab = c.text_vocab,
+                embed = c.d_embed,
+                ld = c.decoder.layers,
+                dv = c.decoder.vocab_size,
+            ),
         })
     }
 

@@ -12,6 +12,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 use super::cache::{self, ImageFeatures, ImageHeader, TextFeatures, TextHeader};
 use crate::data::store::ImageStore;
 use crate::model::efficientnet::EfficientNet;
+use crate::model::heads::sentence_embedding;
 use crate::model::pretrained::{load_bert, load_efficientnet, PretrainedBert};
 use crate::train::error::{Result, TrainError};
 
@@ -147,13 +148,8 @@ impl Towers {
             device,
         );
         let states = self.text.model.forward(ids, mask.clone());
-        let d = self.d_text();
-        let summed = (states.clone() * mask.clone().reshape([n, len, 1]))
-            .sum_dim(1)
-            .reshape([n, d]);
-        let mean = summed / mask.clone().sum_dim(1).clamp_min(1e-9);
-        let norm = mean.clone().powf_scalar(2.0).sum_dim(1).sqrt().clamp_min(1e-12);
-        (states, mask, mean / norm)
+        let sentences = sentence_embedding(states.clone(), mask.clone());
+        (states, mask, sentences)
     }
 
     /// Sentence embeddings of texts (what ITC's text side reads).
