@@ -31,6 +31,17 @@ pub fn describe(bundle: &Bundle, size: u64) -> String {
         "decoder       {} layers, {} heads x {}, vocabulary {}, captions up to {} tokens",
         d.layers, d.heads, d.d_head, d.vocab, d.max_len
     );
+    if let Some(c) = &m.decoding {
+        let rerank = c
+            .consensus
+            .map(|r| format!(", reranked against the {} nearest training captions (weight {})", r.neighbours, r.weight))
+            .unwrap_or_default();
+        let _ = writeln!(
+            s,
+            "decoding      beam {}, length penalty {}{rerank}",
+            c.beam_size, c.length_penalty
+        );
+    }
     let shown: Vec<&str> = m.answers.iter().take(12).map(String::as_str).collect();
     let _ = writeln!(
         s,

@@ -255,6 +255,9 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         assert!((-1.0..=1.0).contains(&value), "{line}");
     }
 
+    // The same model as a bundle: the device decodes and reranks as the host does.
+    check_bundles(&out, &data, root.path());
+
     // Without its caption memory the folder still captions, but cannot rerank.
     std::fs::remove_file(out.join("memory.bin")).unwrap();
     eval_dev("caption", &out, &data, &[]);
@@ -289,3 +292,69 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
     let (ok, _, stderr) = train(&data, &root.path().join("model4"), &cache, &[]);
     assert!(!ok && stderr.contains("Flickr_8k.devImages.txt"), "{stderr}");
 }
+
+/// Exports the model folder (f32 and int8) and checks the device against the host:
+/// the f32 bundle's reranked dev captions and corpus scores equal the folder's, its
+/// ITC scores match within 1e-3, and `edgevlm-device caption` and `match` serve it.
+fn check_bundles(model: &Path, data: &Path, root: &Path) {
+    let (f32_bundle, int8_bundle) = (root.join("photo.bundle"), root.join("photo8.bundle"));
+    let dev_image = data.join("Images/0030_scene.jpg");
+    run_ok(
+        "edgevlm",
+        &["export", "--model", s(model), "--out", s(&f32_bundle), "--selftest-image", s(&dev_image)],
+    );
+    run_ok("edgevlm", &["export", "--int8", "--model", s(model), "--out", s(&int8_bundle)]);
+    let info = run_ok("edgevlm-device", &["info", s(&f32_bundle)]);
+    for file in ["decoder_tokenizer.json", "caption_memory.bin", "tokenizer.json"] {
+        assert!(info.contains(file), "{file} not in {info}");
+    }
+    let selftest = run_ok("edgevlm-device", &["selftest", "--bundle", s(&f32_bundle)]);
+    assert!(selftest.contains("self-test passed"), "{selftest}");
+
+    let report = |path: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+    };
+    eval_dev("caption", model, data, &[]);
+    let host = report(&model.join("eval-caption-dev.json"));
+    eval_dev("caption", &f32_bundle, data, &[]);
+    let device = report(&f32_bundle.with_extension("eval-caption-dev.json"));
+    assert_eq!(device["consensus"], host["consensus"], "the bundle reranks as the folder does");
+    assert_eq!(device["beam_size"], host["beam_size"]);
+    let captions = |r: &serde_json::Value| -> Vec<String> {
+        r["examples"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["caption"].as_str().unwrap().to_string())
+            .collect()
+    };
+    assert_eq!(captions(&device), captions(&host));
+    assert_eq!(device["cider_d"], host["cider_d"]);
+    eval_dev("caption", &int8_bundle, data, &[]);
+    let int8 = report(&int8_bundle.with_extension("eval-caption-dev.json"));
+    assert_eq!(int8["examples"].as_array().unwrap().len(), 8);
+
+    let on_device = run_ok("edgevlm-device", &["caption", s(&dev_image), "--bundle", s(&f32_bundle)]);
+    let on_host = run_ok("edgevlm", &["caption", s(&dev_image), "--model", s(model)]);
+    assert_eq!(on_device.trim(), on_host.trim());
+
+    let phrases = ["a small red circle", "a dog on the grass"];
+    let scores = |out: String| -> Vec<f32> {
+        out.lines()
+            .map(|l| l.split_whitespace().next().unwrap().parse().unwrap())
+            .collect()
+    };
+    let host_scores = scores(run_ok(
+        "edgevlm",
+        &[&["match", s(&dev_image), "--model", s(model)][..], &phrases[..]].concat(),
+    ));
+    let device_scores = scores(run_ok(
+        "edgevlm-device",
+        &[&["match", s(&dev_image), "--bundle", s(&f32_bundle)][..], &phrases[..]].concat(),
+    ));
+    assert_eq!(host_scores.len(), 2);
+    for (h, d) in host_scores.iter().zip(&device_scores) {
+        assert!((h - d).abs() < 1e-3, "host {host_scores:?} device {device_scores:?}");
+    }
+}
+
