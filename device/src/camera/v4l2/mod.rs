@@ -11,11 +11,12 @@ use edgevlm_shared::preprocess::decode_image_as;
 use image::RgbImage;
 
 use super::{Camera, CameraError, Frame};
+use abi::*;
 
-const BUF_TYPE_VIDEO_CAPTURE: u32 = 1;
-const MEMORY_MMAP: u32 = 1;
-const CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
-const CAP_STREAMING: u32 = 0x0400_0000;
+mod abi;
+#[cfg(all(test, target_pointer_width = "64"))]
+mod abi_tests;
+
 const BUFFERS: u32 = 4;
 const FRAME_TIMEOUT_MS: i32 = 3000;
 
@@ -43,118 +44,11 @@ impl PixelFormat {
     }
 
     fn fourcc(self) -> u32 {
-        u32::from_le_bytes(*match self {
-            Self::Mjpeg => b"MJPG",
-            Self::Yuyv => b"YUYV",
-        })
+        match self {
+            Self::Mjpeg => V4L2_PIX_FMT_MJPEG,
+            Self::Yuyv => V4L2_PIX_FMT_YUYV,
+        }
     }
-}
-
-// The kernel's structures (include/uapi/linux/videodev2.h), 64-bit layout.
-#[repr(C)]
-struct Capability {
-    driver: [u8; 16],
-    card: [u8; 32],
-    bus_info: [u8; 32],
-    version: u32,
-    capabilities: u32,
-    device_caps: u32,
-    reserved: [u32; 3],
-}
-
-#[repr(C)]
-#[derive(Clone, Copy)]
-struct PixFormat {
-    width: u32,
-    height: u32,
-    pixelformat: u32,
-    field: u32,
-    bytesperline: u32,
-    sizeimage: u32,
-    colorspace: u32,
-    private: u32,
-    flags: u32,
-    ycbcr_enc: u32,
-    quantization: u32,
-    xfer_func: u32,
-}
-
-#[repr(C)]
-struct Format {
-    kind: u32,
-    // The kernel's union holds pointers: 8-byte aligned, 200 bytes.
-    pix: PixFormat,
-    rest: [u8; 200 - std::mem::size_of::<PixFormat>()],
-    _align: [u64; 0],
-}
-
-#[repr(C)]
-struct StreamParm {
-    kind: u32,
-    capability: u32,
-    capturemode: u32,
-    numerator: u32,
-    denominator: u32,
-    extendedmode: u32,
-    readbuffers: u32,
-    reserved: [u32; 4],
-    rest: [u8; 200 - 40],
-}
-
-#[repr(C)]
-struct RequestBuffers {
-    count: u32,
-    kind: u32,
-    memory: u32,
-    capabilities: u32,
-    flags: u8,
-    reserved: [u8; 3],
-}
-
-#[repr(C)]
-struct Buffer {
-    index: u32,
-    kind: u32,
-    bytesused: u32,
-    flags: u32,
-    field: u32,
-    timestamp: [i64; 2],
-    timecode: [u32; 4],
-    sequence: u32,
-    memory: u32,
-    offset: u64,
-    length: u32,
-    reserved2: u32,
-    request_fd: u32,
-}
-
-const _: () = {
-    assert!(std::mem::size_of::<Capability>() == 104);
-    assert!(std::mem::size_of::<Format>() == 208);
-    assert!(std::mem::size_of::<StreamParm>() == 204);
-    assert!(std::mem::size_of::<RequestBuffers>() == 20);
-    assert!(std::mem::size_of::<Buffer>() == 88);
-};
-
-/// `_IOC(dir, 'V', nr, size)` as the kernel computes it.
-const fn ioc(dir: u64, nr: u64, size: usize) -> u64 {
-    (dir << 30) | ((size as u64) << 16) | ((b'V' as u64) << 8) | nr
-}
-const READ: u64 = 2;
-const WRITE: u64 = 1;
-const QUERYCAP: u64 = ioc(READ, 0, std::mem::size_of::<Capability>());
-const S_FMT: u64 = ioc(READ | WRITE, 5, std::mem::size_of::<Format>());
-const REQBUFS: u64 = ioc(READ | WRITE, 8, std::mem::size_of::<RequestBuffers>());
-const QUERYBUF: u64 = ioc(READ | WRITE, 9, std::mem::size_of::<Buffer>());
-const QBUF: u64 = ioc(READ | WRITE, 15, std::mem::size_of::<Buffer>());
-const DQBUF: u64 = ioc(READ | WRITE, 17, std::mem::size_of::<Buffer>());
-const STREAMON: u64 = ioc(WRITE, 18, std::mem::size_of::<i32>());
-const STREAMOFF: u64 = ioc(WRITE, 19, std::mem::size_of::<i32>());
-const S_PARM: u64 = ioc(READ | WRITE, 22, std::mem::size_of::<StreamParm>());
-
-fn zeroed<T>() -> T {
-    // SAFETY: only used for the plain-integer kernel structures above.
-    unsafe { std::mem::zeroed() }
 }
 
 struct Mapping {
@@ -197,34 +91,45 @@ impl V4l2Camera {
             buffers: Vec::new(),
             frames: 0,
         };
-        let mut cap: Capability = zeroed();
-        camera.ioctl(QUERYCAP, &mut cap, "VIDIOC_QUERYCAP (not a V4L2 device?)")?;
-        let caps = if cap.device_caps != 0 {
+        let mut cap = Capability::zeroed();
+        camera.ioctl(VIDIOC_QUERYCAP, &mut cap, "VIDIOC_QUERYCAP (not a V4L2 device?)")?;
+        // `device_caps` describes this node; `capabilities` the whole device.
+        let caps = if cap.capabilities & V4L2_CAP_DEVICE_CAPS != 0 {
             cap.device_caps
         } else {
             cap.capabilities
         };
-        if caps & CAP_VIDEO_CAPTURE == 0 || caps & CAP_STREAMING == 0 {
+        if caps & V4L2_CAP_VIDEO_CAPTURE == 0 || caps & V4L2_CAP_STREAMING == 0 {
             return Err(camera.unsupported("no video capture with streaming I/O"));
         }
-        let mut fmt: Format = zeroed();
-        fmt.kind = BUF_TYPE_VIDEO_CAPTURE;
-        fmt.pix.width = width;
-        fmt.pix.height = height;
-        fmt.pix.pixelformat = format.fourcc();
-        camera.ioctl(S_FMT, &mut fmt, "VIDIOC_S_FMT")?;
-        if fmt.pix.pixelformat != format.fourcc() {
+        let mut fmt = Format::zeroed();
+        fmt.r#type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        fmt.fmt.pix = PixFormat {
+            width,
+            height,
+            pixelformat: format.fourcc(),
+            ..PixFormat::zeroed()
+        };
+        camera.ioctl(VIDIOC_S_FMT, &mut fmt, "VIDIOC_S_FMT")?;
+        // SAFETY: for V4L2_BUF_TYPE_VIDEO_CAPTURE the driver answers in `pix`.
+        let pix = unsafe { fmt.fmt.pix };
+        if pix.pixelformat != format.fourcc() {
             return Err(camera.unsupported(&format!("the camera does not offer {format:?}")));
         }
         // The driver picks the nearest size it has.
-        camera.width = fmt.pix.width;
-        camera.height = fmt.pix.height;
-        let mut parm: StreamParm = zeroed();
-        parm.kind = BUF_TYPE_VIDEO_CAPTURE;
-        parm.numerator = 1;
-        parm.denominator = fps.max(1);
+        camera.width = pix.width;
+        camera.height = pix.height;
+        let mut parm = StreamParm::zeroed();
+        parm.r#type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        parm.parm.capture = CaptureParm {
+            timeperframe: Fract {
+                numerator: 1,
+                denominator: fps.max(1),
+            },
+            ..CaptureParm::zeroed()
+        };
         // Not every driver lets the rate be set; its own rate is fine then.
-        let _ = camera.ioctl(S_PARM, &mut parm, "VIDIOC_S_PARM");
+        let _ = camera.ioctl(VIDIOC_S_PARM, &mut parm, "VIDIOC_S_PARM");
         camera.start()?;
         Ok(camera)
     }
@@ -252,16 +157,16 @@ impl V4l2Camera {
     fn start(&mut self) -> Result<(), CameraError> {
         let mut req = RequestBuffers {
             count: BUFFERS,
-            kind: BUF_TYPE_VIDEO_CAPTURE,
-            memory: MEMORY_MMAP,
-            capabilities: 0,
-            flags: 0,
-            reserved: [0; 3],
+            r#type: V4L2_BUF_TYPE_VIDEO_CAPTURE,
+            memory: V4L2_MEMORY_MMAP,
+            ..RequestBuffers::zeroed()
         };
-        self.ioctl(REQBUFS, &mut req, "VIDIOC_REQBUFS")?;
+        self.ioctl(VIDIOC_REQBUFS, &mut req, "VIDIOC_REQBUFS")?;
         for index in 0..req.count {
             let mut buf = self.buffer(index);
-            self.ioctl(QUERYBUF, &mut buf, "VIDIOC_QUERYBUF")?;
+            self.ioctl(VIDIOC_QUERYBUF, &mut buf, "VIDIOC_QUERYBUF")?;
+            // SAFETY: for V4L2_MEMORY_MMAP the driver answers in `m.offset`.
+            let offset = unsafe { buf.m.offset };
             // SAFETY: maps the driver's buffer as it describes it; unmapped in Drop.
             let ptr = unsafe {
                 libc::mmap(
@@ -270,7 +175,7 @@ impl V4l2Camera {
                     libc::PROT_READ | libc::PROT_WRITE,
                     libc::MAP_SHARED,
                     self.file.as_raw_fd(),
-                    buf.offset as libc::off_t,
+                    offset as libc::off_t,
                 )
             };
             if ptr == libc::MAP_FAILED {
@@ -283,17 +188,17 @@ impl V4l2Camera {
                 ptr,
                 len: buf.length as usize,
             });
-            self.ioctl(QBUF, &mut buf, "VIDIOC_QBUF")?;
+            self.ioctl(VIDIOC_QBUF, &mut buf, "VIDIOC_QBUF")?;
         }
-        let mut kind = BUF_TYPE_VIDEO_CAPTURE as i32;
-        self.ioctl(STREAMON, &mut kind, "VIDIOC_STREAMON")
+        let mut kind = V4L2_BUF_TYPE_VIDEO_CAPTURE as i32;
+        self.ioctl(VIDIOC_STREAMON, &mut kind, "VIDIOC_STREAMON")
     }
 
     fn buffer(&self, index: u32) -> Buffer {
-        let mut buf: Buffer = zeroed();
+        let mut buf = Buffer::zeroed();
         buf.index = index;
-        buf.kind = BUF_TYPE_VIDEO_CAPTURE;
-        buf.memory = MEMORY_MMAP;
+        buf.r#type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
+        buf.memory = V4L2_MEMORY_MMAP;
         buf
     }
 
@@ -325,13 +230,13 @@ impl Camera for V4l2Camera {
             return Err(self.unsupported(&format!("no frame within {FRAME_TIMEOUT_MS} ms")));
         }
         let mut buf = self.buffer(0);
-        self.ioctl(DQBUF, &mut buf, "VIDIOC_DQBUF")?;
+        self.ioctl(VIDIOC_DQBUF, &mut buf, "VIDIOC_DQBUF")?;
         let mapping = &self.buffers[buf.index as usize];
         let used = (buf.bytesused as usize).min(mapping.len);
         // SAFETY: the driver filled `used` bytes of this mapped buffer and
         // leaves it to us until it is queued again below.
         let bytes = unsafe { std::slice::from_raw_parts(mapping.ptr as *const u8, used) }.to_vec();
-        self.ioctl(QBUF, &mut buf, "VIDIOC_QBUF")?;
+        self.ioctl(VIDIOC_QBUF, &mut buf, "VIDIOC_QBUF")?;
         self.frames += 1;
         Ok(Some(Frame {
             image: self.decode(&bytes)?,
@@ -342,8 +247,8 @@ impl Camera for V4l2Camera {
 
 impl Drop for V4l2Camera {
     fn drop(&mut self) {
-        let mut kind = BUF_TYPE_VIDEO_CAPTURE as i32;
-        let _ = self.ioctl(STREAMOFF, &mut kind, "VIDIOC_STREAMOFF");
+        let mut kind = V4L2_BUF_TYPE_VIDEO_CAPTURE as i32;
+        let _ = self.ioctl(VIDIOC_STREAMOFF, &mut kind, "VIDIOC_STREAMOFF");
         for m in &self.buffers {
             // SAFETY: each mapping was created by mmap in `start`.
             unsafe { libc::munmap(m.ptr, m.len) };
@@ -376,19 +281,6 @@ pub fn yuyv_to_rgb(bytes: &[u8], width: u32, height: u32) -> Option<RgbImage> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn ioctl_numbers_match_the_kernel_headers() {
-        // From videodev2.h on 64-bit Linux (x86_64 and aarch64 alike).
-        assert_eq!(QUERYCAP, 0x8068_5600);
-        assert_eq!(S_FMT, 0xc0d0_5605);
-        assert_eq!(REQBUFS, 0xc014_5608);
-        assert_eq!(QUERYBUF, 0xc058_5609);
-        assert_eq!(QBUF, 0xc058_560f);
-        assert_eq!(DQBUF, 0xc058_5611);
-        assert_eq!(STREAMON, 0x4004_5612);
-        assert_eq!(S_PARM, 0xc0cc_5616);
-    }
 
     #[test]
     fn yuyv_black_white_and_red_convert() {
