@@ -12,12 +12,13 @@ use edgevlm_shared::{PreprocessConfig, TextTokenizer, TokenizerConfig};
 use serde::Serialize;
 
 use crate::data::batcher::Batcher;
+use crate::data::datasets;
 use crate::data::synth::{self, SynthOptions};
+use crate::error::Result;
 use crate::model::{EdgeVlmConfig, VqaHeadKind};
-use crate::train::error::Result;
 use crate::train::tasks::{answer_vocabulary, pair_set, question_set, TextImageBatch};
 use crate::train::trainer::{optimizer, Losses};
-use crate::train::{datasets, steps, TrainConfig};
+use crate::train::{steps, TrainConfig};
 
 #[derive(Debug, Serialize)]
 pub struct StepBench {

@@ -1,9 +1,9 @@
-//! Errors of training runs.
+//! The crate's error type: every failure names the file, field or step involved.
 
 use std::path::PathBuf;
 
 #[derive(Debug, thiserror::Error)]
-pub enum TrainError {
+pub enum Error {
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -30,18 +30,18 @@ pub enum TrainError {
     Shared(#[from] edgevlm_shared::Error),
 }
 
-pub type Result<T, E = TrainError> = std::result::Result<T, E>;
+pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl TrainError {
+impl Error {
     pub fn io(path: impl Into<PathBuf>, source: std::io::Error) -> Self {
-        TrainError::Io {
+        Error::Io {
             path: path.into(),
             source,
         }
     }
 
     pub fn record(path: impl Into<PathBuf>, reason: impl std::fmt::Display) -> Self {
-        TrainError::Record {
+        Error::Record {
             path: path.into(),
             reason: reason.to_string(),
         }

@@ -3,6 +3,7 @@
 
 pub mod bench;
 pub mod data;
+pub mod error;
 pub mod eval;
 pub mod export;
 pub mod flash;

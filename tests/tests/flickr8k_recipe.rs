@@ -301,9 +301,20 @@ fn check_bundles(model: &Path, data: &Path, root: &Path) {
     let dev_image = data.join("Images/0030_scene.jpg");
     run_ok(
         "edgevlm",
-        &["export", "--model", s(model), "--out", s(&f32_bundle), "--selftest-image", s(&dev_image)],
+        &[
+            "export",
+            "--model",
+            s(model),
+            "--out",
+            s(&f32_bundle),
+            "--selftest-image",
+            s(&dev_image),
+        ],
     );
-    run_ok("edgevlm", &["export", "--int8", "--model", s(model), "--out", s(&int8_bundle)]);
+    run_ok(
+        "edgevlm",
+        &["export", "--int8", "--model", s(model), "--out", s(&int8_bundle)],
+    );
     let info = run_ok("edgevlm-device", &["info", s(&f32_bundle)]);
     for file in ["decoder_tokenizer.json", "caption_memory.bin", "tokenizer.json"] {
         assert!(info.contains(file), "{file} not in {info}");
@@ -318,7 +329,10 @@ fn check_bundles(model: &Path, data: &Path, root: &Path) {
     let host = report(&model.join("eval-caption-dev.json"));
     eval_dev("caption", &f32_bundle, data, &[]);
     let device = report(&f32_bundle.with_extension("eval-caption-dev.json"));
-    assert_eq!(device["consensus"], host["consensus"], "the bundle reranks as the folder does");
+    assert_eq!(
+        device["consensus"], host["consensus"],
+        "the bundle reranks as the folder does"
+    );
     assert_eq!(device["beam_size"], host["beam_size"]);
     let captions = |r: &serde_json::Value| -> Vec<String> {
         r["examples"]
@@ -334,7 +348,10 @@ fn check_bundles(model: &Path, data: &Path, root: &Path) {
     let int8 = report(&int8_bundle.with_extension("eval-caption-dev.json"));
     assert_eq!(int8["examples"].as_array().unwrap().len(), 8);
 
-    let on_device = run_ok("edgevlm-device", &["caption", s(&dev_image), "--bundle", s(&f32_bundle)]);
+    let on_device = run_ok(
+        "edgevlm-device",
+        &["caption", s(&dev_image), "--bundle", s(&f32_bundle)],
+    );
     let on_host = run_ok("edgevlm", &["caption", s(&dev_image), "--model", s(model)]);
     assert_eq!(on_device.trim(), on_host.trim());
 
@@ -350,11 +367,17 @@ fn check_bundles(model: &Path, data: &Path, root: &Path) {
     ));
     let device_scores = scores(run_ok(
         "edgevlm-device",
-        &[&["match", s(&dev_image), "--bundle", s(&f32_bundle)][..], &phrases[..]].concat(),
+        &[
+            &["match", s(&dev_image), "--bundle", s(&f32_bundle)][..],
+            &phrases[..],
+        ]
+        .concat(),
     ));
     assert_eq!(host_scores.len(), 2);
     for (h, d) in host_scores.iter().zip(&device_scores) {
-        assert!((h - d).abs() < 1e-3, "host {host_scores:?} device {device_scores:?}");
+        assert!(
+            (h - d).abs() < 1e-3,
+            "host {host_scores:?} device {device_scores:?}"
+        );
     }
 }
-

@@ -4,7 +4,7 @@ use std::path::Path;
 
 use crate::data::{self, AnyDataset, CaptionRecord, Dataset, Format, LoadOptions, VqaRecord};
 
-use super::error::{Result, TrainError};
+use crate::error::{Error, Result};
 
 /// Guesses a folder's format from the files it holds.
 pub fn detect(path: &Path, want_questions: bool) -> Option<Format> {
@@ -52,7 +52,7 @@ pub fn captions(path: &Path, format: Option<Format>, split: Option<&str>) -> Res
             report(&d.skipped);
             Ok(d.non_empty()?)
         }
-        AnyDataset::Questions(_) => Err(TrainError::Invalid(format!(
+        AnyDataset::Questions(_) => Err(Error::Invalid(format!(
             "{}: {format:?} holds questions, but this command needs captions",
             path.display()
         ))),
@@ -66,7 +66,7 @@ pub fn questions(path: &Path, format: Option<Format>, split: Option<&str>) -> Re
             report(&d.skipped);
             Ok(d.non_empty()?)
         }
-        AnyDataset::Captions(_) => Err(TrainError::Invalid(format!(
+        AnyDataset::Captions(_) => Err(Error::Invalid(format!(
             "{}: {format:?} holds captions, but this command needs questions",
             path.display()
         ))),

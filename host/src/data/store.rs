@@ -2,7 +2,9 @@
 //! cropped once (by the shared pipeline), then normalised per batch. Epochs after the
 //! first cost no decoding at all.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 
 use edgevlm_shared::preprocess::{load_image, normalize, resize_and_crop};
 use edgevlm_shared::PreprocessConfig;
@@ -82,4 +84,20 @@ impl ImageStore {
         }
         out
     }
+}
+
+/// Decodes the distinct images of `paths` into a store; returns it and each path's index.
+pub fn store_for(
+    paths: &[PathBuf],
+    preprocess: &PreprocessConfig,
+) -> Result<(Arc<ImageStore>, HashMap<PathBuf, usize>)> {
+    let mut unique: Vec<PathBuf> = Vec::new();
+    let mut index = HashMap::new();
+    for p in paths {
+        if !index.contains_key(p) {
+            index.insert(p.clone(), unique.len());
+            unique.push(p.clone());
+        }
+    }
+    Ok((Arc::new(ImageStore::load(unique, preprocess)?), index))
 }

@@ -10,10 +10,10 @@ use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Tensor, TensorData};
 
 use crate::data::store::ImageStore;
+use crate::model::input::text_input;
 use crate::model::saved::SavedModel;
 use crate::model::DecodeOptions;
 use crate::recipe::consensus::Consensus;
-use crate::train::objectives::text_input;
 
 const BATCH: usize = 64;
 
@@ -38,7 +38,7 @@ pub fn answers(
     store: &ImageStore,
     questions: &[(usize, String)],
     device: &Device,
-) -> crate::train::Result<Vec<(String, f32)>> {
+) -> crate::error::Result<Vec<(String, f32)>> {
     let model = saved.model.valid();
     let mut out = Vec::with_capacity(questions.len());
     for chunk in questions.chunks(4 * BATCH) {
@@ -77,7 +77,7 @@ pub fn captions(
     indices: &[usize],
     opts: DecodeOptions,
     device: &Device,
-) -> crate::train::Result<Vec<String>> {
+) -> crate::error::Result<Vec<String>> {
     let model = saved.model.valid();
     let special = saved.tokenizer.special_ids();
     let mut out = Vec::with_capacity(indices.len());
@@ -109,7 +109,7 @@ pub fn text_embeddings(
     saved: &SavedModel,
     texts: &[String],
     device: &Device,
-) -> crate::train::Result<Vec<Vec<f32>>> {
+) -> crate::error::Result<Vec<Vec<f32>>> {
     let model = saved.model.valid();
     let mut out = Vec::with_capacity(texts.len());
     for chunk in texts.chunks(BATCH) {
@@ -133,15 +133,15 @@ pub trait Predictor {
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
-    ) -> crate::train::Result<Vec<(String, f32)>>;
+    ) -> crate::error::Result<Vec<(String, f32)>>;
     fn captions(
         &self,
         store: &ImageStore,
         indices: &[usize],
         opts: DecodeOptions,
-    ) -> crate::train::Result<Vec<String>>;
-    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>>;
-    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>>;
+    ) -> crate::error::Result<Vec<String>>;
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::error::Result<Vec<Vec<f32>>>;
+    fn text_embeddings(&self, texts: &[String]) -> crate::error::Result<Vec<Vec<f32>>>;
     /// The beam search the model folder asks for, when it says.
     fn decoding(&self) -> Option<DecodeOptions> {
         None
@@ -152,10 +152,10 @@ pub trait Predictor {
     }
     /// Turns consensus reranking on (with these settings) or off. Only models with a
     /// caption memory can rerank.
-    fn set_consensus(&mut self, consensus: Option<Consensus>) -> crate::train::Result<()> {
+    fn set_consensus(&mut self, consensus: Option<Consensus>) -> crate::error::Result<()> {
         match consensus {
             None => Ok(()),
-            Some(_) => Err(crate::train::TrainError::Invalid(
+            Some(_) => Err(crate::error::Error::Invalid(
                 "consensus reranking needs a caption memory (memory.bin), which only \
                  `edgevlm train --recipe flickr8k` model folders have"
                     .into(),
@@ -182,7 +182,7 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
-    ) -> crate::train::Result<Vec<(String, f32)>> {
+    ) -> crate::error::Result<Vec<(String, f32)>> {
         answers(self.saved.borrow(), store, questions, &self.device)
     }
     fn captions(
@@ -190,10 +190,10 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
         store: &ImageStore,
         indices: &[usize],
         opts: DecodeOptions,
-    ) -> crate::train::Result<Vec<String>> {
+    ) -> crate::error::Result<Vec<String>> {
         captions(self.saved.borrow(), store, indices, opts, &self.device)
     }
-    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>> {
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::error::Result<Vec<Vec<f32>>> {
         Ok(image_embeddings(
             self.saved.borrow(),
             store,
@@ -201,7 +201,7 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
             &self.device,
         ))
     }
-    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
+    fn text_embeddings(&self, texts: &[String]) -> crate::error::Result<Vec<Vec<f32>>> {
         text_embeddings(self.saved.borrow(), texts, &self.device)
     }
 }
@@ -213,8 +213,8 @@ pub struct BundlePredictor {
     consensus: Option<Consensus>,
 }
 
-fn runtime_err(e: edgevlm_device::runtime::RuntimeError) -> crate::train::TrainError {
-    crate::train::TrainError::Invalid(e.to_string())
+fn runtime_err(e: edgevlm_device::runtime::RuntimeError) -> crate::error::Error {
+    crate::error::Error::Invalid(e.to_string())
 }
 
 impl BundlePredictor {
@@ -227,7 +227,7 @@ impl BundlePredictor {
         &self,
         store: &ImageStore,
         index: usize,
-    ) -> crate::train::Result<edgevlm_device::runtime::EncodedImage> {
+    ) -> crate::error::Result<edgevlm_device::runtime::EncodedImage> {
         self.runtime
             .encode_pixels(&store.batch(&[index]))
             .map_err(runtime_err)
@@ -245,7 +245,7 @@ impl Predictor for BundlePredictor {
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
-    ) -> crate::train::Result<Vec<(String, f32)>> {
+    ) -> crate::error::Result<Vec<(String, f32)>> {
         let mut out = Vec::with_capacity(questions.len());
         let mut current: Option<(usize, edgevlm_device::runtime::EncodedImage)> = None;
         for (image, question) in questions {
@@ -263,7 +263,7 @@ impl Predictor for BundlePredictor {
         store: &ImageStore,
         indices: &[usize],
         opts: DecodeOptions,
-    ) -> crate::train::Result<Vec<String>> {
+    ) -> crate::error::Result<Vec<String>> {
         indices
             .iter()
             .map(|&i| {
@@ -274,7 +274,7 @@ impl Predictor for BundlePredictor {
             })
             .collect()
     }
-    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::train::Result<Vec<Vec<f32>>> {
+    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> crate::error::Result<Vec<Vec<f32>>> {
         indices
             .iter()
             .map(|&i| Ok(self.encode(store, i)?.embedding))
@@ -289,16 +289,16 @@ impl Predictor for BundlePredictor {
     fn consensus(&self) -> Option<Consensus> {
         self.consensus
     }
-    fn set_consensus(&mut self, consensus: Option<Consensus>) -> crate::train::Result<()> {
+    fn set_consensus(&mut self, consensus: Option<Consensus>) -> crate::error::Result<()> {
         if consensus.is_some() && self.runtime.memory.is_none() {
-            return Err(crate::train::TrainError::Invalid(
+            return Err(crate::error::Error::Invalid(
                 "consensus reranking needs a caption memory, which this bundle lacks".into(),
             ));
         }
         self.consensus = consensus;
         Ok(())
     }
-    fn text_embeddings(&self, texts: &[String]) -> crate::train::Result<Vec<Vec<f32>>> {
+    fn text_embeddings(&self, texts: &[String]) -> crate::error::Result<Vec<Vec<f32>>> {
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let mut out = Vec::with_capacity(texts.len());
         for chunk in refs.chunks(BATCH) {

@@ -8,12 +8,12 @@ use serde::Serialize;
 
 use super::metrics;
 use super::predict::{self, Predictor};
+use crate::data::datasets;
+use crate::data::store::store_for;
 use crate::data::store::ImageStore;
 use crate::data::{Format, Record};
+use crate::error::{Error, Result};
 use crate::model::DecodeOptions;
-use crate::train::datasets;
-use crate::train::error::{Result, TrainError};
-use crate::train::tasks::store_for;
 
 /// Decodes a dataset's images once; returns the store and each record's image index.
 fn decode_images<R: Record>(records: &[R], model: &dyn Predictor) -> Result<(ImageStore, Vec<usize>)> {
@@ -25,8 +25,8 @@ fn decode_images<R: Record>(records: &[R], model: &dyn Predictor) -> Result<(Ima
     Ok((store, paths.iter().map(|p| index[p]).collect()))
 }
 
-fn metric_err(e: metrics::MetricsError) -> TrainError {
-    TrainError::Invalid(format!("metric: {e}"))
+fn metric_err(e: metrics::MetricsError) -> Error {
+    Error::Invalid(format!("metric: {e}"))
 }
 
 #[derive(Debug, Serialize)]
@@ -106,7 +106,7 @@ pub fn vqa(
     split: Option<&str>,
 ) -> Result<VqaReport> {
     if !model.has_vqa() {
-        return Err(TrainError::Invalid(
+        return Err(Error::Invalid(
             "the model has no VQA head; fine-tune it with `edgevlm finetune vqa`".into(),
         ));
     }

@@ -16,9 +16,9 @@ use tract_onnx::prelude::*;
 use super::onnx::{Attr, Dim, GraphBuilder};
 use super::quantize::quantize_per_channel;
 use super::WeightFormat;
+use crate::error::{Error, Result};
 use crate::model::params::named_parameters;
 use crate::model::saved::SavedModel;
-use crate::train::error::{Result, TrainError};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerTiming {
@@ -65,7 +65,7 @@ fn dynamic_int8(k: usize, n: usize, w: &[f32]) -> Vec<u8> {
 
 /// Median milliseconds of one run of `graph` on `x`.
 fn time(graph: &[u8], x: &Tensor, runs: usize) -> Result<f64> {
-    let fail = |e: TractError| TrainError::Invalid(format!("timing probe: {e:#}"));
+    let fail = |e: TractError| Error::Invalid(format!("timing probe: {e:#}"));
     let plan = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(graph))
         .and_then(|m| m.into_optimized())
@@ -101,7 +101,7 @@ pub fn measure(saved: &SavedModel, runs: usize) -> Result<Vec<LayerTiming>> {
         .map(|([k, n], layers)| {
             let w = random(k * n, &mut rng);
             let x = Tensor::from_shape(&[1, k], &random(k, &mut rng))
-                .map_err(|e| TrainError::Invalid(format!("timing probe: {e}")))?;
+                .map_err(|e| Error::Invalid(format!("timing probe: {e}")))?;
             let f32_ms = time(&dequantized(k, n, &w), &x, runs)?;
             let int8_ms = time(&dynamic_int8(k, n, &w), &x, runs)?;
             Ok(LayerTiming {

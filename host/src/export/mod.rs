@@ -29,13 +29,13 @@ use prost::Message;
 
 pub use quantize::WeightFormat;
 
+use crate::error::{Error, Result};
 use crate::model::bert::Bert;
 use crate::model::decoder::CaptionDecoder;
 use crate::model::efficientnet::EfficientNet;
 use crate::model::photo::PhotoVlm;
 use crate::model::saved::SavedModel;
 use crate::model::vlm::EdgeVlm;
-use crate::train::error::{Result, TrainError};
 
 pub struct ExportOptions {
     pub name: String,
@@ -190,7 +190,7 @@ fn synthetic_selftest_image(size: u32) -> Result<Vec<u8>> {
     let mut png = Vec::new();
     render(&scene)
         .write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png)
-        .map_err(|e| TrainError::Invalid(format!("encoding the self-test image: {e}")))?;
+        .map_err(|e| Error::Invalid(format!("encoding the self-test image: {e}")))?;
     Ok(png)
 }
 
@@ -209,8 +209,8 @@ fn model_card(source: &ModelSource, opts: &ExportOptions) -> String {
     )
 }
 
-fn runtime_error(e: edgevlm_device::runtime::RuntimeError) -> TrainError {
-    TrainError::Invalid(format!("the exported bundle does not run: {e}"))
+fn runtime_error(e: edgevlm_device::runtime::RuntimeError) -> Error {
+    Error::Invalid(format!("the exported bundle does not run: {e}"))
 }
 
 /// Builds the bundle; its self-test holds what the device runtime computes on the
@@ -225,7 +225,7 @@ pub fn export(source: &ModelSource, opts: &ExportOptions) -> Result<Bundle> {
     };
     // The device refuses such a bundle when it reads it; say so here instead.
     if let Some(problem) = edgevlm_shared::bundle::names::name_problem(&image_name) {
-        return Err(TrainError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "self-test image name {image_name:?} cannot go into a bundle: {problem}"
         )));
     }

@@ -14,8 +14,8 @@ use burn::tensor::Device;
 use serde::Serialize;
 
 use super::saved::{save_meta, SavedModel};
-use crate::train::checkpoint::save_model_atomic;
-use crate::train::error::{Result, TrainError};
+use crate::error::{Error, Result};
+use crate::model::weights::save_model_atomic;
 
 /// Writes to `out` the model in `base` with `parts` (vision, text, fusion, decoder,
 /// grid) taken from `donor`. Both must share the tokenizer, the preprocessing and
@@ -25,7 +25,7 @@ pub fn join(base: &Path, donor: &Path, parts: &[String], out: &Path, device: &De
     let other = SavedModel::load(donor, device)?;
     let tokenizers = [base, donor].map(|dir| {
         let path = dir.join("tokenizer.json");
-        std::fs::read(&path).map_err(|e| TrainError::io(&path, e))
+        std::fs::read(&path).map_err(|e| Error::io(&path, e))
     });
     let [ours, theirs] = tokenizers;
     if ours? != theirs? {
@@ -60,13 +60,13 @@ pub fn join(base: &Path, donor: &Path, parts: &[String], out: &Path, device: &De
             }
             "grid" => {
                 if b.grid.is_none() {
-                    return Err(TrainError::record(donor, "has no grid encoder to take"));
+                    return Err(Error::record(donor, "has no grid encoder to take"));
                 }
                 same(&a.grid, &b.grid, donor, "grid", base)?;
                 model.grid = taken.grid.clone();
             }
             other => {
-                return Err(TrainError::Invalid(format!(
+                return Err(Error::Invalid(format!(
                     "unknown model part `{other}`: expected vision, text, fusion, decoder or grid"
                 )))
             }
@@ -91,8 +91,8 @@ fn same<T: Serialize>(a: &T, b: &T, donor: &Path, what: &str, base: &Path) -> Re
     }
 }
 
-fn mismatch(donor: &Path, what: &str, base: &Path) -> TrainError {
-    TrainError::record(
+fn mismatch(donor: &Path, what: &str, base: &Path) -> Error {
+    Error::record(
         donor,
         format!(
             "its {what} differs from that of {}: join fine-tunings of one pretrained model",

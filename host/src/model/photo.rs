@@ -136,8 +136,8 @@ impl PhotoVlm {
     }
 }
 
-impl crate::train::trainer::Freeze for PhotoVlm {
-    fn freeze_parts(mut self, parts: &[String]) -> crate::train::Result<Self> {
+impl super::freeze::Freeze for PhotoVlm {
+    fn freeze_parts(mut self, parts: &[String]) -> crate::error::Result<Self> {
         for part in parts {
             match part.as_str() {
                 "image" => {
@@ -147,7 +147,7 @@ impl crate::train::trainer::Freeze for PhotoVlm {
                 "fusion" => self.fusion = self.fusion.freeze(),
                 "decoder" => self.decoder = self.decoder.freeze(),
                 other => {
-                    return Err(crate::train::TrainError::Invalid(format!(
+                    return Err(crate::error::Error::Invalid(format!(
                         "cannot freeze `{other}`: expected image, fusion or decoder"
                     )))
                 }
@@ -156,7 +156,7 @@ impl crate::train::trainer::Freeze for PhotoVlm {
         Ok(self)
     }
 
-    fn part_params(&self, parts: &[String]) -> crate::train::Result<Vec<burn::module::ParamId>> {
+    fn part_params(&self, parts: &[String]) -> crate::error::Result<Vec<burn::module::ParamId>> {
         use burn::module::list_param_ids;
         let mut ids = Vec::new();
         for part in parts {
@@ -168,7 +168,7 @@ impl crate::train::trainer::Freeze for PhotoVlm {
                 "fusion" => ids.extend(list_param_ids(&self.fusion)),
                 "decoder" => ids.extend(list_param_ids(&self.decoder)),
                 other => {
-                    return Err(crate::train::TrainError::Invalid(format!(
+                    return Err(crate::error::Error::Invalid(format!(
                         "unknown model part `{other}`: expected image, fusion or decoder"
                     )))
                 }

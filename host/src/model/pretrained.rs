@@ -12,7 +12,7 @@ use serde::Deserialize;
 
 use super::bert::{Bert, BertConfig};
 use super::efficientnet::{EfficientNet, EfficientNetConfig};
-use crate::train::error::{Result, TrainError};
+use crate::error::{Error, Result};
 
 /// The fields of an HF BERT `config.json` that decide the module layout.
 #[derive(Debug, Deserialize)]
@@ -105,8 +105,8 @@ pub struct PretrainedBert {
 }
 
 fn read_json<T: for<'de> Deserialize<'de>>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
-    serde_json::from_str(&text).map_err(|e| TrainError::record(path, format!("not the expected JSON: {e}")))
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::record(path, format!("not the expected JSON: {e}")))
 }
 
 impl PretrainedBert {
@@ -128,7 +128,7 @@ impl PretrainedBert {
         let unit = (mean / norm).into_data();
         let values = unit
             .try_to_vec::<f32>()
-            .map_err(|e| TrainError::Invalid(format!("embeddings: {e:?}")))?;
+            .map_err(|e| Error::Invalid(format!("embeddings: {e:?}")))?;
         Ok(values.chunks(self.config.d_model).map(<[f32]>::to_vec).collect())
     }
 }
@@ -137,7 +137,7 @@ impl PretrainedBert {
 pub fn load_bert(dir: &Path, max_len: usize, device: &Device) -> Result<PretrainedBert> {
     let config_path = dir.join("config.json");
     let hf: HfBertConfig = read_json(&config_path)?;
-    let unsupported = |what: String| TrainError::record(&config_path, what);
+    let unsupported = |what: String| Error::record(&config_path, what);
     if hf.model_type.as_deref().is_some_and(|t| t != "bert") {
         return Err(unsupported(format!(
             "model_type {:?}: expected \"bert\"",
@@ -169,7 +169,7 @@ pub fn load_bert(dir: &Path, max_len: usize, device: &Device) -> Result<Pretrain
     import(&mut model, &weights, &BERT_KEYS, &BERT_BUFFERS)?;
     let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), max_len)?;
     if tokenizer.vocab_size() != hf.vocab_size {
-        return Err(TrainError::record(
+        return Err(Error::record(
             dir.join("tokenizer.json"),
             format!(
                 "vocabulary of {} tokens, but config.json says {}",
@@ -193,7 +193,7 @@ pub fn import<M: ModuleSnapshot>(
     buffers: &[&str],
 ) -> Result<()> {
     if !path.is_file() {
-        return Err(TrainError::io(
+        return Err(Error::io(
             PathBuf::from(path),
             std::io::Error::new(std::io::ErrorKind::NotFound, "weights not found"),
         ));
@@ -202,9 +202,7 @@ pub fn import<M: ModuleSnapshot>(
         SafetensorsStore::from_file(path).with_from_adapter(PyTorchToBurnAdapter),
         |store, (from, to)| store.with_key_remapping(*from, *to),
     );
-    let result = module
-        .load_from(&mut store)
-        .map_err(|e| TrainError::record(path, e))?;
+    let result = module.load_from(&mut store).map_err(|e| Error::record(path, e))?;
     let unused: Vec<&String> = result
         .unused
         .iter()
@@ -227,7 +225,7 @@ pub fn import<M: ModuleSnapshot>(
         problems.push(format!("tensors that do not fit: {}", errors.join("; ")));
     }
     if !problems.is_empty() {
-        return Err(TrainError::record(path, problems.join("; ")));
+        return Err(Error::record(path, problems.join("; ")));
     }
     Ok(())
 }

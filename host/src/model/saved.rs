@@ -15,8 +15,8 @@ use burn::tensor::Device;
 use edgevlm_shared::{PreprocessConfig, TextTokenizer};
 
 use super::{EdgeVlm, EdgeVlmConfig};
-use crate::train::checkpoint::{load_model, write_synced};
-use crate::train::error::{Result, TrainError};
+use crate::error::{Error, Result};
+use crate::model::weights::{load_model, write_synced};
 
 pub struct SavedModel {
     pub dir: PathBuf,
@@ -28,15 +28,15 @@ pub struct SavedModel {
 }
 
 fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    serde_json::from_slice(&bytes).map_err(|e| TrainError::record(path, format!("malformed JSON: {e}")))
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::record(path, format!("malformed JSON: {e}")))
 }
 
 impl SavedModel {
     /// Loads everything but the weights (for building a model to resume into).
     pub fn load_meta(dir: &Path) -> Result<(EdgeVlmConfig, PreprocessConfig, TextTokenizer, Vec<String>)> {
         if !dir.is_dir() {
-            return Err(TrainError::record(
+            return Err(Error::record(
                 dir,
                 "not a model folder (expected config.json, model.bpk, …)",
             ));
@@ -53,7 +53,7 @@ impl SavedModel {
             Vec::new()
         };
         if answers.len() != config.answers {
-            return Err(TrainError::record(
+            return Err(Error::record(
                 &answers_path,
                 format!(
                     "holds {} answers but config.json expects {}",
@@ -82,8 +82,8 @@ impl SavedModel {
 /// Reads an [`EdgeVlmConfig`], giving fields that later versions added their
 /// defaults so that model folders written before them still load.
 fn load_model_config(path: &Path) -> Result<EdgeVlmConfig> {
-    let not_config = |e: String| TrainError::record(path, format!("not a model config: {e}"));
-    let text = std::fs::read_to_string(path).map_err(|e| TrainError::io(path, e))?;
+    let not_config = |e: String| Error::record(path, format!("not a model config: {e}"));
+    let text = std::fs::read_to_string(path).map_err(|e| Error::io(path, e))?;
     let mut json: serde_json::Value = serde_json::from_str(&text).map_err(|e| not_config(e.to_string()))?;
     if let Some(fields) = json.as_object_mut() {
         fields
@@ -96,11 +96,11 @@ fn load_model_config(path: &Path) -> Result<EdgeVlmConfig> {
 
 /// Writes a model folder's `config.json` (any burn `Config`) and `preprocess.json`.
 pub fn save_config(dir: &Path, config: &impl Config, preprocess: &PreprocessConfig) -> Result<()> {
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let config_path = dir.join("config.json");
     config
         .save(&config_path)
-        .map_err(|e| TrainError::io(&config_path, e))?;
+        .map_err(|e| Error::io(&config_path, e))?;
     write_synced(
         &dir.join("preprocess.json"),
         serde_json::to_string_pretty(preprocess)

@@ -17,7 +17,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use crate::train::error::{Result, TrainError};
+use crate::error::{Error, Result};
 
 pub(crate) const MAGIC: &[u8; 8] = b"EVLMFC01";
 
@@ -25,12 +25,12 @@ pub use edgevlm_shared::caption::{from_bf16, to_bf16};
 
 /// Hex sha256 of a file's bytes (streamed).
 pub fn file_sha256(path: &Path) -> Result<String> {
-    let file = std::fs::File::open(path).map_err(|e| TrainError::io(path, e))?;
+    let file = std::fs::File::open(path).map_err(|e| Error::io(path, e))?;
     let mut reader = BufReader::new(file);
     let mut hasher = Sha256::new();
     let mut buf = vec![0u8; 1 << 16];
     loop {
-        let n = reader.read(&mut buf).map_err(|e| TrainError::io(path, e))?;
+        let n = reader.read(&mut buf).map_err(|e| Error::io(path, e))?;
         if n == 0 {
             break;
         }
@@ -199,10 +199,10 @@ pub fn path(dir: &Path, name: &str, key: &str) -> PathBuf {
 
 pub(crate) fn write_file(path: &Path, header: &impl Serialize, values: &[u16], ids: &[u32]) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     let staging = path.with_extension("bin.tmp");
     let json = serde_json::to_vec(header).expect("plain data");
-    let io = |e| TrainError::io(&staging, e);
+    let io = |e| Error::io(&staging, e);
     let file = std::fs::File::create(&staging).map_err(io)?;
     let mut w = BufWriter::new(file);
     w.write_all(MAGIC).map_err(io)?;
@@ -218,13 +218,13 @@ pub(crate) fn write_file(path: &Path, header: &impl Serialize, values: &[u16], i
     }
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&staging, path).map_err(|e| TrainError::io(path, e))
+    std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))
 }
 
 /// Reads a cache file: its JSON header and the raw body.
 pub(crate) fn read_file<H: for<'de> Deserialize<'de>>(path: &Path) -> Result<(H, Vec<u8>)> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
-    let bad = |what: &str| TrainError::record(path, format!("not an edgevlm feature file: {what}"));
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let bad = |what: &str| Error::record(path, format!("not an edgevlm feature file: {what}"));
     if bytes.len() < 16 || &bytes[..8] != MAGIC {
         return Err(bad("missing the EVLMFC01 signature"));
     }
@@ -251,7 +251,7 @@ pub fn load_images(path: &Path) -> Result<ImageFeatures> {
     let (header, body): (ImageHeader, _) = read_file(path)?;
     let expected = header.images.len() * header.tokens * header.width * 2;
     if body.len() != expected {
-        return Err(TrainError::record(
+        return Err(Error::record(
             path,
             format!("expected {expected} bytes of features, found {}", body.len()),
         ));
@@ -268,7 +268,7 @@ pub fn load_texts(path: &Path) -> Result<TextFeatures> {
     let tokens = header.offsets.last().copied().unwrap_or(0);
     let values = (header.texts + tokens) * header.width;
     if header.offsets.len() != header.texts + 1 || body.len() != values * 2 + tokens * 4 {
-        return Err(TrainError::record(
+        return Err(Error::record(
             path,
             format!(
                 "expected {} bytes for {} texts of {} tokens, found {}",

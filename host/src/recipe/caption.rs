@@ -10,10 +10,10 @@ use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::TextTokenizer;
 
 use super::cache::ImageFeatures;
+use crate::error::{Error, Result};
 use crate::eval::metrics;
 use crate::model::photo::PhotoVlm;
 use crate::model::DecodeOptions;
-use crate::train::error::{Result, TrainError};
 use crate::train::objectives::smoothed_sequence_cross_entropy;
 use crate::train::trainer::Losses;
 
@@ -204,7 +204,7 @@ pub fn generate(
 
 /// Corpus BLEU-4 and CIDEr-D (x100) of captions against references.
 pub fn scores(captions: &[String], references: &[Vec<String>]) -> Result<(f64, f64)> {
-    let err = |e: metrics::MetricsError| TrainError::Invalid(format!("metric: {e}"));
+    let err = |e: metrics::MetricsError| Error::Invalid(format!("metric: {e}"));
     let bleu = metrics::corpus_bleu_from_text(captions, references).map_err(err)?;
     let cider = metrics::cider_d_from_text(captions, references).map_err(err)?;
     Ok((bleu.corpus[3] * 100.0, cider.corpus * 100.0))

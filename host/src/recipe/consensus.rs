@@ -19,9 +19,9 @@ use edgevlm_shared::TextTokenizer;
 
 use super::cache;
 use super::towers;
+use crate::error::{Error, Result};
 use crate::model::photo::PhotoVlm;
 use crate::model::DecodeOptions;
-use crate::train::error::{Result, TrainError};
 
 /// File name of the caption memory inside a model folder.
 pub const MEMORY_FILE: &str = "memory.bin";
@@ -32,7 +32,7 @@ pub const DECODING_FILE: &str = "decoding.json";
 pub fn save_decoding(decoding: &Decoding, dir: &Path) -> Result<()> {
     let path = dir.join(DECODING_FILE);
     std::fs::write(&path, serde_json::to_string_pretty(decoding).expect("plain data"))
-        .map_err(|e| TrainError::io(&path, e))
+        .map_err(|e| Error::io(&path, e))
 }
 
 /// The folder's settings, or `None` when it has no decoding file.
@@ -41,9 +41,9 @@ pub fn load_decoding(dir: &Path) -> Result<Option<Decoding>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read(&path).map_err(|e| TrainError::io(&path, e))?;
+    let text = std::fs::read(&path).map_err(|e| Error::io(&path, e))?;
     serde_json::from_slice(&text).map(Some).map_err(|e| {
-        TrainError::record(
+        Error::record(
             &path,
             format!("expected beam_size, length_penalty, consensus: {e}"),
         )
@@ -52,18 +52,17 @@ pub fn load_decoding(dir: &Path) -> Result<Option<Decoding>> {
 
 /// Writes the memory as the board reads it (bf16 rows).
 pub fn save_memory(memory: &CaptionMemory, path: &Path) -> Result<()> {
-    std::fs::write(path, memory.to_bytes(MemoryStorage::Bf16)).map_err(|e| TrainError::io(path, e))
+    std::fs::write(path, memory.to_bytes(MemoryStorage::Bf16)).map_err(|e| Error::io(path, e))
 }
 
 /// Reads a folder's memory; one written before the memory had its own format (a
 /// feature-cache file of bf16 rows) is read too.
 pub fn load_memory(path: &Path) -> Result<CaptionMemory> {
-    let bytes = std::fs::read(path).map_err(|e| TrainError::io(path, e))?;
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
     if bytes.starts_with(cache::MAGIC) {
         return load_cache_memory(path);
     }
-    CaptionMemory::from_bytes(&bytes, &path.display().to_string())
-        .map_err(|e| TrainError::Invalid(e.to_string()))
+    CaptionMemory::from_bytes(&bytes, &path.display().to_string()).map_err(|e| Error::Invalid(e.to_string()))
 }
 
 #[derive(serde::Deserialize)]
@@ -77,7 +76,7 @@ fn load_cache_memory(path: &Path) -> Result<CaptionMemory> {
     let captions = header.captions.iter().map(Vec::len).sum::<usize>();
     let expected = captions * header.width * 2;
     if body.len() != expected {
-        return Err(TrainError::record(
+        return Err(Error::record(
             path,
             format!(
                 "expected {expected} bytes of embeddings for {captions} captions, found {}",
@@ -87,7 +86,7 @@ fn load_cache_memory(path: &Path) -> Result<CaptionMemory> {
     }
     let embeddings = cache::u16s(&body).into_iter().map(cache::from_bf16).collect();
     CaptionMemory::new(header.captions, embeddings, header.width)
-        .map_err(|e| TrainError::record(path, e.to_string()))
+        .map_err(|e| Error::record(path, e.to_string()))
 }
 
 /// The beam's own best captions and the reranked ones, image by image.
@@ -176,5 +175,5 @@ pub fn build_memory(
         embeddings.extend(towers::floats(emb.into_data())?);
     }
     let embed_width = embeddings.len() / sentences.len().max(1);
-    CaptionMemory::new(captions, embeddings, embed_width).map_err(|e| TrainError::Invalid(e.to_string()))
+    CaptionMemory::new(captions, embeddings, embed_width).map_err(|e| Error::Invalid(e.to_string()))
 }

@@ -40,13 +40,13 @@ use self::towers::Towers;
 use crate::data::batcher::Batcher;
 use crate::data::flickr8k;
 use crate::data::LoadOptions;
+use crate::error::{Error, Result};
 use crate::eval::metrics::{self, CiderReward};
 use crate::model::decoder::CaptionDecoderConfig;
 use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
+use crate::model::weights::load_model;
 use crate::model::DecodeOptions;
-use crate::train::checkpoint::load_model;
 use crate::train::config::TrainConfig;
-use crate::train::error::{Result, TrainError};
 use crate::train::trainer::{fit, Fit, Flow};
 
 /// Longest caption the decoder learns and writes, [CLS] and [SEP] included (longer
@@ -121,7 +121,7 @@ fn load_split(dir: &Path, split: &str, limit: Option<usize>) -> Result<Split> {
         set.records.truncate(n);
     }
     if set.records.is_empty() {
-        return Err(TrainError::record(
+        return Err(Error::record(
             flickr8k::split_file(dir, split),
             "lists no captioned image",
         ));
@@ -175,8 +175,8 @@ fn retrieval(
             text_owner[t] = i;
         }
     }
-    let r = metrics::retrieval_recall(&rows, &text_owner)
-        .map_err(|e| TrainError::Invalid(format!("metric: {e}")))?;
+    let r =
+        metrics::retrieval_recall(&rows, &text_owner).map_err(|e| Error::Invalid(format!("metric: {e}")))?;
     Ok((
         [r.image_to_text.r1, r.image_to_text.r5, r.image_to_text.r10],
         [r.text_to_image.r1, r.text_to_image.r5, r.text_to_image.r10],
@@ -188,8 +188,8 @@ fn append_json(path: &Path, value: &impl Serialize) -> Result<()> {
         .create(true)
         .append(true)
         .open(path)
-        .map_err(|e| TrainError::io(path, e))?;
-    writeln!(f, "{}", serde_json::to_string(value).expect("plain data")).map_err(|e| TrainError::io(path, e))
+        .map_err(|e| Error::io(path, e))?;
+    writeln!(f, "{}", serde_json::to_string(value).expect("plain data")).map_err(|e| Error::io(path, e))
 }
 
 fn read_scores(path: &Path) -> Vec<StageScores> {
@@ -292,7 +292,7 @@ where
     let dir = &stage.dir;
     let (best_path, log) = (dir.join("best.bpk"), dir.join("dev.jsonl"));
     let per_epoch = (items / stage.cfg.batch_size).max(1);
-    std::fs::create_dir_all(dir).map_err(|e| TrainError::io(dir, e))?;
+    std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
     // A fresh stage forgets an earlier run's log and best weights.
     if !args.resume || crate::train::checkpoint::latest(dir).is_none() {
         let _ = std::fs::remove_file(&log);
@@ -328,7 +328,7 @@ where
             let mut best = best.borrow_mut();
             if cider > best.0 {
                 *best = (cider, step);
-                crate::train::checkpoint::save_model_atomic(model, &best_path)?;
+                crate::model::weights::save_model_atomic(model, &best_path)?;
             }
             let epochs_since = (step - best.1) / per_epoch;
             Ok(if epochs_since >= judge.patience {
@@ -361,18 +361,18 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         ("--label-smoothing", args.label_smoothing as f64),
     ] {
         if !(0.0..1.0).contains(&value) {
-            return Err(TrainError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "{flag} {value}: expected a probability in [0, 1)"
             )));
         }
     }
     if !(0.0..=1.0).contains(&args.mirror) {
-        return Err(TrainError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "--mirror {}: expected a probability in [0, 1]",
             args.mirror
         )));
     }
-    std::fs::create_dir_all(&args.out).map_err(|e| TrainError::io(&args.out, e))?;
+    std::fs::create_dir_all(&args.out).map_err(|e| Error::io(&args.out, e))?;
     let train = load_split(&args.data, "train", args.limit)?;
     let dev = load_split(&args.data, "dev", args.limit.map(|n| n / 4))?;
     eprintln!(
@@ -541,11 +541,11 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         |model, batch, rng| caption::step(model, &train_set, batch, augment, rng, device),
         device,
     )?
-    .ok_or_else(|| TrainError::Invalid("the caption stage kept no weights".into()))?;
+    .ok_or_else(|| Error::Invalid("the caption stage kept no weights".into()))?;
 
     if args.scst_epochs > 0 {
         let train_refs = CiderReward::new(&train.captions)
-            .map_err(|e| TrainError::Invalid(format!("training captions: {e}")))?;
+            .map_err(|e| Error::Invalid(format!("training captions: {e}")))?;
         let critic = scst::Critic {
             set: &train_set,
             reward: &train_refs,
@@ -575,7 +575,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     if !args.quiet {
         eprintln!("best dev CIDEr-D (greedy) {best_cider:.1}");
     }
-    crate::train::checkpoint::save_model_atomic(&best, &args.out.join("model.bpk"))?;
+    crate::model::weights::save_model_atomic(&best, &args.out.join("model.bpk"))?;
 
     // Final dev numbers: the beam's captions, then the same candidates reranked
     // against the training captions (`edgevlm eval` on the folder gives the same; the
@@ -656,6 +656,6 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         &report_path,
         serde_json::to_string_pretty(&report).expect("plain data"),
     )
-    .map_err(|e| TrainError::io(&report_path, e))?;
+    .map_err(|e| Error::io(&report_path, e))?;
     Ok(report)
 }

@@ -21,13 +21,13 @@ use edgevlm_shared::{PreprocessConfig, TextTokenizer};
 use super::consensus::{self, CaptionMemory, Consensus, Decoding};
 use super::towers::{self, Towers};
 use crate::data::store::ImageStore;
+use crate::error::{Error, Result};
 use crate::eval::predict::Predictor;
 use crate::export::{ModelSource, Parts};
 use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
 use crate::model::saved::save_config;
+use crate::model::weights::load_model;
 use crate::model::DecodeOptions;
-use crate::train::checkpoint::load_model;
-use crate::train::error::{Result, TrainError};
 
 const TOWER_FILES: [(&str, &str); 4] = [
     ("image", "model.safetensors"),
@@ -58,11 +58,11 @@ pub fn save_meta(
         };
         let from = source.join(file);
         let to_dir = dir.join("towers").join(tower);
-        std::fs::create_dir_all(&to_dir).map_err(|e| TrainError::io(&to_dir, e))?;
+        std::fs::create_dir_all(&to_dir).map_err(|e| Error::io(&to_dir, e))?;
         let to = to_dir.join(file);
         let _ = std::fs::remove_file(&to);
         if std::fs::hard_link(&from, &to).is_err() {
-            std::fs::copy(&from, &to).map_err(|e| TrainError::io(&from, e))?;
+            std::fs::copy(&from, &to).map_err(|e| Error::io(&from, e))?;
         }
     }
     Ok(())
@@ -87,11 +87,11 @@ impl PhotoModel {
     pub fn load(dir: &Path, device: &Device) -> Result<Self> {
         let config_path = dir.join("config.json");
         let config = PhotoVlmConfig::load(&config_path)
-            .map_err(|e| TrainError::record(&config_path, format!("not a real-photo model config: {e}")))?;
+            .map_err(|e| Error::record(&config_path, format!("not a real-photo model config: {e}")))?;
         let preprocess_path = dir.join("preprocess.json");
-        let text = std::fs::read(&preprocess_path).map_err(|e| TrainError::io(&preprocess_path, e))?;
+        let text = std::fs::read(&preprocess_path).map_err(|e| Error::io(&preprocess_path, e))?;
         let preprocess: PreprocessConfig = serde_json::from_slice(&text)
-            .map_err(|e| TrainError::record(&preprocess_path, format!("malformed JSON: {e}")))?;
+            .map_err(|e| Error::record(&preprocess_path, format!("malformed JSON: {e}")))?;
         let tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), config.decoder.max_len)?;
         let towers = Towers::load_from(&dir.join("towers/image"), &dir.join("towers/text"), device)?;
         let model = load_model(&dir.join("model.bpk"), config.init(device))?;
@@ -124,7 +124,7 @@ impl PhotoModel {
         let c = &self.config;
         let eps = self.towers.text.config.layer_norm_eps;
         if (eps - f64::from(crate::export::blocks::eps::BERT)).abs() > 1e-15 {
-            return Err(TrainError::record(
+            return Err(Error::record(
                 self.towers.text_dir.join("config.json"),
                 format!("layer_norm_eps {eps}: the exporter writes BERT LayerNorms with 1e-12"),
             ));
@@ -179,7 +179,7 @@ impl Predictor for PhotoModel {
         false
     }
     fn answers(&self, _store: &ImageStore, _questions: &[(usize, String)]) -> Result<Vec<(String, f32)>> {
-        Err(TrainError::Invalid(
+        Err(Error::Invalid(
             "this real-photo model has no VQA head; it captions and matches".into(),
         ))
     }
@@ -218,7 +218,7 @@ impl Predictor for PhotoModel {
     }
     fn set_consensus(&mut self, consensus: Option<Consensus>) -> Result<()> {
         if consensus.is_some() && self.memory.is_none() {
-            return Err(TrainError::Invalid(format!(
+            return Err(Error::Invalid(format!(
                 "consensus reranking needs the caption memory {}, which this model folder lacks \
                  (the recipe writes it after the caption stage)",
                 consensus::MEMORY_FILE

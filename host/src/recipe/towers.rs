@@ -11,10 +11,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::cache::{self, ImageFeatures, ImageHeader, TextFeatures, TextHeader};
 use crate::data::store::ImageStore;
+use crate::error::{Error, Result};
 use crate::model::efficientnet::EfficientNet;
 use crate::model::heads::sentence_embedding;
 use crate::model::pretrained::{load_bert, load_efficientnet, PretrainedBert};
-use crate::train::error::{Result, TrainError};
 
 pub const IMAGE_TOWER: &str = "efficientnet-lite0";
 pub const TEXT_TOWER: &str = "minilm-l6";
@@ -66,7 +66,7 @@ impl Towers {
         let (image_dir, text_dir) = (image_dir.to_path_buf(), text_dir.to_path_buf());
         for d in [&image_dir, &text_dir] {
             if !d.join("model.safetensors").is_file() {
-                return Err(TrainError::record(
+                return Err(Error::record(
                     d,
                     "no model.safetensors: run `edgevlm models fetch` (or models/fetch-pretrained.sh)",
                 ));
@@ -198,11 +198,7 @@ impl Towers {
         let names: Vec<String> = paths.iter().map(|p| p.display().to_string()).collect();
         let sizes = paths
             .iter()
-            .map(|p| {
-                std::fs::metadata(p)
-                    .map(|m| m.len())
-                    .map_err(|e| TrainError::io(p, e))
-            })
+            .map(|p| std::fs::metadata(p).map(|m| m.len()).map_err(|e| Error::io(p, e)))
             .collect::<Result<Vec<_>>>()?;
         let label = format!("{label}{}", view.suffix());
         let file = cache::path(
@@ -309,7 +305,7 @@ impl Towers {
 
 pub fn floats(data: TensorData) -> Result<Vec<f32>> {
     data.try_to_vec::<f32>()
-        .map_err(|e| TrainError::Invalid(format!("tensor readback: {e:?}")))
+        .map_err(|e| Error::Invalid(format!("tensor readback: {e:?}")))
 }
 
 pub fn progress(len: usize, label: &str) -> ProgressBar {

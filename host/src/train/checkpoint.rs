@@ -11,7 +11,9 @@ use burn::module::Module;
 use burn::optim::{ModuleOptimizer, OptimizerRecord};
 use serde::{Deserialize, Serialize};
 
-use super::error::{Result, TrainError};
+use crate::error::{Error, Result};
+use crate::model::weights::sync;
+pub use crate::model::weights::{load_model, save_model_atomic, write_synced};
 
 pub const CHECKPOINT: &str = "checkpoint";
 const STAGING: &str = "checkpoint.tmp";
@@ -28,19 +30,19 @@ pub struct TrainState {
 pub fn save<M: Module>(run: &Path, model: &M, optim: &ModuleOptimizer, state: TrainState) -> Result<()> {
     let staging = run.join(STAGING);
     if staging.exists() {
-        fs::remove_dir_all(&staging).map_err(|e| TrainError::io(&staging, e))?;
+        fs::remove_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     }
-    fs::create_dir_all(&staging).map_err(|e| TrainError::io(&staging, e))?;
+    fs::create_dir_all(&staging).map_err(|e| Error::io(&staging, e))?;
     let model_path = staging.join("model.bpk");
     model
         .clone()
         .save_file(&model_path)
-        .map_err(|e| TrainError::record(&model_path, e))?;
+        .map_err(|e| Error::record(&model_path, e))?;
     let optim_path = staging.join("optim.bpk");
     optim
         .to_record()
         .save(&optim_path)
-        .map_err(|e| TrainError::record(&optim_path, e))?;
+        .map_err(|e| Error::record(&optim_path, e))?;
     write_synced(
         &staging.join("state.json"),
         &serde_json::to_vec(&state).expect("plain data"),
@@ -64,38 +66,19 @@ fn complete(dir: &Path) -> bool {
 fn promote(run: &Path) -> Result<()> {
     let (staging, current, previous) = (run.join(STAGING), run.join(CHECKPOINT), run.join(PREVIOUS));
     let remove = |dir: &Path| match fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(TrainError::io(dir, e)),
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(dir, e)),
         _ => Ok(()),
     };
     if complete(&current) {
         remove(&previous)?;
-        fs::rename(&current, &previous).map_err(|e| TrainError::io(&current, e))?;
+        fs::rename(&current, &previous).map_err(|e| Error::io(&current, e))?;
     } else {
         // Never complete (renames are atomic), so nothing to keep.
         remove(&current)?;
     }
-    fs::rename(&staging, &current).map_err(|e| TrainError::io(&staging, e))?;
+    fs::rename(&staging, &current).map_err(|e| Error::io(&staging, e))?;
     sync(run)?;
     remove(&previous)
-}
-
-/// Saves a model's weights to `path` so that a crash leaves the old file or the
-/// new one: a staging file of its own, synced, renamed, then the folder synced.
-pub fn save_model_atomic<M: Module>(model: &M, path: &Path) -> Result<()> {
-    let mut staging = path.as_os_str().to_owned();
-    staging.push(".tmp");
-    let staging = PathBuf::from(staging);
-    model
-        .clone()
-        .save_file(&staging)
-        .map_err(|e| TrainError::record(&staging, e))?;
-    sync(&staging)?;
-    fs::rename(&staging, path).map_err(|e| TrainError::io(path, e))?;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    sync(dir)
 }
 
 /// The newest complete checkpoint folder, if any (falls back to the one moved aside
@@ -114,34 +97,12 @@ pub fn load<M: Module>(
     optim: ModuleOptimizer,
 ) -> Result<(M, ModuleOptimizer, TrainState)> {
     let state_path = dir.join("state.json");
-    let text = fs::read(&state_path).map_err(|e| TrainError::io(&state_path, e))?;
-    let state: TrainState = serde_json::from_slice(&text).map_err(|e| TrainError::record(&state_path, e))?;
+    let text = fs::read(&state_path).map_err(|e| Error::io(&state_path, e))?;
+    let state: TrainState = serde_json::from_slice(&text).map_err(|e| Error::record(&state_path, e))?;
     let model = load_model(&dir.join("model.bpk"), model)?;
     let optim_path = dir.join("optim.bpk");
-    let record = OptimizerRecord::load(&optim_path).map_err(|e| TrainError::record(&optim_path, e))?;
+    let record = OptimizerRecord::load(&optim_path).map_err(|e| Error::record(&optim_path, e))?;
     Ok((model, optim.load_record(record), state))
-}
-
-/// Loads model weights, naming the file on any mismatch.
-pub fn load_model<M: Module>(path: &Path, model: M) -> Result<M> {
-    if !path.is_file() {
-        return Err(TrainError::record(path, "no such model file"));
-    }
-    model.try_load_file(path).map_err(|e| TrainError::record(path, e))
-}
-
-pub fn write_synced(path: &Path, bytes: &[u8]) -> Result<()> {
-    use std::io::Write;
-    let mut f = fs::File::create(path).map_err(|e| TrainError::io(path, e))?;
-    f.write_all(bytes).map_err(|e| TrainError::io(path, e))?;
-    f.sync_all().map_err(|e| TrainError::io(path, e))
-}
-
-/// Flushes a file or a folder (its entries, after renames) to disk.
-fn sync(path: &Path) -> Result<()> {
-    fs::File::open(path)
-        .and_then(|f| f.sync_all())
-        .map_err(|e| TrainError::io(path, e))
 }
 
 #[cfg(test)]

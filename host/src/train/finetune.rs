@@ -9,12 +9,12 @@ use burn::tensor::Device;
 
 use super::calibration::recalibrate_grid;
 use super::config::TrainConfig;
-use super::datasets;
-use super::error::{Result, TrainError};
 use super::steps;
 use super::tasks::{answer_vocabulary, pair_set, question_set};
 use super::trainer::{fit, fit_then, Fit, Flow};
+use crate::data::datasets;
 use crate::data::Format;
+use crate::error::{Error, Result};
 use crate::model::saved::{save_meta, SavedModel};
 use crate::model::{EdgeVlm, VqaHeadKind};
 
@@ -56,7 +56,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
         if job.scratch {
             Ok(fresh)
         } else {
-            crate::train::checkpoint::load_model(&job.from.join("model.bpk"), fresh)
+            crate::model::weights::load_model(&job.from.join("model.bpk"), fresh)
         }
     };
     let fit_args = |label| Fit {
@@ -93,7 +93,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             save_meta(&job.out, &config, &preprocess, &tokenizer, &answers)?;
             job.train
                 .save(&train_path)
-                .map_err(|e| TrainError::io(&train_path, e))?;
+                .map_err(|e| Error::io(&train_path, e))?;
             let len = set.items.len();
             let store = set.store.clone();
             fit_then(
@@ -113,7 +113,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             save_meta(&job.out, &config, &preprocess, &tokenizer, &answers)?;
             job.train
                 .save(&train_path)
-                .map_err(|e| TrainError::io(&train_path, e))?;
+                .map_err(|e| Error::io(&train_path, e))?;
             let len = set.items.len();
             if job.task == Task::Caption {
                 fit(

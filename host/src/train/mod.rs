@@ -4,8 +4,6 @@
 pub mod calibration;
 pub mod checkpoint;
 pub mod config;
-pub mod datasets;
-pub mod error;
 pub mod finetune;
 pub mod objectives;
 pub mod plot;
@@ -15,5 +13,5 @@ pub mod steps;
 pub mod tasks;
 pub mod trainer;
 
+pub use crate::error::{Error, Result};
 pub use config::TrainConfig;
-pub use error::{Result, TrainError};

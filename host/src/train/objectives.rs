@@ -3,12 +3,13 @@
 //! that a resumed run repeats them exactly.
 
 use burn::tensor::activation::log_softmax;
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Int, Tensor, TensorData};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::tokenizer::SpecialIds;
 use edgevlm_shared::EncodedBatch;
 
 use crate::model::attention::padding_bias;
+pub use crate::model::input::{text_input, TextInput};
 use crate::model::spatial::SpatialVqa;
 use crate::model::vlm::mean_over_tokens;
 use crate::model::EdgeVlm;
@@ -56,25 +57,6 @@ pub fn smoothed_sequence_cross_entropy(
 ) -> Tensor<1> {
     let [batch, len, vocab] = logits.dims();
     smoothed_cross_entropy(logits.reshape([batch * len, vocab]), targets, weights, smoothing)
-}
-
-/// A batch of texts as device tensors.
-pub struct TextInput {
-    pub ids: Tensor<2, Int>,
-    pub mask: Tensor<2>,
-}
-
-pub fn text_input(ids: &[u32], mask: &[u32], batch: usize, len: usize, device: &Device) -> TextInput {
-    TextInput {
-        ids: Tensor::from_data(
-            TensorData::new(ids.iter().map(|&i| i as i64).collect::<Vec<_>>(), [batch, len]),
-            device,
-        ),
-        mask: Tensor::from_data(
-            TensorData::new(mask.iter().map(|&m| m as f32).collect::<Vec<_>>(), [batch, len]),
-            device,
-        ),
-    }
 }
 
 fn to_vec(t: Tensor<2>) -> Vec<f32> {
@@ -420,6 +402,7 @@ mod tests {
     use super::*;
     use crate::model::EdgeVlmConfig;
     use burn::optim::GradientsParams;
+    use burn::tensor::Device;
     use burn::tensor::Distribution;
 
     #[test]

@@ -12,13 +12,13 @@ use edgevlm_shared::{PreprocessConfig, TextTokenizer, TokenizerConfig};
 
 use super::calibration::recalibrate_grid;
 use super::config::TrainConfig;
-use super::datasets;
-use super::error::{Result, TrainError};
 use super::steps;
 use super::tasks::{pair_set, PairSet};
 use super::trainer::{fit_then, Fit, Flow};
 use crate::data::batcher::Batcher;
+use crate::data::datasets;
 use crate::data::{Format, VqaRecord};
+use crate::error::{Error, Result};
 use crate::model::saved::{save_meta, SavedModel};
 use crate::model::{EdgeVlm, EdgeVlmConfig, FusionKind};
 
@@ -120,7 +120,7 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
     let train_path = job.out.join("train.json");
     job.train
         .save(&train_path)
-        .map_err(|e| TrainError::io(&train_path, e))?;
+        .map_err(|e| Error::io(&train_path, e))?;
     let heldout = match &job.heldout {
         Some(path) => {
             let records = datasets::captions(path, job.format, None)?;
@@ -144,8 +144,8 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
             .create(true)
             .append(true)
             .open(&heldout_log)
-            .map_err(|e| TrainError::io(&heldout_log, e))?;
-        writeln!(f, "{line}").map_err(|e| TrainError::io(&heldout_log, e))?;
+            .map_err(|e| Error::io(&heldout_log, e))?;
+        writeln!(f, "{line}").map_err(|e| Error::io(&heldout_log, e))?;
         Ok(Flow::Continue)
     };
     // Initial weights come from the seed too, so a run is reproducible end to end.

@@ -1,6 +1,7 @@
 //! Training sets built from loaded datasets: images decoded once into an
 //! [`ImageStore`], texts tokenized once, batches assembled by index.
 
+pub use crate::data::store::store_for;
 use std::collections::HashMap;
 use std::path::PathBuf;
 use std::sync::Arc;
@@ -8,10 +9,10 @@ use std::sync::Arc;
 use burn::tensor::{Device, Tensor, TensorData};
 use edgevlm_shared::{PreprocessConfig, TextTokenizer};
 
-use super::error::Result;
 use crate::data::batcher::Batcher;
 use crate::data::store::ImageStore;
 use crate::data::{CaptionRecord, VqaRecord};
+use crate::error::Result;
 
 /// One image–text pair.
 #[derive(Debug, Clone)]
@@ -155,22 +156,6 @@ impl Batcher for QuestionSet {
             .collect();
         Ok(assemble(&self.store, &self.tokenizer, images, rows))
     }
-}
-
-/// Decodes the distinct images of `paths` into a store; returns it and each path's index.
-pub fn store_for(
-    paths: &[PathBuf],
-    preprocess: &PreprocessConfig,
-) -> Result<(Arc<ImageStore>, HashMap<PathBuf, usize>)> {
-    let mut unique: Vec<PathBuf> = Vec::new();
-    let mut index = HashMap::new();
-    for p in paths {
-        if !index.contains_key(p) {
-            index.insert(p.clone(), unique.len());
-            unique.push(p.clone());
-        }
-    }
-    Ok((Arc::new(ImageStore::load(unique, preprocess)?), index))
 }
 
 /// Every (image, caption) pair of a caption dataset.

@@ -6,7 +6,6 @@ use std::io::Write;
 use std::path::Path;
 use std::time::Instant;
 
-use burn::module::{list_param_ids, Module, ParamId};
 use burn::optim::{AdamWConfig, GradientsParams, ModuleOptimizer};
 use burn::tensor::{Device, Tensor};
 use edgevlm_shared::rng::SplitMix64;
@@ -14,11 +13,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use super::checkpoint::{self, TrainState};
 use super::config::TrainConfig;
-use super::error::{Result, TrainError};
 use super::plot;
 use super::schedule::learning_rate;
 use crate::data::batcher::{Batcher, Loader, LoaderConfig};
-use crate::model::EdgeVlm;
+use crate::error::{Error, Result};
+pub use crate::model::freeze::Freeze;
 
 /// A step's losses: the weighted total to minimise and its parts, for logging.
 pub struct Losses {
@@ -39,61 +38,12 @@ pub struct Fit<'a> {
     pub quiet: bool,
 }
 
-/// A model whose named parts a run can keep frozen (`TrainConfig::freeze`) or
-/// train more slowly (`TrainConfig::slow`).
-pub trait Freeze: Module + Sized {
-    fn freeze_parts(self, parts: &[String]) -> Result<Self>;
-    /// The parameters of the named parts.
-    fn part_params(&self, parts: &[String]) -> Result<Vec<ParamId>>;
-}
-
 /// What a checkpoint callback tells the loop.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Flow {
     Continue,
     /// Stop now (early stopping); the run ends as if its schedule were done.
     Stop,
-}
-
-impl Freeze for EdgeVlm {
-    fn freeze_parts(self, parts: &[String]) -> Result<Self> {
-        apply_freeze(self, parts)
-    }
-
-    fn part_params(&self, parts: &[String]) -> Result<Vec<ParamId>> {
-        let mut ids = Vec::new();
-        for part in parts {
-            ids.extend(match part.as_str() {
-                "vision" => list_param_ids(&self.vision),
-                "text" => list_param_ids(&self.text),
-                "fusion" => list_param_ids(&self.fusion),
-                "decoder" => list_param_ids(&self.decoder),
-                "grid" => list_param_ids(&self.grid),
-                other => return Err(unknown_part(other)),
-            });
-        }
-        Ok(ids)
-    }
-}
-
-fn unknown_part(part: &str) -> TrainError {
-    TrainError::Invalid(format!(
-        "unknown model part `{part}`: expected vision, text, fusion, decoder or grid"
-    ))
-}
-
-fn apply_freeze(mut model: EdgeVlm, parts: &[String]) -> Result<EdgeVlm> {
-    for part in parts {
-        match part.as_str() {
-            "vision" => model.vision = model.vision.freeze(),
-            "text" => model.text = model.text.freeze(),
-            "fusion" => model.fusion = model.fusion.freeze(),
-            "decoder" => model.decoder = model.decoder.freeze(),
-            "grid" => model.grid = model.grid.map(|grid| grid.freeze()),
-            other => return Err(unknown_part(other)),
-        }
-    }
-    Ok(model)
 }
 
 pub fn optimizer(cfg: &TrainConfig) -> ModuleOptimizer {
@@ -142,9 +92,9 @@ where
     F: FnMut(&M, &S::Batch, &mut SplitMix64) -> Losses,
 {
     let cfg = fit.cfg;
-    std::fs::create_dir_all(fit.dir).map_err(|e| TrainError::io(fit.dir, e))?;
+    std::fs::create_dir_all(fit.dir).map_err(|e| Error::io(fit.dir, e))?;
     if len < cfg.batch_size {
-        return Err(TrainError::Invalid(format!(
+        return Err(Error::Invalid(format!(
             "{} items cannot fill one batch of {}",
             len, cfg.batch_size
         )));
@@ -223,7 +173,7 @@ where
             for (name, value) in losses.parts {
                 let value = value.into_scalar::<f32>();
                 if !value.is_finite() {
-                    return Err(TrainError::NonFinite {
+                    return Err(Error::NonFinite {
                         step,
                         part: name.into(),
                         value,
@@ -249,7 +199,7 @@ where
             for (name, value) in &parts {
                 line[*name] = serde_json::json!(value);
             }
-            writeln!(log, "{line}").map_err(|e| TrainError::io(&metrics_path, e))?;
+            writeln!(log, "{line}").map_err(|e| Error::io(&metrics_path, e))?;
             history.push(line);
             let shown: Vec<String> = parts.iter().map(|(n, v)| format!("{n} {v:.3}")).collect();
             bar.set_message(format!("{} | {throughput:.0}/s", shown.join(" ")));
@@ -257,7 +207,7 @@ where
 
             let pausing = cfg.stop_after == Some(step);
             if step % cfg.checkpoint_every == 0 || step == total || pausing {
-                log.flush().map_err(|e| TrainError::io(&metrics_path, e))?;
+                log.flush().map_err(|e| Error::io(&metrics_path, e))?;
                 checkpoint::save(fit.dir, &model, &optim, TrainState { step })?;
                 let flow = on_checkpoint(&model, step)?;
                 draw_curves(fit.dir, &history);
@@ -292,9 +242,9 @@ fn read_history(path: &Path, before: usize) -> Vec<serde_json::Value> {
 
 /// Rewrites the metrics log to the resumed step, so it never holds a step twice.
 fn rewrite_history(path: &Path, history: &[serde_json::Value]) -> Result<std::io::BufWriter<std::fs::File>> {
-    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| TrainError::io(path, e))?);
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path).map_err(|e| Error::io(path, e))?);
     for line in history {
-        writeln!(f, "{line}").map_err(|e| TrainError::io(path, e))?;
+        writeln!(f, "{line}").map_err(|e| Error::io(path, e))?;
     }
     Ok(f)
 }
