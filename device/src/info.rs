@@ -34,7 +34,12 @@ pub fn describe(bundle: &Bundle, size: u64) -> String {
     if let Some(c) = &m.decoding {
         let rerank = c
             .consensus
-            .map(|r| format!(", reranked against the {} nearest training captions (weight {})", r.neighbours, r.weight))
+            .map(|r| {
+                format!(
+                    ", reranked against the {} nearest training captions (weight {})",
+                    r.neighbours, r.weight
+                )
+            })
             .unwrap_or_default();
         let _ = writeln!(
             s,
