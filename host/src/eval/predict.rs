@@ -13,7 +13,7 @@ use crate::data::store::ImageStore;
 use crate::model::input::text_input;
 use crate::model::saved::SavedModel;
 use crate::model::DecodeOptions;
-use crate::recipe::consensus::Consensus;
+use edgevlm_shared::caption::Consensus;
 
 const BATCH: usize = 64;
 

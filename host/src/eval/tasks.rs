@@ -37,8 +37,10 @@ pub struct CaptionReport {
     pub beam_size: usize,
     pub length_penalty: f32,
     /// Consensus reranking of the beam's captions, when the model applied it.
-    pub consensus: Option<crate::recipe::consensus::Consensus>,
+    pub consensus: Option<edgevlm_shared::caption::Consensus>,
     pub examples: Vec<CaptionExample>,
+    /// Every image's caption, in the data's order (to compare two models photo by photo).
+    pub captions: Vec<(PathBuf, String)>,
 }
 
 #[derive(Debug, Serialize)]
@@ -82,6 +84,7 @@ pub fn caption(
         length_penalty: opts.length_penalty,
         consensus: model.consensus(),
         examples,
+        captions: set.records.iter().map(|r| r.image.clone()).zip(generated).collect(),
     })
 }
 
