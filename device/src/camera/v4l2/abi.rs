@@ -15,6 +15,8 @@ pub const V4L2_MEMORY_MMAP: u32 = 1;
 pub const V4L2_CAP_VIDEO_CAPTURE: u32 = 0x0000_0001;
 pub const V4L2_CAP_STREAMING: u32 = 0x0400_0000;
 pub const V4L2_CAP_DEVICE_CAPS: u32 = 0x8000_0000;
+/// `v4l2_buffer.flags`: the driver filled the buffer but the data is corrupt.
+pub const V4L2_BUF_FLAG_ERROR: u32 = 0x0000_0040;
 
 /// `v4l2_fourcc(a, b, c, d)`.
 const fn fourcc(code: &[u8; 4]) -> u32 {

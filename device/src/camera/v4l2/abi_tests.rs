@@ -165,6 +165,7 @@ fn checks() -> Vec<Check> {
         V4L2_CAP_VIDEO_CAPTURE,
         V4L2_CAP_STREAMING,
         V4L2_CAP_DEVICE_CAPS,
+        V4L2_BUF_FLAG_ERROR,
         V4L2_PIX_FMT_MJPEG,
         V4L2_PIX_FMT_YUYV,
         VIDIOC_QUERYCAP,

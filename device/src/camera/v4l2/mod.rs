@@ -7,49 +7,23 @@ use std::fs::{File, OpenOptions};
 use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
-use edgevlm_shared::preprocess::decode_image_as;
 use image::RgbImage;
 
 use super::{Camera, CameraError, Frame};
 use abi::*;
+pub use frame::{decode_frame, yuyv_to_rgb, FrameError, FrameFormat, PixelFormat};
 
 mod abi;
 #[cfg(all(test, target_pointer_width = "64"))]
 mod abi_tests;
+mod frame;
+#[cfg(test)]
+mod frame_tests;
 
 const BUFFERS: u32 = 4;
 const FRAME_TIMEOUT_MS: i32 = 3000;
-
-/// One MJPEG frame, under the shared decoding limits (a camera, or whatever
-/// pretends to be one on the USB port, must not make us allocate at will).
-fn decode_mjpeg(bytes: &[u8], path: &Path, frame: u64) -> Result<RgbImage, CameraError> {
-    let name = PathBuf::from(format!("{} (MJPEG frame {frame})", path.display()));
-    Ok(decode_image_as(bytes, &name, image::ImageFormat::Jpeg)?)
-}
-
-/// Pixel formats as the kernel's fourcc codes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum PixelFormat {
-    Mjpeg,
-    Yuyv,
-}
-
-impl PixelFormat {
-    pub fn parse(name: &str) -> Option<Self> {
-        match name.to_ascii_lowercase().as_str() {
-            "mjpeg" | "mjpg" => Some(Self::Mjpeg),
-            "yuyv" | "yuy2" => Some(Self::Yuyv),
-            _ => None,
-        }
-    }
-
-    fn fourcc(self) -> u32 {
-        match self {
-            Self::Mjpeg => V4L2_PIX_FMT_MJPEG,
-            Self::Yuyv => V4L2_PIX_FMT_YUYV,
-        }
-    }
-}
+/// Frames the driver may flag corrupt in a row before a capture fails.
+const CORRUPT_IN_A_ROW: u32 = 3;
 
 struct Mapping {
     ptr: *mut c_void,
@@ -59,9 +33,8 @@ struct Mapping {
 pub struct V4l2Camera {
     path: PathBuf,
     file: File,
-    format: PixelFormat,
-    width: u32,
-    height: u32,
+    /// What the driver agreed to (its nearest size, its line padding).
+    format: FrameFormat,
     buffers: Vec<Mapping>,
     frames: u64,
 }
@@ -85,9 +58,7 @@ impl V4l2Camera {
         let mut camera = Self {
             path: path.to_path_buf(),
             file,
-            format,
-            width,
-            height,
+            format: FrameFormat::new(format, width, height),
             buffers: Vec::new(),
             frames: 0,
         };
@@ -113,12 +84,10 @@ impl V4l2Camera {
         camera.ioctl(VIDIOC_S_FMT, &mut fmt, "VIDIOC_S_FMT")?;
         // SAFETY: for V4L2_BUF_TYPE_VIDEO_CAPTURE the driver answers in `pix`.
         let pix = unsafe { fmt.fmt.pix };
-        if pix.pixelformat != format.fourcc() {
-            return Err(camera.unsupported(&format!("the camera does not offer {format:?}")));
-        }
-        // The driver picks the nearest size it has.
-        camera.width = pix.width;
-        camera.height = pix.height;
+        camera.format = match FrameFormat::from_pix(&pix) {
+            Some(agreed) if agreed.pixel == format => agreed,
+            _ => return Err(camera.unsupported(&format!("the camera does not offer {format}"))),
+        };
         let mut parm = StreamParm::zeroed();
         parm.r#type = V4L2_BUF_TYPE_VIDEO_CAPTURE;
         parm.parm.capture = CaptureParm {
@@ -201,24 +170,29 @@ impl V4l2Camera {
         buf.memory = V4L2_MEMORY_MMAP;
         buf
     }
-
-    fn decode(&self, bytes: &[u8]) -> Result<RgbImage, CameraError> {
-        let bad = |what: String| self.unsupported(&what);
-        match self.format {
-            PixelFormat::Mjpeg => decode_mjpeg(bytes, &self.path, self.frames),
-            PixelFormat::Yuyv => yuyv_to_rgb(bytes, self.width, self.height).ok_or_else(|| {
-                bad(format!(
-                    "frame {}: short YUYV frame ({} bytes)",
-                    self.frames,
-                    bytes.len()
-                ))
-            }),
-        }
-    }
 }
 
 impl Camera for V4l2Camera {
     fn capture(&mut self) -> Result<Option<Frame>, CameraError> {
+        for _ in 0..CORRUPT_IN_A_ROW {
+            if let Some(image) = self.next_frame()? {
+                return Ok(Some(Frame {
+                    image,
+                    source: format!("{}#{}", self.path.display(), self.frames),
+                }));
+            }
+        }
+        Err(self.unsupported(&format!(
+            "{CORRUPT_IN_A_ROW} frames in a row flagged corrupt by the driver"
+        )))
+    }
+}
+
+impl V4l2Camera {
+    /// The next frame, decoded; `None` when the driver flags its data corrupt
+    /// (lost USB packets, say). A press of the button must still get a frame,
+    /// so `capture` then takes the next one.
+    fn next_frame(&mut self) -> Result<Option<RgbImage>, CameraError> {
         let mut poll = libc::pollfd {
             fd: self.file.as_raw_fd(),
             events: libc::POLLIN,
@@ -231,17 +205,44 @@ impl Camera for V4l2Camera {
         }
         let mut buf = self.buffer(0);
         self.ioctl(VIDIOC_DQBUF, &mut buf, "VIDIOC_DQBUF")?;
-        let mapping = &self.buffers[buf.index as usize];
-        let used = (buf.bytesused as usize).min(mapping.len);
-        // SAFETY: the driver filled `used` bytes of this mapped buffer and
-        // leaves it to us until it is queued again below.
-        let bytes = unsafe { std::slice::from_raw_parts(mapping.ptr as *const u8, used) }.to_vec();
-        self.ioctl(VIDIOC_QBUF, &mut buf, "VIDIOC_QBUF")?;
+        let Some(mapping) = self.buffers.get(buf.index as usize) else {
+            let what = format!("VIDIOC_DQBUF: buffer {} was never mapped", buf.index);
+            return Err(self.unsupported(&what));
+        };
         self.frames += 1;
-        Ok(Some(Frame {
-            image: self.decode(&bytes)?,
-            source: format!("{}#{}", self.path.display(), self.frames),
-        }))
+        let name = PathBuf::from(format!(
+            "{} ({} frame {})",
+            self.path.display(),
+            self.format.pixel,
+            self.frames
+        ));
+        let used = buf.bytesused as usize;
+        let decoded = if buf.flags & V4L2_BUF_FLAG_ERROR != 0 {
+            None
+        } else if used > mapping.len {
+            Some(Err(FrameError::Oversized {
+                pixel: self.format.pixel,
+                got: used,
+                max: mapping.len,
+                width: self.format.width,
+                height: self.format.height,
+            }))
+        } else {
+            // SAFETY: the driver filled `used` bytes of this mapped buffer and
+            // leaves it to us until it is queued again below.
+            let bytes = unsafe { std::slice::from_raw_parts(mapping.ptr as *const u8, used) };
+            Some(decode_frame(bytes, &self.format, &name))
+        };
+        self.ioctl(VIDIOC_QBUF, &mut buf, "VIDIOC_QBUF")?;
+        match decoded {
+            None => Ok(None),
+            Some(Ok(image)) => Ok(Some(image)),
+            Some(Err(FrameError::Decode(e))) => Err(CameraError::Image(e)),
+            Some(Err(e)) => Err(CameraError::Io {
+                path: name,
+                source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),
+            }),
+        }
     }
 }
 
@@ -256,59 +257,9 @@ impl Drop for V4l2Camera {
     }
 }
 
-/// YUYV 4:2:2 (Y0 U Y1 V per two pixels, BT.601 limited range) to RGB.
-pub fn yuyv_to_rgb(bytes: &[u8], width: u32, height: u32) -> Option<RgbImage> {
-    let pixels = width as usize * height as usize;
-    if !width.is_multiple_of(2) || bytes.len() < pixels * 2 {
-        return None;
-    }
-    let mut rgb = Vec::with_capacity(pixels * 3);
-    for quad in bytes[..pixels * 2].chunks_exact(4) {
-        let (u, v) = (f32::from(quad[1]) - 128.0, f32::from(quad[3]) - 128.0);
-        for y in [quad[0], quad[2]] {
-            let c = 1.164 * (f32::from(y) - 16.0);
-            let to_u8 = |x: f32| x.round().clamp(0.0, 255.0) as u8;
-            rgb.extend([
-                to_u8(c + 1.596 * v),
-                to_u8(c - 0.392 * u - 0.813 * v),
-                to_u8(c + 2.017 * u),
-            ]);
-        }
-    }
-    RgbImage::from_raw(width, height, rgb)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn yuyv_black_white_and_red_convert() {
-        // Black (Y 16), white (Y 235) with neutral chroma, then BT.601 red (81, 90, 240).
-        let bytes = [16, 128, 235, 128, 81, 90, 81, 240];
-        let img = yuyv_to_rgb(&bytes, 4, 1).unwrap();
-        assert_eq!(img.get_pixel(0, 0).0, [0, 0, 0]);
-        assert_eq!(img.get_pixel(1, 0).0, [255, 255, 255]);
-        let red = img.get_pixel(2, 0).0;
-        assert!(red[0] >= 250 && red[1] <= 5 && red[2] <= 5, "{red:?}");
-        assert!(yuyv_to_rgb(&bytes[..6], 4, 1).is_none());
-    }
-
-    #[test]
-    fn mjpeg_frames_wider_than_the_decoding_limit_are_refused() {
-        let mut wide = Vec::new();
-        let side = edgevlm_shared::preprocess::MAX_IMAGE_SIDE + 8;
-        RgbImage::new(side, 8)
-            .write_to(&mut std::io::Cursor::new(&mut wide), image::ImageFormat::Jpeg)
-            .unwrap();
-        let err = decode_mjpeg(&wide, Path::new("/dev/video0"), 3)
-            .unwrap_err()
-            .to_string();
-        assert!(
-            err.contains("/dev/video0 (MJPEG frame 3)") && err.contains("refused"),
-            "{err}"
-        );
-    }
 
     #[test]
     fn missing_device_is_named() {
