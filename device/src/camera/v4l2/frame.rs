@@ -152,7 +152,8 @@ fn decode_mjpeg(bytes: &[u8], format: &FrameFormat, name: &Path) -> Result<RgbIm
     if !bytes[..end].ends_with(&[0xff, 0xd9]) {
         return Err(FrameError::NoEndOfImage { got: bytes.len() });
     }
-    let image = decode_image_as(bytes, name, image::ImageFormat::Jpeg)?;
+    let jpeg = super::huffman::with_standard_tables(bytes);
+    let image = decode_image_as(&jpeg, name, image::ImageFormat::Jpeg)?;
     if image.dimensions() != (width, height) {
         return Err(FrameError::WrongSize {
             got_width: image.width(),

@@ -6,7 +6,9 @@
 //!   32x48 and each pixel doubled sideways, so that 4:2:2 chroma loses nothing;
 //! - `chelsea-64x48.yuyv`: the reference in YUYV, BT.601 limited range
 //!   (Y = 16 + (65.481 R + 128.553 G + 24.966 B) / 255, Cb and Cr alike), 6144 bytes;
-//! - `chelsea-64x48.mjpg`: the reference as a quality-90 JPEG.
+//! - `chelsea-64x48.mjpg`: the reference as a quality-90 JPEG;
+//! - `chelsea-64x48-nodht.mjpg`: the same without its Huffman tables, as many
+//!   UVC cameras send MJPEG (the decoder must use the standard tables).
 
 use std::path::{Path, PathBuf};
 
@@ -138,6 +140,15 @@ fn recorded_mjpeg_frame_decodes_to_the_reference() {
 }
 
 #[test]
+fn mjpeg_without_huffman_tables_uses_the_standard_ones() {
+    let full = fixture("chelsea-64x48.mjpg");
+    let bare = fixture("chelsea-64x48-nodht.mjpg");
+    assert!(bare.len() < full.len() && !bare.windows(2).any(|m| m == [0xff, 0xc4]));
+    let image = decode_frame(&bare, &mjpeg(), &name()).unwrap();
+    assert_eq!(image, decode_frame(&full, &mjpeg(), &name()).unwrap());
+}
+
+#[test]
 fn truncated_wrong_sized_and_oversized_mjpeg_frames_are_errors() {
     let bytes = fixture("chelsea-64x48.mjpg");
     let err = |b: &[u8], f: &FrameFormat| decode_frame(b, f, &name()).unwrap_err().to_string();
@@ -240,4 +251,20 @@ fn regenerate_fixtures() {
         .encode_image(&reference)
         .unwrap();
     std::fs::write(fixture_path("chelsea-64x48.mjpg"), &jpeg).unwrap();
+    std::fs::write(fixture_path("chelsea-64x48-nodht.mjpg"), without_dht(&jpeg)).unwrap();
+}
+
+/// The JPEG without its DHT (Huffman table) segments.
+fn without_dht(jpeg: &[u8]) -> Vec<u8> {
+    let mut out = jpeg[..2].to_vec();
+    let mut i = 2;
+    while i + 4 <= jpeg.len() && jpeg[i] == 0xff && jpeg[i + 1] != 0xda {
+        let len = usize::from(u16::from_be_bytes([jpeg[i + 2], jpeg[i + 3]]));
+        if jpeg[i + 1] != 0xc4 {
+            out.extend_from_slice(&jpeg[i..i + 2 + len]);
+        }
+        i += 2 + len;
+    }
+    out.extend_from_slice(&jpeg[i..]);
+    out
 }

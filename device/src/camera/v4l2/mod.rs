@@ -19,6 +19,7 @@ mod abi_tests;
 mod frame;
 #[cfg(test)]
 mod frame_tests;
+mod huffman;
 
 const BUFFERS: u32 = 4;
 const FRAME_TIMEOUT_MS: i32 = 3000;
