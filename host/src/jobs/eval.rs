@@ -1,0 +1,93 @@
+//! `edgevlm eval`: scores a model folder (in burn) or a bundle (in the device
+//! runtime) on a dataset and writes a JSON report (by default into the folder, or
+//! beside the bundle).
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use burn::tensor::Device;
+use edgevlm::eval::{predict, tasks};
+use edgevlm::train::finetune::Task;
+
+use super::inference::{decoding, load_predictor};
+use crate::cli;
+
+pub fn eval(a: cli::EvalArgs) -> Result<()> {
+    let device = Device::flex();
+    // A model folder runs in burn; a bundle file runs in the device runtime.
+    let mut model: Box<dyn predict::Predictor> = if a.model.is_file() {
+        Box::new(predict::BundlePredictor::new(
+            edgevlm_device::runtime::Runtime::load(&a.model)?,
+        ))
+    } else {
+        load_predictor(&a.model, &device)?
+    };
+    let opts = decoding(&a.decode, model.as_mut(), 1)?;
+    let model = model.as_ref();
+    let (format, split) = (a.data.format, a.data.split.as_deref());
+    let name = match a.task {
+        Task::Caption => "caption",
+        Task::Vqa => "vqa",
+        Task::Retrieval => "retrieval",
+    };
+    let report_path: PathBuf = a.report.clone().unwrap_or_else(|| {
+        let file = match split {
+            Some(s) => format!("eval-{name}-{s}.json"),
+            None => format!("eval-{name}.json"),
+        };
+        if a.model.is_file() {
+            a.model.with_extension(file)
+        } else {
+            a.model.join(file)
+        }
+    });
+    let json = match a.task {
+        Task::Caption => {
+            let r = tasks::caption(model, &a.data.data, format, split, opts)?;
+            println!("images     {}", r.images);
+            for (n, b) in r.bleu.iter().enumerate() {
+                println!("BLEU-{}     {b:.1}", n + 1);
+            }
+            println!("CIDEr-D    {:.1}", r.cider_d);
+            match r.consensus {
+                Some(c) => println!(
+                    "decoding   beam {}, reranked by consensus with {} training captions (weight {})",
+                    r.beam_size, c.neighbours, c.weight
+                ),
+                None => println!("decoding   beam {}", r.beam_size),
+            }
+            for e in r.examples.iter().take(3) {
+                println!("  {} -> {}", e.image.display(), e.caption);
+            }
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::Vqa => {
+            let r = tasks::vqa(model, &a.data.data, format, split)?;
+            println!("questions  {}", r.questions);
+            println!("accuracy   {:.2}% ({})", r.accuracy, r.metric);
+            for (t, acc) in &r.per_type {
+                println!("  {t:<24} {acc:.2}%");
+            }
+            for (f, acc) in &r.per_family {
+                println!("    family {f:<17} {acc:.2}%");
+            }
+            println!(
+                "macro P/R/F1  {:.2} / {:.2} / {:.2}",
+                r.macro_precision, r.macro_recall, r.macro_f1
+            );
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::Retrieval => {
+            let r = tasks::retrieval(model, &a.data.data, format, split)?;
+            println!("images {} texts {}", r.images, r.texts);
+            let [i1, i5, i10] = r.image_to_text;
+            let [t1, t5, t10] = r.text_to_image;
+            println!("image→text R@1 {i1:.1} R@5 {i5:.1} R@10 {i10:.1}");
+            println!("text→image R@1 {t1:.1} R@5 {t5:.1} R@10 {t10:.1}");
+            serde_json::to_string_pretty(&r)?
+        }
+    };
+    std::fs::write(&report_path, json).with_context(|| format!("writing {}", report_path.display()))?;
+    println!("report: {}", report_path.display());
+    Ok(())
+}

@@ -1,0 +1,98 @@
+//! `edgevlm caption`, `ask` and `match` on one image, and the model loading and
+//! caption decoding that `eval` shares with them.
+
+use std::path::Path;
+
+use anyhow::Result;
+use burn::tensor::Device;
+use edgevlm::eval::predict;
+use edgevlm::model::saved::SavedModel;
+use edgevlm::model::DecodeOptions;
+use edgevlm::recipe::consensus::Consensus;
+
+use crate::cli::{self, AskArgs, CaptionArgs, MatchArgs};
+
+pub fn caption(a: CaptionArgs) -> Result<()> {
+    let device = Device::flex();
+    let mut model = load_predictor(&a.model, &device)?;
+    let store = single_image(&a.image, model.preprocess())?;
+    let opts = decoding(&a.decode, model.as_mut(), 3)?;
+    let caption = model.captions(&store, &[0], opts)?;
+    println!("{}", caption[0]);
+    Ok(())
+}
+
+pub fn ask(a: AskArgs) -> Result<()> {
+    let device = Device::flex();
+    let model = load_predictor(&a.model, &device)?;
+    let store = single_image(&a.image, model.preprocess())?;
+    let answers = model.answers(&store, &[(0, a.question)])?;
+    let (answer, p) = &answers[0];
+    println!("{answer} ({:.1}%)", p * 100.0);
+    Ok(())
+}
+
+pub fn match_texts(a: MatchArgs) -> Result<()> {
+    let device = Device::flex();
+    let model = load_predictor(&a.model, &device)?;
+    let store = single_image(&a.image, model.preprocess())?;
+    let image = model.image_embeddings(&store, &[0])?;
+    let texts = model.text_embeddings(&a.texts)?;
+    for (text, emb) in a.texts.iter().zip(&texts) {
+        println!("{:+.4}  {text}", predict::dot(&image[0], emb));
+    }
+    Ok(())
+}
+
+fn single_image(
+    path: &Path,
+    preprocess: &edgevlm_shared::PreprocessConfig,
+) -> Result<edgevlm::data::store::ImageStore> {
+    Ok(edgevlm::data::store::ImageStore::load(
+        vec![path.to_path_buf()],
+        preprocess,
+    )?)
+}
+
+/// A model folder in burn: the real-photo model (frozen towers + heads) or an `EdgeVlm`.
+pub fn load_predictor(dir: &Path, device: &Device) -> Result<Box<dyn predict::Predictor>> {
+    Ok(if edgevlm::recipe::model_dir::is_photo_model(dir) {
+        Box::new(edgevlm::recipe::model_dir::PhotoModel::load(dir, device)?)
+    } else {
+        Box::new(predict::BurnPredictor {
+            saved: SavedModel::load(dir, device)?,
+            device: device.clone(),
+        })
+    })
+}
+
+/// The caption decoding: flags first, then the model folder's `decoding.json`, then
+/// `fallback_beam` and the default length penalty. Sets the model's reranking.
+pub fn decoding(
+    a: &cli::DecodeArgs,
+    model: &mut dyn predict::Predictor,
+    fallback_beam: usize,
+) -> Result<DecodeOptions> {
+    let folder = model.decoding();
+    let opts = DecodeOptions {
+        beam_size: a
+            .beam
+            .or(folder.map(|d| d.beam_size))
+            .unwrap_or(fallback_beam)
+            .max(1),
+        length_penalty: a
+            .length_penalty
+            .or(folder.map(|d| d.length_penalty))
+            .unwrap_or(DecodeOptions::default().length_penalty),
+        ..Default::default()
+    };
+    if a.consensus.is_some() || a.consensus_weight.is_some() {
+        let base = model.consensus().unwrap_or_default();
+        let consensus = Consensus {
+            neighbours: a.consensus.unwrap_or(base.neighbours),
+            weight: a.consensus_weight.unwrap_or(base.weight),
+        };
+        model.set_consensus((consensus.neighbours > 0).then_some(consensus))?;
+    }
+    Ok(opts)
+}
