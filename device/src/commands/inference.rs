@@ -1,0 +1,95 @@
+//! `edgevlm-device caption`, `ask`, `match`, `selftest` and `bench`: load a bundle
+//! into the runtime and run it on images.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result};
+use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::preprocess::load_image;
+
+use crate::bench;
+use crate::cli::{ModelArgs, SearchArgs};
+
+pub fn caption(image: &Path, model: &ModelArgs, search: SearchArgs) -> Result<()> {
+    let runtime = load(model)?;
+    let start = Instant::now();
+    let encoded = encode(&runtime, image)?;
+    let caption = runtime.caption_with(&encoded, search.decoding(&runtime))?;
+    println!("{caption}");
+    eprintln!("{:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+pub fn ask(image: &Path, question: &str, model: &ModelArgs) -> Result<()> {
+    let runtime = load(model)?;
+    let start = Instant::now();
+    let answer = runtime.answer(&encode(&runtime, image)?, question)?;
+    println!("{}", answer.answer);
+    let top: Vec<String> = answer.top.iter().map(|(a, p)| format!("{a} {p:.3}")).collect();
+    eprintln!(
+        "{} ({:.1} ms)",
+        top.join(", "),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(())
+}
+
+pub fn match_texts(image: &Path, texts: &[String], model: &ModelArgs) -> Result<()> {
+    let runtime = load(model)?;
+    let encoded = encode(&runtime, image)?;
+    let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+    for (text, score) in texts.iter().zip(runtime.match_texts(&encoded, &refs)?) {
+        println!("{score:.4}  {text}");
+    }
+    Ok(())
+}
+
+pub fn selftest(model: &ModelArgs) -> Result<()> {
+    let runtime = load(model)?;
+    let report = runtime.selftest()?;
+    println!(
+        "self-test passed: caption {:?}{}, embedding within {:.2e}",
+        report.caption,
+        report
+            .answer
+            .map(|a| format!(", answer {a:?}"))
+            .unwrap_or_default(),
+        report.embedding_error
+    );
+    Ok(())
+}
+
+pub fn bench(
+    model: &ModelArgs,
+    images: &[PathBuf],
+    runs: usize,
+    search: SearchArgs,
+    report: Option<PathBuf>,
+    threads: usize,
+) -> Result<()> {
+    let runtime = load(model)?;
+    let result = bench::run(&runtime, images, runs.max(1), search.decoding(&runtime), threads)?;
+    let json = serde_json::to_string_pretty(&result)?;
+    println!("{json}");
+    if let Some(path) = report {
+        std::fs::write(&path, &json).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn load(model: &ModelArgs) -> Result<Runtime> {
+    let start = Instant::now();
+    let runtime = Runtime::load(&model.bundle)?;
+    eprintln!(
+        "loaded {} in {:.0} ms",
+        model.bundle.display(),
+        start.elapsed().as_secs_f64() * 1e3
+    );
+    Ok(runtime)
+}
+
+fn encode(runtime: &Runtime, image: &Path) -> Result<edgevlm_device::runtime::EncodedImage> {
+    let pixels = load_image(image)?;
+    Ok(runtime.encode_image(&pixels)?)
+}

@@ -1,0 +1,11 @@
+//! `edgevlm-device run`: the device loop, configured by `device.toml`.
+
+use std::path::Path;
+
+use anyhow::Result;
+
+pub fn run(config: &Path, max_events: u64) -> Result<()> {
+    let cfg = edgevlm_device::run::DeviceConfig::load(config)?;
+    edgevlm_device::run::run(&cfg, max_events)?;
+    Ok(())
+}
