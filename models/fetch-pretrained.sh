@@ -62,18 +62,21 @@ if ! up_to_date "$dir" "$EFFNET_SHA"; then
 fi
 echo "fetch: $dir ok ($(du -sh "$dir" | cut -f1))"
 
-# Test photos: chelsea (a cat) and coffee, CC0 by their photographers; rocket, NASA.
+# Test photos (public domain / CC0, see samples/README.txt); tests/fixtures/photos
+# holds captions written for them.
 SKIMAGE_SHA=24cc986e1f4187a12aa319f777b36008764e856e5013666a4a83f8df083c2641
 dir=$OUT/samples
-if ! up_to_date "$dir" "$SKIMAGE_SHA"; then
+PHOTOS=(astronaut.png chelsea.png coffee.png rocket.jpg motorcycle_left.png camera.png coins.png
+  hubble_deep_field.jpg brick.png moon.png)
+if ! up_to_date "$dir" "$SKIMAGE_SHA ${PHOTOS[*]}"; then
   wheel=$(fetch scikit-image==0.25.2 "$SKIMAGE_SHA" --only-binary=:all: --python-version 3.11 \
     --platform manylinux_2_17_x86_64)
   tmp=$(mktemp -d)
   python3 -m zipfile -e "$wheel" "$tmp"
   rm -rf "$dir" && mkdir -p "$dir"
-  cp "$tmp"/skimage/data/{chelsea.png,coffee.png,rocket.jpg} "$dir"/
+  for photo in "${PHOTOS[@]}"; do cp "$tmp/skimage/data/$photo" "$dir"/; done
   cp "$tmp"/skimage/data/README.txt "$dir"/ 2>/dev/null || true
   rm -rf "$tmp"
-  echo "$SKIMAGE_SHA" >"$dir/.stamp"
+  echo "$SKIMAGE_SHA ${PHOTOS[*]}" >"$dir/.stamp"
 fi
 echo "fetch: $dir ok ($(ls "$dir" | wc -l) files)"

@@ -1,0 +1,183 @@
+//! The real-photo model on the board, on real photos: a small model trained by
+//! `edgevlm train --recipe flickr8k` on ten CC0 scikit-image photos with captions
+//! written for them (`tests/fixtures/photos`), exported, and run by the device:
+//! its text trigger fires for the photos a phrase describes and for no other, and
+//! the events carry the same captions the host gives.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use edgevlm_tests::{binary, fixture, run_ok};
+
+fn pretrained() -> PathBuf {
+    let dir = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models/pretrained");
+    assert!(
+        dir.join("samples/chelsea.png").is_file() && dir.join("minilm-l6/model.safetensors").is_file(),
+        "{} is missing photos or towers: run models/fetch-pretrained.sh",
+        dir.display()
+    );
+    dir
+}
+
+fn s(p: &Path) -> &str {
+    p.to_str().unwrap()
+}
+
+/// The fixture captions with the sample photos, in the Flickr8k layout.
+fn photo_folder(dir: &Path) {
+    let photos = fixture("photos");
+    std::fs::create_dir_all(dir.join("Images")).unwrap();
+    for list in [
+        "captions.txt",
+        "Flickr_8k.trainImages.txt",
+        "Flickr_8k.devImages.txt",
+    ] {
+        let from = photos.join(list);
+        std::fs::copy(&from, dir.join(list)).unwrap_or_else(|e| panic!("{}: {e}", from.display()));
+    }
+    let train = std::fs::read_to_string(photos.join("Flickr_8k.trainImages.txt")).unwrap();
+    for name in train.lines() {
+        std::fs::copy(
+            pretrained().join("samples").join(name),
+            dir.join("Images").join(name),
+        )
+        .unwrap();
+    }
+}
+
+fn trained_bundle(root: &Path) -> (PathBuf, PathBuf) {
+    let (data, model, cache) = (root.join("photos"), root.join("model"), root.join("cache"));
+    photo_folder(&data);
+    let towers = pretrained();
+    run_ok(
+        "edgevlm",
+        &[
+            "train",
+            "--recipe",
+            "flickr8k",
+            "--data",
+            s(&data),
+            "--out",
+            s(&model),
+            "--cache",
+            s(&cache),
+            "--towers",
+            s(&towers),
+            "--align-epochs",
+            "40",
+            "--caption-epochs",
+            "12",
+            "--patience",
+            "12",
+            "--beam",
+            "3",
+        ],
+    );
+    let bundle = root.join("photo.bundle");
+    run_ok(
+        "edgevlm",
+        &[
+            "export",
+            "--model",
+            s(&model),
+            "--out",
+            s(&bundle),
+            "--selftest-image",
+            s(&data.join("Images/chelsea.png")),
+        ],
+    );
+    (model, bundle)
+}
+
+/// Runs the device loop over `frames` (in name order) with a text trigger until
+/// `events` events; returns the events.
+fn text_trigger_events(
+    root: &Path,
+    bundle: &Path,
+    frames: &[(&str, &str)],
+    phrase: &str,
+    events: usize,
+) -> Vec<serde_json::Value> {
+    let inbox = root.join(format!("inbox-{}", phrase.replace(' ', "-")));
+    std::fs::create_dir_all(&inbox).unwrap();
+    for (name, photo) in frames {
+        std::fs::copy(pretrained().join("samples").join(photo), inbox.join(name)).unwrap();
+    }
+    let config = inbox.with_extension("toml");
+    let log = inbox.with_extension("jsonl");
+    std::fs::write(
+        &config,
+        format!(
+            "device = \"ci\"\nbundle = {bundle:?}\ntick_ms = 1\nevents.file = {log:?}\n\
+             [camera]\nkind = \"directory\"\npath = {inbox:?}\nexisting = true\n\
+             [trigger]\nkind = \"text\"\nphrase = {phrase:?}\nmin_similarity = 0.5\n"
+        ),
+    )
+    .unwrap();
+    let out = Command::new(binary("edgevlm-device"))
+        .args(["run", "--max-events", &events.to_string(), "--config", s(&config)])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_text_trigger_fires_on_the_photos_a_phrase_describes_and_captions_them_as_the_host_does() {
+    let root = tempfile::tempdir().unwrap();
+    let (model, bundle) = trained_bundle(root.path());
+    let selftest = run_ok("edgevlm-device", &["selftest", "--bundle", s(&bundle)]);
+    assert!(selftest.contains("self-test passed"), "{selftest}");
+
+    // The cat twice, the second time last: two events mean that the eight photos
+    // before it were judged and none fired.
+    let frames = [
+        ("00.png", "astronaut.png"),
+        ("01.png", "coffee.png"),
+        ("02.jpg", "rocket.jpg"),
+        ("03.png", "chelsea.png"),
+        ("04.png", "motorcycle_left.png"),
+        ("05.png", "camera.png"),
+        ("06.png", "coins.png"),
+        ("07.jpg", "hubble_deep_field.jpg"),
+        ("08.png", "brick.png"),
+        ("09.png", "moon.png"),
+        ("10.png", "chelsea.png"),
+    ];
+    let events = text_trigger_events(root.path(), &bundle, &frames, "a cat on a chair", 2);
+    let sources: Vec<&str> = events.iter().map(|e| e["source"].as_str().unwrap()).collect();
+    assert!(
+        sources[0].ends_with("03.png") && sources[1].ends_with("10.png"),
+        "{sources:?}"
+    );
+    for event in &events {
+        assert!(event["trigger_score"].as_f64().unwrap() >= 0.5, "{event}");
+    }
+    // The event's caption is the host's caption of that photo.
+    let photo = pretrained().join("samples/chelsea.png");
+    let host = run_ok("edgevlm", &["caption", s(&photo), "--model", s(&model)]);
+    assert_eq!(events[0]["caption"].as_str().unwrap(), host.trim());
+
+    // Another phrase fires on its own photo only.
+    let frames = [
+        ("00.png", "motorcycle_left.png"),
+        ("01.png", "astronaut.png"),
+        ("02.png", "chelsea.png"),
+        ("03.png", "coffee.png"),
+        ("04.jpg", "rocket.jpg"),
+        ("05.png", "camera.png"),
+        ("06.png", "coins.png"),
+        ("07.png", "moon.png"),
+        ("08.png", "motorcycle_left.png"),
+    ];
+    let events = text_trigger_events(root.path(), &bundle, &frames, "a motorbike parked in a garage", 2);
+    let sources: Vec<&str> = events.iter().map(|e| e["source"].as_str().unwrap()).collect();
+    assert!(
+        sources[0].ends_with("00.png") && sources[1].ends_with("08.png"),
+        "{sources:?}"
+    );
+}
