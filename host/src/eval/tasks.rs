@@ -84,7 +84,12 @@ pub fn caption(
         length_penalty: opts.length_penalty,
         consensus: model.consensus(),
         examples,
-        captions: set.records.iter().map(|r| r.image.clone()).zip(generated).collect(),
+        captions: set
+            .records
+            .iter()
+            .map(|r| r.image.clone())
+            .zip(generated)
+            .collect(),
     })
 }
 
