@@ -106,4 +106,18 @@ for name in a b; do
   }
   echo "  same: $name.png -> $want"
 done
+stamp "the real-photo model (EfficientNet-Lite0 + MiniLM) under qemu, on real photos"
+# A small model trained on the fixture photos (tests/fixtures/photos) by the recipe.
+photos="$WORK/photos"
+mkdir -p "$photos/Images"
+cp tests/fixtures/photos/*.txt "$photos"/
+while read -r name; do cp "models/pretrained/samples/$name" "$photos/Images/"; done \
+  <tests/fixtures/photos/Flickr_8k.trainImages.txt
+"$HOST_BIN/edgevlm" train --recipe flickr8k --data "$photos" --out "$WORK/photo" --cache "$WORK/cache" \
+  --towers models/pretrained --align-epochs 40 --caption-epochs 12 --patience 12 --beam 3 >/dev/null 2>&1
+"$HOST_BIN/edgevlm" export --model "$WORK/photo" --out "$WORK/p.bundle" >/dev/null
+# Beam 3 and consensus reranking, as the bundle asks.
+run_both caption models/pretrained/samples/chelsea.png --bundle "$WORK/p.bundle"
+run_both caption models/pretrained/samples/motorcycle_left.png --bundle "$WORK/p.bundle"
+run_both match models/pretrained/samples/coffee.png "a cup of coffee" "a rocket" --bundle "$WORK/p.bundle"
 stamp "aarch64 device ok"

@@ -233,6 +233,8 @@ pub fn run(cfg: &DeviceConfig, max_events: u64) -> anyhow::Result<u64> {
     let runtime = load_runtime(cfg)?;
     let mut camera = camera(&cfg.camera)?;
     let mut gate = gate(cfg, &runtime)?;
+    // Phrases are embedded; nothing in the loop reads the text tower again.
+    runtime.release_text_encoder();
     let mut sinks = Sinks::open(&cfg.events, &cfg.device, &cfg.questions)?;
     let mut seq = 0u64;
     while max_events == 0 || seq < max_events {

@@ -10,7 +10,7 @@ pub use error::{Result, RuntimeError};
 pub use selftest::SelfTestReport;
 
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use edgevlm_shared::bundle::{
     io, Bundle, Manifest, CAPTION_MEMORY_FILE, DECODER_TOKENIZER_FILE, TEXT_TOKENIZER_FILE,
@@ -25,6 +25,8 @@ type Plan = Arc<TypedRunnableModel>;
 
 pub struct Runtime {
     pub manifest: Manifest,
+    /// Where the bundle came from, for errors.
+    origin: String,
     /// The text encoder's (and VQA's) tokenizer.
     pub tokenizer: TextTokenizer,
     /// The caption decoder's: its own vocabulary, or the text encoder's.
@@ -32,11 +34,19 @@ pub struct Runtime {
     /// Training captions for consensus reranking, when the bundle carries them.
     pub memory: Option<CaptionMemory>,
     image_encoder: Plan,
-    text_encoder: Plan,
+    /// Built on first use and releasable: a board that only captions never holds
+    /// the text tower, and a text trigger embeds its phrases once, then lets it go.
+    text_encoder: Mutex<TextEncoder>,
     vqa: Option<VqaPlan>,
     decoder: Plan,
     decoder_step: Plan,
     selftest_image: Option<Vec<u8>>,
+}
+
+enum TextEncoder {
+    Graph(Vec<u8>),
+    Plan(Plan),
+    Released,
 }
 
 /// The VQA graph and what it reads of the image: the image tokens (a fused head)
@@ -64,18 +74,25 @@ pub struct Answer {
     pub top: Vec<(String, f32)>,
 }
 
-fn load_plan(bundle: &Bundle, graph: &str) -> Result<Plan> {
-    let bytes = bundle.file(&io::graph_file(graph))?;
+/// Parses, optimizes and readies one graph; its bytes are gone afterwards.
+fn plan(origin: &str, graph: &str, bytes: Vec<u8>) -> Result<Plan> {
     let fail = |e: TractError| RuntimeError::Graph {
-        origin: bundle.origin().to_string(),
+        origin: origin.to_string(),
         graph: graph.to_string(),
         reason: format!("{e:#}"),
     };
-    tract_onnx::onnx()
+    let model = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(bytes))
-        .and_then(|m| m.into_optimized())
+        .map_err(fail)?;
+    model
+        .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(fail)
+}
+
+fn load_plan(bundle: &mut Bundle, graph: &str) -> Result<Plan> {
+    let bytes = bundle.take_file(&io::graph_file(graph))?;
+    plan(&bundle.origin().to_string(), graph, bytes)
 }
 
 pub(crate) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
@@ -140,10 +157,15 @@ fn shape_error(graph: &str, e: impl std::fmt::Display) -> RuntimeError {
 
 impl Runtime {
     pub fn load(path: &Path) -> Result<Self> {
-        Self::from_bundle(&Bundle::read(path)?)
+        Self::from_owned(Bundle::read(path)?)
     }
 
     pub fn from_bundle(bundle: &Bundle) -> Result<Self> {
+        Self::from_owned(bundle.clone())
+    }
+
+    /// Loads from a bundle it consumes: each graph's bytes are dropped once parsed.
+    pub fn from_owned(mut bundle: Bundle) -> Result<Self> {
         let manifest = bundle.manifest.clone();
         // `from_bytes` checked this already; a bundle built in memory was not.
         manifest
@@ -152,9 +174,9 @@ impl Runtime {
                 origin: bundle.origin().into(),
                 reason,
             })?;
-        let tokenizer = load_tokenizer(bundle, TEXT_TOKENIZER_FILE, manifest.max_text_len)?;
+        let tokenizer = load_tokenizer(&bundle, TEXT_TOKENIZER_FILE, manifest.max_text_len)?;
         let decoder_tokenizer = if bundle.has_file(DECODER_TOKENIZER_FILE) {
-            load_tokenizer(bundle, DECODER_TOKENIZER_FILE, manifest.decoder.max_len)?
+            load_tokenizer(&bundle, DECODER_TOKENIZER_FILE, manifest.decoder.max_len)?
         } else {
             tokenizer.clone()
         };
@@ -168,7 +190,7 @@ impl Runtime {
             None
         };
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
-            let plan = load_plan(bundle, io::VQA)?;
+            let plan = load_plan(&mut bundle, io::VQA)?;
             let model = plan.model();
             let reads_pixels = model
                 .input_outlets()
@@ -184,12 +206,14 @@ impl Runtime {
             .as_ref()
             .map(|t| bundle.file(&t.image).map(<[u8]>::to_vec))
             .transpose()?;
+        let text_graph = bundle.take_file(&io::graph_file(io::TEXT_ENCODER))?;
         Ok(Self {
-            image_encoder: load_plan(bundle, io::IMAGE_ENCODER)?,
-            text_encoder: load_plan(bundle, io::TEXT_ENCODER)?,
+            image_encoder: load_plan(&mut bundle, io::IMAGE_ENCODER)?,
+            text_encoder: Mutex::new(TextEncoder::Graph(text_graph)),
             vqa,
-            decoder: load_plan(bundle, io::CAPTION_DECODER)?,
-            decoder_step: load_plan(bundle, io::CAPTION_STEP)?,
+            decoder: load_plan(&mut bundle, io::CAPTION_DECODER)?,
+            decoder_step: load_plan(&mut bundle, io::CAPTION_STEP)?,
+            origin: bundle.origin().to_string(),
             manifest,
             tokenizer,
             decoder_tokenizer,
@@ -233,11 +257,39 @@ impl Runtime {
         ))
     }
 
+    /// The text encoder, built now if this is its first use.
+    fn text_plan(&self) -> Result<Plan> {
+        let mut slot = self
+            .text_encoder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let built = match std::mem::replace(&mut *slot, TextEncoder::Released) {
+            TextEncoder::Plan(p) => p,
+            TextEncoder::Graph(bytes) => plan(&self.origin, io::TEXT_ENCODER, bytes)?,
+            TextEncoder::Released => {
+                return Err(RuntimeError::Run {
+                    graph: io::TEXT_ENCODER.into(),
+                    reason: "the text encoder was released to save memory".into(),
+                })
+            }
+        };
+        *slot = TextEncoder::Plan(built.clone());
+        Ok(built)
+    }
+
+    /// Frees the text encoder for good (a loop that embedded its phrases at start).
+    pub fn release_text_encoder(&self) {
+        *self
+            .text_encoder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = TextEncoder::Released;
+    }
+
     /// Unit-length ITC embeddings of texts.
     pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
         let graph = io::TEXT_ENCODER;
         let (ids, mask) = self.text_inputs(texts, graph)?;
-        let out = run(&self.text_encoder, graph, tvec!(ids.into(), mask.into()))?;
+        let out = run(&self.text_plan()?, graph, tvec!(ids.into(), mask.into()))?;
         let flat = to_vec(output(&out, 0, graph)?, graph)?;
         let d = flat.len() / texts.len().max(1);
         Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())

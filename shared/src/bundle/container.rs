@@ -260,6 +260,15 @@ impl Bundle {
     pub fn has_file(&self, name: &str) -> bool {
         self.files.contains_key(name)
     }
+
+    /// Moves a file's bytes out (a loader that parses each file once keeps no
+    /// second copy of the bundle in memory).
+    pub fn take_file(&mut self, name: &str) -> Result<Vec<u8>, BundleError> {
+        self.files.remove(name).ok_or_else(|| BundleError::MissingFile {
+            origin: self.origin.clone(),
+            file: name.into(),
+        })
+    }
 }
 
 #[cfg(test)]
