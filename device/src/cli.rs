@@ -77,6 +77,10 @@ pub enum Command {
         /// Stop after this many events (0: run until killed).
         #[arg(long, default_value_t = 0)]
         max_events: u64,
+        /// Stop once this many frames were captured and judged, fired or not (0: no
+        /// limit): a folder of frames through the trigger, then exit.
+        #[arg(long, default_value_t = 0)]
+        max_frames: u64,
     },
     /// The update agent: receives signed bundles over TCP and installs them into
     /// A/B slots (verify, self-test, atomic switch).

@@ -16,7 +16,11 @@ fn main() -> Result<()> {
     }
     match cli.command {
         Command::Info { bundle } => bundle::info(&bundle)?,
-        Command::Run { config, max_events } => run::run(&config, max_events)?,
+        Command::Run {
+            config,
+            max_events,
+            max_frames,
+        } => run::run(&config, edgevlm_device::run::Limits { max_events, max_frames })?,
         Command::Agent(a) => agent::agent(a)?,
         Command::Install { state, bundle, sig } => agent::install(&state, bundle, sig)?,
         Command::Start { state, command } => agent::start(&state, command)?,

@@ -4,8 +4,8 @@ use std::path::Path;
 
 use anyhow::Result;
 
-pub fn run(config: &Path, max_events: u64) -> Result<()> {
+pub fn run(config: &Path, limits: edgevlm_device::run::Limits) -> Result<()> {
     let cfg = edgevlm_device::run::DeviceConfig::load(config)?;
-    edgevlm_device::run::run(&cfg, max_events)?;
+    edgevlm_device::run::run(&cfg, limits)?;
     Ok(())
 }

@@ -228,19 +228,48 @@ fn describe(
     Ok((caption, answers))
 }
 
-/// Runs the loop until `max_events` events (0: forever).
-pub fn run(cfg: &DeviceConfig, max_events: u64) -> anyhow::Result<u64> {
+/// When the loop stops; 0 means no limit.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Limits {
+    pub max_events: u64,
+    /// Frames captured, whether the trigger fired on them or not.
+    pub max_frames: u64,
+}
+
+/// Counts the frames a camera gives.
+struct Counted {
+    camera: Box<dyn Camera>,
+    frames: u64,
+}
+
+impl Camera for Counted {
+    fn capture(&mut self) -> Result<Option<Frame>, crate::camera::CameraError> {
+        let frame = self.camera.capture()?;
+        self.frames += u64::from(frame.is_some());
+        Ok(frame)
+    }
+}
+
+/// Runs the loop until a limit is reached (none: forever); returns the events sent.
+pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
+    let Limits {
+        max_events,
+        max_frames,
+    } = limits;
     let runtime = load_runtime(cfg)?;
-    let mut camera = camera(&cfg.camera)?;
+    let mut camera = Counted {
+        camera: camera(&cfg.camera)?,
+        frames: 0,
+    };
     let mut gate = gate(cfg, &runtime)?;
     // Phrases are embedded; nothing in the loop reads the text tower again.
     runtime.release_text_encoder();
     let mut sinks = Sinks::open(&cfg.events, &cfg.device, &cfg.questions)?;
     let mut seq = 0u64;
-    while max_events == 0 || seq < max_events {
+    while (max_events == 0 || seq < max_events) && (max_frames == 0 || camera.frames < max_frames) {
         let tick = Instant::now();
         let mut latency = Latency::default();
-        let Some(captured) = poll(&mut gate, camera.as_mut(), &runtime) else {
+        let Some(captured) = poll(&mut gate, &mut camera, &runtime) else {
             sinks.idle();
             std::thread::sleep(Duration::from_millis(cfg.tick_ms).saturating_sub(tick.elapsed()));
             continue;
