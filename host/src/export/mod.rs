@@ -6,6 +6,7 @@
 pub mod blocks;
 pub mod choice;
 pub mod conv;
+pub mod golden;
 pub mod graphs;
 pub mod onnx;
 pub mod quantize;
@@ -296,20 +297,45 @@ pub fn export(source: &ModelSource, opts: &ExportOptions) -> Result<Bundle> {
     let caption = runtime
         .caption(&encoded, DecodeOptions::default())
         .map_err(runtime_error)?;
-    let vqa = if source.answers.is_empty() {
+    let answer = if source.answers.is_empty() {
         None
     } else {
-        let answer = runtime
-            .answer(&encoded, &opts.selftest_question)
-            .map_err(runtime_error)?;
-        Some((opts.selftest_question.clone(), answer.answer))
+        Some(
+            runtime
+                .answer(&encoded, &opts.selftest_question)
+                .map_err(runtime_error)?
+                .answer,
+        )
     };
+    // The expected values come from burn; the graphs must reproduce them: exactly
+    // in f32, within int8's rounding otherwise (where a near tie may change a
+    // greedy word or an answer, so those come from the int8 graphs themselves).
+    let golden = golden::compute(source, &image, &opts.selftest_question)?;
+    let head: Vec<f32> = golden.embedding.iter().take(8).copied().collect();
+    let error = head
+        .iter()
+        .zip(&encoded.embedding)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    let tolerance = match opts.weights {
+        WeightFormat::F32 => 1e-3,
+        WeightFormat::Int8 => 0.05,
+    };
+    let exact = opts.weights == WeightFormat::F32;
+    if error > tolerance || (exact && (caption != golden.caption || answer != golden.answer)) {
+        return Err(Error::Invalid(format!(
+            "the exported graphs do not reproduce the model on the self-test image: embedding \
+             differs by {error} (tolerance {tolerance}); caption {caption:?}, the model's {:?}; \
+             answer {answer:?}, the model's {:?}",
+            golden.caption, golden.answer
+        )));
+    }
     manifest.selftest = Some(SelfTest {
         image: image_name,
         caption,
-        vqa,
-        embedding_head: encoded.embedding.iter().take(8).copied().collect(),
-        tolerance: 1e-3,
+        vqa: answer.map(|a| (opts.selftest_question.clone(), a)),
+        embedding_head: head,
+        tolerance,
     });
     Ok(Bundle::new(manifest, files))
 }
