@@ -51,8 +51,9 @@ impl<'a> CachedDecoder<'a> {
         }
     }
 
-    fn image_rows(&self, rows: usize, graph: &str) -> Result<Tensor> {
-        take_rows(&self.image.tokens, &vec![0; rows], graph)
+    /// The image tokens `[1, n, d]`: the graphs broadcast them over the rows.
+    fn image_rows(&self, _rows: usize, _graph: &str) -> Result<Tensor> {
+        Ok(self.image.tokens.clone())
     }
 
     /// Log-probabilities of the last position of each row of `logits` `[rows, len, vocab]`.

@@ -74,25 +74,32 @@ pub struct Answer {
     pub top: Vec<(String, f32)>,
 }
 
-/// Parses, optimizes and readies one graph; its bytes are gone afterwards.
-fn plan(origin: &str, graph: &str, bytes: Vec<u8>) -> Result<Plan> {
+/// Parses, optimizes and readies one graph; its bytes are gone afterwards. A
+/// `pinned` shape fixes the first input (the batch of one image the runtime
+/// always feeds), so tract picks its kernels for concrete sizes.
+fn plan(origin: &str, graph: &str, bytes: Vec<u8>, pinned: Option<&[usize]>) -> Result<Plan> {
     let fail = |e: TractError| RuntimeError::Graph {
         origin: origin.to_string(),
         graph: graph.to_string(),
         reason: format!("{e:#}"),
     };
-    let model = tract_onnx::onnx()
+    let mut model = tract_onnx::onnx()
         .model_for_read(&mut std::io::Cursor::new(bytes))
         .map_err(fail)?;
+    if let Some(shape) = pinned {
+        model = model
+            .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
+            .map_err(fail)?;
+    }
     model
         .into_optimized()
         .and_then(|m| m.into_runnable())
         .map_err(fail)
 }
 
-fn load_plan(bundle: &mut Bundle, graph: &str) -> Result<Plan> {
+fn load_plan(bundle: &mut Bundle, graph: &str, pinned: Option<&[usize]>) -> Result<Plan> {
     let bytes = bundle.take_file(&io::graph_file(graph))?;
-    plan(&bundle.origin().to_string(), graph, bytes)
+    plan(&bundle.origin().to_string(), graph, bytes, pinned)
 }
 
 pub(crate) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
@@ -190,7 +197,7 @@ impl Runtime {
             None
         };
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
-            let plan = load_plan(&mut bundle, io::VQA)?;
+            let plan = load_plan(&mut bundle, io::VQA, None)?;
             let model = plan.model();
             let reads_pixels = model
                 .input_outlets()
@@ -207,12 +214,13 @@ impl Runtime {
             .map(|t| bundle.file(&t.image).map(<[u8]>::to_vec))
             .transpose()?;
         let text_graph = bundle.take_file(&io::graph_file(io::TEXT_ENCODER))?;
+        let side = manifest.preprocess.image_size as usize;
         Ok(Self {
-            image_encoder: load_plan(&mut bundle, io::IMAGE_ENCODER)?,
+            image_encoder: load_plan(&mut bundle, io::IMAGE_ENCODER, Some(&[1, 3, side, side]))?,
             text_encoder: Mutex::new(TextEncoder::Graph(text_graph)),
             vqa,
-            decoder: load_plan(&mut bundle, io::CAPTION_DECODER)?,
-            decoder_step: load_plan(&mut bundle, io::CAPTION_STEP)?,
+            decoder: load_plan(&mut bundle, io::CAPTION_DECODER, None)?,
+            decoder_step: load_plan(&mut bundle, io::CAPTION_STEP, None)?,
             origin: bundle.origin().to_string(),
             manifest,
             tokenizer,
@@ -265,7 +273,7 @@ impl Runtime {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let built = match std::mem::replace(&mut *slot, TextEncoder::Released) {
             TextEncoder::Plan(p) => p,
-            TextEncoder::Graph(bytes) => plan(&self.origin, io::TEXT_ENCODER, bytes)?,
+            TextEncoder::Graph(bytes) => plan(&self.origin, io::TEXT_ENCODER, bytes, None)?,
             TextEncoder::Released => {
                 return Err(RuntimeError::Run {
                     graph: io::TEXT_ENCODER.into(),

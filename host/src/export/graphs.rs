@@ -172,6 +172,16 @@ fn cache_dims(decoder: &CaptionDecoder, len: Dim) -> [Dim; 4] {
 /// `[tokens, width]` of the image tokens a decoder reads.
 pub type TokenShape = [usize; 2];
 
+/// The decoders read one image's tokens `[1, n, d]` whatever the number of rows
+/// (beams) they decode: cross-attention projects its keys and values once and
+/// the products broadcast over the rows.
+fn decoder_tokens_input(g: &mut GraphBuilder, shape: TokenShape) -> String {
+    g.input_f32(
+        io::IMAGE_TOKENS,
+        &[Dim::Fixed(1), Dim::Fixed(shape[0]), Dim::Fixed(shape[1])],
+    )
+}
+
 fn tokens_input(g: &mut GraphBuilder, shape: TokenShape) -> String {
     g.input_f32(io::IMAGE_TOKENS, &[N, Dim::Fixed(shape[0]), Dim::Fixed(shape[1])])
 }
@@ -181,7 +191,7 @@ fn tokens_input(g: &mut GraphBuilder, shape: TokenShape) -> String {
 /// [`caption_decoder_step`]).
 pub fn caption_decoder(decoder: &CaptionDecoder, image: TokenShape, weights: WeightFormat) -> ModelProto {
     let mut g = GraphBuilder::new(io::CAPTION_DECODER, weights);
-    let image = tokens_input(&mut g, image);
+    let image = decoder_tokens_input(&mut g, image);
     let ids = g.input_i64(io::IDS, &[N, LEN]);
     let (logits, cache) =
         blocks::caption_decoder(&mut g, DecoderInput::Prefix { ids: &ids }, &image, decoder);
@@ -202,7 +212,7 @@ pub fn caption_decoder_step(
     weights: WeightFormat,
 ) -> ModelProto {
     let mut g = GraphBuilder::new(io::CAPTION_STEP, weights);
-    let image = tokens_input(&mut g, image);
+    let image = decoder_tokens_input(&mut g, image);
     let ids = g.input_i64(io::IDS, &[N, Dim::Fixed(1)]);
     let position = g.input_i64(io::POSITION, &[Dim::Fixed(1)]);
     let past: Vec<(String, String)> = (0..decoder.layers.len())

@@ -160,8 +160,11 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
         m.vqa_logits_from(tokens.clone(), ids.clone(), mask),
     );
 
-    // The decoder over the whole prefix, then step by step through the KV cache.
-    let logits = m.decoder.forward(ids.clone(), tokens.clone());
+    // The decoder over the whole prefix, then step by step through the KV cache:
+    // two rows (beams) of one image, whose tokens the graphs broadcast.
+    let [_, n, d] = tokens.dims();
+    let tokens = tokens.narrow(0, 0, 1);
+    let logits = m.decoder.forward(ids.clone(), tokens.clone().expand([2, n, d]));
     let vocab = logits.dims()[2];
     let full = run(
         graphs::caption_decoder(&m.decoder, graphs::vit_tokens(&m), weights),

@@ -116,7 +116,11 @@ fn check_photo_graphs(weights: WeightFormat, tolerance: f32) {
 
     let prefix = [2i64, 7, 9, 3];
     let prefix_ids = Tensor::from_data(TensorData::new(prefix.repeat(2), [2, 4]), &device);
-    let logits = heads.decoder.forward(prefix_ids, tokens.clone());
+    let [_, n, d] = tokens.dims();
+    let tokens = tokens.narrow(0, 0, 1);
+    let logits = heads
+        .decoder
+        .forward(prefix_ids, tokens.clone().expand([2, n, d]));
     let out = run(
         graphs::caption_decoder(&heads.decoder, [h * w, 32], weights),
         vec![
