@@ -20,7 +20,13 @@ fn main() -> Result<()> {
             config,
             max_events,
             max_frames,
-        } => run::run(&config, edgevlm_device::run::Limits { max_events, max_frames })?,
+        } => run::run(
+            &config,
+            edgevlm_device::run::Limits {
+                max_events,
+                max_frames,
+            },
+        )?,
         Command::Agent(a) => agent::agent(a)?,
         Command::Install { state, bundle, sig } => agent::install(&state, bundle, sig)?,
         Command::Start { state, command } => agent::start(&state, command)?,
