@@ -99,7 +99,7 @@ fn plan(origin: &str, graph: &str, bytes: Vec<u8>, pinned: Option<&[usize]>) -> 
 
 fn load_plan(bundle: &mut Bundle, graph: &str, pinned: Option<&[usize]>) -> Result<Plan> {
     let bytes = bundle.take_file(&io::graph_file(graph))?;
-    plan(&bundle.origin().to_string(), graph, bytes, pinned)
+    plan(bundle.origin(), graph, bytes, pinned)
 }
 
 pub(crate) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
