@@ -165,13 +165,13 @@ impl CaptionMemory {
     /// captions retrieved for `image`.
     pub fn choose(&self, image: &[f32], candidates: &[(String, f32)], consensus: Consensus) -> usize {
         let references = self.nearest(image, consensus.neighbours);
-        let value = |(caption, score): &(String, f32)| {
-            self.reward.score_against(caption, &references) + consensus.weight as f64 * *score as f64
-        };
+        let texts: Vec<&str> = candidates.iter().map(|c| c.0.as_str()).collect();
+        let agreement = self.reward.score_all_against(&texts, &references);
         candidates
             .iter()
+            .zip(agreement)
+            .map(|((_, score), cider)| cider + consensus.weight as f64 * *score as f64)
             .enumerate()
-            .map(|(i, c)| (i, value(c)))
             // The first of equals: the beam's own order breaks ties.
             .fold(None, |best: Option<(usize, f64)>, (i, v)| match best {
                 Some((_, b)) if b >= v => best,

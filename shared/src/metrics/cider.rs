@@ -155,10 +155,38 @@ impl CiderReward {
     /// this corpus's document frequencies: consensus reranking scores a candidate
     /// against captions retrieved for an image that has none of its own.
     pub fn score_against<S: AsRef<str>>(&self, caption: &str, references: &[S]) -> f64 {
-        self.score_tokens(caption, &tokenize_captions(references))
+        self.score_all_against(&[caption], references)[0]
+    }
+
+    /// [`Self::score_against`] for many candidates of one image: the references are
+    /// tokenized and weighted once, not once per candidate.
+    pub fn score_all_against<C: AsRef<str>, S: AsRef<str>>(
+        &self,
+        captions: &[C],
+        references: &[S],
+    ) -> Vec<f64> {
+        let references = tokenize_captions(references);
+        let counts: Vec<OrderedCounts> = references.iter().map(|r| ordered_counts(r)).collect();
+        let weighted: Vec<TfIdf> = counts
+            .iter()
+            .map(|c| tf_idf(c, &self.document_frequency, self.log_images))
+            .collect();
+        captions
+            .iter()
+            .map(|caption| self.score_weighted(caption.as_ref(), &weighted))
+            .collect()
     }
 
     fn score_tokens(&self, caption: &str, references: &[Vec<String>]) -> f64 {
+        let counts: Vec<OrderedCounts> = references.iter().map(|r| ordered_counts(r)).collect();
+        let weighted: Vec<TfIdf> = counts
+            .iter()
+            .map(|c| tf_idf(c, &self.document_frequency, self.log_images))
+            .collect();
+        self.score_weighted(caption, &weighted)
+    }
+
+    fn score_weighted(&self, caption: &str, references: &[TfIdf]) -> f64 {
         if references.is_empty() {
             return 0.0;
         }
@@ -170,12 +198,7 @@ impl CiderReward {
         );
         let mut per_order = [0.0; CIDER_MAX_ORDER];
         for reference in references {
-            let reference = tf_idf(
-                &ordered_counts(reference),
-                &self.document_frequency,
-                self.log_images,
-            );
-            for (sum, value) in per_order.iter_mut().zip(similarity(&candidate, &reference)) {
+            for (sum, value) in per_order.iter_mut().zip(similarity(&candidate, reference)) {
                 *sum += value;
             }
         }
