@@ -165,10 +165,18 @@ pub fn argmax(values: &[f32]) -> u32 {
         .unwrap_or(0)
 }
 
+/// The `k` largest values' indices, largest first, equal values in index order
+/// (what a stable sort gives), found without sorting the whole vocabulary.
 fn top_k(values: &[f32], k: usize) -> Vec<u32> {
+    let order = |a: &u32, b: &u32| values[*b as usize].total_cmp(&values[*a as usize]).then(a.cmp(b));
     let mut idx: Vec<u32> = (0..values.len() as u32).collect();
-    idx.sort_by(|&a, &b| values[b as usize].total_cmp(&values[a as usize]));
+    let k = k.min(idx.len());
+    if k == 0 {
+        return Vec::new();
+    }
+    idx.select_nth_unstable_by(k - 1, order);
     idx.truncate(k);
+    idx.sort_by(order);
     idx
 }
 
@@ -180,6 +188,17 @@ fn strip(seq: &[u32], eos: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_is_the_stable_sort_s_prefix() {
+        let values = [0.5, 2.0, -1.0, 2.0, 0.5, f32::NEG_INFINITY, 3.0, 0.5];
+        for k in 0..=values.len() + 1 {
+            let mut sorted: Vec<u32> = (0..values.len() as u32).collect();
+            sorted.sort_by(|&a, &b| values[b as usize].total_cmp(&values[a as usize]));
+            sorted.truncate(k);
+            assert_eq!(top_k(&values, k), sorted, "k = {k}");
+        }
+    }
 
     /// A fixed table: the next token's log-probabilities depend on the last token.
     struct Table {

@@ -131,20 +131,15 @@ impl CaptionMemory {
         self.width
     }
 
-    /// Dot product of caption `i`'s embedding with `query`.
+    /// Dot product of caption `i`'s embedding with `query`. Every storage sums in
+    /// the same lane order, so f32 rows holding bf16 values (a host folder) and bf16
+    /// rows (a bundle) give bit-identical similarities.
     fn similarity(&self, i: usize, query: &[f32]) -> f32 {
         let range = i * self.width..(i + 1) * self.width;
         match &self.rows {
-            Rows::F32(v) => v[range].iter().zip(query).map(|(a, b)| a * b).sum(),
-            Rows::Bf16(v) => v[range].iter().zip(query).map(|(&a, b)| from_bf16(a) * b).sum(),
-            Rows::Int8 { values, scales } => {
-                let dot: f32 = values[range]
-                    .iter()
-                    .zip(query)
-                    .map(|(&a, b)| f32::from(a) * b)
-                    .sum();
-                dot * scales[i]
-            }
+            Rows::F32(v) => dot(&v[range], query, |x| *x),
+            Rows::Bf16(v) => dot(&v[range], query, |x| from_bf16(*x)),
+            Rows::Int8 { values, scales } => dot(&values[range], query, |x| f32::from(*x)) * scales[i],
         }
     }
 
@@ -332,6 +327,23 @@ impl CaptionMemory {
         };
         Self::build(per_image, texts, width, rows).map_err(|e| r.error("captions", e.to_string()))
     }
+}
+
+/// `Σ widen(row[j]) · query[j]` over eight independent lanes (which the compiler
+/// vectorizes; one running sum would wait on each addition), added up in a fixed order.
+fn dot<T>(row: &[T], query: &[f32], widen: impl Fn(&T) -> f32) -> f32 {
+    const LANES: usize = 8;
+    let mut lanes = [0f32; LANES];
+    let rows = row.chunks_exact(LANES);
+    let queries = query.chunks_exact(LANES);
+    let (row_tail, query_tail) = (rows.remainder(), queries.remainder());
+    for (r, q) in rows.zip(queries) {
+        for l in 0..LANES {
+            lanes[l] += widen(&r[l]) * q[l];
+        }
+    }
+    let tail: f32 = row_tail.iter().zip(query_tail).map(|(r, q)| widen(r) * q).sum();
+    lanes.iter().sum::<f32>() + tail
 }
 
 struct Reader<'a> {
