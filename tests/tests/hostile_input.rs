@@ -110,3 +110,34 @@ fn a_second_keygen_refuses_to_overwrite_the_secret_key() {
         .mode();
     assert_eq!(mode & 0o777, 0o600);
 }
+
+/// A decoder whose vocabulary differs from its tokenizer's (ids it could not
+/// spell) is refused when the bundle loads, naming both sizes.
+#[test]
+fn a_bundle_whose_decoder_and_tokenizer_disagree_is_refused() {
+    let tmp = tempfile::tempdir().unwrap();
+    let tokenizer = std::fs::read(edgevlm_tests::fixture("bert-tokenizer.json")).unwrap();
+    let files = vec![
+        ("tokenizer.json".into(), FileKind::Tokenizer, tokenizer.clone()),
+        (
+            edgevlm_shared::bundle::DECODER_TOKENIZER_FILE.into(),
+            FileKind::DecoderTokenizer,
+            tokenizer,
+        ),
+    ];
+    let caption = |bundle: &Path| {
+        let out = Command::new(binary("edgevlm-device"))
+            .args(["caption", "any.png", "--bundle", bundle.to_str().unwrap()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let bundle = tmp.path().join("vocab.bundle");
+    write_bundle(&bundle, files);
+    let err = caption(&bundle);
+    assert!(
+        err.contains("`decoder.vocab` is 10, but the caption decoder's tokenizer has"),
+        "{err}"
+    );
+}

@@ -187,6 +187,18 @@ impl Runtime {
         } else {
             tokenizer.clone()
         };
+        // Every id the decoder can emit must be a token its tokenizer can spell.
+        if decoder_tokenizer.vocab_size() != manifest.decoder.vocab {
+            return Err(edgevlm_shared::bundle::BundleError::Manifest {
+                origin: bundle.origin().into(),
+                reason: format!(
+                    "`decoder.vocab` is {}, but the caption decoder's tokenizer has {} tokens",
+                    manifest.decoder.vocab,
+                    decoder_tokenizer.vocab_size()
+                ),
+            }
+            .into());
+        }
         let memory = if bundle.has_file(CAPTION_MEMORY_FILE) {
             let origin = format!("{}: {CAPTION_MEMORY_FILE}", bundle.origin());
             Some(CaptionMemory::from_bytes(
