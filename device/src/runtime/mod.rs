@@ -398,6 +398,16 @@ impl Runtime {
         if opts.beam_size <= 1 {
             return self.caption(image, opts);
         }
+        if memory.width() != image.embedding.len() {
+            return Err(RuntimeError::Run {
+                graph: io::IMAGE_ENCODER.into(),
+                reason: format!(
+                    "the caption memory's rows are {} wide but the image embedding has {} values",
+                    memory.width(),
+                    image.embedding.len()
+                ),
+            });
+        }
         let candidates = self.caption_candidates(image, opts)?;
         let best = memory.choose(&image.embedding, &candidates, consensus);
         Ok(candidates.into_iter().nth(best).map(|c| c.0).unwrap_or_default())
