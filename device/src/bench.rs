@@ -107,14 +107,14 @@ pub fn run(
             });
             let found = found?;
             let (chosen, t_rerank) = timed(|| -> Result<usize> {
-                let (Some(memory), Some(consensus)) = (memory, consensus) else {
+                let Some(consensus) = consensus else {
                     return Ok(0);
                 };
                 let texts = found
                     .iter()
                     .map(|(ids, score)| Ok((runtime.decoder_tokenizer.decode(ids)?, *score)))
                     .collect::<Result<Vec<_>>>()?;
-                Ok(memory.choose(&encoded.embedding, &texts, consensus))
+                Ok(runtime.rerank(&encoded, &texts, consensus)?)
             });
             let ids = &found.get(chosen?).map(|f| f.0.clone()).unwrap_or_default();
             runtime.decoder_tokenizer.decode(ids)?;

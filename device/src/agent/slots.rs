@@ -211,7 +211,8 @@ impl State {
         let bytes = std::fs::read(path).map_err(io(path))?;
         signature::verify(&bytes, &sig, &self.trusted)?;
         let bundle = Bundle::from_bytes(&bytes, &path.display().to_string())?;
-        Ok(Runtime::from_bundle(&bundle)?)
+        drop(bytes);
+        Ok(Runtime::from_owned(bundle)?)
     }
 
     /// The model to run at start: the active slot, or the other one (made active)

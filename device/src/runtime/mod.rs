@@ -74,10 +74,10 @@ pub struct Answer {
     pub top: Vec<(String, f32)>,
 }
 
-/// Parses, optimizes and readies one graph; its bytes are gone afterwards. A
-/// `pinned` shape fixes the first input (the batch of one image the runtime
-/// always feeds), so tract picks its kernels for concrete sizes.
-fn plan(origin: &str, graph: &str, bytes: Vec<u8>, pinned: Option<&[usize]>) -> Result<Plan> {
+/// Parses, optimizes and readies one graph. A `pinned` shape fixes the first input
+/// (the batch of one image the runtime always feeds), so tract picks its kernels
+/// for concrete sizes.
+fn plan(origin: &str, graph: &str, bytes: &[u8], pinned: Option<&[usize]>) -> Result<Plan> {
     let fail = |e: TractError| RuntimeError::Graph {
         origin: origin.to_string(),
         graph: graph.to_string(),
@@ -97,9 +97,41 @@ fn plan(origin: &str, graph: &str, bytes: Vec<u8>, pinned: Option<&[usize]>) -> 
         .map_err(fail)
 }
 
-fn load_plan(bundle: &mut Bundle, graph: &str, pinned: Option<&[usize]>) -> Result<Plan> {
-    let bytes = bundle.take_file(&io::graph_file(graph))?;
-    plan(bundle.origin(), graph, bytes, pinned)
+/// Where the loader reads the bundle from: one it owns gives up each graph's bytes
+/// once parsed (no second copy of the bundle while loading); one the caller keeps
+/// is read in place.
+enum Source<'a> {
+    Owned(Box<Bundle>),
+    Borrowed(&'a Bundle),
+}
+
+impl Source<'_> {
+    fn bundle(&self) -> &Bundle {
+        match self {
+            Source::Owned(b) => b,
+            Source::Borrowed(b) => b,
+        }
+    }
+
+    fn load_plan(&mut self, graph: &str, pinned: Option<&[usize]>) -> Result<Plan> {
+        let file = io::graph_file(graph);
+        match self {
+            Source::Owned(b) => {
+                let bytes = b.take_file(&file)?;
+                plan(b.origin(), graph, &bytes, pinned)
+            }
+            Source::Borrowed(b) => plan(b.origin(), graph, b.file(&file)?, pinned),
+        }
+    }
+
+    /// A graph's bytes to keep for later.
+    fn keep(&mut self, graph: &str) -> Result<Vec<u8>> {
+        let file = io::graph_file(graph);
+        Ok(match self {
+            Source::Owned(b) => b.take_file(&file)?,
+            Source::Borrowed(b) => b.file(&file)?.to_vec(),
+        })
+    }
 }
 
 pub(crate) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
@@ -167,12 +199,18 @@ impl Runtime {
         Self::from_owned(Bundle::read(path)?)
     }
 
+    /// Loads from a bundle the caller keeps.
     pub fn from_bundle(bundle: &Bundle) -> Result<Self> {
-        Self::from_owned(bundle.clone())
+        Self::from_source(Source::Borrowed(bundle))
     }
 
     /// Loads from a bundle it consumes: each graph's bytes are dropped once parsed.
-    pub fn from_owned(mut bundle: Bundle) -> Result<Self> {
+    pub fn from_owned(bundle: Bundle) -> Result<Self> {
+        Self::from_source(Source::Owned(Box::new(bundle)))
+    }
+
+    fn from_source(mut source: Source) -> Result<Self> {
+        let bundle = source.bundle();
         let manifest = bundle.manifest.clone();
         // `from_bytes` checked this already; a bundle built in memory was not.
         manifest
@@ -181,9 +219,9 @@ impl Runtime {
                 origin: bundle.origin().into(),
                 reason,
             })?;
-        let tokenizer = load_tokenizer(&bundle, TEXT_TOKENIZER_FILE, manifest.max_text_len)?;
+        let tokenizer = load_tokenizer(bundle, TEXT_TOKENIZER_FILE, manifest.max_text_len)?;
         let decoder_tokenizer = if bundle.has_file(DECODER_TOKENIZER_FILE) {
-            load_tokenizer(&bundle, DECODER_TOKENIZER_FILE, manifest.decoder.max_len)?
+            load_tokenizer(bundle, DECODER_TOKENIZER_FILE, manifest.decoder.max_len)?
         } else {
             tokenizer.clone()
         };
@@ -208,8 +246,14 @@ impl Runtime {
         } else {
             None
         };
+        let selftest_image = manifest
+            .selftest
+            .as_ref()
+            .map(|t| bundle.file(&t.image).map(<[u8]>::to_vec))
+            .transpose()?;
+        let origin = bundle.origin().to_string();
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
-            let plan = load_plan(&mut bundle, io::VQA, None)?;
+            let plan = source.load_plan(io::VQA, None)?;
             let model = plan.model();
             let reads_pixels = model
                 .input_outlets()
@@ -220,20 +264,15 @@ impl Runtime {
         } else {
             None
         };
-        let selftest_image = manifest
-            .selftest
-            .as_ref()
-            .map(|t| bundle.file(&t.image).map(<[u8]>::to_vec))
-            .transpose()?;
-        let text_graph = bundle.take_file(&io::graph_file(io::TEXT_ENCODER))?;
+        let text_graph = source.keep(io::TEXT_ENCODER)?;
         let side = manifest.preprocess.image_size as usize;
         Ok(Self {
-            image_encoder: load_plan(&mut bundle, io::IMAGE_ENCODER, Some(&[1, 3, side, side]))?,
+            image_encoder: source.load_plan(io::IMAGE_ENCODER, Some(&[1, 3, side, side]))?,
             text_encoder: Mutex::new(TextEncoder::Graph(text_graph)),
             vqa,
-            decoder: load_plan(&mut bundle, io::CAPTION_DECODER, None)?,
-            decoder_step: load_plan(&mut bundle, io::CAPTION_STEP, None)?,
-            origin: bundle.origin().to_string(),
+            decoder: source.load_plan(io::CAPTION_DECODER, None)?,
+            decoder_step: source.load_plan(io::CAPTION_STEP, None)?,
+            origin,
             manifest,
             tokenizer,
             decoder_tokenizer,
@@ -285,7 +324,7 @@ impl Runtime {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         let built = match std::mem::replace(&mut *slot, TextEncoder::Released) {
             TextEncoder::Plan(p) => p,
-            TextEncoder::Graph(bytes) => plan(&self.origin, io::TEXT_ENCODER, bytes, None)?,
+            TextEncoder::Graph(bytes) => plan(&self.origin, io::TEXT_ENCODER, &bytes, None)?,
             TextEncoder::Released => {
                 return Err(RuntimeError::Run {
                     graph: io::TEXT_ENCODER.into(),
@@ -392,12 +431,29 @@ impl Runtime {
         opts: DecodeOptions,
         consensus: Option<Consensus>,
     ) -> Result<String> {
-        let (Some(consensus), Some(memory)) = (consensus, &self.memory) else {
+        let (Some(consensus), Some(_)) = (consensus, &self.memory) else {
             return self.caption(image, opts);
         };
         if opts.beam_size <= 1 {
             return self.caption(image, opts);
         }
+        let candidates = self.caption_candidates(image, opts)?;
+        let best = self.rerank(image, &candidates, consensus)?;
+        Ok(candidates.into_iter().nth(best).map(|c| c.0).unwrap_or_default())
+    }
+
+    /// Index of the candidate (caption, beam score) that agrees best with the
+    /// training captions nearest the image (the bundle's caption memory).
+    pub fn rerank(
+        &self,
+        image: &EncodedImage,
+        candidates: &[(String, f32)],
+        consensus: Consensus,
+    ) -> Result<usize> {
+        let memory = self.memory.as_ref().ok_or_else(|| RuntimeError::Run {
+            graph: io::CAPTION_STEP.into(),
+            reason: "reranking needs a caption memory, which this bundle lacks".into(),
+        })?;
         if memory.width() != image.embedding.len() {
             return Err(RuntimeError::Run {
                 graph: io::IMAGE_ENCODER.into(),
@@ -408,9 +464,7 @@ impl Runtime {
                 ),
             });
         }
-        let candidates = self.caption_candidates(image, opts)?;
-        let best = memory.choose(&image.embedding, &candidates, consensus);
-        Ok(candidates.into_iter().nth(best).map(|c| c.0).unwrap_or_default())
+        Ok(memory.choose(&image.embedding, candidates, consensus))
     }
 
     /// Caption token ids (without [CLS]/[SEP]).
