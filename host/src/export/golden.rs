@@ -9,8 +9,10 @@ use edgevlm_shared::{preprocess_image, TextTokenizer};
 use image::RgbImage;
 
 use super::{ModelSource, Parts};
-use crate::error::{Error, Result};
+use crate::error::Result;
+use crate::model::efficientnet::EfficientNet;
 use crate::model::input::text_input;
+use crate::model::weights::floats;
 
 /// What burn computes on the self-test image.
 pub struct Golden {
@@ -20,12 +22,6 @@ pub struct Golden {
     pub embedding: Vec<f32>,
     /// The answer to the self-test question, when the model answers questions.
     pub answer: Option<String>,
-}
-
-fn floats<const D: usize>(t: Tensor<D>) -> Result<Vec<f32>> {
-    t.into_data()
-        .try_to_vec::<f32>()
-        .map_err(|e| Error::Invalid(format!("tensor readback: {e:?}")))
 }
 
 fn greedy_caption(
@@ -50,7 +46,7 @@ pub fn compute(source: &ModelSource, image: &RgbImage, question: &str) -> Result
     match &source.parts {
         Parts::Trained(model) => {
             let tokens = model.encode_image(pixels.clone());
-            let embedding = floats(model.image_embedding(tokens.clone()))?;
+            let embedding = floats(model.image_embedding(tokens.clone()).into_data())?;
             let caption = greedy_caption(&model.decoder, tokens, decoder_tokenizer)?;
             let answer = if source.answers.is_empty() {
                 None
@@ -58,7 +54,7 @@ pub fn compute(source: &ModelSource, image: &RgbImage, question: &str) -> Result
                 let enc = source.tokenizer.encode_batch(&[question])?;
                 let text = text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, &device);
                 let encoded = model.encode_vqa_image(pixels);
-                let logits = floats(model.vqa_logits_from(encoded, text.ids, text.mask))?;
+                let logits = floats(model.vqa_logits_from(encoded, text.ids, text.mask).into_data())?;
                 let best = edgevlm_shared::search::argmax(&logits) as usize;
                 source.answers.get(best).cloned()
             };
@@ -69,11 +65,10 @@ pub fn compute(source: &ModelSource, image: &RgbImage, question: &str) -> Result
             })
         }
         Parts::Imported { image, heads, .. } => {
-            let features = image.forward_features(pixels);
-            let [n, d, h, w] = features.dims();
-            let grid = features.reshape([n, d, h * w]).swap_dims(1, 2);
+            let grid = EfficientNet::grid(image.forward_features(pixels));
+            let [n, _, d] = grid.dims();
             let pooled = grid.clone().mean_dim(1).reshape([n, d]);
-            let embedding = floats(heads.image_embedding(pooled))?;
+            let embedding = floats(heads.image_embedding(pooled).into_data())?;
             let caption = greedy_caption(&heads.decoder, heads.image_tokens(grid), decoder_tokenizer)?;
             Ok(Golden {
                 caption,

@@ -191,9 +191,17 @@ impl EfficientNet {
     /// # Shapes
     /// - features: `[batch, d, h, w]` → `[batch, 1 + h * w, d]`
     pub fn tokens(features: Tensor<4>) -> Tensor<3> {
-        let [batch, d, h, w] = features.dims();
-        let grid = features.reshape([batch, d, h * w]).swap_dims(1, 2);
+        let grid = Self::grid(features);
         Tensor::cat(vec![grid.clone().mean_dim(1), grid], 1)
+    }
+
+    /// A feature map as one token per position, row-major, without the pooled one.
+    ///
+    /// # Shapes
+    /// - features: `[batch, d, h, w]` → `[batch, h * w, d]`
+    pub fn grid(features: Tensor<4>) -> Tensor<3> {
+        let [batch, d, h, w] = features.dims();
+        features.reshape([batch, d, h * w]).swap_dims(1, 2)
     }
 
     /// The encoder output for the VLM.

@@ -48,3 +48,9 @@ pub(crate) fn sync(path: &Path) -> Result<()> {
         .and_then(|f| f.sync_all())
         .map_err(|e| Error::io(path, e))
 }
+
+/// A tensor's values as f32, read back from its device.
+pub fn floats(data: burn::tensor::TensorData) -> Result<Vec<f32>> {
+    data.try_to_vec::<f32>()
+        .map_err(|e| Error::Invalid(format!("tensor readback: {e:?}")))
+}

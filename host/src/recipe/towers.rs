@@ -124,9 +124,7 @@ impl Towers {
         if view == View::Mirrored {
             pixels = pixels.flip([3]);
         }
-        let features = self.image.forward_features(pixels);
-        let [n, d, h, w] = features.dims();
-        features.reshape([n, d, h * w]).swap_dims(1, 2)
+        EfficientNet::grid(self.image.forward_features(pixels))
     }
 
     /// Token states `[n, len, 384]`, their mask `[n, len]` and the unit
@@ -303,10 +301,7 @@ impl Towers {
     }
 }
 
-pub fn floats(data: TensorData) -> Result<Vec<f32>> {
-    data.try_to_vec::<f32>()
-        .map_err(|e| Error::Invalid(format!("tensor readback: {e:?}")))
-}
+pub use crate::model::weights::floats;
 
 pub fn progress(len: usize, label: &str) -> ProgressBar {
     let bar = ProgressBar::new(len as u64);

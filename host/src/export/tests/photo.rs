@@ -74,7 +74,7 @@ fn check_photo_graphs(weights: WeightFormat, tolerance: f32) {
     let features = image_tower.forward_features(images.clone());
     let [n, d, h, w] = features.dims();
     assert_eq!((h, w), (3, 3));
-    let grid = features.reshape([n, d, h * w]).swap_dims(1, 2);
+    let grid = EfficientNet::grid(features);
     let tokens = heads.image_tokens(grid.clone());
     let pooled = grid.mean_dim(1).reshape([n, d]);
     let out = run(
