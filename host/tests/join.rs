@@ -80,7 +80,7 @@ fn side_by_side_fine_tunings_join_into_the_sequential_model() {
     let load = |d: &Path| SavedModel::load(d, &device).unwrap();
     let (joined_model, sequential_model, vqa_model) = (load(&joined), load(&sequential), load(&vqa));
     let caption_model = load(&caption);
-    assert_eq!(joined_model.answers, sequential_model.answers);
+    assert_eq!(joined_model.meta.answers, sequential_model.meta.answers);
     let diff = max_difference(&joined_model.model, &sequential_model.model).unwrap();
     assert!(diff <= 1e-6, "joined and sequential models differ by {diff}");
     // Not by accident: the caption stage moved the parts the join took.

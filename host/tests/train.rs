@@ -131,7 +131,7 @@ fn diverging_loss_stops_with_a_clear_message_and_keeps_the_checkpoint() {
     let kept = checkpoint_step(&run).expect("a checkpoint survives");
     assert!(kept >= 1);
     // The kept checkpoint loads.
-    let (config, ..) = SavedModel::load_meta(&run).unwrap();
+    let config = SavedModel::load_meta(&run).unwrap().config;
     let model = config.init(&burn::tensor::Device::flex());
     edgevlm::train::checkpoint::load_model(&run.join("checkpoint/model.bpk"), model).unwrap();
 }

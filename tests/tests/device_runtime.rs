@@ -86,10 +86,7 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
 
     // Host (burn) and device (tract) on every held-out question and image.
     let saved = SavedModel::load(&model, &Device::flex()).unwrap();
-    let host = BurnPredictor {
-        saved: &saved,
-        device: Device::flex(),
-    };
+    let host = BurnPredictor::new(&saved, Device::flex());
     let dev = BundlePredictor::new(Runtime::load(&bundle).unwrap());
     let records: Vec<serde_json::Value> = std::fs::read_to_string(test.join("questions.jsonl"))
         .unwrap()
@@ -105,7 +102,7 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
         }
         questions.push((paths.len() - 1, r["question"].as_str().unwrap().to_string()));
     }
-    let store = ImageStore::load(paths.clone(), &saved.preprocess).unwrap();
+    let store = ImageStore::load(paths.clone(), &saved.meta.preprocess).unwrap();
     let host_answers = host.answers(&store, &questions).unwrap();
     let dev_answers = dev.answers(&store, &questions).unwrap();
     assert!(questions.len() >= 50, "{} questions", questions.len());

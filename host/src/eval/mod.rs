@@ -3,5 +3,6 @@
 
 /// The metrics live in the shared crate: the board reranks captions with CIDEr-D too.
 pub use edgevlm_shared::metrics;
+pub mod bundle_predictor;
 pub mod predict;
 pub mod tasks;

@@ -8,9 +8,8 @@ use edgevlm_shared::search::DecodeOptions;
 use edgevlm_shared::{preprocess_image, TextTokenizer};
 use image::RgbImage;
 
-use super::{ModelSource, Parts};
+use super::ModelSource;
 use crate::error::Result;
-use crate::model::efficientnet::EfficientNet;
 use crate::model::input::text_input;
 use crate::model::weights::floats;
 
@@ -39,42 +38,27 @@ fn greedy_caption(
 
 pub fn compute(source: &ModelSource, image: &RgbImage, question: &str) -> Result<Golden> {
     let device = Device::flex();
+    let model = source.model;
     let s = source.preprocess.image_size as usize;
     let pixels = preprocess_image(image, source.preprocess);
     let pixels = Tensor::<4>::from_data(TensorData::new(pixels.data, [1, 3, s, s]), &device);
     let decoder_tokenizer = source.decoder_tokenizer.unwrap_or(source.tokenizer);
-    match &source.parts {
-        Parts::Trained(model) => {
-            let tokens = model.encode_image(pixels.clone());
-            let embedding = floats(model.image_embedding(tokens.clone()).into_data())?;
-            let caption = greedy_caption(&model.decoder, tokens, decoder_tokenizer)?;
-            let answer = if source.answers.is_empty() {
-                None
-            } else {
-                let enc = source.tokenizer.encode_batch(&[question])?;
-                let text = text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, &device);
-                let encoded = model.encode_vqa_image(pixels);
-                let logits = floats(model.vqa_logits_from(encoded, text.ids, text.mask).into_data())?;
-                let best = edgevlm_shared::search::argmax(&logits) as usize;
-                source.answers.get(best).cloned()
-            };
-            Ok(Golden {
-                caption,
-                embedding,
-                answer,
-            })
-        }
-        Parts::Imported { image, heads, .. } => {
-            let grid = EfficientNet::grid(image.forward_features(pixels));
-            let [n, _, d] = grid.dims();
-            let pooled = grid.clone().mean_dim(1).reshape([n, d]);
-            let embedding = floats(heads.image_embedding(pooled).into_data())?;
-            let caption = greedy_caption(&heads.decoder, heads.image_tokens(grid), decoder_tokenizer)?;
-            Ok(Golden {
-                caption,
-                embedding,
-                answer: None,
-            })
-        }
-    }
+    let tower = model.tower_tokens(pixels.clone());
+    let embedding = floats(model.image_embedding(tower.clone()).into_data())?;
+    let caption = greedy_caption(&model.decoder, model.image_tokens(tower), decoder_tokenizer)?;
+    let answer = if source.answers.is_empty() {
+        None
+    } else {
+        let enc = source.tokenizer.encode_batch(&[question])?;
+        let text = text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, &device);
+        let encoded = model.encode_vqa_image(pixels);
+        let logits = floats(model.vqa_logits_from(encoded, text.ids, text.mask).into_data())?;
+        let best = edgevlm_shared::search::argmax(&logits) as usize;
+        source.answers.get(best).cloned()
+    };
+    Ok(Golden {
+        caption,
+        embedding,
+        answer,
+    })
 }

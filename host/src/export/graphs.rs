@@ -1,4 +1,4 @@
-//! The graphs of a bundle, built from a trained [`EdgeVlm`]. Names of graphs and of
+//! The graphs of a bundle, built from a trained [`EdgeVlm`] of any towers. Names of graphs and of
 //! their inputs and outputs come from `edgevlm_shared::bundle::io`, which the device
 //! runtime reads too.
 
@@ -9,122 +9,101 @@ use super::blocks::{self, DecoderInput};
 use super::onnx::{Dim, GraphBuilder};
 use super::quantize::WeightFormat;
 use super::towers;
-use crate::model::bert::Bert;
 use crate::model::decoder::CaptionDecoder;
-use crate::model::efficientnet::EfficientNet;
-use crate::model::photo::PhotoVlm;
-use crate::model::vlm::EdgeVlm;
+use crate::model::image_tower::ImageTower;
+use crate::model::{EdgeVlm, TextPooling};
 
 const N: Dim = Dim::Named("batch");
 const LEN: Dim = Dim::Named("len");
 const PAST: Dim = Dim::Named("past");
 
-/// Image `[n, 3, s, s]` → image tokens `[n, 1 + patches, d]` and the unit-length
-/// ITC embedding `[n, d_embed]`.
+/// Image `[n, 3, s, s]` → the image tokens fusion and decoder read `[n, k, d_image]`
+/// and the unit-length ITC embedding `[n, d_embed]`, whichever tower the model has.
 pub fn image_encoder(model: &EdgeVlm, image_size: usize, weights: WeightFormat) -> ModelProto {
     let mut g = GraphBuilder::new(io::IMAGE_ENCODER, weights);
     let image = g.input_f32(
         io::IMAGE,
         &[N, Dim::Fixed(3), Dim::Fixed(image_size), Dim::Fixed(image_size)],
     );
-    let tokens = blocks::vit(&mut g, &image, &model.vision, image_size);
-    let pooled = blocks::first_token(&mut g, &tokens);
-    let projected = blocks::linear(&mut g, &pooled, &model.itc.image_proj);
-    let embedding = blocks::l2_normalize(&mut g, &projected);
-    let d = model.vision.position.val().dims()[2];
-    let n_tokens = model.vision.position.val().dims()[1];
+    let (tower, pooled, count) = match &model.vision {
+        ImageTower::Vit(vit) => {
+            let tokens = blocks::vit(&mut g, &image, vit, image_size);
+            let pooled = blocks::first_token(&mut g, &tokens);
+            (tokens, pooled, vit.position.val().dims()[1])
+        }
+        ImageTower::EfficientNet(net) => {
+            // The tower keeps f32 weights in int8 graphs: per-channel int8 of its 1x1
+            // convolutions moved the projected tokens by up to 0.3 (0.013 with the
+            // tower in f32, export/tests/photo.rs), for 14 MB of file size; tract
+            // widens constants this small to f32 at load anyway, so memory on the
+            // board is the same.
+            let (features, side) = g.f32_weights(|g| towers::efficientnet(g, &image, net, image_size));
+            let grid = towers::grid_tokens(&mut g, &features);
+            let pooled = towers::mean_tokens(&mut g, &grid);
+            (grid, pooled, side * side)
+        }
+    };
+    let tokens = match &model.image_adapter {
+        Some(adapter) => towers::project_tokens(&mut g, &tower, &adapter.proj, &adapter.norm),
+        None => tower,
+    };
+    let itc = &model.itc;
+    let embedding = towers::projection(&mut g, &pooled, &itc.image_proj, itc.image_residual.as_ref());
+    let [_, d_image] = token_shape(model, image_size);
     g.output(
         &tokens,
         io::IMAGE_TOKENS,
-        &[N, Dim::Fixed(n_tokens), Dim::Fixed(d)],
+        &[N, Dim::Fixed(count), Dim::Fixed(d_image)],
     );
-    let d_embed = model.itc.image_proj.weight.val().dims()[1];
-    g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed)]);
+    g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed(model))]);
     g.finish()
 }
 
-/// Token ids `[n, len]` (int64) and mask `[n, len]` → unit-length ITC embedding.
+/// `[tokens, width]` of the image tokens fusion and decoder read, for images of
+/// `image_size`.
+pub fn token_shape(model: &EdgeVlm, image_size: usize) -> TokenShape {
+    let tokens = match &model.vision {
+        ImageTower::Vit(vit) => vit.position.val().dims()[1],
+        // Every stride of the tower pads "SAME": the grid is ceil(s / 32) a side.
+        ImageTower::EfficientNet(_) => image_size.div_ceil(32).pow(2),
+    };
+    let width = match &model.image_adapter {
+        Some(adapter) => adapter.proj.weight.val().dims()[1],
+        None => model.itc.image_proj.weight.val().dims()[0],
+    };
+    [tokens, width]
+}
+
+fn d_embed(model: &EdgeVlm) -> usize {
+    model.itc.image_proj.weight.val().dims()[1]
+}
+
+/// Token ids `[n, len]` (int64) and mask `[n, len]` → the text tower's pooled
+/// state ([CLS], or the masked mean at unit length) → the unit ITC embedding.
 pub fn text_encoder(model: &EdgeVlm, weights: WeightFormat) -> ModelProto {
     let mut g = GraphBuilder::new(io::TEXT_ENCODER, weights);
     let ids = g.input_i64(io::IDS, &[N, LEN]);
     let mask = g.input_f32(io::MASK, &[N, LEN]);
     let states = blocks::bert(&mut g, &ids, &mask, &model.text);
-    let cls = blocks::first_token(&mut g, &states);
-    let projected = blocks::linear(&mut g, &cls, &model.itc.text_proj);
-    let embedding = blocks::l2_normalize(&mut g, &projected);
-    let d_embed = model.itc.text_proj.weight.val().dims()[1];
-    g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed)]);
+    let pooled = match model.text_pooling {
+        TextPooling::Cls => blocks::first_token(&mut g, &states),
+        TextPooling::Mean => towers::sentence_embedding(&mut g, &states, &mask),
+    };
+    let itc = &model.itc;
+    let embedding = towers::projection(&mut g, &pooled, &itc.text_proj, itc.text_residual.as_ref());
+    g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed(model))]);
     g.finish()
-}
-
-/// The real-photo model's image encoder: images `[n, 3, s, s]` → the tower's grid
-/// tokens, projected to the model's width `[n, h·w, d_model]` (what the decoder
-/// reads), and the unit ITC embedding of their mean `[n, d_embed]`.
-pub fn photo_image_encoder(
-    tower: &EfficientNet,
-    heads: &PhotoVlm,
-    image_size: usize,
-    weights: WeightFormat,
-) -> ModelProto {
-    let mut g = GraphBuilder::new(io::IMAGE_ENCODER, weights);
-    let image = g.input_f32(
-        io::IMAGE,
-        &[N, Dim::Fixed(3), Dim::Fixed(image_size), Dim::Fixed(image_size)],
-    );
-    // The tower keeps f32 weights in int8 graphs: per-channel int8 of its 1x1
-    // convolutions moved the projected tokens by up to 0.3 (0.013 with the tower in
-    // f32, export/tests/photo.rs), for 14 MB of file size; tract widens constants
-    // this small to f32 at load anyway, so memory on the board is the same.
-    let (features, side) = g.f32_weights(|g| towers::efficientnet(g, &image, tower, image_size));
-    let grid = towers::grid_tokens(&mut g, &features);
-    let tokens = towers::project_tokens(&mut g, &grid, &heads.image_proj, &heads.image_norm);
-    let pooled = towers::mean_tokens(&mut g, &grid);
-    let embedding = towers::projection(&mut g, &pooled, &heads.itc_image);
-    let [d_model, d_embed] = photo_widths(heads);
-    g.output(
-        &tokens,
-        io::IMAGE_TOKENS,
-        &[N, Dim::Fixed(side * side), Dim::Fixed(d_model)],
-    );
-    g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed)]);
-    g.finish()
-}
-
-/// `[d_model, d_embed]` of the real-photo model's heads.
-fn photo_widths(heads: &PhotoVlm) -> [usize; 2] {
-    [
-        heads.image_proj.weight.val().dims()[1],
-        heads.itc_image.output.weight.val().dims()[1],
-    ]
-}
-
-/// The real-photo model's text encoder: ids and mask `[n, len]` → the text tower's
-/// sentence embedding (masked mean, unit length) → the unit ITC embedding.
-pub fn photo_text_encoder(tower: &Bert, heads: &PhotoVlm, weights: WeightFormat) -> ModelProto {
-    let mut g = GraphBuilder::new(io::TEXT_ENCODER, weights);
-    let ids = g.input_i64(io::IDS, &[N, LEN]);
-    let mask = g.input_f32(io::MASK, &[N, LEN]);
-    let states = blocks::bert(&mut g, &ids, &mask, tower);
-    let sentence = towers::sentence_embedding(&mut g, &states, &mask);
-    let embedding = towers::projection(&mut g, &sentence, &heads.itc_text);
-    g.output(
-        &embedding,
-        io::EMBEDDING,
-        &[N, Dim::Fixed(photo_widths(heads)[1])],
-    );
-    g.finish()
-}
-
-/// The shape of the image tokens of an [`EdgeVlm`].
-pub fn vit_tokens(model: &EdgeVlm) -> TokenShape {
-    let dims = model.vision.position.val().dims();
-    [dims[1], dims[2]]
 }
 
 /// Image tokens (the fused head) or the image itself (the spatial head, through the
 /// grid encoder) + question ids/mask → answer logits `[n, answers]`; `None` when
 /// the model has no VQA head.
-pub fn vqa(model: &EdgeVlm, image_size: usize, weights: WeightFormat) -> Option<ModelProto> {
+pub fn vqa(
+    model: &EdgeVlm,
+    tokens: TokenShape,
+    image_size: usize,
+    weights: WeightFormat,
+) -> Option<ModelProto> {
     let mut g = GraphBuilder::new(io::VQA, weights);
     let (logits, answers) = if let Some(head) = &model.spatial_vqa {
         let grid = model
@@ -142,7 +121,7 @@ pub fn vqa(model: &EdgeVlm, image_size: usize, weights: WeightFormat) -> Option<
         (logits, head.answer.weight.val().dims()[1])
     } else {
         let head = model.vqa.as_ref()?;
-        let image = tokens_input(&mut g, vit_tokens(model));
+        let image = tokens_input(&mut g, tokens);
         let (ids, mask) = question_inputs(&mut g);
         let text = blocks::bert(&mut g, &ids, &mask, &model.text);
         let fused = blocks::fusion(&mut g, &text, &mask, &image, &model.fusion);

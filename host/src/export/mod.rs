@@ -1,7 +1,8 @@
 //! Export of a trained model to a device bundle: ONNX graphs written block by block
-//! from the burn modules (`blocks.rs`, over the builder in `onnx.rs`), optional
+//! from the burn modules (`blocks.rs`, `towers.rs`, `conv.rs`, over the builder in
+//! `onnx.rs`), whichever towers the model has; optional
 //! int8 weights (`quantize.rs`), the tokenizer, the preprocessing config, a model
-//! card and a golden self-test computed by the device runtime itself.
+//! card and a golden self-test whose expected values come from burn (`golden.rs`).
 
 pub mod blocks;
 pub mod choice;
@@ -31,12 +32,8 @@ use prost::Message;
 pub use quantize::WeightFormat;
 
 use crate::error::{Error, Result};
-use crate::model::bert::Bert;
-use crate::model::decoder::CaptionDecoder;
-use crate::model::efficientnet::EfficientNet;
-use crate::model::photo::PhotoVlm;
 use crate::model::saved::SavedModel;
-use crate::model::vlm::EdgeVlm;
+use crate::model::{EdgeVlm, EdgeVlmConfig};
 
 pub struct ExportOptions {
     pub name: String,
@@ -66,43 +63,10 @@ impl Default for ExportOptions {
     }
 }
 
-/// The parts a bundle is built from, whichever towers the model has.
-pub enum Parts<'a> {
-    /// Every part trained here: ViT and BERT-layout towers.
-    Trained(&'a EdgeVlm),
-    /// Imported towers (EfficientNet-Lite0, a BERT-family text tower) with the heads
-    /// trained on their features.
-    Imported {
-        image: &'a EfficientNet,
-        text: &'a Bert,
-        heads: &'a PhotoVlm,
-    },
-}
-
-impl Parts<'_> {
-    fn decoder(&self) -> &CaptionDecoder {
-        match self {
-            Parts::Trained(model) => &model.decoder,
-            Parts::Imported { heads, .. } => &heads.decoder,
-        }
-    }
-
-    /// `[tokens, width]` of the image tokens the decoder reads.
-    fn image_tokens(&self, image_size: usize) -> graphs::TokenShape {
-        match self {
-            Parts::Trained(model) => graphs::vit_tokens(model),
-            Parts::Imported { heads, .. } => {
-                // Every stride of the tower pads "SAME": the grid is ceil(s / 32) a side.
-                let side = image_size.div_ceil(32);
-                [side * side, heads.image_proj.weight.val().dims()[1]]
-            }
-        }
-    }
-}
-
 /// Everything a bundle holds, read from a model folder.
 pub struct ModelSource<'a> {
-    pub parts: Parts<'a>,
+    pub model: &'a EdgeVlm,
+    pub config: &'a EdgeVlmConfig,
     /// The folder it was read from (for the model card).
     pub dir: &'a Path,
     pub preprocess: &'a PreprocessConfig,
@@ -115,71 +79,57 @@ pub struct ModelSource<'a> {
     /// Training captions for consensus reranking on the device.
     pub memory: Option<&'a CaptionMemory>,
     pub decoding: Option<Decoding>,
-    /// The model card's lines on the architecture.
-    pub architecture: String,
 }
 
-impl<'a> From<&'a SavedModel> for ModelSource<'a> {
-    fn from(saved: &'a SavedModel) -> Self {
-        let c = &saved.config;
-        ModelSource {
-            parts: Parts::Trained(&saved.model),
-            dir: &saved.dir,
-            preprocess: &saved.preprocess,
-            tokenizer: &saved.tokenizer,
-            decoder_tokenizer: None,
-            answers: &saved.answers,
-            memory: None,
-            decoding: None,
-            architecture: format!(
-                "- image encoder: ViT, {size} px images, {patch} px patches, width {dv}, {lv} layers\n\
-                 - text encoder: BERT layout, width {dt}, {lt} layers, vocabulary {vocab}\n\
-                 - fusion: {fusion:?}; caption decoder: {ld} layers; VQA answers: {answers}\n",
-                size = c.vision.image_size,
-                patch = c.vision.patch_size,
-                dv = c.vision.d_model,
-                lv = c.vision.layers,
-                dt = c.text.d_model,
-                lt = c.text.layers,
-                vocab = c.text.vocab_size,
-                fusion = c.fusion.kind,
-                ld = c.decoder.layers,
-                answers = saved.answers.len(),
-            ),
+impl<'a> TryFrom<&'a SavedModel> for ModelSource<'a> {
+    type Error = Error;
+
+    fn try_from(saved: &'a SavedModel) -> Result<Self> {
+        let config = saved.config();
+        let eps = config.text.layer_norm_eps;
+        if (eps - f64::from(blocks::eps::BERT)).abs() > 1e-15 {
+            return Err(Error::record(
+                saved.dir.join("config.json"),
+                format!("text.layer_norm_eps {eps}: the exporter writes BERT LayerNorms with 1e-12"),
+            ));
         }
+        Ok(ModelSource {
+            model: &saved.model,
+            config,
+            dir: &saved.dir,
+            preprocess: &saved.meta.preprocess,
+            tokenizer: &saved.meta.tokenizer,
+            decoder_tokenizer: saved.meta.decoder_tokenizer.as_ref(),
+            answers: &saved.meta.answers,
+            memory: saved.memory.as_ref(),
+            decoding: saved.decoding.map(|d| Decoding {
+                consensus: d.consensus.filter(|_| saved.memory.is_some()),
+                ..d
+            }),
+        })
     }
 }
 
 /// The ONNX graphs of a model, by graph name.
 pub fn build_graphs(source: &ModelSource, weights: WeightFormat) -> Vec<(&'static str, Vec<u8>)> {
     let size = source.preprocess.image_size as usize;
-    let decoder = source.parts.decoder();
-    let tokens = source.parts.image_tokens(size);
-    let mut out = match &source.parts {
-        Parts::Trained(model) => vec![
-            (io::IMAGE_ENCODER, graphs::image_encoder(model, size, weights)),
-            (io::TEXT_ENCODER, graphs::text_encoder(model, weights)),
-        ],
-        Parts::Imported { image, text, heads } => vec![
-            (
-                io::IMAGE_ENCODER,
-                graphs::photo_image_encoder(image, heads, size, weights),
-            ),
-            (io::TEXT_ENCODER, graphs::photo_text_encoder(text, heads, weights)),
-        ],
-    };
-    out.push((
-        io::CAPTION_DECODER,
-        graphs::caption_decoder(decoder, tokens, weights),
-    ));
-    out.push((
-        io::CAPTION_STEP,
-        graphs::caption_decoder_step(decoder, tokens, weights),
-    ));
-    if let Parts::Trained(model) = &source.parts {
-        if let Some(vqa) = graphs::vqa(model, size, weights) {
-            out.push((io::VQA, vqa));
-        }
+    let model = source.model;
+    let decoder = &model.decoder;
+    let tokens = graphs::token_shape(model, size);
+    let mut out = vec![
+        (io::IMAGE_ENCODER, graphs::image_encoder(model, size, weights)),
+        (io::TEXT_ENCODER, graphs::text_encoder(model, weights)),
+        (
+            io::CAPTION_DECODER,
+            graphs::caption_decoder(decoder, tokens, weights),
+        ),
+        (
+            io::CAPTION_STEP,
+            graphs::caption_decoder_step(decoder, tokens, weights),
+        ),
+    ];
+    if let Some(vqa) = graphs::vqa(model, tokens, size, weights) {
+        out.push((io::VQA, vqa));
     }
     out.into_iter()
         .map(|(name, g)| (name, g.encode_to_vec()))
@@ -205,7 +155,7 @@ fn model_card(source: &ModelSource, opts: &ExportOptions) -> String {
         version = opts.model_version,
         tool = env!("CARGO_PKG_VERSION"),
         dir = source.dir.display(),
-        architecture = source.architecture,
+        architecture = source.config.describe(),
         weights = opts.weights,
     )
 }
@@ -262,7 +212,7 @@ pub fn export(source: &ModelSource, opts: &ExportOptions) -> Result<Bundle> {
     if let Some(binary) = &opts.firmware {
         files.push((FIRMWARE_FILE.into(), FileKind::Firmware, binary.clone()));
     }
-    let decoder = source.parts.decoder();
+    let decoder = &source.model.decoder;
     let attention = &decoder.layers[0].self_attention;
     let mut manifest = Manifest {
         format_version: 0,

@@ -12,7 +12,8 @@ use super::graphs;
 use super::onnx::{Dim, GraphBuilder};
 use super::quantize::WeightFormat;
 use crate::model::fusion::FusionKind;
-use crate::model::vlm::{EdgeVlm, EdgeVlmConfig, VqaHeadKind};
+use crate::model::image_tower::ImageTowerConfig;
+use crate::model::{EdgeVlm, EdgeVlmConfig, VqaHeadKind};
 
 fn run(model: ModelProto, inputs: Vec<TractTensor>) -> Vec<Vec<f32>> {
     let bytes = model.encode_to_vec();
@@ -60,8 +61,10 @@ fn model(kind: FusionKind, device: &Device) -> EdgeVlm {
     device.seed(7);
     let mut cfg = EdgeVlmConfig::tiny(30).with_answers(6);
     cfg.fusion.kind = kind;
-    cfg.vision.stem_channels = vec![4];
-    cfg.vision.patch_size = 8;
+    if let ImageTowerConfig::Vit(vit) = &mut cfg.vision {
+        vit.stem_channels = vec![4];
+        vit.patch_size = 8;
+    }
     cfg.init(device)
 }
 
@@ -148,10 +151,10 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
         graphs::text_encoder(&m, weights),
         vec![t_ids.clone(), t_mask.clone()],
     );
-    check("text embedding", &out[0], m.text_embedding(states));
+    check("text embedding", &out[0], m.text_embedding(states, mask.clone()));
 
     let out = run(
-        graphs::vqa(&m, 16, weights).unwrap(),
+        graphs::vqa(&m, graphs::token_shape(&m, 16), 16, weights).unwrap(),
         vec![f32_tensor(&tokens), t_ids.clone(), t_mask.clone()],
     );
     check(
@@ -167,13 +170,13 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
     let logits = m.decoder.forward(ids.clone(), tokens.clone().expand([2, n, d]));
     let vocab = logits.dims()[2];
     let full = run(
-        graphs::caption_decoder(&m.decoder, graphs::vit_tokens(&m), weights),
+        graphs::caption_decoder(&m.decoder, graphs::token_shape(&m, 16), weights),
         vec![f32_tensor(&tokens), t_ids.clone()],
     );
     check("decoder logits", &full[0], logits.clone().reshape([2, 5 * vocab]));
     let prefix = TractTensor::from_shape(&[2, 2], &[IDS[0], IDS[1], IDS[5], IDS[6]]).unwrap();
     let mut cache: Vec<Vec<f32>> = run(
-        graphs::caption_decoder(&m.decoder, graphs::vit_tokens(&m), weights),
+        graphs::caption_decoder(&m.decoder, graphs::token_shape(&m, 16), weights),
         vec![f32_tensor(&tokens), prefix],
     )
     .split_off(1);
@@ -190,7 +193,7 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
             inputs.push(TractTensor::from_shape(&[2, a.heads(), position, a.d_head()], c).unwrap());
         }
         let mut out = run(
-            graphs::caption_decoder_step(&m.decoder, graphs::vit_tokens(&m), weights),
+            graphs::caption_decoder_step(&m.decoder, graphs::token_shape(&m, 16), weights),
             inputs,
         );
         let expected = logits.clone().narrow(1, position, 1).reshape([2, vocab]);
@@ -242,7 +245,7 @@ fn check_spatial_vqa(weights: WeightFormat, tolerance: f32) {
     let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let (ids, mask, t_ids, t_mask) = text_inputs(&device);
     let out = run(
-        graphs::vqa(&m, 16, weights).unwrap(),
+        graphs::vqa(&m, graphs::token_shape(&m, 16), 16, weights).unwrap(),
         vec![f32_tensor(&images), t_ids, t_mask],
     );
     let expected = m.vqa_logits(images, ids, mask);
@@ -263,7 +266,7 @@ fn spatial_vqa_graph_matches_burn() {
 fn graph_names_are_the_shared_ones() {
     let device = Device::flex();
     let m = model(FusionKind::CrossAttention, &device);
-    let g = graphs::caption_decoder_step(&m.decoder, graphs::vit_tokens(&m), WeightFormat::F32);
+    let g = graphs::caption_decoder_step(&m.decoder, graphs::token_shape(&m, 16), WeightFormat::F32);
     let graph = g.graph.unwrap();
     let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(

@@ -9,7 +9,6 @@ use super::blocks::{self, gelu, l2_normalize, linear};
 use super::conv::{self, relu6};
 use super::onnx::{Attr, GraphBuilder};
 use crate::model::efficientnet::{EfficientNet, MbConvBlock};
-use crate::model::photo::Projection;
 
 /// Mirrors [`MbConvBlock::forward`] over a `size`×`size` input; returns the output
 /// and its side.
@@ -73,12 +72,19 @@ pub fn sentence_embedding(g: &mut GraphBuilder, states: &str, mask: &str) -> Str
     l2_normalize(g, &mean)
 }
 
-/// Mirrors [`Projection::embed`]: `[n, d_in]` → unit `[n, d_out]`.
-pub fn projection(g: &mut GraphBuilder, x: &str, projection: &Projection) -> String {
-    let h = linear(g, x, &projection.hidden);
-    let activated = gelu(g, &h);
-    let out = linear(g, &activated, &projection.output);
-    let sum = g.add(&h, &out);
+/// Mirrors [`crate::model::heads::ItcHead::embed_image`] (and `embed_text`):
+/// `[n, d_in]` → `h = x · W + b`, plus `Linear(GELU(h))` when the head has the
+/// residual layer, at unit length `[n, d_embed]`.
+pub fn projection(g: &mut GraphBuilder, x: &str, proj: &Linear, residual: Option<&Linear>) -> String {
+    let h = linear(g, x, proj);
+    let sum = match residual {
+        Some(residual) => {
+            let activated = gelu(g, &h);
+            let out = linear(g, &activated, residual);
+            g.add(&h, &out)
+        }
+        None => h,
+    };
     l2_normalize(g, &sum)
 }
 

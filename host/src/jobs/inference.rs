@@ -6,9 +6,9 @@ use std::path::Path;
 use anyhow::Result;
 use burn::tensor::Device;
 use edgevlm::eval::predict;
+use edgevlm::model::consensus::Consensus;
 use edgevlm::model::saved::SavedModel;
 use edgevlm::model::DecodeOptions;
-use edgevlm::recipe::consensus::Consensus;
 
 use crate::cli::{self, AskArgs, CaptionArgs, MatchArgs};
 
@@ -54,16 +54,12 @@ fn single_image(
     )?)
 }
 
-/// A model folder in burn: the real-photo model (frozen towers + heads) or an `EdgeVlm`.
+/// A model folder in burn.
 pub fn load_predictor(dir: &Path, device: &Device) -> Result<Box<dyn predict::Predictor>> {
-    Ok(if edgevlm::recipe::model_dir::is_photo_model(dir) {
-        Box::new(edgevlm::recipe::model_dir::PhotoModel::load(dir, device)?)
-    } else {
-        Box::new(predict::BurnPredictor {
-            saved: SavedModel::load(dir, device)?,
-            device: device.clone(),
-        })
-    })
+    Ok(Box::new(predict::BurnPredictor::new(
+        SavedModel::load(dir, device)?,
+        device.clone(),
+    )))
 }
 
 /// The caption decoding: flags first, then the model folder's `decoding.json`, then

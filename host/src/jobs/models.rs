@@ -1,4 +1,5 @@
-//! `edgevlm models fetch`: the pretrained towers the real-photo recipe starts from.
+//! `edgevlm models fetch` (the pretrained towers the real-photo recipe starts from)
+//! and `edgevlm models upgrade` (first-format model folders converted).
 
 use std::path::PathBuf;
 
@@ -18,5 +19,19 @@ pub fn fetch() -> Result<()> {
     if !status.success() {
         anyhow::bail!("{} failed ({status})", script.display());
     }
+    Ok(())
+}
+
+/// `edgevlm models upgrade`: a first-format model folder converted in place (or to `out`).
+pub fn upgrade(dir: &std::path::Path, out: Option<&std::path::Path>) -> Result<()> {
+    let done = edgevlm::upgrade::upgrade(dir, out, &burn::tensor::Device::flex())?;
+    let target = out.unwrap_or(dir);
+    println!(
+        "{}: {} model converted to model folder format {}; the first-format folder is {}",
+        target.display(),
+        done.layout,
+        edgevlm::model::saved::MODEL_FORMAT,
+        done.backup.display()
+    );
     Ok(())
 }

@@ -11,7 +11,6 @@ use edgevlm::eval::tasks;
 use edgevlm::export::ModelSource;
 use edgevlm::export::{self, ExportOptions, WeightFormat};
 use edgevlm::model::saved::SavedModel;
-use edgevlm::recipe::model_dir::{is_photo_model, PhotoModel};
 use edgevlm_device::runtime::Runtime;
 use edgevlm_shared::bundle::signature;
 use edgevlm_shared::bundle::Bundle;
@@ -53,32 +52,12 @@ fn options(a: &ExportArgs, weights: WeightFormat) -> Result<ExportOptions> {
     })
 }
 
-/// A model folder of either family, loaded for export.
-enum Loaded {
-    Trained(Box<SavedModel>),
-    Photo(Box<PhotoModel>),
+fn load(dir: &Path) -> Result<SavedModel> {
+    Ok(SavedModel::load(dir, &Device::flex())?)
 }
 
-impl Loaded {
-    fn load(dir: &Path) -> Result<Self> {
-        let device = Device::flex();
-        Ok(if is_photo_model(dir) {
-            Loaded::Photo(Box::new(PhotoModel::load(dir, &device)?))
-        } else {
-            Loaded::Trained(Box::new(SavedModel::load(dir, &device)?))
-        })
-    }
-
-    fn source<'a>(&'a self, dir: &'a Path) -> Result<ModelSource<'a>> {
-        Ok(match self {
-            Loaded::Trained(saved) => saved.as_ref().into(),
-            Loaded::Photo(photo) => photo.source(dir)?,
-        })
-    }
-}
-
-fn write(model: &Loaded, a: &ExportArgs, weights: WeightFormat, out: &Path) -> Result<Bundle> {
-    let source = model.source(&a.model)?;
+fn write(model: &SavedModel, a: &ExportArgs, weights: WeightFormat, out: &Path) -> Result<Bundle> {
+    let source = ModelSource::try_from(model)?;
     let bundle = export::export(&source, &options(a, weights)?).context("exporting")?;
     bundle.write(out)?;
     let size = std::fs::metadata(out)?.len();
@@ -103,7 +82,7 @@ fn write(model: &Loaded, a: &ExportArgs, weights: WeightFormat, out: &Path) -> R
 }
 
 pub fn export(a: ExportArgs) -> Result<()> {
-    let model = Loaded::load(&a.model)?;
+    let model = load(&a.model)?;
     let weights = if a.int8 {
         WeightFormat::Int8
     } else {
@@ -148,7 +127,7 @@ fn quality(bundle: &Path, data: Option<&Path>, split: Option<&str>) -> Result<Qu
 
 /// Writes the int8 bundle to `--out` and an f32 one beside it, then compares them.
 pub fn quantize(a: QuantizeArgs) -> Result<()> {
-    let model = Loaded::load(&a.export.model)?;
+    let model = load(&a.export.model)?;
     let f32_path = a.export.out.with_extension("f32.bundle");
     write(&model, &a.export, WeightFormat::F32, &f32_path)?;
     write(&model, &a.export, WeightFormat::Int8, &a.export.out)?;
@@ -173,10 +152,7 @@ pub fn quantize(a: QuantizeArgs) -> Result<()> {
     row("CIDEr-D", full.cider_d, int8.cider_d);
     row("image→text R@1", full.image_to_text_r1, int8.image_to_text_r1);
     // How each layer computes on the device: measured here, one thread, M = 1.
-    let layers = match &model {
-        Loaded::Trained(saved) => export::choice::measure(saved, 100)?,
-        Loaded::Photo(_) => Vec::new(),
-    };
+    let layers = export::choice::measure(&model, 100)?;
     println!(
         "\n{:<14} {:>6} {:>12} {:>12}  choice",
         "matrix", "layers", "f32 ms", "int8 ms"

@@ -57,6 +57,9 @@ pub const STAGES: [(usize, usize, usize, usize, usize); 7] = [
 
 #[derive(Config, Debug)]
 pub struct EfficientNetConfig {
+    /// Side of the square images it is shown (Lite0 was trained at 224).
+    #[config(default = 224)]
+    pub image_size: usize,
     /// Adds the ImageNet classifier `fc` (and its dropout).
     #[config(default = true)]
     pub classifier: bool,

@@ -15,6 +15,9 @@ use super::bert::{BertConfig, BertLayer};
 pub struct ItcHead {
     pub image_proj: Linear,
     pub text_proj: Linear,
+    /// A residual `Linear(GELU(h))` after each projection (see [`ItcHeadConfig::residual`]).
+    pub image_residual: Option<Linear>,
+    pub text_residual: Option<Linear>,
     /// log(1 / temperature), learned; CLIP starts it at log(1 / 0.07).
     pub logit_scale: Param<Tensor<1>>,
 }
@@ -24,14 +27,25 @@ pub struct ItcHeadConfig {
     pub d_image: usize,
     pub d_text: usize,
     pub d_embed: usize,
+    /// Adds a residual layer to each projection: locked tower features need a little
+    /// non-linearity to be brought together (a linear map alone loses several R@1
+    /// points on Flickr8k).
+    #[config(default = false)]
+    pub residual: bool,
 }
 
 impl ItcHeadConfig {
     pub fn init(&self, device: &Device) -> ItcHead {
         let start = (1.0f64 / 0.07).ln();
+        let residual = || {
+            self.residual
+                .then(|| LinearConfig::new(self.d_embed, self.d_embed).init(device))
+        };
         ItcHead {
             image_proj: LinearConfig::new(self.d_image, self.d_embed).init(device),
             text_proj: LinearConfig::new(self.d_text, self.d_embed).init(device),
+            image_residual: residual(),
+            text_residual: residual(),
             logit_scale: Initializer::Constant { value: start }.init([1], device),
         }
     }
@@ -56,14 +70,23 @@ pub fn sentence_embedding(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
     l2_normalize(summed / mask.sum_dim(1).clamp_min(1e-9))
 }
 
+fn project(proj: &Linear, residual: &Option<Linear>, x: Tensor<2>) -> Tensor<2> {
+    let h = proj.forward(x);
+    l2_normalize(match residual {
+        Some(residual) => h.clone() + residual.forward(gelu(h)),
+        None => h,
+    })
+}
+
 impl ItcHead {
     /// Unit-length embeddings: `[batch, d_image]` → `[batch, d_embed]`.
     pub fn embed_image(&self, pooled: Tensor<2>) -> Tensor<2> {
-        l2_normalize(self.image_proj.forward(pooled))
+        project(&self.image_proj, &self.image_residual, pooled)
     }
 
+    /// Unit-length embeddings: `[batch, d_text]` → `[batch, d_embed]`.
     pub fn embed_text(&self, pooled: Tensor<2>) -> Tensor<2> {
-        l2_normalize(self.text_proj.forward(pooled))
+        project(&self.text_proj, &self.text_residual, pooled)
     }
 
     /// The multiplier of cosine similarities, capped at 100 as in CLIP.

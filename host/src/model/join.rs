@@ -32,15 +32,15 @@ pub fn join(base: &Path, donor: &Path, parts: &[String], out: &Path, device: &De
         return Err(mismatch(donor, "tokenizer.json", base));
     }
     same(
-        &joined.preprocess,
-        &other.preprocess,
+        &joined.meta.preprocess,
+        &other.meta.preprocess,
         donor,
         "preprocess.json",
         base,
     )?;
     let (model, taken) = (&mut joined.model, other.model);
     for part in parts {
-        let (a, b) = (&joined.config, &other.config);
+        let (a, b) = (&joined.meta.config, &other.meta.config);
         match part.as_str() {
             "vision" => {
                 same(&a.vision, &b.vision, donor, "vision", base)?;
@@ -72,13 +72,7 @@ pub fn join(base: &Path, donor: &Path, parts: &[String], out: &Path, device: &De
             }
         }
     }
-    save_meta(
-        out,
-        &joined.config,
-        &joined.preprocess,
-        &joined.tokenizer,
-        &joined.answers,
-    )?;
+    save_meta(out, &joined.meta)?;
     save_model_atomic(&joined.model, &out.join("model.bpk"))
 }
 

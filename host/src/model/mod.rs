@@ -5,6 +5,8 @@
 
 pub mod attention;
 pub mod bert;
+pub mod config;
+pub mod consensus;
 pub mod decoder;
 pub mod efficientnet;
 pub mod feed_forward;
@@ -12,10 +14,10 @@ pub mod freeze;
 pub mod fusion;
 pub mod grid;
 pub mod heads;
+pub mod image_tower;
 pub mod input;
 pub mod join;
 pub mod params;
-pub mod photo;
 pub mod pretrained;
 pub mod saved;
 pub mod spatial;
@@ -23,6 +25,7 @@ pub mod vit;
 pub mod vlm;
 pub mod weights;
 
+pub use config::{EdgeVlmConfig, TextPooling, VqaHeadKind};
 pub use decoder::DecodeOptions;
 pub use fusion::FusionKind;
-pub use vlm::{EdgeVlm, EdgeVlmConfig, VqaHeadKind};
+pub use vlm::EdgeVlm;

@@ -2,183 +2,37 @@
 //! heads (ITC, ITM, MLM, masked image features) and the task heads (caption
 //! decoder, VQA classifier). This file only wires the components together.
 
-use burn::config::Config;
 use burn::module::Module;
-use burn::nn::{Linear, LinearConfig};
+use burn::nn::Linear;
 use burn::tensor::{Device, Int, Tensor};
 
-use super::bert::{Bert, BertConfig};
-use super::decoder::{CaptionDecoder, CaptionDecoderConfig};
-use super::fusion::{Fusion, FusionConfig, FusionKind};
-use super::grid::{GridEncoder, GridEncoderConfig};
-use super::heads::{ItcHead, ItcHeadConfig, MimHead, MlmHead, VqaHead};
-use super::spatial::{SpatialVqa, SpatialVqaConfig};
-use super::vit::{Vit, VitConfig};
-
-/// How VQA reads the image.
-#[derive(Config, Debug, PartialEq, Eq, Copy)]
-pub enum VqaHeadKind {
-    /// A classifier on the fused [CLS] of the question attending to the image tokens.
-    Fused,
-    /// [`SpatialVqa`]: the [`GridEncoder`]'s cells with coordinates, reasoned over by
-    /// the question.
-    Spatial,
-}
-
-#[derive(Config, Debug)]
-pub struct EdgeVlmConfig {
-    pub vision: VitConfig,
-    pub text: BertConfig,
-    pub fusion: FusionConfig,
-    pub decoder: CaptionDecoderConfig,
-    /// Width of the shared ITC embedding space.
-    #[config(default = 128)]
-    pub d_embed: usize,
-    /// Size of the VQA answer vocabulary; 0 until VQA fine-tuning adds the head.
-    #[config(default = 0)]
-    pub answers: usize,
-    #[config(default = "VqaHeadKind::Fused")]
-    pub vqa_head: VqaHeadKind,
-    /// A grid of CNN cells with coordinates, which the spatial heads read.
-    #[config(default = "None")]
-    pub grid: Option<GridEncoderConfig>,
-    /// A spatial head over the grid cells that predicts hidden caption words
-    /// (pretraining's spatial MLM); VQA fine-tuning starts its spatial head from it.
-    #[config(default = false)]
-    pub spatial_mlm: bool,
-}
-
-impl EdgeVlmConfig {
-    /// The preset for synthetic scenes: 64 px images, 16 px patches after a
-    /// two-layer convolutional stem, width 128.
-    pub fn synthetic(vocab_size: usize) -> Self {
-        Self::small(vocab_size, 64, 16, FusionKind::CrossAttention)
-    }
-
-    /// A small model with every part at width 128.
-    pub fn small(vocab_size: usize, image_size: usize, patch_size: usize, fusion: FusionKind) -> Self {
-        let d = 128;
-        // Two stride-2 3x3 convolutions before the patch projection, when the patch allows.
-        let stem = if patch_size.is_multiple_of(4) {
-            vec![32, 64]
-        } else {
-            Vec::new()
-        };
-        Self::new(
-            VitConfig::new()
-                .with_image_size(image_size)
-                .with_patch_size(patch_size)
-                .with_d_model(d)
-                .with_stem_channels(stem),
-            BertConfig::new(vocab_size).with_d_model(d),
-            FusionConfig::new(d, d).with_kind(fusion),
-            CaptionDecoderConfig::new(vocab_size, d).with_d_model(d),
-        )
-    }
-
-    /// A minimal model for tests: everything tiny.
-    pub fn tiny(vocab_size: usize) -> Self {
-        let d = 32;
-        Self::new(
-            VitConfig::new()
-                .with_image_size(16)
-                .with_patch_size(8)
-                .with_d_model(d)
-                .with_layers(1)
-                .with_heads(2),
-            BertConfig::new(vocab_size)
-                .with_d_model(d)
-                .with_layers(1)
-                .with_heads(2)
-                .with_d_intermediate(64),
-            FusionConfig::new(d, d)
-                .with_layers(1)
-                .with_heads(2)
-                .with_d_intermediate(64),
-            CaptionDecoderConfig::new(vocab_size, d)
-                .with_d_model(d)
-                .with_layers(1)
-                .with_heads(2)
-                .with_d_intermediate(64)
-                .with_max_len(16),
-        )
-        .with_d_embed(16)
-    }
-
-    pub fn init(&self, device: &Device) -> EdgeVlm {
-        let d_image = self.vision.d_model;
-        let d_text = self.text.d_model;
-        EdgeVlm {
-            vision: self.vision.init(device),
-            text: self.text.init(device),
-            fusion: self.fusion.init(device),
-            itc: ItcHeadConfig::new(d_image, d_text, self.d_embed).init(device),
-            itm: LinearConfig::new(d_text, 2).init(device),
-            mlm: MlmHead::new(d_text, self.text.vocab_size, device),
-            mim: MimHead::new(
-                d_image,
-                d_text,
-                self.vision.heads,
-                3 * self.vision.patch_size.pow(2),
-                device,
-            ),
-            decoder: self.decoder.init(device),
-            grid: self.grid.as_ref().map(|grid| grid.init(device)),
-            spatial_mlm: (self.spatial_mlm && self.grid.is_some())
-                .then(|| self.spatial_vqa_with(self.text.vocab_size).init(device)),
-            vqa: None,
-            spatial_vqa: None,
-        }
-        .with_vqa_heads(self, device)
-    }
-
-    /// A grid encoder that fits this model: the images' size, the image tokens' width.
-    pub fn default_grid(&self) -> GridEncoderConfig {
-        GridEncoderConfig::new(self.vision.image_size).with_d_model(self.vision.d_model)
-    }
-
-    /// This configuration with VQA heads of `kind`; the spatial head brings a grid
-    /// encoder if the model has none.
-    pub fn with_vqa_head_kind(mut self, kind: VqaHeadKind) -> Self {
-        if kind == VqaHeadKind::Spatial && self.grid.is_none() {
-            self.grid = Some(self.default_grid());
-        }
-        self.vqa_head = kind;
-        self
-    }
-
-    /// The spatial VQA head's configuration for this model.
-    ///
-    /// Panics without a grid encoder (see [`Self::with_vqa_head_kind`]).
-    pub fn spatial_vqa(&self) -> SpatialVqaConfig {
-        self.spatial_vqa_with(self.answers)
-    }
-
-    fn spatial_vqa_with(&self, answers: usize) -> SpatialVqaConfig {
-        let grid = self
-            .grid
-            .as_ref()
-            .expect("the spatial VQA head reads a grid encoder");
-        SpatialVqaConfig::new(self.text.d_model, answers)
-            .with_d_model(grid.d_model)
-            .with_grid(grid.grid)
-    }
-}
+use super::bert::Bert;
+use super::config::{EdgeVlmConfig, TextPooling, VqaHeadKind};
+use super::decoder::CaptionDecoder;
+use super::fusion::Fusion;
+use super::grid::GridEncoder;
+use super::heads::{sentence_embedding, ItcHead, MimHead, MlmHead, VqaHead};
+use super::image_tower::{ImageAdapter, ImageTower};
+use super::spatial::SpatialVqa;
 
 #[derive(Module, Debug)]
 pub struct EdgeVlm {
-    pub vision: Vit,
+    pub vision: ImageTower,
+    /// The tower's tokens to the width fusion and decoder read, when they differ.
+    pub image_adapter: Option<ImageAdapter>,
     pub text: Bert,
     pub fusion: Fusion,
     pub itc: ItcHead,
     pub itm: Linear,
     pub mlm: MlmHead,
-    pub mim: MimHead,
+    pub mim: Option<MimHead>,
     pub decoder: CaptionDecoder,
     pub grid: Option<GridEncoder>,
     pub spatial_mlm: Option<SpatialVqa>,
     pub vqa: Option<VqaHead>,
     pub spatial_vqa: Option<SpatialVqa>,
+    #[module(skip)]
+    pub text_pooling: TextPooling,
 }
 
 /// First position of a sequence: `[batch, len, d]` → `[batch, d]`.
@@ -225,9 +79,33 @@ impl EdgeVlm {
         self
     }
 
-    /// `[batch, 3, s, s]` → image tokens `[batch, 1 + patches, d_image]`.
-    pub fn encode_image(&self, images: Tensor<4>) -> Tensor<3> {
+    /// The towers locked as `config` asks: their weights stay as loaded.
+    pub fn locked(mut self, config: &EdgeVlmConfig) -> Self {
+        if config.lock_image {
+            self.vision = self.vision.freeze();
+        }
+        if config.lock_text {
+            self.text = self.text.freeze();
+        }
+        self
+    }
+
+    /// `[batch, 3, s, s]` → the image tower's tokens `[batch, n, d_tower]`.
+    pub fn tower_tokens(&self, images: Tensor<4>) -> Tensor<3> {
         self.vision.forward(images)
+    }
+
+    /// The tower's tokens at the width fusion and decoder read: `[batch, n, d_image]`.
+    pub fn image_tokens(&self, tower_tokens: Tensor<3>) -> Tensor<3> {
+        match &self.image_adapter {
+            Some(adapter) => adapter.forward(tower_tokens),
+            None => tower_tokens,
+        }
+    }
+
+    /// `[batch, 3, s, s]` → image tokens `[batch, n, d_image]`.
+    pub fn encode_image(&self, images: Tensor<4>) -> Tensor<3> {
+        self.image_tokens(self.tower_tokens(images))
     }
 
     /// Token ids and mask `[batch, len]` → text states `[batch, len, d_text]`.
@@ -287,14 +165,23 @@ impl EdgeVlm {
         head.forward(self.fused_cls(question, mask, image_tokens))
     }
 
-    /// ITC embeddings of images: `[batch, d_embed]`, unit length.
-    pub fn image_embedding(&self, image_tokens: Tensor<3>) -> Tensor<2> {
-        self.itc.embed_image(first_token(image_tokens))
+    /// ITC embeddings of images from the tower's tokens ([`Self::tower_tokens`]):
+    /// `[batch, d_embed]`, unit length.
+    pub fn image_embedding(&self, tower_tokens: Tensor<3>) -> Tensor<2> {
+        self.itc.embed_image(self.vision.pool(tower_tokens))
+    }
+
+    /// The text vector ITC embeds: `[batch, len, d_text]` → `[batch, d_text]`.
+    pub fn pool_text(&self, text_states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        match self.text_pooling {
+            TextPooling::Cls => first_token(text_states),
+            TextPooling::Mean => sentence_embedding(text_states, mask),
+        }
     }
 
     /// ITC embeddings of texts: `[batch, d_embed]`, unit length.
-    pub fn text_embedding(&self, text_states: Tensor<3>) -> Tensor<2> {
-        self.itc.embed_text(first_token(text_states))
+    pub fn text_embedding(&self, text_states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+        self.itc.embed_text(self.pool_text(text_states, mask))
     }
 
     /// ITM probability that each (text, image) pair matches: `[batch]`.
@@ -310,6 +197,7 @@ impl EdgeVlm {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::fusion::FusionKind;
     use crate::model::params::{max_difference, named_parameters};
     use burn::tensor::{Distribution, TensorData};
 

@@ -1,15 +1,18 @@
 //! Alignment of the frozen towers (ALBEF's recipe on cached features): ITC over the
 //! whole batch, ITM on a sub-batch with hard negatives drawn from the ITC
 //! similarities, and MLM of the fusion conditioned on the image, the masked captions
-//! re-encoded by the text tower on the fly.
+//! re-encoded by the text tower on the fly. The objectives are the synthetic
+//! pretraining's ([`crate::train::objectives`]); only the batches differ.
 
-use burn::tensor::{Device, Int, Tensor, TensorData};
+use burn::tensor::{Device, Tensor, TensorData};
 use edgevlm_shared::rng::SplitMix64;
+use edgevlm_shared::TextTokenizer;
 
 use super::cache::{ImageFeatures, TextFeatures};
-use super::towers::Towers;
-use crate::model::photo::PhotoVlm;
-use crate::train::objectives::{hard_negative, mask_tokens, weighted_cross_entropy};
+use crate::model::EdgeVlm;
+use crate::train::objectives::{
+    itc_loss, itm_loss, itm_pairs, mask_tokens, masked_language_model, text_input, ItmPairs,
+};
 use crate::train::trainer::Losses;
 
 /// Training pairs: images and the caption indices of each.
@@ -38,18 +41,10 @@ fn tensor3(values: Vec<f32>, shape: [usize; 3], device: &Device) -> Tensor<3> {
     Tensor::from_data(TensorData::new(values, shape), device)
 }
 
-fn select(indices: &[usize], device: &Device) -> Tensor<1, Int> {
-    let n = indices.len();
-    Tensor::from_data(
-        TensorData::new(indices.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]),
-        device,
-    )
-}
-
 /// One alignment step over the images `batch` (one random caption of each).
 pub fn step(
-    model: &PhotoVlm,
-    towers: &Towers,
+    model: &EdgeVlm,
+    tokenizer: &TextTokenizer,
     pairs: &Pairs,
     batch: &[usize],
     sizes: AlignSizes,
@@ -67,15 +62,13 @@ pub fn step(
     let d_text = pairs.texts.header.width;
 
     // ITC: symmetric InfoNCE over the batch.
-    let img = model.image_embedding(pairs.images.pooled_tensor(batch, device));
-    let txt = model.text_embedding(tensor2(pairs.texts.sentences(&texts), [n, d_text], device));
-    let sims = img.matmul(txt.transpose());
-    let logits = sims.clone() * model.itc_scale().unsqueeze_dim(0);
-    let diagonal: Vec<i64> = (0..n as i64).collect();
-    let ones = vec![1.0; n];
-    let itc = (weighted_cross_entropy(logits.clone(), &diagonal, &ones)
-        + weighted_cross_entropy(logits.transpose(), &diagonal, &ones))
-    .div_scalar(2.0);
+    let (itc, sims) = itc_loss(
+        model.itc.embed_image(pairs.images.pooled_tensor(batch, device)),
+        model
+            .itc
+            .embed_text(tensor2(pairs.texts.sentences(&texts), [n, d_text], device)),
+        model.itc.scale(),
+    );
     let mut total = itc.clone().mul_scalar(sizes.itc_weight);
     let mut parts = vec![("itc_loss", itc)];
 
@@ -88,73 +81,43 @@ pub fn step(
     let image_tokens = model.image_tokens(pairs.images.token_tensor(sub, device));
 
     if sizes.itm > 0 && sizes.itm_weight > 0.0 {
+        // ITM on the first k pairs, negatives drawn from their block of similarities.
         let k = sizes.itm.min(m);
-        let sims: Vec<f32> = sims
-            .slice([0..k, 0..k])
-            .detach()
-            .into_data()
-            .try_to_vec::<f32>()
-            .unwrap_or_default();
+        let block: Vec<f32> = (0..k).flat_map(|i| sims[i * n..i * n + k].to_vec()).collect();
         // Two captions of one image are not negatives of each other's image.
         let same = |a: usize, b: usize| batch[a] == batch[b];
-        let (mut image_idx, mut text_idx, mut labels) = (Vec::new(), Vec::new(), Vec::new());
-        for i in 0..k {
-            image_idx.push(i);
-            text_idx.push(i);
-            labels.push(1i64);
-        }
-        for t in 0..k {
-            let column: Vec<f32> = (0..k).map(|i| sims[i * k + t]).collect();
-            if let Some(i) = hard_negative(&column, t, |j| !same(j, t), rng) {
-                image_idx.push(i);
-                text_idx.push(t);
-                labels.push(0);
-            }
-        }
-        for i in 0..k {
-            if let Some(t) = hard_negative(&sims[i * k..(i + 1) * k], i, |j| !same(i, j), rng) {
-                image_idx.push(i);
-                text_idx.push(t);
-                labels.push(0);
-            }
-        }
-        let chosen: Vec<usize> = text_idx.iter().map(|&t| texts[t]).collect();
-        let (states, mask, len) = pairs.texts.states(&chosen);
-        let rows = chosen.len();
-        let images = image_tokens.clone().select(0, select(&image_idx, device));
-        let logits = model.itm.forward(model.fused_cls(
-            tensor3(states, [rows, len, d_text], device),
-            tensor2(mask, [rows, len], device),
-            images,
-        ));
-        let itm = weighted_cross_entropy(logits, &labels, &vec![1.0; rows]);
+        let chosen = itm_pairs(&block, k, &same, 0.0, rng);
+        let captions: Vec<usize> = chosen.texts.iter().map(|&t| texts[t]).collect();
+        let (states, mask, len) = pairs.texts.states(&captions);
+        let count = captions.len();
+        // The text rows are already in pair order.
+        let in_order = ItmPairs {
+            texts: (0..count).collect(),
+            ..chosen
+        };
+        let itm = itm_loss(
+            model,
+            &in_order,
+            image_tokens.clone(),
+            tensor3(states, [count, len, d_text], device),
+            tensor2(mask, [count, len], device),
+        );
         total = total + itm.clone().mul_scalar(sizes.itm_weight);
         parts.push(("itm_loss", itm));
     }
 
     if sizes.mlm > 0 && sizes.mlm_weight > 0.0 {
+        // The masked captions are re-encoded by the (locked) text tower.
         let k = sizes.mlm.min(m);
-        let rows: Vec<Vec<u32>> = texts[..k].iter().map(|&t| pairs.texts.ids(t).to_vec()).collect();
-        let tokenizer = &towers.text.tokenizer;
-        let enc = tokenizer.pad(&rows, None);
-        let vocab = towers.text.config.vocab_size;
+        let ids: Vec<Vec<u32>> = texts[..k].iter().map(|&t| pairs.texts.ids(t).to_vec()).collect();
+        let enc = tokenizer.pad(&ids, None);
+        let vocab = model.text.word_embeddings.weight.val().dims()[0];
         let (corrupted, targets, weights) =
             mask_tokens(&enc.ids, &enc.mask, tokenizer.special_ids(), vocab, rng);
-        let positions: Vec<usize> = (0..weights.len()).filter(|&p| weights[p] > 0.0).collect();
-        if !positions.is_empty() {
-            let (states, mask, _) = towers.encode_ids(&corrupted, &enc.mask, k, enc.seq_len, device);
-            let fused = model
-                .fusion
-                .forward(states.detach(), mask, image_tokens.narrow(0, 0, k));
-            // Only the masked positions go through the 30k-word output layer.
-            let flat = fused
-                .reshape([k * enc.seq_len, d_text])
-                .select(0, select(&positions, device));
-            let picked = flat.reshape([1, positions.len(), d_text]);
-            let words = towers.text.model.word_embeddings.weight.val();
-            let logits = model.mlm.forward(picked, words).reshape([positions.len(), vocab]);
-            let targets: Vec<i64> = positions.iter().map(|&p| targets[p]).collect();
-            let mlm = weighted_cross_entropy(logits, &targets, &vec![1.0; positions.len()]);
+        if weights.iter().any(|&w| w > 0.0) {
+            let corrupted = text_input(&corrupted, &enc.mask, k, enc.seq_len, device);
+            let mlm =
+                masked_language_model(model, image_tokens.narrow(0, 0, k), corrupted, &targets, &weights);
             total = total + mlm.clone().mul_scalar(sizes.mlm_weight);
             parts.push(("mlm_loss", mlm));
         }

@@ -12,8 +12,8 @@ use edgevlm_shared::TextTokenizer;
 use super::cache::ImageFeatures;
 use crate::error::{Error, Result};
 use crate::eval::metrics;
-use crate::model::photo::PhotoVlm;
 use crate::model::DecodeOptions;
+use crate::model::EdgeVlm;
 use crate::train::objectives::smoothed_sequence_cross_entropy;
 use crate::train::trainer::Losses;
 
@@ -118,7 +118,7 @@ const LENGTH_GROUPS: usize = 4;
 /// Next-token cross-entropy (label-smoothed) of all captions of the images
 /// `batch`, each image mirrored with the chance `augment.mirror` drawn from `rng`.
 pub fn step(
-    model: &PhotoVlm,
+    model: &EdgeVlm,
     set: &CaptionSet,
     batch: &[usize],
     augment: Augment,
@@ -184,7 +184,7 @@ pub fn step(
 
 /// Captions for cached images, `batch` images at a time.
 pub fn generate(
-    model: &PhotoVlm,
+    model: &EdgeVlm,
     images: &ImageFeatures,
     indices: &[usize],
     tokenizer: &TextTokenizer,

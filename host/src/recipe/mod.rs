@@ -9,17 +9,16 @@
 //! 4. `scst/`: self-critical training of the decoder with a CIDEr-D reward, from the
 //!    best caption weights, also early-stopped on dev CIDEr-D;
 //!
-//! then `OUT/model.bpk` holds the best weights, `OUT/memory.bin` the training
-//! captions' ITC embeddings for consensus reranking of the final beam (see
-//! [`consensus`]), `OUT/decoding.json` the decoding the final numbers used, and
-//! `OUT/report.json` every stage's dev numbers. `OUT` is a model folder for `eval`,
-//! `caption` and `match`.
+//! then `OUT` is a model folder ([`crate::model::saved`]) of the photo preset
+//! ([`EdgeVlmConfig::photo`]): `model.bpk` holds the best weights with the locked
+//! towers, `caption_memory.bin` the training captions' ITC embeddings for consensus
+//! reranking of the final beam, `decoding.json` the decoding the final numbers
+//! used, and `OUT/report.json` every stage's dev numbers.
 
 pub mod align;
 pub mod cache;
 pub mod caption;
 pub mod consensus;
-pub mod model_dir;
 pub mod scst;
 pub mod towers;
 
@@ -35,17 +34,18 @@ use serde::Serialize;
 use self::align::{AlignSizes, Pairs};
 use self::cache::{ImageFeatures, TextFeatures};
 use self::caption::CaptionSet;
-use self::consensus::{Consensus, Decoding};
 use self::towers::Towers;
 use crate::data::batcher::Batcher;
 use crate::data::flickr8k;
 use crate::data::LoadOptions;
 use crate::error::{Error, Result};
 use crate::eval::metrics::{self, CiderReward};
+use crate::model::consensus::{Consensus, Decoding};
 use crate::model::decoder::CaptionDecoderConfig;
-use crate::model::photo::{PhotoVlm, PhotoVlmConfig};
+use crate::model::saved::{self, ModelMeta};
 use crate::model::weights::load_model;
 use crate::model::DecodeOptions;
+use crate::model::{EdgeVlm, EdgeVlmConfig};
 use crate::train::config::TrainConfig;
 use crate::train::trainer::{fit, Fit, Flow};
 
@@ -152,7 +152,7 @@ pub struct StageScores {
 
 /// Image→text and text→image R@1/5/10 of the ITC embeddings of a cached split.
 fn retrieval(
-    model: &PhotoVlm,
+    model: &EdgeVlm,
     images: &ImageFeatures,
     texts: &TextFeatures,
     owner: &[Vec<usize>],
@@ -162,8 +162,8 @@ fn retrieval(
     let all_images: Vec<usize> = (0..images.len()).collect();
     let all_texts: Vec<usize> = (0..texts.len()).collect();
     let dt = texts.header.width;
-    let img = model.image_embedding(images.pooled_tensor(&all_images, device));
-    let txt = model.text_embedding(Tensor::from_data(
+    let img = model.itc.embed_image(images.pooled_tensor(&all_images, device));
+    let txt = model.itc.embed_text(Tensor::from_data(
         TensorData::new(texts.sentences(&all_texts), [all_texts.len(), dt]),
         device,
     ));
@@ -257,7 +257,7 @@ struct DevJudge<'a> {
 
 impl DevJudge<'_> {
     /// Dev BLEU-4 and CIDEr-D of greedy captions, and the first caption.
-    fn score(&self, model: &PhotoVlm, device: &Device) -> Result<(f64, f64, String)> {
+    fn score(&self, model: &EdgeVlm, device: &Device) -> Result<(f64, f64, String)> {
         let greedy = DecodeOptions {
             beam_size: 1,
             max_len: CAPTION_MAX_LEN,
@@ -277,17 +277,17 @@ impl DevJudge<'_> {
 #[allow(clippy::too_many_arguments)]
 fn caption_stage<F>(
     stage: &Stage,
-    start: PhotoVlm,
+    start: EdgeVlm,
     floor: f64,
     judge: &DevJudge,
     args: &RecipeArgs,
-    config: &PhotoVlmConfig,
+    config: &EdgeVlmConfig,
     items: usize,
     step: F,
     device: &Device,
-) -> Result<Option<(PhotoVlm, f64)>>
+) -> Result<Option<(EdgeVlm, f64)>>
 where
-    F: FnMut(&PhotoVlm, &Vec<usize>, &mut SplitMix64) -> crate::train::trainer::Losses,
+    F: FnMut(&EdgeVlm, &Vec<usize>, &mut SplitMix64) -> crate::train::trainer::Losses,
 {
     let dir = &stage.dir;
     let (best_path, log) = (dir.join("best.bpk"), dir.join("dev.jsonl"));
@@ -306,7 +306,7 @@ where
     };
     if !(args.resume && dir.join("model.bpk").is_file()) {
         let best = std::cell::RefCell::new(logged_best());
-        let report = |model: &PhotoVlm, step: usize| -> Result<Flow> {
+        let report = |model: &EdgeVlm, step: usize| -> Result<Flow> {
             let (bleu4, cider, first) = judge.score(&model.valid(), &device.clone().inner())?;
             if !judge.quiet {
                 eprintln!(
@@ -393,7 +393,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     let dev_texts = towers.cached_texts(&dev.flat, &args.cache, "dev", device)?;
 
     // The decoder's vocabulary comes from the training captions only.
-    let tokenizer_path = args.out.join("tokenizer.json");
+    let tokenizer_path = args.out.join(saved::DECODER_TOKENIZER_FILE);
     let tokenizer = if args.resume && tokenizer_path.is_file() {
         TextTokenizer::from_file(&tokenizer_path, CAPTION_MAX_LEN)?
     } else {
@@ -405,10 +405,9 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         };
         TextTokenizer::train(train.flat.iter(), &cfg)?
     };
-    let config = PhotoVlmConfig::new(
-        towers.d_image(),
-        towers.d_text(),
-        towers.text.config.vocab_size,
+    let config = EdgeVlmConfig::photo(
+        towers.text.config.clone(),
+        towers::TEXT_MAX_LEN,
         CaptionDecoderConfig::new(tokenizer.vocab_size(), 256)
             .with_d_model(256)
             .with_layers(2)
@@ -417,7 +416,16 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
             .with_max_len(CAPTION_MAX_LEN)
             .with_dropout((args.dropout > 0.0).then_some(args.dropout)),
     );
-    model_dir::save_meta(&args.out, &config, &tokenizer, &towers)?;
+    saved::save_meta(
+        &args.out,
+        &ModelMeta {
+            config: config.clone(),
+            preprocess: Towers::preprocess(),
+            tokenizer: towers.text.tokenizer.clone(),
+            decoder_tokenizer: Some(tokenizer.clone()),
+            answers: Vec::new(),
+        },
+    )?;
 
     let stages_path = args.out.join("stages.jsonl");
     let align_dir = args.out.join("align");
@@ -451,13 +459,13 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         load_model(&align_dir.join("model.bpk"), config.init(device))?
     } else {
         device.seed(args.seed);
-        let model = config.init(device);
+        let model = towers.install(config.init(device));
         let pairs = Pairs {
             images: &train_images,
             texts: &train_texts,
             captions: &train.owner,
         };
-        let report = |model: &PhotoVlm, step: usize| -> Result<Flow> {
+        let report = |model: &EdgeVlm, step: usize| -> Result<Flow> {
             let inner = device.clone().inner();
             let (i2t, t2i) = retrieval(&model.valid(), &dev_images, &dev_texts, &dev.owner, &inner)?;
             if !args.quiet {
@@ -489,7 +497,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
             model,
             Indices,
             train.paths.len(),
-            |model, batch, rng| align::step(model, &towers, &pairs, batch, sizes, rng, device),
+            |model, batch, rng| align::step(model, &towers.text.tokenizer, &pairs, batch, sizes, rng, device),
             report,
         )?;
         let inner = device.clone().inner();
@@ -555,7 +563,7 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
         };
         let scst_batch = images.min(16);
         let stage = Stage::decoder(args, "scst", images, scst_batch, args.scst_epochs).lr(2e-5, 0.0);
-        let step = |model: &PhotoVlm, batch: &Vec<usize>, rng: &mut SplitMix64| {
+        let step = |model: &EdgeVlm, batch: &Vec<usize>, rng: &mut SplitMix64| {
             scst::step(model, &critic, batch, rng, device)
         };
         if let Some((model, cider)) = caption_stage(
@@ -589,8 +597,8 @@ pub fn run(args: &RecipeArgs, device: &Device) -> Result<RecipeReport> {
     };
     let search = decoding.search(CAPTION_MAX_LEN);
     let memory = consensus::build_memory(&model, train.captions.clone(), &train_texts, &inner)?;
-    consensus::save_memory(&memory, &args.out.join(consensus::MEMORY_FILE))?;
-    consensus::save_decoding(&decoding, &args.out)?;
+    saved::save_memory(&memory, &args.out)?;
+    saved::save_decoding(&decoding, &args.out)?;
     let (beam_captions, reranked) = match decoding.consensus {
         Some(settings) => {
             let r = consensus::cached_captions(

@@ -13,7 +13,7 @@ use edgevlm_shared::TextTokenizer;
 
 use super::caption::CaptionSet;
 use crate::eval::metrics::CiderReward;
-use crate::model::photo::PhotoVlm;
+use crate::model::EdgeVlm;
 use crate::train::trainer::Losses;
 
 /// What the self-critical step needs besides the model.
@@ -49,7 +49,7 @@ fn draw(probs: &[f32], rng: &mut SplitMix64) -> u32 {
 /// `samples` captions per image of `image` (`[images, n, d]`), drawn token by token
 /// from the model's own distribution. Each is `[CLS] words… [SEP]` (no [SEP] when cut
 /// at `max_len`); row `r` belongs to image `r / samples`.
-pub fn sample(model: &PhotoVlm, image: Tensor<3>, critic: &Critic, rng: &mut SplitMix64) -> Vec<Vec<u32>> {
+pub fn sample(model: &EdgeVlm, image: Tensor<3>, critic: &Critic, rng: &mut SplitMix64) -> Vec<Vec<u32>> {
     let special = critic.tokenizer.special_ids();
     let device = image.device();
     let images = image.dims()[0];
@@ -93,7 +93,7 @@ pub fn advantages(rewards: &[f64], samples: usize) -> Vec<f32> {
 
 /// The self-critical loss of one batch of training images.
 pub fn step(
-    model: &PhotoVlm,
+    model: &EdgeVlm,
     critic: &Critic,
     batch: &[usize],
     rng: &mut SplitMix64,

@@ -14,7 +14,9 @@ use crate::data::store::ImageStore;
 use crate::error::{Error, Result};
 use crate::model::efficientnet::EfficientNet;
 use crate::model::heads::sentence_embedding;
+use crate::model::image_tower::ImageTower;
 use crate::model::pretrained::{load_bert, load_efficientnet, PretrainedBert};
+use crate::model::EdgeVlm;
 
 pub const IMAGE_TOWER: &str = "efficientnet-lite0";
 pub const TEXT_TOWER: &str = "minilm-l6";
@@ -84,6 +86,14 @@ impl Towers {
             image_dir,
             text_dir,
         })
+    }
+
+    /// `model` with these towers in place of its own (the photo preset's, freshly
+    /// initialised), locked.
+    pub fn install(&self, mut model: EdgeVlm) -> EdgeVlm {
+        model.vision = ImageTower::EfficientNet(self.image.clone());
+        model.text = self.text.model.clone();
+        model
     }
 
     /// EfficientNet-Lite's own input scaling, (x - 127) / 128, at 224 px.

@@ -15,7 +15,7 @@ use super::trainer::{fit, fit_then, Fit, Flow};
 use crate::data::datasets;
 use crate::data::Format;
 use crate::error::{Error, Result};
-use crate::model::saved::{save_meta, SavedModel};
+use crate::model::saved::{save_meta, ModelMeta, SavedModel};
 use crate::model::{EdgeVlm, VqaHeadKind};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
@@ -42,7 +42,18 @@ pub struct FinetuneJob {
 }
 
 pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
-    let (mut config, preprocess, tokenizer, mut answers) = SavedModel::load_meta(&job.from)?;
+    let meta = SavedModel::load_meta(&job.from)?;
+    let (mut config, preprocess, tokenizer, mut answers) = (
+        meta.config.clone(),
+        meta.preprocess.clone(),
+        meta.tokenizer.clone(),
+        meta.answers.clone(),
+    );
+    let saved_meta = |config: &crate::model::EdgeVlmConfig, answers: &[String]| ModelMeta {
+        config: config.clone(),
+        answers: answers.to_vec(),
+        ..meta.clone()
+    };
     let train_path = job.out.join("train.json");
     let label = match job.task {
         Task::Caption => "caption",
@@ -56,7 +67,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
         if job.scratch {
             Ok(fresh)
         } else {
-            crate::model::weights::load_model(&job.from.join("model.bpk"), fresh)
+            Ok(crate::model::weights::load_model(&job.from.join("model.bpk"), fresh)?.locked(config))
         }
     };
     let fit_args = |label| Fit {
@@ -90,7 +101,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             if dropped > 0 {
                 eprintln!("warning: {dropped} question(s) have answers outside the vocabulary");
             }
-            save_meta(&job.out, &config, &preprocess, &tokenizer, &answers)?;
+            save_meta(&job.out, &saved_meta(&config, &answers))?;
             job.train
                 .save(&train_path)
                 .map_err(|e| Error::io(&train_path, e))?;
@@ -110,7 +121,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             let records = datasets::captions(&job.data, job.format, job.split.as_deref())?;
             let model = start(&config)?;
             let set = pair_set(&records.records, &tokenizer, &preprocess)?;
-            save_meta(&job.out, &config, &preprocess, &tokenizer, &answers)?;
+            save_meta(&job.out, &saved_meta(&config, &answers))?;
             job.train
                 .save(&train_path)
                 .map_err(|e| Error::io(&train_path, e))?;

@@ -63,18 +63,29 @@ fn to_vec(t: Tensor<2>) -> Vec<f32> {
     t.into_data().try_to_vec::<f32>().unwrap_or_default()
 }
 
-/// ITC: symmetric InfoNCE over in-batch pairs. Returns the loss and the (detached)
-/// image-to-text similarity matrix for mining ITM negatives.
+/// ITC: symmetric InfoNCE over in-batch pairs, from the image tower's tokens and
+/// the text states. Returns the loss and the (detached) image-to-text similarity
+/// matrix for mining ITM negatives.
 pub fn contrastive(
     model: &EdgeVlm,
-    image_tokens: Tensor<3>,
+    tower_tokens: Tensor<3>,
     text_states: Tensor<3>,
+    text_mask: Tensor<2>,
 ) -> (Tensor<1>, Vec<f32>) {
-    let batch = image_tokens.dims()[0];
-    let img = model.image_embedding(image_tokens);
-    let txt = model.text_embedding(text_states);
-    let sims = img.matmul(txt.transpose());
-    let logits = sims.clone() * model.itc.scale().unsqueeze_dim(0);
+    itc_loss(
+        model.image_embedding(tower_tokens),
+        model.text_embedding(text_states, text_mask),
+        model.itc.scale(),
+    )
+}
+
+/// Symmetric InfoNCE of unit embeddings `[n, d_embed]` whose row i of each side
+/// belong together, at similarity scale `scale` `[1]`. Returns the loss and the
+/// detached similarities `[n, n]`, row-major.
+pub fn itc_loss(images: Tensor<2>, texts: Tensor<2>, scale: Tensor<1>) -> (Tensor<1>, Vec<f32>) {
+    let batch = images.dims()[0];
+    let sims = images.matmul(texts.transpose());
+    let logits = sims.clone() * scale.unsqueeze_dim(0);
     let diagonal: Vec<i64> = (0..batch as i64).collect();
     let ones = vec![1.0; batch];
     let loss = (weighted_cross_entropy(logits.clone(), &diagonal, &ones)
@@ -135,10 +146,77 @@ pub(crate) fn negative(
     hard_negative(row, own, allowed, rng)
 }
 
-/// ITM with negatives drawn from the in-batch ITC similarities (ALBEF), a
-/// `random_share` of them uniformly instead: each text gets a negative image and
-/// each image a negative text. `interchangeable(i, j)` says pairs i and j describe
-/// the same thing (so are not negatives for each other).
+/// The (image, text) rows ITM sees and their labels (1: the pair belongs together).
+#[derive(Debug, Default, PartialEq)]
+pub struct ItmPairs {
+    pub images: Vec<usize>,
+    pub texts: Vec<usize>,
+    pub labels: Vec<i64>,
+}
+
+/// ITM pairs for a batch of `batch` (image, text) pairs with ITC similarities `sims`
+/// (`[batch, batch]`, row-major): every true pair, and negatives drawn from the
+/// similarities (ALBEF), a `random_share` of them uniformly instead: each text gets
+/// a negative image and each image a negative text. `interchangeable(i, j)` says
+/// pairs i and j describe the same thing (so are not negatives for each other).
+pub fn itm_pairs(
+    sims: &[f32],
+    batch: usize,
+    interchangeable: &dyn Fn(usize, usize) -> bool,
+    random_share: f64,
+    rng: &mut SplitMix64,
+) -> ItmPairs {
+    let row = |i: usize| &sims[i * batch..(i + 1) * batch];
+    let mut pairs = ItmPairs::default();
+    let mut push = |image: usize, text: usize, label: i64| {
+        pairs.images.push(image);
+        pairs.texts.push(text);
+        pairs.labels.push(label);
+    };
+    for i in 0..batch {
+        push(i, i, 1);
+    }
+    for t in 0..batch {
+        let column: Vec<f32> = (0..batch).map(|i| sims[i * batch + t]).collect();
+        if let Some(i) = negative(&column, t, |j| !interchangeable(j, t), random_share, rng) {
+            push(i, t, 0);
+        }
+    }
+    for i in 0..batch {
+        if let Some(t) = negative(row(i), i, |j| !interchangeable(i, j), random_share, rng) {
+            push(i, t, 0);
+        }
+    }
+    pairs
+}
+
+/// Rows `indices` of a tensor's first dimension, as an index tensor.
+pub fn rows(indices: &[usize], device: &burn::tensor::Device) -> Tensor<1, Int> {
+    let n = indices.len();
+    Tensor::from_data(
+        TensorData::new(indices.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]),
+        device,
+    )
+}
+
+/// The ITM loss of `pairs` over image tokens `[batch, n, d_image]` and text states
+/// `[batch_texts, len, d_text]` with their mask (rows picked by `pairs`).
+pub fn itm_loss(
+    model: &EdgeVlm,
+    pairs: &ItmPairs,
+    image_tokens: Tensor<3>,
+    text_states: Tensor<3>,
+    text_mask: Tensor<2>,
+) -> Tensor<1> {
+    let device = image_tokens.device();
+    let images = image_tokens.select(0, rows(&pairs.images, &device));
+    let texts = text_states.select(0, rows(&pairs.texts, &device));
+    let masks = text_mask.select(0, rows(&pairs.texts, &device));
+    let logits = model.itm.forward(model.fused_cls(texts, masks, images));
+    weighted_cross_entropy(logits, &pairs.labels, &vec![1.0; pairs.labels.len()])
+}
+
+/// ITM with negatives drawn from the in-batch ITC similarities ([`itm_pairs`]).
 #[allow(clippy::too_many_arguments)]
 pub fn matching(
     model: &EdgeVlm,
@@ -151,45 +229,8 @@ pub fn matching(
     rng: &mut SplitMix64,
 ) -> Tensor<1> {
     let batch = image_tokens.dims()[0];
-    let row = |i: usize| &sims[i * batch..(i + 1) * batch];
-    let column: Vec<Vec<f32>> = (0..batch)
-        .map(|t| (0..batch).map(|i| sims[i * batch + t]).collect())
-        .collect();
-    let mut image_idx = Vec::new();
-    let mut text_idx = Vec::new();
-    let mut labels = Vec::new();
-    for i in 0..batch {
-        image_idx.push(i);
-        text_idx.push(i);
-        labels.push(1i64);
-    }
-    for (t, column) in column.iter().enumerate() {
-        if let Some(i) = negative(column, t, |j| !interchangeable(j, t), random_share, rng) {
-            image_idx.push(i);
-            text_idx.push(t);
-            labels.push(0);
-        }
-    }
-    for i in 0..batch {
-        if let Some(t) = negative(row(i), i, |j| !interchangeable(i, j), random_share, rng) {
-            image_idx.push(i);
-            text_idx.push(t);
-            labels.push(0);
-        }
-    }
-    let device = image_tokens.device();
-    let n = labels.len();
-    let select = |idx: &[usize]| {
-        Tensor::<1, Int>::from_data(
-            TensorData::new(idx.iter().map(|&i| i as i64).collect::<Vec<_>>(), [n]),
-            &device,
-        )
-    };
-    let images = image_tokens.select(0, select(&image_idx));
-    let texts = text_states.select(0, select(&text_idx));
-    let masks = text_mask.select(0, select(&text_idx));
-    let logits = model.itm.forward(model.fused_cls(texts, masks, images));
-    weighted_cross_entropy(logits, &labels, &vec![1.0; n])
+    let pairs = itm_pairs(sims, batch, interchangeable, random_share, rng);
+    itm_loss(model, &pairs, image_tokens, text_states, text_mask)
 }
 
 /// BERT masking: 15% of real tokens; of those 80% [MASK], 10% random, 10% unchanged.
@@ -296,8 +337,29 @@ pub fn masked_language_model(
 ) -> Tensor<1> {
     let text = model.encode_text(corrupted.ids, corrupted.mask.clone());
     let fused = model.fusion.forward(text, corrupted.mask, image_tokens);
-    let logits = model.mlm.forward(fused, model.text.word_embeddings.weight.val());
-    sequence_cross_entropy(logits, targets, weights)
+    mlm_loss(model, fused, targets, weights)
+}
+
+/// Cross-entropy of the MLM head over fused states `[batch, len, d_text]` at the
+/// masked positions (weight > 0): only those go through the vocabulary-wide output
+/// layer (30k words for a BERT tower).
+pub fn mlm_loss(model: &EdgeVlm, fused: Tensor<3>, targets: &[i64], weights: &[f32]) -> Tensor<1> {
+    let [batch, len, d] = fused.dims();
+    let device = fused.device();
+    let positions: Vec<usize> = (0..weights.len()).filter(|&p| weights[p] > 0.0).collect();
+    if positions.is_empty() {
+        return Tensor::zeros([1], &device);
+    }
+    let picked = fused
+        .reshape([batch * len, d])
+        .select(0, rows(&positions, &device))
+        .reshape([1, positions.len(), d]);
+    let words = model.text.word_embeddings.weight.val();
+    let vocab = words.dims()[0];
+    let logits = model.mlm.forward(picked, words).reshape([positions.len(), vocab]);
+    let targets: Vec<i64> = positions.iter().map(|&p| targets[p]).collect();
+    let weights: Vec<f32> = positions.iter().map(|&p| weights[p]).collect();
+    weighted_cross_entropy(logits, &targets, &weights)
 }
 
 /// Masked image-feature regression: hide `ratio` of the patches at the encoder's
@@ -311,13 +373,16 @@ pub fn masked_image_features(
     ratio: f64,
     rng: &mut SplitMix64,
 ) -> Tensor<1> {
-    let target = model.vision.patchify(images.clone()).detach();
+    let (Some(vit), Some(mim)) = (model.vision.vit(), model.mim.as_ref()) else {
+        panic!("masked image features need a ViT tower and the MIM head")
+    };
+    let target = vit.patchify(images.clone()).detach();
     let [batch, patches, d_target] = target.dims();
     let mean = target.clone().mean_dim(2);
     let var = (target.clone() - mean.clone()).powf_scalar(2.0).mean_dim(2);
     let target = (target - mean) / var.add_scalar(1e-6).sqrt();
 
-    let embedded = model.vision.embed(images);
+    let embedded = vit.embed(images);
     let n = patches + 1;
     let device = embedded.device();
     let mut keep = vec![1f32; batch * n];
@@ -331,8 +396,8 @@ pub fn masked_image_features(
     }
     let hidden_count = keep.iter().filter(|&&k| k == 0.0).count() as f32;
     let keep = Tensor::<3>::from_data(TensorData::new(keep, [batch, n, 1]), &device);
-    let encoded = model.vision.encode(model.mim.mask(embedded, keep.clone()));
-    let predicted = model.mim.forward(encoded, text_states, padding_bias(text_mask));
+    let encoded = vit.encode(mim.mask(embedded, keep.clone()));
+    let predicted = mim.forward(encoded, text_states, padding_bias(text_mask));
     let predicted = predicted.slice([0..batch, 1..n]);
     let hide = keep.slice([0..batch, 1..n]).neg().add_scalar(1.0);
     ((predicted - target).powf_scalar(2.0) * hide)
@@ -454,9 +519,9 @@ mod tests {
         let mut first = None;
         let mut last = 0.0;
         for _ in 0..30 {
-            let image_tokens = model.encode_image(images.clone());
+            let image_tokens = model.tower_tokens(images.clone());
             let states = model.encode_text(text.ids.clone(), text.mask.clone());
-            let (loss, _) = contrastive(&model, image_tokens, states);
+            let (loss, _) = contrastive(&model, image_tokens, states, text.mask.clone());
             last = loss.clone().into_scalar::<f32>();
             first.get_or_insert(last);
             let grads = GradientsParams::from_grads(loss.backward(), &model);

@@ -19,7 +19,7 @@ use crate::data::batcher::Batcher;
 use crate::data::datasets;
 use crate::data::{Format, VqaRecord};
 use crate::error::{Error, Result};
-use crate::model::saved::{save_meta, SavedModel};
+use crate::model::saved::{save_meta, ModelMeta, SavedModel};
 use crate::model::{EdgeVlm, EdgeVlmConfig, FusionKind};
 
 pub struct PretrainJob {
@@ -71,8 +71,8 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
     let questions = questions_beside(&job.data)?;
     let resuming = job.resume && job.out.join("config.json").is_file();
     let (config, preprocess, tokenizer) = if resuming {
-        let (config, preprocess, tokenizer, _) = SavedModel::load_meta(&job.out)?;
-        (config, preprocess, tokenizer)
+        let meta = SavedModel::load_meta(&job.out)?;
+        (meta.config, meta.preprocess, meta.tokenizer)
     } else {
         let mut corpus: Vec<String> = train.records.iter().flat_map(|r| r.captions.clone()).collect();
         corpus.extend(questions.iter().map(|r| r.question.clone()));
@@ -89,7 +89,7 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
             config.spatial_mlm = true;
         }
         config.decoder.max_len = job.tokenizer.max_len;
-        let preprocess = PreprocessConfig::symmetric(config.vision.image_size as u32);
+        let preprocess = PreprocessConfig::symmetric(config.vision.image_size() as u32);
         (config, preprocess, tokenizer)
     };
     let mut set = with_questions(
@@ -116,7 +116,20 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
         set.store = std::sync::Arc::new(store.with_config(stats.clone()));
         stats
     };
-    save_meta(&job.out, &config, &preprocess, &tokenizer, &[])?;
+    let meta = ModelMeta {
+        config,
+        preprocess,
+        tokenizer,
+        decoder_tokenizer: None,
+        answers: Vec::new(),
+    };
+    save_meta(&job.out, &meta)?;
+    let ModelMeta {
+        config,
+        preprocess,
+        tokenizer,
+        ..
+    } = meta;
     let train_path = job.out.join("train.json");
     job.train
         .save(&train_path)

@@ -23,13 +23,15 @@ pub fn pretrain(
     let (b, l) = (batch.batch, batch.len);
     let images = batch.images(device);
     let text = text_input(&batch.ids, &batch.mask, b, l, device);
-    let image_tokens = model.encode_image(images.clone());
+    let tower_tokens = model.tower_tokens(images.clone());
+    let image_tokens = model.image_tokens(tower_tokens.clone());
     let text_states = model.encode_text(text.ids.clone(), text.mask.clone());
     let mut parts: Vec<(&'static str, Tensor<1>)> = Vec::new();
     let mut total = Tensor::<1>::zeros([1], device);
 
     if cfg.itc_weight > 0.0 || cfg.itm_weight > 0.0 {
-        let (itc, sims) = objectives::contrastive(model, image_tokens.clone(), text_states.clone());
+        let (itc, sims) =
+            objectives::contrastive(model, tower_tokens, text_states.clone(), text.mask.clone());
         if cfg.itc_weight > 0.0 {
             total = total + itc.clone().mul_scalar(cfg.itc_weight);
             parts.push(("itc_loss", itc));
@@ -79,7 +81,7 @@ pub fn pretrain(
             }
         }
     }
-    if cfg.mim_weight > 0.0 {
+    if cfg.mim_weight > 0.0 && model.mim.is_some() && model.vision.vit().is_some() {
         let mim =
             objectives::masked_image_features(model, images, text_states, text.mask, cfg.mim_ratio, rng);
         total = total + mim.clone().mul_scalar(cfg.mim_weight);

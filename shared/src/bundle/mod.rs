@@ -162,27 +162,7 @@ impl Manifest {
         )?;
         self.preprocess.validate().map_err(|e| e.to_string())?;
         if let Some(d) = &self.decoding {
-            range("decoding.beam_size", d.beam_size, 1, limits::MAX_BEAM)?;
-            if !d.length_penalty.is_finite() {
-                return Err(format!(
-                    "`decoding.length_penalty` is {}, expected a finite number",
-                    d.length_penalty
-                ));
-            }
-            if let Some(c) = &d.consensus {
-                range(
-                    "decoding.consensus.neighbours",
-                    c.neighbours,
-                    1,
-                    limits::MAX_NEIGHBOURS,
-                )?;
-                if !c.weight.is_finite() {
-                    return Err(format!(
-                        "`decoding.consensus.weight` is {}, expected a finite number",
-                        c.weight
-                    ));
-                }
-            }
+            d.validate()?;
         }
         for f in &self.files {
             let expected = match f.kind {

@@ -69,6 +69,42 @@ impl Decoding {
         }
     }
 
+    /// Refuses settings no recipe writes (a bundle's or a folder's are outside input).
+    pub fn validate(&self) -> Result<(), String> {
+        let range = |field: &str, value: usize, max: usize| {
+            if (1..=max).contains(&value) {
+                Ok(())
+            } else {
+                Err(format!("`{field}` is {value}, expected 1..={max}"))
+            }
+        };
+        range(
+            "decoding.beam_size",
+            self.beam_size,
+            crate::bundle::limits::MAX_BEAM,
+        )?;
+        if !self.length_penalty.is_finite() {
+            return Err(format!(
+                "`decoding.length_penalty` is {}, expected a finite number",
+                self.length_penalty
+            ));
+        }
+        if let Some(c) = &self.consensus {
+            range(
+                "decoding.consensus.neighbours",
+                c.neighbours,
+                crate::bundle::limits::MAX_NEIGHBOURS,
+            )?;
+            if !c.weight.is_finite() {
+                return Err(format!(
+                    "`decoding.consensus.weight` is {}, expected a finite number",
+                    c.weight
+                ));
+            }
+        }
+        Ok(())
+    }
+
     pub fn search(&self, max_len: usize) -> DecodeOptions {
         DecodeOptions {
             beam_size: self.beam_size.max(1),

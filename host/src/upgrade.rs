@@ -1,0 +1,237 @@
+//! `edgevlm models upgrade`: converts a model folder of the first format into the
+//! one folder format ([`crate::model::saved`]) without retraining. The first format
+//! came in two layouts:
+//!
+//! - a synthetic-scene model: `config.json` without `format_version`, a ViT tower
+//!   whose weights sat at `vision.*`;
+//! - a real-photo model: `towers/` (EfficientNet-Lite0, a BERT-family text tower),
+//!   the heads alone in `model.bpk` under their own names, the decoder's vocabulary
+//!   in `tokenizer.json` and the caption memory in `memory.bin`.
+//!
+//! The converted folder is written beside the old one and swapped in at the end;
+//! the old one is kept as `DIR.format1`.
+
+use std::path::{Path, PathBuf};
+
+use burn::config::Config;
+use burn::store::{BurnpackStore, ModuleSnapshot};
+use burn::tensor::Device;
+use edgevlm_shared::caption::CaptionMemory;
+use edgevlm_shared::{PreprocessConfig, TextTokenizer};
+use serde_json::Value;
+
+use crate::error::{Error, Result};
+use crate::model::decoder::CaptionDecoderConfig;
+use crate::model::saved::{self, ModelMeta, SavedModel};
+use crate::model::weights::save_model_atomic;
+use crate::model::{EdgeVlm, EdgeVlmConfig};
+use crate::recipe::cache;
+use crate::recipe::towers::{Towers, TEXT_MAX_LEN};
+
+/// Where each head of the first real-photo format went.
+const PHOTO_KEYS: [(&str, &str); 8] = [
+    (r"^image_proj\.", "image_adapter.proj."),
+    (r"^image_norm\.", "image_adapter.norm."),
+    (r"^itc_image\.hidden\.", "itc.image_proj."),
+    (r"^itc_image\.output\.", "itc.image_residual."),
+    (r"^itc_text\.hidden\.", "itc.text_proj."),
+    (r"^itc_text\.output\.", "itc.text_residual."),
+    (r"^logit_scale$", "itc.logit_scale"),
+    (r"^vision\.", "vision.Vit."),
+];
+
+/// What `upgrade` did.
+pub struct Upgraded {
+    pub layout: &'static str,
+    pub backup: PathBuf,
+}
+
+/// Converts `dir` in place (the old folder kept as `DIR.format1`), or into `out`.
+pub fn upgrade(dir: &Path, out: Option<&Path>, device: &Device) -> Result<Upgraded> {
+    let config_path = dir.join(saved::CONFIG_FILE);
+    let text = std::fs::read_to_string(&config_path).map_err(|e| Error::io(&config_path, e))?;
+    let json: Value = serde_json::from_str(&text)
+        .map_err(|e| Error::record(&config_path, format!("malformed JSON: {e}")))?;
+    if json.get("format_version").is_some() {
+        return Err(Error::record(
+            &config_path,
+            "already has a format_version: nothing to upgrade",
+        ));
+    }
+    let staging = sibling(out.unwrap_or(dir), "upgrading");
+    let _ = std::fs::remove_dir_all(&staging);
+    let layout = if dir.join("towers").is_dir() {
+        photo(dir, &json, &staging, device)?;
+        "real-photo"
+    } else {
+        synthetic(dir, json, &staging, device)?;
+        "synthetic-scene"
+    };
+    // Check what was written reads back before anything is moved.
+    SavedModel::load(&staging, device)?;
+    let backup = match out {
+        Some(out) => {
+            rename(&staging, out)?;
+            dir.to_path_buf()
+        }
+        None => {
+            let backup = sibling(dir, "format1");
+            rename(dir, &backup)?;
+            rename(&staging, dir)?;
+            backup
+        }
+    };
+    Ok(Upgraded { layout, backup })
+}
+
+fn sibling(dir: &Path, suffix: &str) -> PathBuf {
+    let mut name = dir.as_os_str().to_owned();
+    name.push(format!(".{suffix}"));
+    PathBuf::from(name)
+}
+
+fn rename(from: &Path, to: &Path) -> Result<()> {
+    if to.exists() {
+        return Err(Error::record(to, "already exists: move it away first"));
+    }
+    std::fs::rename(from, to).map_err(|e| Error::io(to, e))
+}
+
+fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    serde_json::from_slice(&bytes).map_err(|e| Error::record(path, format!("malformed JSON: {e}")))
+}
+
+fn field<T: serde::de::DeserializeOwned>(json: &Value, name: &str, path: &Path) -> Result<T> {
+    json.get(name)
+        .cloned()
+        .and_then(|v| serde_json::from_value(v).ok())
+        .ok_or_else(|| Error::record(path, format!("no usable `{name}`")))
+}
+
+/// Fills `model` from a first-format record, names moved by [`PHOTO_KEYS`]; only
+/// the parameters named by `loaded_elsewhere` may be missing from it.
+fn load_renamed(model: &mut EdgeVlm, path: &Path, loaded_elsewhere: &[&str]) -> Result<()> {
+    let mut store = PHOTO_KEYS.iter().fold(
+        BurnpackStore::from_file(path).allow_partial(true),
+        |store, (from, to)| store.with_remap_pattern(*from, *to),
+    );
+    let result = model.load_from(&mut store).map_err(|e| Error::record(path, e))?;
+    let missing: Vec<&str> = result
+        .missing
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| !loaded_elsewhere.iter().any(|prefix| p.starts_with(prefix)))
+        .collect();
+    let mut problems = Vec::new();
+    if !missing.is_empty() {
+        problems.push(format!("parameters not in the file: {}", missing.join(", ")));
+    }
+    if !result.unused.is_empty() {
+        problems.push(format!("tensors with no place: {}", result.unused.join(", ")));
+    }
+    if !result.errors.is_empty() {
+        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
+        problems.push(format!("tensors that do not fit: {}", errors.join("; ")));
+    }
+    if problems.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::record(path, problems.join("; ")))
+    }
+}
+
+fn photo(dir: &Path, json: &Value, out: &Path, device: &Device) -> Result<()> {
+    let config_path = dir.join(saved::CONFIG_FILE);
+    let towers = Towers::load_from(&dir.join("towers/image"), &dir.join("towers/text"), device)?;
+    let decoder: CaptionDecoderConfig = field(json, "decoder", &config_path)?;
+    let d_model: usize = field(json, "d_model", &config_path)?;
+    let mut config = EdgeVlmConfig::photo(towers.text.config.clone(), TEXT_MAX_LEN, decoder)
+        .with_d_embed(field(json, "d_embed", &config_path)?)
+        .with_image_width(Some(d_model));
+    config.fusion.d_image = d_model;
+    config.fusion.layers = field(json, "fusion_layers", &config_path)?;
+    config.fusion.heads = field(json, "fusion_heads", &config_path)?;
+    config.fusion.d_intermediate = field(json, "fusion_intermediate", &config_path)?;
+    let mut model = towers.install(config.init(device));
+    load_renamed(&mut model, &dir.join(saved::WEIGHTS_FILE), &["vision.", "text."])?;
+    let decoder_tokenizer = TextTokenizer::from_file(&dir.join("tokenizer.json"), config.decoder.max_len)?;
+    let meta = ModelMeta {
+        preprocess: read::<PreprocessConfig>(&dir.join("preprocess.json"))?,
+        config,
+        tokenizer: towers.text.tokenizer.clone(),
+        decoder_tokenizer: Some(decoder_tokenizer),
+        answers: Vec::new(),
+    };
+    saved::save_meta(out, &meta)?;
+    save_model_atomic(&model, &out.join(saved::WEIGHTS_FILE))?;
+    let memory = dir.join("memory.bin");
+    if memory.is_file() {
+        saved::save_memory(&load_memory(&memory)?, out)?;
+    }
+    if let Some(decoding) = saved::load_decoding(dir)? {
+        saved::save_decoding(&decoding, out)?;
+    }
+    Ok(())
+}
+
+fn synthetic(dir: &Path, mut json: Value, out: &Path, device: &Device) -> Result<()> {
+    let config_path = dir.join(saved::CONFIG_FILE);
+    let fields = json
+        .as_object_mut()
+        .ok_or_else(|| Error::record(&config_path, "expected a JSON object"))?;
+    let vision = fields
+        .remove("vision")
+        .ok_or_else(|| Error::record(&config_path, "no `vision`: not an edgevlm model config"))?;
+    fields.insert("vision".into(), serde_json::json!({ "Vit": vision }));
+    fields.entry("vqa_head").or_insert_with(|| "Fused".into());
+    fields.entry("grid").or_insert(Value::Null);
+    let config = EdgeVlmConfig::load_binary(json.to_string().as_bytes())
+        .map_err(|e| Error::record(&config_path, format!("not a model config: {e}")))?;
+    let mut model = config.init(device);
+    load_renamed(&mut model, &dir.join(saved::WEIGHTS_FILE), &[])?;
+    let answers_path = dir.join("answers.json");
+    let answers: Vec<String> = if answers_path.is_file() {
+        read(&answers_path)?
+    } else {
+        Vec::new()
+    };
+    let meta = ModelMeta {
+        tokenizer: TextTokenizer::from_file(&dir.join("tokenizer.json"), config.text_len())?,
+        preprocess: read(&dir.join("preprocess.json"))?,
+        config,
+        decoder_tokenizer: None,
+        answers,
+    };
+    saved::save_meta(out, &meta)?;
+    save_model_atomic(&model, &out.join(saved::WEIGHTS_FILE))
+}
+
+/// A first-format caption memory: the board's format, or a feature-cache file of
+/// bf16 rows from before the memory had one.
+fn load_memory(path: &Path) -> Result<CaptionMemory> {
+    let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if !bytes.starts_with(cache::MAGIC) {
+        return saved::load_memory(path);
+    }
+    #[derive(serde::Deserialize)]
+    struct Header {
+        captions: Vec<Vec<String>>,
+        width: usize,
+    }
+    let (header, body): (Header, _) = cache::read_file(path)?;
+    let captions = header.captions.iter().map(Vec::len).sum::<usize>();
+    let expected = captions * header.width * 2;
+    if body.len() != expected {
+        return Err(Error::record(
+            path,
+            format!(
+                "expected {expected} bytes of embeddings for {captions} captions, found {}",
+                body.len()
+            ),
+        ));
+    }
+    let embeddings = cache::u16s(&body).into_iter().map(cache::from_bf16).collect();
+    CaptionMemory::new(header.captions, embeddings, header.width)
+        .map_err(|e| Error::record(path, e.to_string()))
+}
