@@ -235,3 +235,91 @@ fn load_memory(path: &Path) -> Result<CaptionMemory> {
     CaptionMemory::new(header.captions, embeddings, header.width)
         .map_err(|e| Error::record(path, e.to_string()))
 }
+
+#[cfg(test)]
+mod tests {
+    use burn::store::burn_pack::Tensor as PackTensor;
+    use burn::store::{ModuleAdapter, ModuleContext};
+
+    use super::*;
+    use crate::model::params::max_difference;
+
+    /// Writes records as the first format named a ViT tower's weights.
+    #[derive(Clone)]
+    struct FirstFormatNames;
+
+    impl ModuleAdapter for FirstFormatNames {
+        fn adapt(&self, mut tensor: PackTensor, _: ModuleContext<'_>) -> PackTensor {
+            if let Some(rest) = tensor.name.strip_prefix("vision.Vit.") {
+                tensor.name = format!("vision.{rest}");
+            }
+            tensor
+        }
+        fn clone_box(&self) -> Box<dyn ModuleAdapter> {
+            Box::new(self.clone())
+        }
+    }
+
+    /// A first-format synthetic folder is refused with the command that converts
+    /// it; converted, it holds the very same weights and loads like any other.
+    #[test]
+    fn a_first_format_synthetic_folder_is_refused_then_converted_weight_for_weight() {
+        let device = Device::flex();
+        device.seed(5);
+        let corpus = ["a red circle left of a blue square", "how many objects are there"];
+        let tokenizer = TextTokenizer::train(
+            corpus.iter(),
+            &edgevlm_shared::TokenizerConfig {
+                vocab_size: 60,
+                min_frequency: 1,
+                max_len: 16,
+                lowercase: true,
+            },
+        )
+        .unwrap();
+        let config = EdgeVlmConfig::tiny(tokenizer.vocab_size());
+        let model = config.init(&device);
+        let root = tempfile::tempdir().unwrap();
+        let old = root.path().join("old");
+        let meta = ModelMeta {
+            config: config.clone(),
+            preprocess: PreprocessConfig::symmetric(16),
+            tokenizer,
+            decoder_tokenizer: None,
+            answers: Vec::new(),
+        };
+        saved::save_meta(&old, &meta).unwrap();
+        let mut store = BurnpackStore::from_file(old.join(saved::WEIGHTS_FILE))
+            .with_to_adapter(FirstFormatNames)
+            .overwrite(true);
+        model.save_into(&mut store).unwrap();
+        // The first format's config: no version, the ViT's settings as `vision`.
+        let path = old.join(saved::CONFIG_FILE);
+        let mut json: Value = serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        let fields = json.as_object_mut().unwrap();
+        fields.remove("format_version");
+        let vit = fields["vision"]["Vit"].clone();
+        fields.insert("vision".into(), vit);
+        std::fs::write(&path, json.to_string()).unwrap();
+
+        let err = SavedModel::load(&old, &device).err().unwrap().to_string();
+        assert!(err.contains("edgevlm models upgrade"), "{err}");
+
+        let new = root.path().join("new");
+        let done = upgrade(&old, Some(&new), &device).unwrap();
+        assert_eq!(done.layout, "synthetic-scene");
+        let loaded = SavedModel::load(&new, &device).unwrap();
+        assert_eq!(max_difference(&model, &loaded.model).unwrap(), 0.0);
+        assert!(
+            old.join(saved::CONFIG_FILE).is_file(),
+            "with --out the old folder stays"
+        );
+
+        // In place, the old folder is kept beside the converted one.
+        let done = upgrade(&old, None, &device).unwrap();
+        assert!(done.backup.ends_with("old.format1"));
+        SavedModel::load(&old, &device).unwrap();
+        let again = upgrade(&old, None, &device).err().unwrap().to_string();
+        assert!(again.contains("nothing to upgrade"), "{again}");
+    }
+}

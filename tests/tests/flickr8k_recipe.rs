@@ -137,7 +137,7 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         "{stdout}"
     );
     // The folder keeps its caption memory and the decoding its dev numbers came from.
-    assert!(out.join("memory.bin").is_file());
+    assert!(out.join("caption_memory.bin").is_file());
     let decoding: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(out.join("decoding.json")).unwrap()).unwrap();
     assert_eq!(decoding["beam_size"], 2);
@@ -259,7 +259,7 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
     check_bundles(&out, &data, root.path());
 
     // Without its caption memory the folder still captions, but cannot rerank.
-    std::fs::remove_file(out.join("memory.bin")).unwrap();
+    std::fs::remove_file(out.join("caption_memory.bin")).unwrap();
     eval_dev("caption", &out, &data, &[]);
     assert!(eval_report()["consensus"].is_null());
     let output = Command::new(binary("edgevlm"))
@@ -268,7 +268,7 @@ fn flickr8k_recipe_trains_caches_resumes_and_serves_the_model_folder() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
-        !output.status.success() && stderr.contains("memory.bin"),
+        !output.status.success() && stderr.contains("caption_memory.bin"),
         "{stderr}"
     );
 
