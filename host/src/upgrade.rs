@@ -184,8 +184,23 @@ fn synthetic(dir: &Path, mut json: Value, out: &Path, device: &Device) -> Result
         .remove("vision")
         .ok_or_else(|| Error::record(&config_path, "no `vision`: not an edgevlm model config"))?;
     fields.insert("vision".into(), serde_json::json!({ "Vit": vision }));
-    fields.entry("vqa_head").or_insert_with(|| "Fused".into());
-    fields.entry("grid").or_insert(Value::Null);
+    // Fields the first format did not have, at the values its models were built with.
+    let added = [
+        ("vqa_head", Value::from("Fused")),
+        ("grid", Value::Null),
+        ("spatial_mlm", Value::from(false)),
+        ("image_width", Value::Null),
+        ("text_pooling", Value::from("Cls")),
+        ("itc_residual", Value::from(false)),
+        ("mim", Value::from(true)),
+        ("lock_image", Value::from(false)),
+        ("lock_text", Value::from(false)),
+        ("decoder_vocabulary", Value::from(false)),
+        ("text_max_len", Value::Null),
+    ];
+    for (name, value) in added {
+        fields.entry(name).or_insert(value);
+    }
     let config = EdgeVlmConfig::load_binary(json.to_string().as_bytes())
         .map_err(|e| Error::record(&config_path, format!("not a model config: {e}")))?;
     let mut model = config.init(device);
@@ -300,6 +315,18 @@ mod tests {
         fields.remove("format_version");
         let vit = fields["vision"]["Vit"].clone();
         fields.insert("vision".into(), vit);
+        for added in [
+            "image_width",
+            "text_pooling",
+            "itc_residual",
+            "mim",
+            "lock_image",
+            "lock_text",
+            "decoder_vocabulary",
+            "text_max_len",
+        ] {
+            fields.remove(added);
+        }
         std::fs::write(&path, json.to_string()).unwrap();
 
         let err = SavedModel::load(&old, &device).err().unwrap().to_string();

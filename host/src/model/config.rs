@@ -187,16 +187,6 @@ impl EdgeVlmConfig {
     pub fn init(&self, device: &Device) -> EdgeVlm {
         let d_tower = self.vision.width();
         let d_text = self.text.d_model;
-        let mim = match (&self.vision, self.mim) {
-            (ImageTowerConfig::Vit(vit), true) => Some(MimHead::new(
-                vit.d_model,
-                d_text,
-                vit.heads,
-                3 * vit.patch_size.pow(2),
-                device,
-            )),
-            _ => None,
-        };
         EdgeVlm {
             vision: self.vision.init(device),
             image_adapter: self
@@ -210,7 +200,17 @@ impl EdgeVlmConfig {
                 .init(device),
             itm: LinearConfig::new(d_text, 2).init(device),
             mlm: MlmHead::new(d_text, self.text.vocab_size, device),
-            mim,
+            // Parts are drawn in this order from the seeded generator: it fixes a run.
+            mim: match (&self.vision, self.mim) {
+                (ImageTowerConfig::Vit(vit), true) => Some(MimHead::new(
+                    vit.d_model,
+                    d_text,
+                    vit.heads,
+                    3 * vit.patch_size.pow(2),
+                    device,
+                )),
+                _ => None,
+            },
             decoder: self.decoder.init(device),
             grid: self.grid.as_ref().map(|grid| grid.init(device)),
             spatial_mlm: (self.spatial_mlm && self.grid.is_some())

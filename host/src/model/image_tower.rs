@@ -20,6 +20,8 @@ pub enum ImageTowerConfig {
     EfficientNet(EfficientNetConfig),
 }
 
+// Built once per model, never moved in a loop: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Module, Debug)]
 pub enum ImageTower {
     Vit(Vit),

@@ -62,29 +62,22 @@ pub(super) fn finish(args: &RecipeArgs, best: &EdgeVlm, on: Final, device: &Devi
         consensus: args.consensus,
     };
     let search = decoding.search(CAPTION_MAX_LEN);
-    let memory = consensus::build_memory(&model, train.captions.clone(), &train_texts, &inner)?;
+    let memory = consensus::build_memory(&model, train.captions.clone(), train_texts, &inner)?;
     saved::save_memory(&memory, &args.out)?;
     saved::save_decoding(&decoding, &args.out)?;
     let (beam_captions, reranked) = match decoding.consensus {
         Some(settings) => {
-            let r = consensus::cached_captions(
-                &model,
-                &dev_images,
-                &tokenizer,
-                search,
-                &memory,
-                settings,
-                &inner,
-            )?;
+            let r =
+                consensus::cached_captions(&model, dev_images, tokenizer, search, &memory, settings, &inner)?;
             (r.beam, Some(r.chosen))
         }
         None => {
             let dev_indices: Vec<usize> = (0..dev_images.len()).collect();
-            let beam = caption::generate(&model, &dev_images, &dev_indices, &tokenizer, search, &inner)?;
+            let beam = caption::generate(&model, dev_images, &dev_indices, tokenizer, search, &inner)?;
             (beam, None)
         }
     };
-    let (i2t, t2i) = retrieval(&model, &dev_images, &dev_texts, &dev.owner, &inner)?;
+    let (i2t, t2i) = retrieval(&model, dev_images, dev_texts, &dev.owner, &inner)?;
     let scored = |stage: &str, captions: &[String]| -> Result<StageScores> {
         let (bleu4, cider) = caption::scores(captions, &dev.captions)?;
         Ok(StageScores {

@@ -44,6 +44,70 @@ pub enum BundleError {
     MissingFile { origin: String, file: String },
 }
 
+/// Where [`Bundle::parse`] reads from: a byte slice, or a file read piece by piece.
+trait Pieces {
+    fn len(&self) -> u64;
+    /// Bytes `start..end`, which the caller has checked lie within [`Self::len`].
+    fn piece(&mut self, start: u64, end: u64) -> std::io::Result<Vec<u8>>;
+}
+
+impl Pieces for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+    fn piece(&mut self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+        Ok(self[start as usize..end as usize].to_vec())
+    }
+}
+
+struct FilePieces {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl Pieces for FilePieces {
+    fn len(&self) -> u64 {
+        self.len
+    }
+    fn piece(&mut self, start: u64, end: u64) -> std::io::Result<Vec<u8>> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.file.seek(SeekFrom::Start(start))?;
+        let mut out = vec![0; (end - start) as usize];
+        self.file.read_exact(&mut out)?;
+        Ok(out)
+    }
+}
+
+/// A parse failure: the bundle is wrong, or reading it failed.
+enum PieceError {
+    Bundle(BundleError),
+    Io(std::io::Error),
+}
+
+impl From<BundleError> for PieceError {
+    fn from(e: BundleError) -> Self {
+        PieceError::Bundle(e)
+    }
+}
+
+impl From<std::io::Error> for PieceError {
+    fn from(e: std::io::Error) -> Self {
+        PieceError::Io(e)
+    }
+}
+
+impl PieceError {
+    fn with_path(self, path: &Path) -> BundleError {
+        match self {
+            PieceError::Bundle(e) => e,
+            PieceError::Io(source) => BundleError::Io {
+                path: path.to_path_buf(),
+                source,
+            },
+        }
+    }
+}
+
 /// A bundle in memory: the manifest and the bytes of each file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Bundle {
@@ -130,60 +194,76 @@ impl Bundle {
     }
 
     pub fn read(path: &Path) -> Result<Self, BundleError> {
-        let bytes = std::fs::read(path).map_err(|source| BundleError::Io {
+        let io = |source| BundleError::Io {
             path: path.to_path_buf(),
             source,
-        })?;
-        Self::from_bytes(&bytes, &path.display().to_string())
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Self::parse(FilePieces { file, len }, &path.display().to_string()).map_err(|e| e.with_path(path))
     }
 
     /// Parses and verifies a bundle; `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, BundleError> {
-        let len = bytes.len() as u64;
-        let truncated = |what: &str, start: usize, end: usize| BundleError::Truncated {
+        Self::parse(bytes, origin).map_err(|e| e.with_path(Path::new(origin)))
+    }
+
+    /// Parses and verifies a bundle piece by piece: each file's bytes are read once,
+    /// into the buffer the bundle keeps (a file on disk is never held twice), and
+    /// only once its place is known to lie inside the bundle.
+    fn parse(mut source: impl Pieces, origin: &str) -> Result<Self, PieceError> {
+        let len = source.len();
+        let truncated = |what: &str, start: u64, end: u64| BundleError::Truncated {
             origin: origin.into(),
             what: what.into(),
-            start: start as u64,
-            end: end as u64,
+            start,
+            end,
             len,
         };
-        if bytes.len() < 8 || bytes[..8] != MAGIC {
+        let header = source.piece(0, (HEADER as u64).min(len))?;
+        if header.len() < 8 || header[..8] != MAGIC {
             return Err(BundleError::NotABundle {
                 origin: origin.into(),
-            });
+            }
+            .into());
         }
-        if bytes.len() < HEADER {
-            return Err(truncated("the header", 0, HEADER));
+        if header.len() < HEADER {
+            return Err(truncated("the header", 0, HEADER as u64).into());
         }
-        let word = |at: usize| u32::from_le_bytes(bytes[at..at + 4].try_into().expect("4 bytes"));
+        let word = |at: usize| u32::from_le_bytes(header[at..at + 4].try_into().expect("4 bytes"));
         let version = word(8);
         if version != FORMAT_VERSION {
             return Err(BundleError::Version {
                 origin: origin.into(),
                 found: version,
                 supported: FORMAT_VERSION,
-            });
+            }
+            .into());
         }
-        let manifest_end = HEADER + word(12) as usize;
-        let manifest_bytes = bytes
-            .get(HEADER..manifest_end)
-            .ok_or_else(|| truncated("the manifest", HEADER, manifest_end))?;
-        if sha256(manifest_bytes)[..] != bytes[16..HEADER] {
+        let manifest_end = HEADER as u64 + u64::from(word(12));
+        if manifest_end > len {
+            return Err(truncated("the manifest", HEADER as u64, manifest_end).into());
+        }
+        let manifest_bytes = source.piece(HEADER as u64, manifest_end)?;
+        if sha256(&manifest_bytes)[..] != header[16..HEADER] {
             return Err(BundleError::Checksum {
                 origin: origin.into(),
                 file: "manifest".into(),
-            });
+            }
+            .into());
         }
-        let manifest: Manifest = postcard::from_bytes(manifest_bytes).map_err(|e| BundleError::Manifest {
-            origin: origin.into(),
-            reason: e.to_string(),
-        })?;
+        let manifest: Manifest =
+            postcard::from_bytes(&manifest_bytes).map_err(|e| BundleError::Manifest {
+                origin: origin.into(),
+                reason: e.to_string(),
+            })?;
         if manifest.format_version != FORMAT_VERSION {
             return Err(BundleError::Version {
                 origin: origin.into(),
                 found: manifest.format_version,
                 supported: FORMAT_VERSION,
-            });
+            }
+            .into());
         }
         let layout = |reason: String| BundleError::Manifest {
             origin: origin.into(),
@@ -197,35 +277,35 @@ impl Bundle {
                 return Err(layout(format!(
                     "file `{}` at offset {}, expected {expected_offset} (files follow each other)",
                     entry.name, entry.offset
-                )));
+                ))
+                .into());
             }
             if let Some(problem) = super::names::name_problem(&entry.name) {
-                return Err(layout(format!("file name {:?} refused: {problem}", entry.name)));
+                return Err(layout(format!("file name {:?} refused: {problem}", entry.name)).into());
             }
             if files.contains_key(&entry.name) {
-                return Err(layout(format!("file `{}` is listed twice", entry.name)));
+                return Err(layout(format!("file `{}` is listed twice", entry.name)).into());
             }
             expected_offset = expected_offset.saturating_add(entry.len);
-            let start = manifest_end.saturating_add(entry.offset as usize);
-            let end = start.saturating_add(entry.len as usize);
-            let data = bytes
-                .get(start..end)
-                .ok_or_else(|| truncated(&format!("file `{}`", entry.name), start, end))?;
-            if sha256(data) != entry.sha256 {
+            let start = manifest_end.saturating_add(entry.offset);
+            let end = start.saturating_add(entry.len);
+            if end > len {
+                return Err(truncated(&format!("file `{}`", entry.name), start, end).into());
+            }
+            let data = source.piece(start, end)?;
+            if sha256(&data) != entry.sha256 {
                 return Err(BundleError::Checksum {
                     origin: origin.into(),
                     file: entry.name.clone(),
-                });
+                }
+                .into());
             }
-            files.insert(entry.name.clone(), data.to_vec());
+            files.insert(entry.name.clone(), data);
         }
         manifest.validate().map_err(layout)?;
-        let end = manifest_end.saturating_add(expected_offset as usize);
-        if bytes.len() > end {
-            return Err(layout(format!(
-                "{} stray bytes after the last file",
-                bytes.len() - end
-            )));
+        let end = manifest_end.saturating_add(expected_offset);
+        if len > end {
+            return Err(layout(format!("{} stray bytes after the last file", len - end)).into());
         }
         Ok(Self {
             manifest,
