@@ -22,6 +22,7 @@ use serde_json::Value;
 
 use crate::error::{Error, Result};
 use crate::model::decoder::CaptionDecoderConfig;
+use crate::model::pretrained::check_applied;
 use crate::model::saved::{self, ModelMeta, SavedModel};
 use crate::model::weights::save_model_atomic;
 use crate::model::{EdgeVlm, EdgeVlmConfig};
@@ -117,28 +118,12 @@ fn load_renamed(model: &mut EdgeVlm, path: &Path, loaded_elsewhere: &[&str]) -> 
         |store, (from, to)| store.with_remap_pattern(*from, *to),
     );
     let result = model.load_from(&mut store).map_err(|e| Error::record(path, e))?;
-    let missing: Vec<&str> = result
-        .missing
-        .iter()
-        .map(|(p, _)| p.as_str())
-        .filter(|p| !loaded_elsewhere.iter().any(|prefix| p.starts_with(prefix)))
-        .collect();
-    let mut problems = Vec::new();
-    if !missing.is_empty() {
-        problems.push(format!("parameters not in the file: {}", missing.join(", ")));
-    }
-    if !result.unused.is_empty() {
-        problems.push(format!("tensors with no place: {}", result.unused.join(", ")));
-    }
-    if !result.errors.is_empty() {
-        let errors: Vec<String> = result.errors.iter().map(|e| e.to_string()).collect();
-        problems.push(format!("tensors that do not fit: {}", errors.join("; ")));
-    }
-    if problems.is_empty() {
-        Ok(())
-    } else {
-        Err(Error::record(path, problems.join("; ")))
-    }
+    check_applied(
+        &result,
+        path,
+        |p| loaded_elsewhere.iter().any(|prefix| p.starts_with(prefix)),
+        |_| false,
+    )
 }
 
 fn photo(dir: &Path, json: &Value, out: &Path, device: &Device) -> Result<()> {

@@ -5,7 +5,7 @@
 
 use std::path::{Path, PathBuf};
 
-use burn::store::{ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
+use burn::store::{ApplyResult, ModuleSnapshot, PyTorchToBurnAdapter, SafetensorsStore};
 use burn::tensor::{Device, Int, Tensor, TensorData};
 use edgevlm_shared::tokenizer::TextTokenizer;
 use serde::Deserialize;
@@ -203,21 +203,43 @@ pub fn import<M: ModuleSnapshot>(
         |store, (from, to)| store.with_key_remapping(*from, *to),
     );
     let result = module.load_from(&mut store).map_err(|e| Error::record(path, e))?;
-    let unused: Vec<&String> = result
+    check_applied(
+        &result,
+        path,
+        |_| false,
+        |k| buffers.iter().any(|b| k.ends_with(b)),
+    )
+}
+
+/// Refuses a load that left a parameter empty (unless `missing_ok` says another
+/// file fills it), found no place for a tensor (unless `unused_ok`), or met a
+/// tensor of the wrong shape, naming each.
+pub fn check_applied(
+    result: &ApplyResult,
+    path: &Path,
+    missing_ok: impl Fn(&str) -> bool,
+    unused_ok: impl Fn(&str) -> bool,
+) -> Result<()> {
+    let missing: Vec<&str> = result
+        .missing
+        .iter()
+        .map(|(p, _)| p.as_str())
+        .filter(|p| !missing_ok(p))
+        .collect();
+    let unused: Vec<&str> = result
         .unused
         .iter()
-        .filter(|k| !buffers.iter().any(|b| k.ends_with(b)))
+        .map(String::as_str)
+        .filter(|k| !unused_ok(k))
         .collect();
     let mut problems = Vec::new();
-    if !result.missing.is_empty() {
-        let names: Vec<&str> = result.missing.iter().map(|(p, _)| p.as_str()).collect();
-        problems.push(format!("parameters not in the file: {}", names.join(", ")));
+    if !missing.is_empty() {
+        problems.push(format!("parameters not in the file: {}", missing.join(", ")));
     }
     if !unused.is_empty() {
-        let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
         problems.push(format!(
             "tensors the model has no place for: {}",
-            names.join(", ")
+            unused.join(", ")
         ));
     }
     if !result.errors.is_empty() {
