@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Fuzzes the agent's frame decoder and the bundle/manifest parser with cargo-fuzz
+# Fuzzes what meets outside bytes first (agent frames and conversations, bundles,
+# MQTT packets, camera frames, image files) with cargo-fuzz
 # (libFuzzer + AddressSanitizer). Not run by CI: it runs for minutes.
 #
 #   scripts/fuzz.sh                 # each target 600 s
@@ -11,7 +12,7 @@ command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz --locked
 export RUSTC_BOOTSTRAP=1
 SECONDS_EACH=${FUZZ_SECONDS:-600}
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wire_frame bundle_manifest)
+[ ${#targets[@]} -gt 0 ] || targets=(wire_frame bundle_manifest agent_conversation mqtt_packet camera_frame preprocess_image)
 for t in "${targets[@]}"; do
   mkdir -p "corpus/$t"
   echo "fuzz: $t for ${SECONDS_EACH}s"

@@ -175,9 +175,10 @@ pub struct AgentArgs {
     /// Address to listen on [default: 127.0.0.1:7878, loopback only].
     #[arg(long)]
     pub listen: Option<String>,
-    /// Shared secret the host must present (or the EDGEVLM_AGENT_TOKEN variable).
-    #[arg(long, env = "EDGEVLM_AGENT_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// File holding the secret the host must present: one line of at least 16
+    /// bytes (`openssl rand -hex 16 > agent.token`). The agent refuses to start without it.
+    #[arg(long)]
+    pub token_file: Option<PathBuf>,
     /// Serve on this serial port instead of TCP (a UART cable from the host).
     #[arg(long)]
     pub serial: Option<String>,
@@ -189,4 +190,16 @@ pub struct AgentArgs {
     /// Exit after this many installs (0: serve forever).
     #[arg(long, default_value_t = 0)]
     pub max_installs: usize,
+    /// Seconds a peer has to show the token [default: 10].
+    #[arg(long)]
+    pub greeting_timeout: Option<f64>,
+    /// Longest single wait for a peer's bytes, in seconds [default: 30].
+    #[arg(long)]
+    pub idle_timeout: Option<f64>,
+    /// Longest conversation, in seconds; a transfer resumes in the next [default: 3600].
+    #[arg(long)]
+    pub session_timeout: Option<f64>,
+    /// Peers served at once; the next is told to come back [default: 4].
+    #[arg(long)]
+    pub max_connections: Option<usize>,
 }

@@ -12,7 +12,7 @@ fuzz_target!(|data: &[u8]| {
     let split = data.first().map_or(0, |&b| b as usize).min(data.len().saturating_sub(1));
     let (manifest, files) = data.split_at(split.min(data.len()));
     let mut bytes = b"EDGEVLMB".to_vec();
-    bytes.extend_from_slice(&1u32.to_le_bytes());
+    bytes.extend_from_slice(&edgevlm_shared::bundle::FORMAT_VERSION.to_le_bytes());
     bytes.extend_from_slice(&(manifest.len() as u32).to_le_bytes());
     bytes.extend_from_slice(&Sha256::digest(manifest));
     bytes.extend_from_slice(manifest);

@@ -63,12 +63,17 @@ pub enum Command {
         /// Serial line speed (serial: targets).
         #[arg(long, default_value_t = 115_200)]
         baud: u32,
-        /// The agent's token (or the EDGEVLM_AGENT_TOKEN variable).
-        #[arg(long, env = "EDGEVLM_AGENT_TOKEN", default_value = "")]
-        token: String,
-        /// Reconnect-and-resume attempts when the link breaks.
+        /// File holding the agent's token, one line of at least 16 bytes
+        /// (tcp: and serial: targets).
+        #[arg(long, env = "EDGEVLM_AGENT_TOKEN_FILE")]
+        token_file: Option<PathBuf>,
+        /// Reconnect-and-resume attempts when the link breaks or the agent is busy.
         #[arg(long, default_value_t = 5)]
         retries: usize,
+        /// The board's architecture, for dir: targets: firmware in the bundle must
+        /// be built for it, and is never run here.
+        #[arg(long, default_value = "aarch64")]
+        board_arch: String,
     },
     /// Benchmarks (speed and memory), written as JSON reports.
     #[command(subcommand)]

@@ -3,13 +3,20 @@
 //! mounted state folder.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use edgevlm_device::agent::State;
+use edgevlm_device::agent::{Board, State};
 use edgevlm_shared::bundle::sha256;
-use edgevlm_shared::wire::{read_message, write_message, Request, Response, CHUNK};
+use edgevlm_shared::wire::{read_message, write_message, Request, Response, Token, CHUNK};
+
+/// Longest wait to connect, and for any one answer but the install's.
+const LINK_WAIT: Duration = Duration::from_secs(60);
+/// Longest wait for `Installed`: the board self-tests the model (and firmware).
+const INSTALL_WAIT: Duration = Duration::from_secs(600);
+/// Longest pause between two attempts.
+const MAX_BACKOFF: Duration = Duration::from_secs(10);
 
 #[derive(Debug, thiserror::Error)]
 pub enum FlashError {
@@ -23,6 +30,8 @@ pub enum FlashError {
     },
     #[error("the device refused: {0}")]
     Refused(String),
+    #[error("the device stayed busy with other connections")]
+    Busy { retry_after: Duration },
     #[error("unexpected answer from the device: {0}")]
     Protocol(String),
     #[error(transparent)]
@@ -53,26 +62,49 @@ impl Target {
     }
 }
 
-/// A byte link to an agent.
-pub trait Link: Read + Write {}
-impl<T: Read + Write> Link for T {}
+/// A byte link to an agent, with a bound on each wait.
+pub trait Link: Read + Write {
+    fn set_wait(&mut self, wait: Duration) -> std::io::Result<()>;
+}
+
+impl Link for TcpStream {
+    fn set_wait(&mut self, wait: Duration) -> std::io::Result<()> {
+        self.set_read_timeout(Some(wait))?;
+        self.set_write_timeout(Some(wait))
+    }
+}
+
+impl Link for serialport::TTYPort {
+    fn set_wait(&mut self, wait: Duration) -> std::io::Result<()> {
+        serialport::SerialPort::set_timeout(self, wait).map_err(std::io::Error::from)
+    }
+}
 
 fn connect(target: &Target, baud: u32) -> Result<Box<dyn Link>, FlashError> {
     let failed = |addr: &str, source: std::io::Error| FlashError::Connect {
         addr: addr.into(),
         source,
     };
-    match target {
-        Target::Tcp(addr) => Ok(Box::new(TcpStream::connect(addr).map_err(|e| failed(addr, e))?)),
-        Target::Serial(port) => {
-            let line = serialport::new(port, baud)
-                .timeout(Duration::from_secs(30))
-                .open_native()
-                .map_err(|e| failed(port, e.into()))?;
-            Ok(Box::new(line))
+    let mut link: Box<dyn Link> = match target {
+        Target::Tcp(addr) => {
+            let resolved = addr
+                .to_socket_addrs()
+                .map_err(|e| failed(addr, e))?
+                .next()
+                .ok_or_else(|| failed(addr, std::io::Error::other("no address")))?;
+            Box::new(TcpStream::connect_timeout(&resolved, LINK_WAIT).map_err(|e| failed(addr, e))?)
         }
-        Target::Dir(dir) => Err(FlashError::Target(format!("dir:{}", dir.display()))),
-    }
+        Target::Serial(port) => Box::new(
+            serialport::new(port, baud)
+                .timeout(LINK_WAIT)
+                .open_native()
+                .map_err(|e| failed(port, e.into()))?,
+        ),
+        Target::Dir(dir) => return Err(FlashError::Target(format!("dir:{}", dir.display()))),
+    };
+    link.set_wait(LINK_WAIT)
+        .map_err(|e| failed(&format!("{target:?}"), e))?;
+    Ok(link)
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -86,11 +118,12 @@ pub struct Flashed {
 }
 
 /// Sends to an agent over TCP or a serial line; `progress(sent, total)` after
-/// every chunk. Reconnects and resumes up to `retries` times when the link breaks.
+/// every chunk. Reconnects and resumes up to `retries` times, with a growing
+/// pause, when the link breaks, cannot be made, or the agent is busy.
 pub fn flash_link(
     target: &Target,
     baud: u32,
-    token: &str,
+    token: &Token,
     bundle: &[u8],
     signature: &[u8],
     retries: usize,
@@ -100,11 +133,21 @@ pub fn flash_link(
     loop {
         let sent = connect(target, baud)
             .and_then(|mut link| send_once(link.as_mut(), token, bundle, signature, &mut progress));
+        let pause = Duration::from_millis(200 << attempt.min(6)).min(MAX_BACKOFF);
+        let pause = match &sent {
+            Err(FlashError::Busy { retry_after }) => pause.max(*retry_after),
+            _ => pause,
+        };
         match sent {
-            Err(FlashError::Link(e)) if attempt < retries => {
+            Err(e @ (FlashError::Link(_) | FlashError::Connect { .. } | FlashError::Busy { .. }))
+                if attempt < retries =>
+            {
                 attempt += 1;
-                eprintln!("flash: link broke ({e}); resuming (attempt {attempt})");
-                std::thread::sleep(Duration::from_millis(200));
+                eprintln!(
+                    "flash: {e}; trying again in {:.1} s (attempt {attempt} of {retries})",
+                    pause.as_secs_f32()
+                );
+                std::thread::sleep(pause);
             }
             other => return other,
         }
@@ -113,7 +156,7 @@ pub fn flash_link(
 
 fn send_once(
     mut stream: &mut dyn Link,
-    token: &str,
+    token: &Token,
     bundle: &[u8],
     signature: &[u8],
     progress: &mut impl FnMut(u64, u64),
@@ -122,16 +165,25 @@ fn send_once(
     write_message(
         &mut stream,
         &Request::Hello {
-            token: token.into(),
+            token: token.as_str().into(),
             size: total,
             sha256: sha256(bundle),
             signature: signature.to_vec(),
         },
     )?;
+    let held = expect_resume(read_message(&mut stream)?, total)?;
+    // The agent appends only after the bytes it holds are confirmed as ours.
+    write_message(
+        &mut stream,
+        &Request::Continue {
+            offset: held,
+            prefix_sha256: sha256(&bundle[..held as usize]),
+        },
+    )?;
     let mut offset = match read_message(&mut stream)? {
-        Response::Resume { offset } => offset,
-        Response::Refused { reason } => return Err(FlashError::Refused(reason)),
-        other => return Err(FlashError::Protocol(format!("{other:?}"))),
+        Response::Ack { offset } if offset == held => offset,
+        // It held someone else's bytes and dropped them.
+        other => expect_resume(other, 0)?,
     };
     let resumed_from = offset;
     progress(offset, total);
@@ -140,13 +192,16 @@ fn send_once(
         let data = bundle[offset as usize..end].to_vec();
         write_message(&mut stream, &Request::Chunk { offset, data })?;
         match read_message(&mut stream)? {
-            Response::Ack { offset: acked } => offset = acked,
+            Response::Ack { offset: acked } if acked == end as u64 => offset = acked,
             Response::Refused { reason } => return Err(FlashError::Refused(reason)),
             other => return Err(FlashError::Protocol(format!("{other:?}"))),
         }
         progress(offset, total);
     }
     write_message(&mut stream, &Request::Commit)?;
+    stream
+        .set_wait(INSTALL_WAIT)
+        .map_err(edgevlm_shared::wire::WireError::Io)?;
     match read_message(&mut stream)? {
         Response::Installed {
             name,
@@ -165,10 +220,29 @@ fn send_once(
     }
 }
 
-/// Installs into a device's state folder mounted here (an SD card): the same
-/// checks and atomic slot switch the agent performs.
-pub fn flash_dir(state: &Path, bundle: &[u8], signature: &[u8]) -> Result<Flashed, FlashError> {
-    let r = State::open(state)?.install(bundle, signature)?;
+/// An answer to `Hello`: where to resume, at most `limit`.
+fn expect_resume(answer: Response, limit: u64) -> Result<u64, FlashError> {
+    match answer {
+        Response::Resume { offset } if offset <= limit => Ok(offset),
+        Response::Refused { reason } => Err(FlashError::Refused(reason)),
+        Response::Busy { retry_after_ms } => Err(FlashError::Busy {
+            retry_after: Duration::from_millis(retry_after_ms).min(MAX_BACKOFF),
+        }),
+        other => Err(FlashError::Protocol(format!("{other:?}"))),
+    }
+}
+
+/// Installs into the state folder of a board of architecture `board_arch`,
+/// mounted here (an SD card): the same checks and atomic slot switch the agent
+/// performs, except that firmware is never run here; the board self-tests it
+/// at its next `start` and falls back to the other slot if it fails.
+pub fn flash_dir(
+    state: &Path,
+    bundle: &[u8],
+    signature: &[u8],
+    board_arch: &str,
+) -> Result<Flashed, FlashError> {
+    let r = State::open_for(state, Board::offline(board_arch))?.install(bundle, signature)?;
     Ok(Flashed {
         name: r.name,
         model_version: r.model_version,

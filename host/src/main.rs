@@ -20,10 +20,11 @@ fn main() -> Result<()> {
         Command::Flash {
             bundle,
             to,
-            token,
+            token_file,
             baud,
             retries,
-        } => ship::flash(&bundle, &to, &token, baud, retries)?,
+            board_arch,
+        } => ship::flash(&bundle, &to, token_file.as_deref(), baud, retries, &board_arch)?,
         Command::Quantize(a) => ship::quantize(a)?,
         Command::Bench(BenchCommand::Train { steps, report }) => training::bench(steps, report)?,
         Command::Train(a) => training::recipe(a)?,

@@ -1,6 +1,7 @@
 //! Helpers for the end-to-end tests in `tests/tests/`.
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 /// Path of a workspace binary built next to the running test executable
 /// (`cargo build --workspace --bins` puts it there; `.ci/run` does that first).
@@ -99,4 +100,40 @@ pub fn tiny_bundle(dir: &std::path::Path, version: u64) -> PathBuf {
         ],
     );
     bundle
+}
+
+/// Copies bytes both ways between two pseudo-terminal masters: a null-modem cable
+/// between the host's and the board's serial ports.
+pub fn null_modem() -> (String, String, Vec<serialport::TTYPort>) {
+    use serialport::SerialPort;
+    let (mut host_master, host_slave) = serialport::TTYPort::pair().unwrap();
+    let (mut board_master, board_slave) = serialport::TTYPort::pair().unwrap();
+    let names = (host_slave.name().unwrap(), board_slave.name().unwrap());
+    for m in [&mut host_master, &mut board_master] {
+        m.set_timeout(Duration::from_millis(50)).unwrap();
+    }
+    let pump = |mut from: serialport::TTYPort, mut to: serialport::TTYPort| {
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            loop {
+                match std::io::Read::read(&mut from, &mut buf) {
+                    Ok(0) => std::thread::sleep(Duration::from_millis(5)),
+                    Ok(n) => {
+                        if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
+                            return;
+                        }
+                    }
+                    // Timeouts, and EIO while no process holds the other end open.
+                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
+                }
+            }
+        });
+    };
+    pump(
+        host_master.try_clone_native().unwrap(),
+        board_master.try_clone_native().unwrap(),
+    );
+    pump(board_master, host_master);
+    // The slaves stay open here so the masters never see a hang-up between runs.
+    (names.0, names.1, vec![host_slave, board_slave])
 }

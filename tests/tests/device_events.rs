@@ -58,6 +58,10 @@ fn wait_for_port(port: u16, what: &str) {
 
 fn broker() -> (Guard, u16) {
     let port = free_port();
+    (broker_on(port), port)
+}
+
+fn broker_on(port: u16) -> Guard {
     let child = Command::new("mosquitto")
         .args(["-p", &port.to_string()])
         .stdout(Stdio::null())
@@ -66,7 +70,7 @@ fn broker() -> (Guard, u16) {
         .expect("mosquitto is needed for this test: scripts/setup.sh installs it");
     let guard = Guard(child);
     wait_for_port(port, "mosquitto");
-    (guard, port)
+    guard
 }
 
 /// `mosquitto_sub -v` on `topics`; each received "topic payload" line arrives on the channel.
@@ -193,6 +197,68 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
     assert_eq!(answer["value_template"], "{{ value_json.answers[0].answer }}");
 }
 
+#[test]
+fn a_broker_down_at_start_delays_no_event_and_gets_them_once_it_is_up() {
+    let bundle = bundle();
+    let tmp = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let config = tmp.path().join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device = \"late\"\nbundle = {bundle:?}\ntick_ms = 400\n\
+             [camera]\nkind = \"synthetic\"\nseed = 3\nsize = 32\n\
+             [trigger]\nkind = \"interval\"\nevery_ticks = 1\n\
+             [events]\nfile = \"events.jsonl\"\nmqtt = {{ host = \"127.0.0.1\", port = {port} }}\n"
+        ),
+    )
+    .unwrap();
+    let device = Guard(
+        Command::new(binary("edgevlm-device"))
+            .args(["run", "--max-events", "20", "--config", s(&config)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Nobody listens on the port, yet the file sink gets its events at once.
+    let events = tmp.path().join("events.jsonl");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::fs::read_to_string(&events).map_or(true, |t| t.lines().count() < 2) {
+        assert!(
+            Instant::now() < deadline,
+            "no event reached the file while the broker was down"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _broker = broker_on(port);
+    let (_sub, rx) = subscribe(port, &["edgevlm/late/event"]);
+    // The publisher reconnects on its own and sends what waited, in order; the
+    // last event is published long after the subscriber is live.
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let mut last = -1i64;
+    while last < 19 {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (_, payload) = rx.recv_timeout(left).expect("events after the broker came up");
+        let event: serde_json::Value = serde_json::from_str(&payload).unwrap();
+        let seq = event["seq"].as_i64().unwrap();
+        assert!(seq > last, "out of order: {seq} after {last}");
+        last = seq;
+    }
+    let mut device = device;
+    let status = device.0.wait().unwrap();
+    let mut stderr = String::new();
+    device
+        .0
+        .stderr
+        .take()
+        .unwrap()
+        .read_to_string(&mut stderr)
+        .unwrap();
+    assert!(status.success(), "{stderr}");
+    assert!(stderr.contains("trying again"), "{stderr}");
+    assert_eq!(std::fs::read_to_string(&events).unwrap().lines().count(), 20);
+}
+
 fn run_ok_cmd(cmd: &str, args: &[&str]) {
     let out = Command::new(cmd).args(args).output().unwrap();
     assert!(
@@ -307,6 +373,7 @@ fn agent_and_loop_share_one_device_config() {
     std::fs::copy(format!("{}.sig", s(bundle)), dir.join("model.bundle.sig")).unwrap();
     std::fs::create_dir_all(dir.join("state/trusted")).unwrap();
     std::fs::copy(keys.join("fleet.pub"), dir.join("state/trusted/fleet.pub")).unwrap();
+    // A short token file is refused at start, naming the file and the rule.
     std::fs::write(dir.join("agent.token"), "t0ken\n").unwrap();
     let port = free_port();
     let config = dir.join("device.toml");
@@ -329,17 +396,30 @@ fn agent_and_loop_share_one_device_config() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("slot"), "{err}");
 
+    let out = Command::new(binary("edgevlm-device"))
+        .args(["agent", "--config", s(&config), "--max-installs", "1"])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        !out.status.success() && err.contains("agent.token") && err.contains("shorter than 16"),
+        "{err}"
+    );
+    std::fs::write(dir.join("agent.token"), "a-token-of-at-least-16-bytes\n").unwrap();
     let agent = Guard(
         Command::new(binary("edgevlm-device"))
             .args(["agent", "--config", s(&config), "--max-installs", "1"])
-            .env_remove("EDGEVLM_AGENT_TOKEN")
             .stderr(Stdio::null())
             .spawn()
             .unwrap(),
     );
     wait_for_port(port, "the agent");
     let to = format!("tcp://127.0.0.1:{port}");
-    let said = run_ok("edgevlm", &["flash", s(&signed), "--to", &to, "--token", "t0ken"]);
+    let token = dir.join("agent.token");
+    let said = run_ok(
+        "edgevlm",
+        &["flash", s(&signed), "--to", &to, "--token-file", s(&token)],
+    );
     assert!(said.contains("version 1"), "{said}");
     let mut agent = agent;
     assert!(agent.0.wait().unwrap().success());

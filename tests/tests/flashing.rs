@@ -13,7 +13,7 @@ use edgevlm_shared::bundle::{sha256, signature, Bundle};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::search::DecodeOptions;
 use edgevlm_shared::wire::{read_message, write_message, Request, Response};
-use edgevlm_tests::binary;
+use edgevlm_tests::{binary, null_modem};
 
 fn run(bin: &str, args: &[&str]) -> std::process::Output {
     Command::new(binary(bin)).args(args).output().unwrap()
@@ -41,7 +41,12 @@ struct Setup {
     v1: PathBuf,
     v2: PathBuf,
     state: PathBuf,
+    /// The agent's token file (and the host's copy of it).
+    token: PathBuf,
 }
+
+/// What the test agents' token files hold.
+const TOKEN: &str = "s3cret-token-of-24-bytes";
 
 fn setup() -> Setup {
     let tmp = tempfile::tempdir().unwrap();
@@ -114,6 +119,8 @@ fn setup() -> Setup {
     let state = dir.join("state");
     std::fs::create_dir_all(state.join("trusted")).unwrap();
     std::fs::copy(keys.join("fleet.pub"), state.join("trusted/fleet.pub")).unwrap();
+    let token = dir.join("agent.token");
+    std::fs::write(&token, format!("{TOKEN}\n")).unwrap();
     Setup {
         _tmp: tmp,
         dir,
@@ -121,6 +128,7 @@ fn setup() -> Setup {
         v1: bundles[0].clone(),
         v2: bundles[1].clone(),
         state,
+        token,
     }
 }
 
@@ -132,14 +140,14 @@ fn free_port() -> u16 {
         .port()
 }
 
-fn agent(state: &Path, port: u16, installs: &str) -> Child {
+fn agent(t: &Setup, port: u16, installs: &str) -> Child {
     let child = Command::new(binary("edgevlm-device"))
         .args([
             "agent",
             "--state",
-            s(state),
-            "--token",
-            "s3cret",
+            s(&t.state),
+            "--token-file",
+            s(&t.token),
             "--max-installs",
             installs,
         ])
@@ -172,13 +180,13 @@ fn flash_over_tcp_installs_the_new_model_and_bad_bundles_change_nothing() {
 
     // A broken first attempt leaves a partial transfer that the next one resumes.
     let port = free_port();
-    let mut child = agent(state, port, "1");
+    let mut child = agent(&t, port, "1");
     let v2 = std::fs::read(&t.v2).unwrap();
     let sig = std::fs::read(format!("{}.sig", s(&t.v2))).unwrap();
     {
         let mut link = std::net::TcpStream::connect(("127.0.0.1", port)).unwrap();
         let hello = Request::Hello {
-            token: "s3cret".into(),
+            token: TOKEN.into(),
             size: v2.len() as u64,
             sha256: sha256(&v2),
             signature: sig.clone(),
@@ -188,6 +196,15 @@ fn flash_over_tcp_installs_the_new_model_and_bad_bundles_change_nothing() {
             read_message::<Response>(&mut link).unwrap(),
             Response::Resume { offset: 0 }
         );
+        let confirm = Request::Continue {
+            offset: 0,
+            prefix_sha256: sha256(&[]),
+        };
+        write_message(&mut link, &confirm).unwrap();
+        assert_eq!(
+            read_message::<Response>(&mut link).unwrap(),
+            Response::Ack { offset: 0 }
+        );
         let data = v2[..1000].to_vec();
         write_message(&mut link, &Request::Chunk { offset: 0, data }).unwrap();
         assert_eq!(
@@ -196,10 +213,12 @@ fn flash_over_tcp_installs_the_new_model_and_bad_bundles_change_nothing() {
         );
     } // the link drops here
     let to = format!("tcp://127.0.0.1:{port}");
-    let flash = |token: &str| ["flash", s(&t.v2), "--to", &to, "--token", token].map(String::from);
-    let bad_token = run("edgevlm", &flash("nope").each_ref().map(String::as_str));
+    let wrong = t.dir.join("wrong.token");
+    std::fs::write(&wrong, "not-the-agents-token").unwrap();
+    let flash = |token: &Path| ["flash", s(&t.v2), "--to", &to, "--token-file", s(token)].map(String::from);
+    let bad_token = run("edgevlm", &flash(&wrong).each_ref().map(String::as_str));
     assert!(String::from_utf8_lossy(&bad_token.stderr).contains("bad token"));
-    let said = ok("edgevlm", &flash("s3cret").each_ref().map(String::as_str));
+    let said = ok("edgevlm", &flash(&t.token).each_ref().map(String::as_str));
     assert!(
         said.contains("version 2") && said.contains("resumed at byte 1000"),
         "{said}"
@@ -289,7 +308,8 @@ fn flash_over_tcp_installs_the_new_model_and_bad_bundles_change_nothing() {
 
 /// kill -9 at random points of installs (transfer is local here: write and switch
 /// are what can break): afterwards the device always starts a complete, valid
-/// model, the old or the new one, never a mix.
+/// model, the old or the new one, never a mix, and the anti-rollback floor
+/// matches it.
 #[test]
 fn kill_9_during_installs_never_leaves_a_broken_device() {
     let t = setup();
@@ -342,6 +362,10 @@ fn kill_9_during_installs_never_leaves_a_broken_device() {
         let now = runtime.manifest.model_version;
         assert!(now == installed || now == version, "iteration {i}: version {now}");
         assert!(runtime.selftest().is_ok());
+        // The anti-rollback floor: never below what ran before, and caught up
+        // with the running model by the start that just happened.
+        let floor = State::open(state).unwrap().min_version().unwrap();
+        assert_eq!(floor, now, "iteration {i}: floor {floor}, running {now}");
         let on_disk = std::fs::read(State::open(state).unwrap().bundle_path(slot)).unwrap();
         assert_eq!(
             Bundle::from_bytes(&on_disk, "slot")
@@ -375,10 +399,19 @@ fn kill_9_during_installs_never_leaves_a_broken_device() {
         let version = installed + 1;
         write_version(version);
         let port = free_port();
-        let mut child = agent(state, port, "1");
+        let mut child = agent(&t, port, "1");
         let to = format!("tcp://127.0.0.1:{port}");
         let mut flash = Command::new(binary("edgevlm"))
-            .args(["flash", s(&p), "--to", &to, "--token", "s3cret", "--retries", "0"])
+            .args([
+                "flash",
+                s(&p),
+                "--to",
+                &to,
+                "--token-file",
+                s(&t.token),
+                "--retries",
+                "0",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -403,42 +436,6 @@ fn kill_9_during_installs_never_leaves_a_broken_device() {
     eprintln!("{transfers} agent kills during transfers: {finished} completed, {cut} cut");
 }
 
-/// Copies bytes both ways between two pseudo-terminal masters: a null-modem cable
-/// between the host's and the board's serial ports.
-fn null_modem() -> (String, String, Vec<serialport::TTYPort>) {
-    use serialport::SerialPort;
-    let (mut host_master, host_slave) = serialport::TTYPort::pair().unwrap();
-    let (mut board_master, board_slave) = serialport::TTYPort::pair().unwrap();
-    let names = (host_slave.name().unwrap(), board_slave.name().unwrap());
-    for m in [&mut host_master, &mut board_master] {
-        m.set_timeout(Duration::from_millis(50)).unwrap();
-    }
-    let pump = |mut from: serialport::TTYPort, mut to: serialport::TTYPort| {
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            loop {
-                match std::io::Read::read(&mut from, &mut buf) {
-                    Ok(0) => std::thread::sleep(Duration::from_millis(5)),
-                    Ok(n) => {
-                        if std::io::Write::write_all(&mut to, &buf[..n]).is_err() {
-                            return;
-                        }
-                    }
-                    // Timeouts, and EIO while no process holds the other end open.
-                    Err(_) => std::thread::sleep(Duration::from_millis(5)),
-                }
-            }
-        });
-    };
-    pump(
-        host_master.try_clone_native().unwrap(),
-        board_master.try_clone_native().unwrap(),
-    );
-    pump(board_master, host_master);
-    // The slaves stay open here so the masters never see a hang-up between runs.
-    (names.0, names.1, vec![host_slave, board_slave])
-}
-
 #[test]
 fn flash_over_a_serial_line_installs_the_signed_bundle() {
     let t = setup();
@@ -451,8 +448,8 @@ fn flash_over_a_serial_line_installs_the_signed_bundle() {
             s(state),
             "--serial",
             &board_port,
-            "--token",
-            "s3cret",
+            "--token-file",
+            s(&t.token),
         ])
         .args(["--max-installs", "1"])
         .stderr(Stdio::piped())
@@ -469,7 +466,10 @@ fn flash_over_a_serial_line_installs_the_signed_bundle() {
         );
     }
     let to = format!("serial:{host_port}");
-    let said = ok("edgevlm", &["flash", s(&t.v1), "--to", &to, "--token", "s3cret"]);
+    let said = ok(
+        "edgevlm",
+        &["flash", s(&t.v1), "--to", &to, "--token-file", s(&t.token)],
+    );
     assert!(said.contains("version 1"), "{said}");
     assert!(agent.wait().unwrap().success());
     assert_eq!(active_bytes(state), std::fs::read(&t.v1).unwrap());
@@ -503,7 +503,9 @@ fn a_bundle_carries_firmware_for_this_board_and_bad_firmware_changes_nothing() {
         out
     };
     let good = with_firmware("fw2.bundle", "2", &firmware);
-    let said = ok("edgevlm", &["flash", s(&good), "--to", &to]);
+    // Installed on the board itself (`edgevlm-device install`), where the
+    // firmware's own self-test runs; `flash --to dir:` never runs firmware.
+    let said = ok("edgevlm-device", &["install", "--state", s(state), s(&good)]);
     assert!(said.contains("version 2"), "{said}");
     let slot = std::fs::read_to_string(state.join("active")).unwrap();
     let installed = state.join("slots").join(slot.trim()).join("edgevlm-device");
@@ -538,7 +540,7 @@ fn a_bundle_carries_firmware_for_this_board_and_bad_firmware_changes_nothing() {
         (&broken_path, "fails its self-test"),
     ] {
         let bundle = with_firmware("fw3.bundle", "3", binary);
-        let out = run("edgevlm", &["flash", s(&bundle), "--to", &to]);
+        let out = run("edgevlm-device", &["install", "--state", s(state), s(&bundle)]);
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(!out.status.success() && err.contains(expected), "{err}");
         assert_eq!(

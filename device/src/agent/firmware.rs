@@ -2,15 +2,23 @@
 //! an ELF executable for this board's architecture, and it must pass the golden
 //! self-test on its own bundle before its slot may become active.
 
+use std::io::Read;
 use std::path::Path;
-use std::process::Command;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// Longest a firmware's self-test may run: it loads one bundle and captions one
+/// image, seconds on a board; a hung binary must not hold the install forever.
+pub const SELFTEST_LIMIT: Duration = Duration::from_secs(180);
+/// Most of its complaint kept for the error message.
+const MAX_STDERR: u64 = 16 << 10;
 
 #[derive(Debug, thiserror::Error)]
 pub enum FirmwareError {
     #[error("refused: the bundle's firmware is not an ELF executable")]
     NotElf,
     #[error("refused: the bundle's firmware is built for {found}, this board is {board}")]
-    WrongArchitecture { found: String, board: &'static str },
+    WrongArchitecture { found: String, board: String },
     #[error("refused: the bundle's firmware fails its self-test: {0}")]
     SelfTest(String),
 }
@@ -47,31 +55,64 @@ pub fn elf_architecture(binary: &[u8]) -> Result<String, FirmwareError> {
     Ok(machine_name(machine))
 }
 
-/// Refuses firmware this board cannot run.
-pub fn check_architecture(binary: &[u8]) -> Result<(), FirmwareError> {
+/// Refuses firmware a board of architecture `board` cannot run.
+pub fn check_architecture(binary: &[u8], board: &str) -> Result<(), FirmwareError> {
     let found = elf_architecture(binary)?;
-    let board = std::env::consts::ARCH;
     if found != board {
-        return Err(FirmwareError::WrongArchitecture { found, board });
+        return Err(FirmwareError::WrongArchitecture {
+            found,
+            board: board.into(),
+        });
     }
     Ok(())
 }
 
-/// Runs the installed firmware's own self-test on its bundle.
+/// Runs the installed firmware's own self-test on its bundle, killed after
+/// [`SELFTEST_LIMIT`].
 pub fn selftest(executable: &Path, bundle: &Path) -> Result<(), FirmwareError> {
-    let out = Command::new(executable)
+    selftest_within(executable, bundle, SELFTEST_LIMIT)
+}
+
+fn selftest_within(executable: &Path, bundle: &Path, limit: Duration) -> Result<(), FirmwareError> {
+    let failed = |what: String| FirmwareError::SelfTest(format!("{}: {what}", executable.display()));
+    let mut child = Command::new(executable)
         .arg("selftest")
         .arg("--bundle")
         .arg(bundle)
-        .output()
-        .map_err(|e| FirmwareError::SelfTest(format!("{}: {e}", executable.display())))?;
-    if !out.status.success() {
-        let said = String::from_utf8_lossy(&out.stderr);
-        return Err(FirmwareError::SelfTest(format!(
-            "{} exited with {}: {}",
-            executable.display(),
-            out.status,
-            said.trim()
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .map_err(|e| failed(e.to_string()))?;
+    // Read on the side, so a chatty child never blocks on a full pipe.
+    let stderr = child.stderr.take().map(|pipe| {
+        std::thread::spawn(move || {
+            let mut said = Vec::new();
+            let mut pipe = pipe.take(MAX_STDERR);
+            let _ = pipe.read_to_end(&mut said);
+            said
+        })
+    });
+    let until = Instant::now() + limit;
+    let status = loop {
+        match child.try_wait().map_err(|e| failed(e.to_string()))? {
+            Some(status) => break status,
+            None if Instant::now() >= until => {
+                let _ = child.kill();
+                let _ = child.wait();
+                return Err(failed(format!(
+                    "no answer within {} s; killed",
+                    limit.as_secs_f32()
+                )));
+            }
+            None => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    if !status.success() {
+        let said = stderr.and_then(|t| t.join().ok()).unwrap_or_default();
+        return Err(failed(format!(
+            "exited with {status}: {}",
+            String::from_utf8_lossy(&said).trim()
         )));
     }
     Ok(())
@@ -105,13 +146,35 @@ mod tests {
     #[test]
     fn this_test_binary_fits_this_board_and_others_do_not() {
         let me = std::fs::read(std::env::current_exe().unwrap()).unwrap();
-        check_architecture(&me).unwrap();
+        check_architecture(&me, std::env::consts::ARCH).unwrap();
         let foreign = if std::env::consts::ARCH == "aarch64" {
             [62, 0]
         } else {
             [183, 0]
         };
-        let err = check_architecture(&elf(1, foreign)).unwrap_err().to_string();
+        let err = check_architecture(&elf(1, foreign), std::env::consts::ARCH)
+            .unwrap_err()
+            .to_string();
         assert!(err.contains(std::env::consts::ARCH), "{err}");
+        check_architecture(&elf(1, [183, 0]), "aarch64").unwrap();
+    }
+
+    #[test]
+    fn a_hung_firmware_self_test_is_killed_at_its_limit() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let exe = dir.path().join("edgevlm-device");
+        std::fs::write(&exe, "#!/bin/sh\nsleep 30\n").unwrap();
+        std::fs::set_permissions(&exe, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let start = Instant::now();
+        let err = selftest_within(&exe, Path::new("b"), Duration::from_millis(300))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("killed"), "{err}");
+        assert!(start.elapsed() < Duration::from_secs(10));
+
+        std::fs::write(&exe, "#!/bin/sh\necho 'golden caption differs' >&2\nexit 3\n").unwrap();
+        let err = selftest(&exe, Path::new("b")).unwrap_err().to_string();
+        assert!(err.contains("golden caption differs"), "{err}");
     }
 }

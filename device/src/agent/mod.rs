@@ -6,19 +6,35 @@
 //! STATE/slots/{a,b}/       model.bundle + model.sig (+ edgevlm-device when the
 //!                          bundle carries firmware), each replaced atomically
 //! STATE/active             "a" or "b", replaced atomically (write, fsync, rename)
+//! STATE/min_version        the anti-rollback floor, only ever raised
 //! STATE/staging/           partial transfers by sha256, kept for resuming
+//! STATE/lock               held by whichever process writes the slots
 //! ```
 //!
 //! A new bundle goes to the inactive slot only after its checksums, signature,
-//! version (strictly newer than the active one: no downgrades, no replays) and
-//! golden self-test pass; then `active` flips. At start, a slot that fails to load
-//! or self-test is abandoned for the other one. Firmware in a bundle must match the
-//! board's architecture and pass the self-test itself, run as its own process.
+//! version (strictly newer than both the running model and the floor: no
+//! downgrades, no replays) and golden self-test pass; then `active` flips and the
+//! floor rises. At start, a slot that fails its check twice is abandoned for the
+//! other one. Firmware in a bundle must match the board's architecture and pass
+//! the self-test itself, run as its own process; a slot's executable runs only
+//! when its signed bundle carries it, matched again at launch.
 
+mod atomic;
+mod board;
 mod firmware;
+mod gate;
 mod server;
+mod session;
 mod slots;
+mod staging;
+mod version_floor;
 
-pub use firmware::{elf_architecture, FirmwareError};
-pub use server::{serve, serve_serial, ServerConfig};
-pub use slots::{AgentError, InstallReport, Slot, State};
+pub use board::{Board, InstallReport, Slot, SlotStatus};
+pub use firmware::{elf_architecture, FirmwareError, SELFTEST_LIMIT};
+pub use server::{serve, serve_serial, Limits, ServerConfig, Timed, Timeouts};
+pub use session::{Admitted, Agent, Outcome};
+pub use slots::{AgentError, State};
+pub use version_floor::FLOOR_FILE;
+
+#[cfg(test)]
+mod tests;

@@ -1,11 +1,15 @@
-use std::io::Write;
 use std::path::{Path, PathBuf};
+
+use std::time::{Duration, Instant};
 
 use ed25519_dalek::VerifyingKey;
 use edgevlm_shared::bundle::signature::{self, KeyError};
-use edgevlm_shared::bundle::{Bundle, BundleError, FIRMWARE_FILE};
+use edgevlm_shared::bundle::{sha256, Bundle, BundleError, FIRMWARE_FILE};
 
+use super::atomic::{write_atomic, write_atomic_mode};
+use super::board::{Board, InstallReport, Slot, SlotStatus};
 use super::firmware::{self, FirmwareError};
+use super::version_floor::VersionFloor;
 
 use crate::runtime::{Runtime, RuntimeError};
 
@@ -35,85 +39,43 @@ pub enum AgentError {
     NoTrustedKeys(PathBuf),
     #[error("no slot holds a valid model: {0}")]
     NoValidSlot(String),
+    #[error("{0}: expected the decimal version of the newest model installed, found {1} (fix or restore it; installs stay refused until then)")]
+    Floor(PathBuf, String),
+    #[error("{0}: the state folder stays locked by another process")]
+    Locked(PathBuf),
 }
 
-fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
+pub(super) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> AgentError + '_ {
     move |source| AgentError::Io {
         path: path.to_path_buf(),
         source,
     }
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Slot {
-    A,
-    B,
-}
-
-impl Slot {
-    pub fn name(self) -> &'static str {
-        match self {
-            Slot::A => "a",
-            Slot::B => "b",
-        }
-    }
-    pub fn other(self) -> Slot {
-        match self {
-            Slot::A => Slot::B,
-            Slot::B => Slot::A,
-        }
-    }
-}
-
-#[derive(Debug, Clone, PartialEq)]
-pub struct InstallReport {
-    pub slot: Slot,
-    pub name: String,
-    pub model_version: u64,
-    pub selftest_caption: String,
-}
-
 pub struct State {
     pub dir: PathBuf,
     trusted: Vec<VerifyingKey>,
+    floor: VersionFloor,
+    board: Board,
 }
 
-/// Writes `bytes` to `path` so that a crash leaves the old file or the new one.
-pub(crate) fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), AgentError> {
-    write_atomic_mode(path, bytes, 0o644)
-}
-
-/// `model.bundle.tmp`, not `model.tmp`: every file gets a staging name of its
-/// own, so writing one never removes or replaces another's half-written copy.
-fn staging_path(path: &Path) -> PathBuf {
-    let mut name = path.as_os_str().to_owned();
-    name.push(".tmp");
-    name.into()
-}
-
-fn write_atomic_mode(path: &Path, bytes: &[u8], mode: u32) -> Result<(), AgentError> {
-    use std::os::unix::fs::OpenOptionsExt;
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let tmp = staging_path(path);
-    let _ = std::fs::remove_file(&tmp);
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io(&tmp))?;
-    f.write_all(bytes).map_err(io(&tmp))?;
-    f.sync_all().map_err(io(&tmp))?;
-    std::fs::rename(&tmp, path).map_err(io(path))?;
-    std::fs::File::open(dir)
-        .and_then(|d| d.sync_all())
-        .map_err(io(dir))?;
-    Ok(())
-}
+/// A slot that fails its check at start gets one more try after this pause
+/// before the board rolls back for good (a card that was slow to wake, a
+/// self-test that met a busy core).
+const RETRY_PAUSE: Duration = Duration::from_millis(500);
+/// Longest wait for another process's install to finish.
+const LOCK_WAIT: Duration = Duration::from_secs(300);
 
 impl State {
-    /// Opens (creating the folders of) a state directory and reads its trusted keys.
+    /// Opens (creating the folders of) this board's state directory and reads
+    /// its trusted keys.
     pub fn open(dir: &Path) -> Result<Self, AgentError> {
+        Self::open_for(dir, Board::this())
+    }
+
+    /// Opens the state directory of `board`, which may be another machine's
+    /// (a card mounted here).
+    pub fn open_for(dir: &Path, board: Board) -> Result<Self, AgentError> {
         for sub in ["trusted", "slots/a", "slots/b", "staging"] {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
@@ -140,6 +102,8 @@ impl State {
         Ok(Self {
             dir: dir.to_path_buf(),
             trusted: keys,
+            floor: VersionFloor::new(dir),
+            board,
         })
     }
 
@@ -156,10 +120,9 @@ impl State {
         self.slot_dir(slot).join("edgevlm-device")
     }
 
-    /// The executable that runs a slot's model: its own firmware when its bundle
-    /// carried one, otherwise `None` (the installed binary).
-    pub fn executable(&self, slot: Slot) -> Option<PathBuf> {
-        Some(self.firmware_path(slot)).filter(|p| p.is_file())
+    /// The anti-rollback floor: no install at or below it.
+    pub fn min_version(&self) -> Result<u64, AgentError> {
+        self.floor.get()
     }
 
     /// The slot `active` names (A when the file is missing or unreadable).
@@ -177,16 +140,44 @@ impl State {
         write_atomic(&self.dir.join("active"), format!("{}\n", slot.name()).as_bytes())
     }
 
-    /// Reads, verifies (checksums + signature) and self-tests one slot.
-    pub fn check(&self, slot: Slot) -> Result<(Bundle, Runtime), AgentError> {
+    /// Runs `f` holding the state folder's lock, so two processes (the agent and
+    /// an `install`, or two agents) never write the slots at once.
+    fn locked<T>(&self, f: impl FnOnce() -> Result<T, AgentError>) -> Result<T, AgentError> {
+        let path = self.dir.join("lock");
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&path)
+            .map_err(io(&path))?;
+        let until = Instant::now() + LOCK_WAIT;
+        loop {
+            match file.try_lock() {
+                Ok(()) => break,
+                Err(std::fs::TryLockError::WouldBlock) if Instant::now() < until => {
+                    std::thread::sleep(Duration::from_millis(50))
+                }
+                Err(std::fs::TryLockError::WouldBlock) => return Err(AgentError::Locked(path)),
+                Err(std::fs::TryLockError::Error(e)) => return Err(io(&path)(e)),
+            }
+        }
+        // The lock goes with the file when `file` drops.
+        f()
+    }
+
+    /// A slot's bundle, its signature checked over the very bytes parsed.
+    pub fn verified(&self, slot: Slot) -> Result<Bundle, AgentError> {
         let path = self.bundle_path(slot);
         let sig_path = self.slot_dir(slot).join("model.sig");
         let sig = std::fs::read(&sig_path).map_err(io(&sig_path))?;
-        // One read: the bytes whose signature holds are the bytes parsed, and
-        // nothing unsigned reaches the parser.
         let bytes = std::fs::read(&path).map_err(io(&path))?;
         signature::verify(&bytes, &sig, &self.trusted)?;
-        let bundle = Bundle::from_bytes(&bytes, &path.display().to_string())?;
+        Ok(Bundle::from_bytes(&bytes, &path.display().to_string())?)
+    }
+
+    /// Reads, verifies (checksums + signature) and self-tests one slot.
+    pub fn check(&self, slot: Slot) -> Result<(Bundle, Runtime), AgentError> {
+        let bundle = self.verified(slot)?;
         let runtime = Runtime::from_bundle(&bundle)?;
         runtime.selftest()?;
         if bundle.has_file(FIRMWARE_FILE) {
@@ -195,9 +186,35 @@ impl State {
             if on_disk != bundle.file(FIRMWARE_FILE)? {
                 return Err(AgentError::FirmwareMismatch(exe));
             }
-            firmware::selftest(&exe, &path)?;
+            if self.board.run_firmware {
+                firmware::selftest(&exe, &self.bundle_path(slot))?;
+            }
         }
         Ok((bundle, runtime))
+    }
+
+    /// The firmware to start a slot with, opened and matched against the
+    /// signed bundle's copy now, at launch: `None` when the bundle carries none
+    /// (a file planted in the slot is never run).
+    pub fn firmware_to_run(&self, slot: Slot, bundle: &Bundle) -> Result<Option<std::fs::File>, AgentError> {
+        let exe = self.firmware_path(slot);
+        if !bundle.has_file(FIRMWARE_FILE) {
+            if exe.exists() {
+                eprintln!(
+                    "start: ignoring {}: slot {}'s signed bundle carries no firmware",
+                    exe.display(),
+                    slot.name()
+                );
+            }
+            return Ok(None);
+        }
+        let mut file = std::fs::File::open(&exe).map_err(io(&exe))?;
+        let mut on_disk = Vec::new();
+        std::io::Read::read_to_end(&mut file, &mut on_disk).map_err(io(&exe))?;
+        if sha256(&on_disk) != sha256(bundle.file(FIRMWARE_FILE)?) {
+            return Err(AgentError::FirmwareMismatch(exe));
+        }
+        Ok(Some(file))
     }
 
     /// Loads a bundle kept outside the slots (`run` with `bundle =` beside an
@@ -215,40 +232,88 @@ impl State {
         Ok(Runtime::from_owned(bundle)?)
     }
 
-    /// The model to run at start: the active slot, or the other one (made active)
-    /// when the active one fails to load or self-test.
+    /// The active slot's model after its check, retried once; only when it fails
+    /// twice does the board roll back to the other slot (made active). Also
+    /// raises the anti-rollback floor to the running version, which an install
+    /// cut off between its switch and its floor write left behind.
     pub fn select(&self) -> Result<(Slot, Runtime, Option<String>), AgentError> {
         let active = self.active();
-        match self.check(active) {
-            Ok((_, runtime)) => Ok((active, runtime, None)),
-            Err(first) => match self.check(active.other()) {
-                Ok((_, runtime)) => {
-                    self.set_active(active.other())?;
-                    let note = format!(
-                        "slot {} failed ({first}); rolled back to slot {}",
-                        active.name(),
-                        active.other().name()
-                    );
-                    Ok((active.other(), runtime, Some(note)))
-                }
-                Err(second) => Err(AgentError::NoValidSlot(format!(
-                    "slot {}: {first}; slot {}: {second}",
+        let first = match self.check(active) {
+            Ok(found) => return self.started(active, found, None),
+            Err(first) => first,
+        };
+        std::thread::sleep(RETRY_PAUSE);
+        if let Ok(found) = self.check(active) {
+            return self.started(active, found, None);
+        }
+        match self.check(active.other()) {
+            Ok(found) => {
+                self.locked(|| self.set_active(active.other()))?;
+                let note = format!(
+                    "slot {} failed twice ({first}); rolled back to slot {}",
                     active.name(),
                     active.other().name()
-                ))),
-            },
+                );
+                self.started(active.other(), found, Some(note))
+            }
+            Err(second) => Err(AgentError::NoValidSlot(format!(
+                "slot {}: {first}; slot {}: {second}",
+                active.name(),
+                active.other().name()
+            ))),
         }
     }
 
-    /// The version of the model that runs now, if any slot is valid.
-    pub fn installed_version(&self) -> Option<u64> {
-        self.select()
-            .ok()
-            .map(|(_, runtime, _)| runtime.manifest.model_version)
+    fn started(
+        &self,
+        slot: Slot,
+        (_, runtime): (Bundle, Runtime),
+        note: Option<String>,
+    ) -> Result<(Slot, Runtime, Option<String>), AgentError> {
+        let version = runtime.manifest.model_version;
+        if slot == self.active() && version > self.floor.get()? {
+            self.locked(|| self.floor.raise(version))?;
+        }
+        Ok((slot, runtime, note))
+    }
+
+    /// The slot `start` would run and its version, found without writing anything.
+    fn running(&self) -> Option<(Slot, u64)> {
+        let active = self.active();
+        [active, active.other()].into_iter().find_map(|slot| {
+            self.check(slot)
+                .ok()
+                .map(|(bundle, _)| (slot, bundle.manifest.model_version))
+        })
+    }
+
+    /// What the active slot holds (or the other, when the active one fails its
+    /// signature), without running a model or changing anything: a status
+    /// query must never be able to trigger a rollback.
+    pub fn status(&self) -> Result<SlotStatus, AgentError> {
+        let active = self.active();
+        let found = self.verified(active).map(|b| (active, b)).or_else(|first| {
+            self.verified(active.other())
+                .map(|b| (active.other(), b))
+                .map_err(|second| {
+                    AgentError::NoValidSlot(format!(
+                        "slot {}: {first}; slot {}: {second}",
+                        active.name(),
+                        active.other().name()
+                    ))
+                })
+        })?;
+        let (slot, bundle) = found;
+        Ok(SlotStatus {
+            slot,
+            name: bundle.manifest.name.clone(),
+            model_version: bundle.manifest.model_version,
+        })
     }
 
     /// Installs a signed bundle: verify everything, write the inactive slot, then
-    /// switch. Nothing the running model needs is touched before the switch.
+    /// switch and raise the floor. Nothing the running model needs is touched
+    /// before the switch.
     pub fn install(&self, bytes: &[u8], sig: &[u8]) -> Result<InstallReport, AgentError> {
         // The signature first: only trusted bytes reach the parser.
         signature::verify(bytes, sig, &self.trusted)?;
@@ -258,50 +323,52 @@ impl State {
             false => None,
         };
         if let Some(binary) = firmware {
-            firmware::check_architecture(binary)?;
+            firmware::check_architecture(binary, &self.board.arch)?;
         }
-        let current = self.select().ok();
-        if let Some((_, runtime, _)) = &current {
-            let installed = runtime.manifest.model_version;
-            if bundle.manifest.model_version <= installed {
-                return Err(AgentError::NotNewer {
-                    offered: bundle.manifest.model_version,
-                    installed,
-                });
+        self.locked(|| {
+            let floor = self.floor.get()?;
+            let current = self.running();
+            let offered = bundle.manifest.model_version;
+            // Checked against the floor even when no slot passes its check now (a
+            // deleted signature, a removed key), so an old bundle never looks new.
+            let installed = current.map_or(floor, |(_, v)| v.max(floor));
+            if (current.is_some() || floor > 0) && offered <= installed {
+                return Err(AgentError::NotNewer { offered, installed });
             }
-        }
-        let runtime = Runtime::from_bundle(&bundle)?;
-        let report = runtime.selftest()?;
-        let target = match &current {
-            Some((slot, _, _)) => slot.other(),
-            None => self.active(),
-        };
-        // The signature first: a slot with a new bundle and an old signature fails
-        // its check at start and is never chosen.
-        let sig_path = self.slot_dir(target).join("model.sig");
-        write_atomic(&sig_path, sig)?;
-        let exe = self.firmware_path(target);
-        match firmware {
-            Some(binary) => write_atomic_mode(&exe, binary, 0o755)?,
-            None => match std::fs::remove_file(&exe) {
-                Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&exe)(e)),
-                _ => {}
-            },
-        }
-        write_atomic(&self.bundle_path(target), bytes)?;
-        if firmware.is_some() {
-            if let Err(e) = firmware::selftest(&exe, &self.bundle_path(target)) {
-                // Never a fallback candidate: without its signature the slot fails its check.
-                let _ = std::fs::remove_file(&sig_path);
-                return Err(e.into());
+            let runtime = Runtime::from_bundle(&bundle)?;
+            let report = runtime.selftest()?;
+            let target = match current {
+                Some((slot, _)) => slot.other(),
+                None => self.active(),
+            };
+            // The signature first: a slot with a new bundle and an old signature
+            // fails its check at start and is never chosen.
+            let sig_path = self.slot_dir(target).join("model.sig");
+            write_atomic(&sig_path, sig)?;
+            let exe = self.firmware_path(target);
+            match firmware {
+                Some(binary) => write_atomic_mode(&exe, binary, 0o755)?,
+                None => match std::fs::remove_file(&exe) {
+                    Err(e) if e.kind() != std::io::ErrorKind::NotFound => return Err(io(&exe)(e)),
+                    _ => {}
+                },
             }
-        }
-        self.set_active(target)?;
-        Ok(InstallReport {
-            slot: target,
-            name: bundle.manifest.name.clone(),
-            model_version: bundle.manifest.model_version,
-            selftest_caption: report.caption,
+            write_atomic(&self.bundle_path(target), bytes)?;
+            if firmware.is_some() && self.board.run_firmware {
+                if let Err(e) = firmware::selftest(&exe, &self.bundle_path(target)) {
+                    // Never a fallback candidate: without its signature the slot fails its check.
+                    let _ = std::fs::remove_file(&sig_path);
+                    return Err(e.into());
+                }
+            }
+            self.set_active(target)?;
+            self.floor.raise(offered)?;
+            Ok(InstallReport {
+                slot: target,
+                name: bundle.manifest.name.clone(),
+                model_version: offered,
+                selftest_caption: report.caption,
+            })
         })
     }
 }
@@ -309,20 +376,6 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn each_file_of_a_slot_stages_under_its_own_name() {
-        let slot = Path::new("state/slots/a");
-        let names: std::collections::BTreeSet<PathBuf> = ["model.bundle", "model.sig", "edgevlm-device"]
-            .iter()
-            .map(|f| staging_path(&slot.join(f)))
-            .collect();
-        assert_eq!(names.len(), 3, "{names:?}");
-        assert_eq!(
-            staging_path(&slot.join("model.bundle")),
-            slot.join("model.bundle.tmp")
-        );
-    }
 
     #[test]
     fn a_malformed_trusted_key_is_skipped_not_fatal() {

@@ -5,7 +5,7 @@ mod directory;
 mod v4l2;
 
 pub use directory::{DirectoryCamera, DEFAULT_SETTLE as DIRECTORY_SETTLE};
-pub use v4l2::{yuyv_to_rgb, PixelFormat, V4l2Camera};
+pub use v4l2::{decode_frame, yuyv_to_rgb, FrameError, FrameFormat, PixelFormat, V4l2Camera};
 
 use std::path::{Path, PathBuf};
 

@@ -5,7 +5,7 @@
 mod mqtt;
 mod serial;
 
-pub use mqtt::{MqttConfig, MqttError, MqttSink};
+pub use mqtt::{read_packet, MqttConfig, MqttError, MqttSink, PacketError, MAX_INCOMING};
 pub use serial::SerialSink;
 
 use std::io::Write;
@@ -101,10 +101,7 @@ impl Sinks {
             }
             None => None,
         };
-        let mqtt = match &cfg.mqtt {
-            Some(m) => Some(MqttSink::connect(m, device, questions)?),
-            None => None,
-        };
+        let mqtt = cfg.mqtt.as_ref().map(|m| MqttSink::start(m, device, questions));
         Ok(Self { lines, serial, mqtt })
     }
 
@@ -126,14 +123,5 @@ impl Sinks {
             }
         }
         Ok(())
-    }
-
-    /// Between events: keeps the MQTT connection alive.
-    pub fn idle(&mut self) {
-        if let Some(mqtt) = &mut self.mqtt {
-            if let Err(e) = mqtt.idle() {
-                eprintln!("events: {e}");
-            }
-        }
     }
 }

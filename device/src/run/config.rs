@@ -39,10 +39,18 @@ pub struct AgentConfig {
     pub listen: String,
     /// Serve on this serial port instead of TCP.
     pub serial: Option<String>,
-    /// File holding the control token (else the EDGEVLM_AGENT_TOKEN variable).
+    /// File holding the control token: one line of at least 16 bytes.
     pub token_file: Option<PathBuf>,
     #[serde(default = "default_max_bundle_mb")]
     pub max_bundle_mb: u64,
+    /// Seconds a peer has to show the token [default: 10].
+    pub greeting_timeout_s: Option<f64>,
+    /// Longest single wait for a peer, in seconds [default: 30].
+    pub idle_timeout_s: Option<f64>,
+    /// Longest conversation, in seconds [default: 3600].
+    pub session_timeout_s: Option<f64>,
+    /// Peers served at once [default: 4].
+    pub max_connections: Option<usize>,
 }
 
 fn default_name() -> String {

@@ -270,7 +270,6 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
         let tick = Instant::now();
         let mut latency = Latency::default();
         let Some(captured) = poll(&mut gate, &mut camera, &runtime) else {
-            sinks.idle();
             std::thread::sleep(Duration::from_millis(cfg.tick_ms).saturating_sub(tick.elapsed()));
             continue;
         };
@@ -310,19 +309,10 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
 }
 
 /// The agent's settings from a device config: state folder, address, token.
-pub fn agent_settings(path: &Path) -> anyhow::Result<(AgentConfig, Option<String>)> {
+pub fn agent_settings(path: &Path) -> anyhow::Result<AgentConfig> {
     let cfg = DeviceConfig::load(path)?;
     let Some(agent) = cfg.agent else {
         anyhow::bail!("{}: no [agent] section", path.display());
     };
-    let token = match &agent.token_file {
-        Some(file) => Some(
-            std::fs::read_to_string(file)
-                .map_err(|e| anyhow::anyhow!("agent token file {}: {e}", file.display()))?
-                .trim()
-                .to_string(),
-        ),
-        None => None,
-    };
-    Ok((agent, token))
+    Ok(agent)
 }

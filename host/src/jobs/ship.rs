@@ -213,7 +213,14 @@ fn sig_path(bundle: &Path) -> std::path::PathBuf {
     name.into()
 }
 
-pub fn flash(bundle: &Path, to: &str, token: &str, baud: u32, retries: usize) -> Result<()> {
+pub fn flash(
+    bundle: &Path,
+    to: &str,
+    token_file: Option<&Path>,
+    baud: u32,
+    retries: usize,
+    board_arch: &str,
+) -> Result<()> {
     let bytes = std::fs::read(bundle).with_context(|| format!("reading {}", bundle.display()))?;
     let sig_file = sig_path(bundle);
     let sig = std::fs::read(&sig_file).with_context(|| {
@@ -224,8 +231,12 @@ pub fn flash(bundle: &Path, to: &str, token: &str, baud: u32, retries: usize) ->
     })?;
     let target = edgevlm::flash::Target::parse(to)?;
     let done = if let edgevlm::flash::Target::Dir(dir) = &target {
-        edgevlm::flash::flash_dir(dir, &bytes, &sig)?
+        edgevlm::flash::flash_dir(dir, &bytes, &sig, board_arch)?
     } else {
+        let token_file = token_file.context(
+            "--token-file (or EDGEVLM_AGENT_TOKEN_FILE) is needed to flash over a link: the file holding the agent's token",
+        )?;
+        let token = edgevlm_shared::wire::Token::read(token_file)?;
         let bar = indicatif::ProgressBar::new(bytes.len() as u64);
         bar.set_style(
             indicatif::ProgressStyle::with_template(
@@ -233,7 +244,7 @@ pub fn flash(bundle: &Path, to: &str, token: &str, baud: u32, retries: usize) ->
             )
             .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
         );
-        let r = edgevlm::flash::flash_link(&target, baud, token, &bytes, &sig, retries, |sent, _| {
+        let r = edgevlm::flash::flash_link(&target, baud, &token, &bytes, &sig, retries, |sent, _| {
             bar.set_position(sent)
         });
         bar.finish_and_clear();

@@ -1,14 +1,21 @@
 //! The flashing protocol between `edgevlm flash` and `edgevlm-device agent`:
 //! postcard messages in frames of `length (u32 LE) | payload | crc32 (u32 LE)`.
 //! A transfer can resume after a broken link: the agent answers `Hello` with how
-//! many bytes of that very bundle (by sha256) it already holds.
+//! many bytes of that very bundle (by sha256) it already holds, and the sender
+//! confirms those bytes by their hash before more are appended.
 
 use std::io::{Read, Write};
 
 use serde::{Deserialize, Serialize};
 
+mod token;
+pub use token::{Token, TokenError, MAX_TOKEN_LEN, MIN_TOKEN_LEN};
+
 /// Largest frame accepted: a chunk plus headroom.
 pub const MAX_FRAME: usize = 1 << 20;
+/// Largest frame accepted before the peer has shown the token: a `Hello` or
+/// `Status` with its token and signature, nothing a stranger can make big.
+pub const MAX_GREETING: usize = 4 << 10;
 pub const CHUNK: usize = 64 * 1024;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -29,6 +36,13 @@ pub enum Request {
     Commit,
     Status {
         token: String,
+    },
+    /// After `Resume { offset }`: the sha256 of the sender's first `offset`
+    /// bytes. The agent appends to what it holds only when its own bytes hash
+    /// the same; otherwise it discards them and answers `Resume { offset: 0 }`.
+    Continue {
+        offset: u64,
+        prefix_sha256: [u8; 32],
     },
 }
 
@@ -55,14 +69,18 @@ pub enum Response {
         model_version: u64,
         slot: String,
     },
+    /// Every connection the agent serves at once is taken: try again later.
+    Busy {
+        retry_after_ms: u64,
+    },
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum WireError {
     #[error("link: {0}")]
     Io(#[from] std::io::Error),
-    #[error("frame of {0} bytes exceeds the limit of {MAX_FRAME}")]
-    TooLarge(usize),
+    #[error("frame of {size} bytes exceeds the limit of {limit}")]
+    TooLarge { size: usize, limit: usize },
     #[error("frame fails its CRC (sent {sent:08x}, computed {computed:08x})")]
     Crc { sent: u32, computed: u32 },
     #[error("malformed message: {0}")]
@@ -87,7 +105,10 @@ pub fn decode_payload<T: for<'de> Deserialize<'de>>(frame: &[u8]) -> Result<T, W
     }
     let len = u32::from_le_bytes(frame[..4].try_into().expect("4 bytes")) as usize;
     if len > MAX_FRAME {
-        return Err(WireError::TooLarge(len));
+        return Err(WireError::TooLarge {
+            size: len,
+            limit: MAX_FRAME,
+        });
     }
     if frame.len() != len + 8 {
         return Err(WireError::Decode(format!(
@@ -111,11 +132,21 @@ pub fn write_message<T: Serialize>(w: &mut impl Write, message: &T) -> Result<()
 }
 
 pub fn read_message<T: for<'de> Deserialize<'de>>(r: &mut impl Read) -> Result<T, WireError> {
+    read_message_within(r, MAX_FRAME)
+}
+
+/// Reads one message whose payload is at most `limit` bytes (and never more
+/// than [`MAX_FRAME`]); a longer one is refused from its header, unread.
+pub fn read_message_within<T: for<'de> Deserialize<'de>>(
+    r: &mut impl Read,
+    limit: usize,
+) -> Result<T, WireError> {
+    let limit = limit.min(MAX_FRAME);
     let mut header = [0u8; 4];
     r.read_exact(&mut header)?;
     let len = u32::from_le_bytes(header) as usize;
-    if len > MAX_FRAME {
-        return Err(WireError::TooLarge(len));
+    if len > limit {
+        return Err(WireError::TooLarge { size: len, limit });
     }
     let mut frame = vec![0u8; len + 8];
     frame[..4].copy_from_slice(&header);
@@ -145,8 +176,19 @@ mod tests {
         huge[3] = 0x7f;
         assert!(matches!(
             read_message::<Request>(&mut huge.as_slice()),
-            Err(WireError::TooLarge(_))
+            Err(WireError::TooLarge { .. })
         ));
         assert!(read_message::<Request>(&mut &frame[..5]).is_err());
+        let big = encode_frame(&Request::Chunk {
+            offset: 0,
+            data: vec![0; MAX_GREETING],
+        });
+        assert!(matches!(
+            read_message_within::<Request>(&mut big.as_slice(), MAX_GREETING),
+            Err(WireError::TooLarge {
+                limit: MAX_GREETING,
+                ..
+            })
+        ));
     }
 }

@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use edgevlm_shared::preprocess::decode_image_as;
+use edgevlm_shared::preprocess::{decode_image_as, MAX_IMAGE_SIDE};
 use image::RgbImage;
 
 use super::abi::{PixFormat, V4L2_PIX_FMT_MJPEG, V4L2_PIX_FMT_YUYV};
@@ -167,15 +167,20 @@ fn decode_mjpeg(bytes: &[u8], format: &FrameFormat, name: &Path) -> Result<RgbIm
 
 fn decode_yuyv(bytes: &[u8], format: &FrameFormat) -> Result<RgbImage, FrameError> {
     let (pixel, width, height) = (format.pixel, format.width, format.height);
-    if width == 0 || height == 0 || !width.is_multiple_of(2) {
-        return Err(FrameError::BadYuyvLayout {
-            width,
-            height,
-            bytesperline: format.bytesperline,
-        });
+    let layout = FrameError::BadYuyvLayout {
+        width,
+        height,
+        bytesperline: format.bytesperline,
+    };
+    // The driver's sizes are bounded like any decoded image's, and multiplied
+    // without overflow on a 32-bit board.
+    if width == 0 || height == 0 || !width.is_multiple_of(2) || width.max(height) > MAX_IMAGE_SIDE {
+        return Err(layout);
     }
     let stride = format.yuyv_stride();
-    let want = stride * height as usize;
+    let Some(want) = stride.checked_mul(height as usize) else {
+        return Err(layout);
+    };
     let max = (format.sizeimage as usize).max(want);
     if bytes.len() < want {
         let got = bytes.len();

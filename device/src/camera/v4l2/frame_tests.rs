@@ -268,3 +268,19 @@ fn without_dht(jpeg: &[u8]) -> Vec<u8> {
     out.extend_from_slice(&jpeg[i..]);
     out
 }
+
+#[test]
+fn a_driver_reporting_giant_yuyv_sides_gets_an_error_not_an_allocation() {
+    for (width, height, bytesperline) in [(65_536, 2, 0), (2, 1 << 30, 0), (4, 4, u32::MAX)] {
+        let mut format = FrameFormat::new(PixelFormat::Yuyv, width, height);
+        format.bytesperline = bytesperline;
+        let err = decode_frame(&[0u8; 64], &format, &name()).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                FrameError::BadYuyvLayout { .. } | FrameError::Truncated { .. }
+            ),
+            "{width}x{height}/{bytesperline}: {err}"
+        );
+    }
+}
