@@ -21,6 +21,8 @@ python3 -m pip --version >/dev/null 2>&1 || need_apt+=(python3-pip)
 # A real MQTT broker and clients for the device event tests (loopback only).
 command -v mosquitto >/dev/null || need_apt+=(mosquitto)
 command -v mosquitto_sub >/dev/null || need_apt+=(mosquitto-clients)
+# The MQTT-over-TLS test makes its own authority and certificates.
+command -v openssl >/dev/null || need_apt+=(openssl)
 if ((${#need_apt[@]})); then
   echo "setup: installing ${need_apt[*]}"
   SUDO=$([ "$(id -u)" -eq 0 ] && echo "" || echo sudo)

@@ -1,5 +1,7 @@
 //! Helpers for the end-to-end tests in `tests/tests/`.
 
+pub mod broker;
+
 use std::path::PathBuf;
 use std::time::Duration;
 

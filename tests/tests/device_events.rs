@@ -5,14 +5,14 @@
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::mpsc;
+use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
 use edgevlm_device::camera::{Camera, SyntheticCamera};
 use edgevlm_device::runtime::Runtime;
 use edgevlm_shared::search::DecodeOptions;
+use edgevlm_tests::broker::{broker, broker_on, next_on, run_ok_cmd, subscribe, wait_for_port, Guard};
 use edgevlm_tests::{binary, free_port, run_ok, tiny_bundle};
 
 /// One tiny trained model for every test of this file.
@@ -33,77 +33,6 @@ fn s(p: &Path) -> &str {
 fn caption_of(runtime: &Runtime, image: &image::RgbImage) -> String {
     let encoded = runtime.encode_image(image).unwrap();
     runtime.caption(&encoded, DecodeOptions::default()).unwrap()
-}
-
-/// Kills the child when the test ends, whatever happens.
-struct Guard(Child);
-
-impl Drop for Guard {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "{what} did not start listening on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-fn broker() -> (Guard, u16) {
-    let port = free_port();
-    (broker_on(port), port)
-}
-
-fn broker_on(port: u16) -> Guard {
-    let child = Command::new("mosquitto")
-        .args(["-p", &port.to_string()])
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("mosquitto is needed for this test: scripts/setup.sh installs it");
-    let guard = Guard(child);
-    wait_for_port(port, "mosquitto");
-    guard
-}
-
-/// `mosquitto_sub -v` on `topics`; each received "topic payload" line arrives on the channel.
-fn subscribe(port: u16, topics: &[&str]) -> (Guard, mpsc::Receiver<(String, String)>) {
-    let mut cmd = Command::new("mosquitto_sub");
-    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-v"]);
-    for t in topics {
-        cmd.args(["-t", t]);
-    }
-    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("mosquitto_sub");
-    let stdout = child.stdout.take().unwrap();
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if let Some((topic, payload)) = line.split_once(' ') {
-                let _ = tx.send((topic.to_string(), payload.to_string()));
-            }
-        }
-    });
-    (Guard(child), rx)
-}
-
-fn next_on(rx: &mpsc::Receiver<(String, String)>, topic: &str) -> String {
-    let deadline = Instant::now() + Duration::from_secs(120);
-    loop {
-        let left = deadline.saturating_duration_since(Instant::now());
-        let (t, payload) = rx
-            .recv_timeout(left)
-            .unwrap_or_else(|_| panic!("nothing on {topic} in time"));
-        if t == topic {
-            return payload;
-        }
-    }
 }
 
 #[test]
@@ -257,15 +186,6 @@ fn a_broker_down_at_start_delays_no_event_and_gets_them_once_it_is_up() {
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("trying again"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&events).unwrap().lines().count(), 20);
-}
-
-fn run_ok_cmd(cmd: &str, args: &[&str]) {
-    let out = Command::new(cmd).args(args).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{cmd}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 #[test]

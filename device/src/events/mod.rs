@@ -5,7 +5,7 @@
 mod mqtt;
 mod serial;
 
-pub use mqtt::{read_packet, MqttConfig, MqttError, MqttSink, PacketError, MAX_INCOMING};
+pub use mqtt::{read_packet, MqttConfig, MqttError, MqttSink, MqttTls, Packet, PacketError, MAX_INCOMING};
 pub use serial::SerialSink;
 
 use std::io::Write;
@@ -101,7 +101,11 @@ impl Sinks {
             }
             None => None,
         };
-        let mqtt = cfg.mqtt.as_ref().map(|m| MqttSink::start(m, device, questions));
+        let mqtt = cfg
+            .mqtt
+            .as_ref()
+            .map(|m| MqttSink::start(m, device, questions))
+            .transpose()?;
         Ok(Self { lines, serial, mqtt })
     }
 

@@ -184,6 +184,9 @@ impl DeviceConfig {
         };
         cfg.bundle.iter_mut().for_each(rebase);
         cfg.events.file.iter_mut().for_each(rebase);
+        if let Some(tls) = cfg.events.mqtt.as_mut().and_then(|m| m.tls.as_mut()) {
+            tls.rebase(base);
+        }
         match &mut cfg.camera {
             CameraConfig::Still { path } | CameraConfig::Directory { path, .. } => rebase(path),
             CameraConfig::Synthetic { .. } | CameraConfig::V4l2 { .. } => {}

@@ -6,7 +6,10 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
-use super::packet::{self, PacketError, CONNACK, DISCONNECT, MAX_INCOMING, PINGREQ, PINGRESP, PUBACK};
+use bytes::BytesMut;
+use mqttbytes::v4::ConnectReturnCode;
+
+use super::packet::{self, Packet, PacketError, MAX_INCOMING};
 use super::MqttError;
 
 /// Longest wait to open the TCP connection, per address.
@@ -29,6 +32,8 @@ impl Transport for TcpStream {
 pub struct Connection {
     broker: String,
     stream: Box<dyn Transport>,
+    /// Bytes read beyond the last packet.
+    pending: BytesMut,
     next_packet_id: u16,
     last_sent: Instant,
 }
@@ -54,28 +59,26 @@ impl Connection {
         let mut conn = Self {
             broker,
             stream,
+            pending: BytesMut::new(),
             next_packet_id: 1,
             last_sent: Instant::now(),
         };
         let until = Instant::now() + EXCHANGE_WAIT;
         conn.send(connect, until)?;
-        let (kind, body) = conn.read(until)?;
-        if kind & 0xf0 != CONNACK || body.len() != 2 {
-            return Err(conn.unexpected(kind, "CONNACK"));
-        }
-        if body[1] != 0 {
-            return Err(MqttError::Refused {
+        match conn.read(until)? {
+            Packet::ConnAck(ack) if ack.code == ConnectReturnCode::Success => Ok(conn),
+            Packet::ConnAck(ack) => Err(MqttError::Refused {
                 broker: conn.broker.clone(),
-                reason: connack_reason(body[1]),
-            });
+                reason: connack_reason(ack.code),
+            }),
+            other => Err(conn.unexpected(&other, "CONNACK")),
         }
-        Ok(conn)
     }
 
-    fn unexpected(&self, packet_type: u8, expected: &'static str) -> MqttError {
+    fn unexpected(&self, packet: &Packet, expected: &'static str) -> MqttError {
         MqttError::Protocol {
             broker: self.broker.clone(),
-            packet_type,
+            found: packet::name(packet),
             expected,
         }
     }
@@ -124,14 +127,16 @@ impl Connection {
         Ok(())
     }
 
-    fn read(&mut self, until: Instant) -> Result<(u8, Vec<u8>), MqttError> {
+    fn read(&mut self, until: Instant) -> Result<Packet, MqttError> {
         self.arm(until)?;
         // The whole packet is bounded by `until` too: each read re-arms.
+        let mut pending = std::mem::take(&mut self.pending);
         let mut reader = Deadline {
             conn: &mut *self,
             until,
         };
-        let result = packet::read_packet(&mut reader, MAX_INCOMING);
+        let result = packet::read_packet(&mut reader, &mut pending, MAX_INCOMING);
+        self.pending = pending;
         result.map_err(|e| self.failed(e))
     }
 
@@ -148,11 +153,10 @@ impl Connection {
         if let Some(id) = packet_id {
             // Keep-alive answers are skipped, but only until the deadline.
             loop {
-                let (kind, body) = self.read(until)?;
-                match kind & 0xf0 {
-                    PUBACK if body.len() == 2 && u16::from_be_bytes([body[0], body[1]]) == id => break,
-                    PUBACK | PINGRESP => {}
-                    _ => return Err(self.unexpected(kind, "PUBACK")),
+                match self.read(until)? {
+                    Packet::PubAck(ack) if ack.pkid == id => break,
+                    Packet::PubAck(_) | Packet::PingResp => {}
+                    other => return Err(self.unexpected(&other, "PUBACK")),
                 }
             }
         }
@@ -164,11 +168,14 @@ impl Connection {
         if keep_alive.is_zero() || self.last_sent.elapsed() < keep_alive / 2 {
             return Ok(());
         }
-        self.send(&[PINGREQ, 0], Instant::now() + EXCHANGE_WAIT)
+        self.send(&packet::ping_packet(), Instant::now() + EXCHANGE_WAIT)
     }
 
     pub fn disconnect(&mut self) {
-        let _ = self.send(&[DISCONNECT, 0], Instant::now() + Duration::from_secs(1));
+        let _ = self.send(
+            &packet::disconnect_packet(),
+            Instant::now() + Duration::from_secs(1),
+        );
     }
 }
 
@@ -192,14 +199,14 @@ impl Read for Deadline<'_> {
     }
 }
 
-fn connack_reason(code: u8) -> &'static str {
+fn connack_reason(code: ConnectReturnCode) -> &'static str {
     match code {
-        1 => "unacceptable protocol version",
-        2 => "client identifier rejected",
-        3 => "server unavailable",
-        4 => "bad user name or password",
-        5 => "not authorised",
-        _ => "unknown return code",
+        ConnectReturnCode::Success => "accepted",
+        ConnectReturnCode::RefusedProtocolVersion => "unacceptable protocol version",
+        ConnectReturnCode::BadClientId => "client identifier rejected",
+        ConnectReturnCode::ServiceUnavailable => "server unavailable",
+        ConnectReturnCode::BadUserNamePassword => "bad user name or password",
+        ConnectReturnCode::NotAuthorized => "not authorised",
     }
 }
 
@@ -215,7 +222,7 @@ mod tests {
         let port = listener.local_addr().unwrap().port();
         std::thread::spawn(move || {
             let (mut s, _) = listener.accept().unwrap();
-            let _ = packet::read_packet(&mut s, 1 << 16);
+            let _ = packet::read_packet(&mut s, &mut BytesMut::new(), 1 << 16);
             for b in answer {
                 if s.write_all(&[b]).is_err() {
                     return;
@@ -237,7 +244,7 @@ mod tests {
     fn a_trickling_or_boastful_broker_runs_out_of_time_or_is_refused() {
         // CONNACK one byte every 4 s: each read is quick enough, the whole is not.
         let start = Instant::now();
-        let err = connect(broker(vec![CONNACK, 2, 0, 0], Duration::from_secs(4)))
+        let err = connect(broker(vec![0x20, 2, 0, 0], Duration::from_secs(4)))
             .err()
             .unwrap();
         assert!(
@@ -247,11 +254,20 @@ mod tests {
         );
         assert!(err.to_string().contains("time"), "{err}");
         // A packet of 256 MiB announced: refused from its header.
-        let err = connect(broker(vec![CONNACK, 0xff, 0xff, 0xff, 0x7f], Duration::ZERO))
+        let err = connect(broker(vec![0x20, 0xff, 0xff, 0xff, 0x7f], Duration::ZERO))
             .err()
             .unwrap();
         assert!(err.to_string().contains("at most 1024"), "{err}");
         // The right answer works.
-        connect(broker(vec![CONNACK, 2, 0, 0], Duration::ZERO)).unwrap();
+        connect(broker(vec![0x20, 2, 0, 0], Duration::ZERO)).unwrap();
+        // Refused by name, and a PUBLISH where the CONNACK belongs is named too.
+        let err = connect(broker(vec![0x20, 2, 0, 4], Duration::ZERO))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("bad user name or password"), "{err}");
+        let err = connect(broker(vec![0x30, 4, 0, 1, b'a', b'x'], Duration::ZERO))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("PUBLISH (expected CONNACK)"), "{err}");
     }
 }

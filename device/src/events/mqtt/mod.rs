@@ -11,6 +11,7 @@
 
 mod client;
 mod packet;
+mod tls;
 
 use std::collections::VecDeque;
 use std::sync::mpsc::{self, RecvTimeoutError, SyncSender, TrySendError};
@@ -21,7 +22,9 @@ use serde::Deserialize;
 use serde_json::json;
 
 use client::Connection;
-pub use packet::{read_packet, PacketError, MAX_INCOMING};
+pub use packet::{read_packet, Packet, PacketError, MAX_INCOMING};
+pub use tls::MqttTls;
+use tls::Tls;
 
 /// Events kept while the broker is unreachable.
 pub const QUEUE: usize = 64;
@@ -46,10 +49,10 @@ pub enum MqttError {
     },
     #[error("MQTT broker {broker} refused the connection: {reason}")]
     Refused { broker: String, reason: &'static str },
-    #[error("MQTT broker {broker}: unexpected packet type {packet_type:#x} (expected {expected})")]
+    #[error("MQTT broker {broker}: sent {found} (expected {expected})")]
     Protocol {
         broker: String,
-        packet_type: u8,
+        found: &'static str,
         expected: &'static str,
     },
     #[error("MQTT: {0}")]
@@ -74,6 +77,8 @@ pub struct MqttConfig {
     pub qos: u8,
     #[serde(default = "default_keep_alive")]
     pub keep_alive_s: u16,
+    /// TLS to the broker (set `port`, usually 8883).
+    pub tls: Option<MqttTls>,
 }
 
 fn default_port() -> u16 {
@@ -97,6 +102,7 @@ struct Publisher {
     cfg: MqttConfig,
     device: String,
     questions: Vec<String>,
+    tls: Option<Tls>,
 }
 
 /// The camera loop's end of the publisher: events go into a bounded queue that
@@ -111,12 +117,15 @@ pub struct MqttSink {
 
 impl MqttSink {
     /// Starts the publisher; it connects (and reconnects) on its own thread, so
-    /// a broker that is down at start delays nothing.
-    pub fn start(cfg: &MqttConfig, device: &str, questions: &[String]) -> Self {
+    /// a broker that is down at start delays nothing. Only unreadable TLS files
+    /// fail here.
+    pub fn start(cfg: &MqttConfig, device: &str, questions: &[String]) -> Result<Self, MqttError> {
+        let tls = cfg.tls.as_ref().map(|t| Tls::load(t, &cfg.host)).transpose()?;
         let publisher = Publisher {
             cfg: cfg.clone(),
             device: device.to_string(),
             questions: questions.to_vec(),
+            tls,
         };
         let event_topic = publisher.event_topic();
         let (queue, events) = mpsc::sync_channel(QUEUE);
@@ -128,13 +137,13 @@ impl MqttSink {
                 let _ = done.send(());
             })
             .ok();
-        Self {
+        Ok(Self {
             queue: Some(queue),
             worker,
             finished,
             event_topic,
             dropped: 0,
-        }
+        })
     }
 
     pub fn event_topic(&self) -> String {
@@ -201,7 +210,11 @@ impl Publisher {
             broker: broker.clone(),
             source,
         };
-        let stream = client::dial(&self.cfg.host, self.cfg.port).map_err(io)?;
+        let socket = client::dial(&self.cfg.host, self.cfg.port).map_err(io)?;
+        let stream = match &self.tls {
+            Some(tls) => tls.wrap(socket, &broker)?,
+            None => Box::new(socket),
+        };
         let packet = packet::connect_packet(
             &format!("edgevlm-{}", sanitize(&self.device)),
             self.cfg.keep_alive_s,
@@ -213,7 +226,7 @@ impl Publisher {
             broker: broker.clone(),
             source,
         })?;
-        let mut conn = Connection::handshake(broker.clone(), Box::new(stream), &packet)?;
+        let mut conn = Connection::handshake(broker.clone(), stream, &packet)?;
         conn.publish(&self.status_topic(), b"online", 1, true)?;
         if !self.cfg.discovery_prefix.is_empty() {
             for (topic, payload) in self.discovery() {

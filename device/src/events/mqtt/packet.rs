@@ -1,16 +1,17 @@
-//! MQTT 3.1.1 packets, the few a publisher sends and reads. What a broker sends
-//! is read with a cap on its size: a publisher expects only acknowledgements of
-//! a few bytes, so a broker that announces megabytes is refused, not obeyed.
+//! MQTT 3.1.1 packets through the `mqttbytes` codec, with the two guards a
+//! publisher on a hostile network needs around it: what a broker sends is read
+//! with a cap on its size (a publisher expects only acknowledgements of a few
+//! bytes, so a broker that announces megabytes is refused, not obeyed), and
+//! what the device sends is checked against the protocol's 64 KiB strings
+//! (the codec would truncate the length silently).
 
 use std::io::Read;
 
-pub const CONNECT: u8 = 0x10;
-pub const CONNACK: u8 = 0x20;
-pub const PUBLISH: u8 = 0x30;
-pub const PUBACK: u8 = 0x40;
-pub const PINGREQ: u8 = 0xc0;
-pub const PINGRESP: u8 = 0xd0;
-pub const DISCONNECT: u8 = 0xe0;
+use bytes::BytesMut;
+use mqttbytes::v4::{self, Connect, Disconnect, LastWill, Login, PingReq, Publish};
+use mqttbytes::QoS;
+
+pub use mqttbytes::v4::Packet;
 
 /// Largest packet body read from a broker.
 pub const MAX_INCOMING: usize = 1024;
@@ -23,64 +24,55 @@ pub enum PacketError {
     Io(#[from] std::io::Error),
     #[error("the broker announced a packet of {0} bytes; a publisher reads at most {MAX_INCOMING}")]
     TooLarge(usize),
-    #[error("malformed remaining length (more than four bytes)")]
-    Length,
+    #[error("malformed packet from the broker ({0:?})")]
+    Malformed(mqttbytes::Error),
     #[error("{field} is {len} bytes; MQTT strings stop at {MAX_STRING}")]
     StringTooLong { field: &'static str, len: usize },
+    #[error("cannot encode the packet ({0:?})")]
+    Encode(mqttbytes::Error),
 }
 
-/// Reads one packet: its type byte and its body of at most `max_body` bytes.
-pub fn read_packet(r: &mut impl Read, max_body: usize) -> Result<(u8, Vec<u8>), PacketError> {
-    let mut byte = [0u8; 1];
-    r.read_exact(&mut byte)?;
-    let kind = byte[0];
-    let mut len = 0usize;
-    let mut ended = false;
-    for shift in (0..28).step_by(7) {
-        r.read_exact(&mut byte)?;
-        len |= usize::from(byte[0] & 0x7f) << shift;
-        if byte[0] & 0x80 == 0 {
-            ended = true;
-            break;
-        }
-    }
-    if !ended {
-        return Err(PacketError::Length);
-    }
-    if len > max_body {
-        return Err(PacketError::TooLarge(len));
-    }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body)?;
-    Ok((kind, body))
-}
-
-fn put_str(out: &mut Vec<u8>, field: &'static str, s: &[u8]) -> Result<(), PacketError> {
-    let len = u16::try_from(s.len()).map_err(|_| PacketError::StringTooLong { field, len: s.len() })?;
-    out.extend_from_slice(&len.to_be_bytes());
-    out.extend_from_slice(s);
-    Ok(())
-}
-
-/// Fixed header: the packet type and the variable-length remaining length.
-pub fn frame(kind: u8, body: Vec<u8>) -> Vec<u8> {
-    let mut out = vec![kind];
-    let mut len = body.len();
+/// Reads the next packet of at most `max_body` bytes; bytes that arrived
+/// beyond it stay in `pending` for the next call.
+pub fn read_packet(
+    r: &mut impl Read,
+    pending: &mut BytesMut,
+    max_body: usize,
+) -> Result<Packet, PacketError> {
+    let mut chunk = [0u8; 256];
     loop {
-        let mut byte = (len % 128) as u8;
-        len /= 128;
-        if len > 0 {
-            byte |= 0x80;
-        }
-        out.push(byte);
-        if len == 0 {
-            break;
+        match v4::read(pending, max_body) {
+            Ok(packet) => return Ok(packet),
+            // Never more than one frame of `max_body` (and a chunk) is buffered.
+            Err(mqttbytes::Error::InsufficientBytes(_)) => {
+                let n = r.read(&mut chunk)?;
+                if n == 0 {
+                    return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+                }
+                pending.extend_from_slice(&chunk[..n]);
+            }
+            Err(mqttbytes::Error::PayloadSizeLimitExceeded(len)) => return Err(PacketError::TooLarge(len)),
+            Err(e) => return Err(PacketError::Malformed(e)),
         }
     }
-    out.extend(body);
-    out
 }
 
+fn check(field: &'static str, s: &[u8]) -> Result<(), PacketError> {
+    match s.len() > MAX_STRING {
+        true => Err(PacketError::StringTooLong { field, len: s.len() }),
+        false => Ok(()),
+    }
+}
+
+fn encoded(
+    write: impl FnOnce(&mut BytesMut) -> Result<usize, mqttbytes::Error>,
+) -> Result<Vec<u8>, PacketError> {
+    let mut buffer = BytesMut::new();
+    write(&mut buffer).map_err(PacketError::Encode)?;
+    Ok(buffer.to_vec())
+}
+
+/// CONNECT with a clean session, a retained QoS 1 will and the credentials given.
 pub fn connect_packet(
     client_id: &str,
     keep_alive_s: u16,
@@ -88,67 +80,93 @@ pub fn connect_packet(
     username: Option<&str>,
     password: Option<&str>,
 ) -> Result<Vec<u8>, PacketError> {
-    let mut body = Vec::new();
-    put_str(&mut body, "protocol name", b"MQTT")?;
-    body.push(4); // protocol level 3.1.1
-                  // Clean session, a retained QoS 1 will, then the credentials present.
-    let mut flags = 0b0010_0000 | 0b0000_1000 | 0b0000_0100 | 0b0000_0010;
-    if username.is_some() {
-        flags |= 0x80;
+    check("client id", client_id.as_bytes())?;
+    check("will topic", will.0.as_bytes())?;
+    check("will message", will.1)?;
+    check("username", username.unwrap_or_default().as_bytes())?;
+    check("password", password.unwrap_or_default().as_bytes())?;
+    let mut connect = Connect::new(client_id);
+    connect.keep_alive = keep_alive_s;
+    connect.clean_session = true;
+    connect.last_will = Some(LastWill::new(will.0, will.1, QoS::AtLeastOnce, true));
+    if username.is_some() || password.is_some() {
+        connect.login = Some(Login::new(
+            username.unwrap_or_default(),
+            password.unwrap_or_default(),
+        ));
     }
-    if password.is_some() {
-        flags |= 0x40;
-    }
-    body.push(flags);
-    body.extend_from_slice(&keep_alive_s.to_be_bytes());
-    put_str(&mut body, "client id", client_id.as_bytes())?;
-    put_str(&mut body, "will topic", will.0.as_bytes())?;
-    put_str(&mut body, "will message", will.1)?;
-    if let Some(u) = username {
-        put_str(&mut body, "username", u.as_bytes())?;
-    }
-    if let Some(p) = password {
-        put_str(&mut body, "password", p.as_bytes())?;
-    }
-    Ok(frame(CONNECT, body))
+    encoded(|b| connect.write(b))
 }
 
+/// PUBLISH at QoS 1 when `packet_id` is given, QoS 0 otherwise.
 pub fn publish_packet(
     topic: &str,
     payload: &[u8],
     packet_id: Option<u16>,
     retain: bool,
 ) -> Result<Vec<u8>, PacketError> {
-    let mut body = Vec::new();
-    put_str(&mut body, "topic", topic.as_bytes())?;
-    let mut kind = PUBLISH | u8::from(retain);
-    if let Some(id) = packet_id {
-        kind |= 0b10; // QoS 1
-        body.extend_from_slice(&id.to_be_bytes());
+    check("topic", topic.as_bytes())?;
+    let qos = match packet_id {
+        Some(_) => QoS::AtLeastOnce,
+        None => QoS::AtMostOnce,
+    };
+    let mut publish = Publish::new(topic, qos, payload);
+    publish.retain = retain;
+    publish.pkid = packet_id.unwrap_or(0);
+    encoded(|b| publish.write(b))
+}
+
+pub fn ping_packet() -> Vec<u8> {
+    encoded(|b| PingReq.write(b)).unwrap_or_else(|_| vec![0xc0, 0])
+}
+
+pub fn disconnect_packet() -> Vec<u8> {
+    encoded(|b| Disconnect.write(b)).unwrap_or_else(|_| vec![0xe0, 0])
+}
+
+/// A packet's name, for errors.
+pub fn name(packet: &Packet) -> &'static str {
+    match packet {
+        Packet::Connect(_) => "CONNECT",
+        Packet::ConnAck(_) => "CONNACK",
+        Packet::Publish(_) => "PUBLISH",
+        Packet::PubAck(_) => "PUBACK",
+        Packet::PubRec(_) => "PUBREC",
+        Packet::PubRel(_) => "PUBREL",
+        Packet::PubComp(_) => "PUBCOMP",
+        Packet::Subscribe(_) => "SUBSCRIBE",
+        Packet::SubAck(_) => "SUBACK",
+        Packet::Unsubscribe(_) => "UNSUBSCRIBE",
+        Packet::UnsubAck(_) => "UNSUBACK",
+        Packet::PingReq => "PINGREQ",
+        Packet::PingResp => "PINGRESP",
+        Packet::Disconnect => "DISCONNECT",
     }
-    body.extend_from_slice(payload);
-    Ok(frame(kind, body))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn read(bytes: &[u8]) -> Result<Packet, PacketError> {
+        read_packet(&mut &bytes[..], &mut BytesMut::new(), MAX_INCOMING)
+    }
+
     #[test]
     fn remaining_length_uses_the_variable_length_encoding() {
-        // Examples from the MQTT 3.1.1 specification, section 2.2.3.
+        // Examples from the MQTT 3.1.1 specification, section 2.2.3 (the topic
+        // "a" takes 3 of the remaining bytes).
         for (len, encoded) in [
-            (0usize, vec![0x00]),
-            (127, vec![0x7f]),
+            (127usize, vec![0x7f]),
             (128, vec![0x80, 0x01]),
             (16_383, vec![0xff, 0x7f]),
             (16_384, vec![0x80, 0x80, 0x01]),
         ] {
-            let packet = frame(PUBLISH, vec![0; len]);
+            let packet = publish_packet("a", &vec![7; len - 3], None, false).unwrap();
             assert_eq!(&packet[1..1 + encoded.len()], &encoded[..], "length {len}");
             assert_eq!(packet.len(), 1 + encoded.len() + len);
-            let (kind, body) = read_packet(&mut packet.as_slice(), usize::MAX).unwrap();
-            assert_eq!((kind, body.len()), (PUBLISH, len));
+            let back = read_packet(&mut packet.as_slice(), &mut BytesMut::new(), usize::MAX).unwrap();
+            assert!(matches!(back, Packet::Publish(p) if p.payload.len() == len - 3));
         }
     }
 
@@ -163,6 +181,8 @@ mod tests {
             publish_packet(&long, b"", None, false),
             Err(PacketError::StringTooLong { field: "topic", .. })
         ));
+        assert_eq!(ping_packet(), vec![0xc0, 0]);
+        assert_eq!(disconnect_packet(), vec![0xe0, 0]);
     }
 
     #[test]
@@ -172,23 +192,31 @@ mod tests {
         assert_eq!(&p[2..10], &[0, 4, b'M', b'Q', b'T', b'T', 4, 0b1110_1110]);
         assert_eq!(&p[10..12], &60u16.to_be_bytes());
         assert_eq!(p[1] as usize, p.len() - 2);
+        let anonymous = connect_packet("c", 60, ("w", b"off"), None, None).unwrap();
+        assert_eq!(anonymous[9], 0b0010_1110);
     }
 
     #[test]
     fn a_broker_announcing_a_huge_packet_is_refused_before_any_allocation() {
         // 256 MiB announced (the largest remaining length), then nothing.
-        let announced = [PUBACK, 0xff, 0xff, 0xff, 0x7f];
-        let err = read_packet(&mut announced.as_slice(), MAX_INCOMING).unwrap_err();
+        let err = read(&[0x40, 0xff, 0xff, 0xff, 0x7f]).unwrap_err();
         assert!(matches!(err, PacketError::TooLarge(268_435_455)), "{err}");
-        let endless = [PUBACK, 0xff, 0xff, 0xff, 0xff, 0x01];
         assert!(matches!(
-            read_packet(&mut endless.as_slice(), MAX_INCOMING),
-            Err(PacketError::Length)
+            read(&[0x40, 0xff, 0xff, 0xff, 0xff, 0x01]),
+            Err(PacketError::Malformed(_))
         ));
-        let cut = [PUBACK, 2, 0];
+        assert!(matches!(read(&[0x40, 2, 0]), Err(PacketError::Io(_))));
+        assert!(matches!(read(&[0x40, 2, 0, 7]), Ok(Packet::PubAck(a)) if a.pkid == 7));
+        // Two packets in one read: the second waits for the next call.
+        let mut pending = BytesMut::new();
+        let both = [0xd0, 0, 0x40, 2, 0, 9];
+        let mut link = &both[..];
         assert!(matches!(
-            read_packet(&mut cut.as_slice(), MAX_INCOMING),
-            Err(PacketError::Io(_))
+            read_packet(&mut link, &mut pending, MAX_INCOMING),
+            Ok(Packet::PingResp)
         ));
+        assert!(
+            matches!(read_packet(&mut link, &mut pending, MAX_INCOMING), Ok(Packet::PubAck(a)) if a.pkid == 9)
+        );
     }
 }

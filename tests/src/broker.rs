@@ -1,0 +1,98 @@
+//! A real mosquitto broker on loopback for the event tests, and its clients.
+
+use std::io::{BufRead, BufReader};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use crate::free_port;
+
+/// Kills the child when the test ends, whatever happens.
+pub struct Guard(pub Child);
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+pub fn wait_for_port(port: u16, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "{what} did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+pub fn broker() -> (Guard, u16) {
+    let port = free_port();
+    (broker_on(port), port)
+}
+
+pub fn broker_on(port: u16) -> Guard {
+    let child = Command::new("mosquitto")
+        .args(["-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("mosquitto is needed for this test: scripts/setup.sh installs it");
+    let guard = Guard(child);
+    wait_for_port(port, "mosquitto");
+    guard
+}
+
+/// `mosquitto_sub -v` on `topics`; each received "topic payload" line arrives on the channel.
+pub fn subscribe(port: u16, topics: &[&str]) -> (Guard, mpsc::Receiver<(String, String)>) {
+    subscribe_with(port, &[], topics)
+}
+
+/// `subscribe` with more `mosquitto_sub` options (TLS files, credentials).
+pub fn subscribe_with(
+    port: u16,
+    options: &[&str],
+    topics: &[&str],
+) -> (Guard, mpsc::Receiver<(String, String)>) {
+    let mut cmd = Command::new("mosquitto_sub");
+    cmd.args(["-h", "127.0.0.1", "-p", &port.to_string(), "-v"]);
+    cmd.args(options);
+    for t in topics {
+        cmd.args(["-t", t]);
+    }
+    let mut child = cmd.stdout(Stdio::piped()).spawn().expect("mosquitto_sub");
+    let stdout = child.stdout.take().unwrap();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if let Some((topic, payload)) = line.split_once(' ') {
+                let _ = tx.send((topic.to_string(), payload.to_string()));
+            }
+        }
+    });
+    (Guard(child), rx)
+}
+
+pub fn next_on(rx: &mpsc::Receiver<(String, String)>, topic: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let (t, payload) = rx
+            .recv_timeout(left)
+            .unwrap_or_else(|_| panic!("nothing on {topic} in time"));
+        if t == topic {
+            return payload;
+        }
+    }
+}
+
+pub fn run_ok_cmd(cmd: &str, args: &[&str]) {
+    let out = Command::new(cmd).args(args).output().unwrap();
+    assert!(
+        out.status.success(),
+        "{cmd}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
