@@ -70,6 +70,7 @@ set_pin 0
 cat >"$WORK/device.toml" <<TOML
 device = "qemu-board"
 bundle = "m.bundle"
+unsigned_bundle = true    # a bench under qemu: the signed path is tested in tests/
 tick_ms = 20
 questions = ["how many objects are there?"]
 events.file = "events.jsonl"

@@ -264,11 +264,18 @@ fn bad_transfers_over_tcp_are_refused_and_the_running_model_stays() {
 fn bad_transfers_over_a_serial_line_are_refused_and_the_running_model_stays() {
     let board = Board::new();
     let (host_port, board_port, _keep) = null_modem();
-    let _agent = board.agent(&["--serial", &board_port]);
-    let line = serialport::new(&host_port, 115_200)
+    let _agent = board.agent(&["--serial", &board_port, "--greeting-timeout", "1"]);
+    let mut line = serialport::new(&host_port, 115_200)
         .timeout(Duration::from_secs(60))
         .open_native()
         .unwrap();
+    // Half a frame, then silence past the greeting deadline, then the rest of
+    // it late: the agent drops all of it and the next frame starts clean.
+    let frame = edgevlm_shared::wire::encode_frame(&Request::Status { token: TOKEN.into() });
+    line.write_all(&frame[..frame.len() / 2]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    line.write_all(&frame[frame.len() / 2..]).unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
     // A line has no connections: each conversation follows the last on it.
     refuses_every_bad_transfer(&board, || line.try_clone_native().unwrap());
 }
@@ -365,4 +372,53 @@ fn a_planted_executable_never_runs_and_a_mounted_card_never_runs_firmware() {
         .join(board.active())
         .join("edgevlm-device");
     assert_eq!(std::fs::read(installed).unwrap(), aarch64);
+}
+
+#[test]
+fn a_model_file_on_the_card_runs_only_when_signed() {
+    let board = Board::new();
+    let bundle = board.signed("loose.bundle", &board.bundle(5, &[]));
+    let run = |extra: &str| {
+        let config = board.dir.join("device.toml");
+        std::fs::write(
+            &config,
+            format!(
+                "bundle = \"loose.bundle\"\n{extra}\ntick_ms = 1\nevents.file = \"events.jsonl\"\n\
+                 [camera]\nkind = \"synthetic\"\nseed = 2\nsize = 32\n\
+                 [trigger]\nkind = \"interval\"\nevery_ticks = 1\n"
+            ),
+        )
+        .unwrap();
+        let out = Command::new(binary("edgevlm-device"))
+            .args(["run", "--max-events", "1", "--config", s(&config)])
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (ok, said) = run("");
+    assert!(
+        !ok && said.contains("runs only signed") && said.contains("trusted"),
+        "{said}"
+    );
+    let trusted = format!("trusted = {:?}", s(&board.state.join("trusted")));
+    let (ok, said) = run(&trusted);
+    assert!(ok, "{said}");
+    // One byte changed after signing: refused before it is parsed.
+    let mut bytes = std::fs::read(&bundle).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let (ok, said) = run(&trusted);
+    assert!(!ok && said.contains("does not verify"), "{said}");
+    std::fs::remove_file(format!("{}.sig", s(&bundle))).unwrap();
+    let (ok, said) = run(&trusted);
+    assert!(!ok && said.contains("loose.bundle.sig"), "{said}");
+    // The bench's explicit way out.
+    bytes[n / 2] ^= 1;
+    std::fs::write(&bundle, &bytes).unwrap();
+    let (ok, said) = run("unsigned_bundle = true");
+    assert!(ok && said.contains("runs unsigned"), "{said}");
 }

@@ -50,7 +50,7 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
     std::fs::write(
         &config,
         format!(
-            "device = \"test board\"\nbundle = {:?}\ntick_ms = 5\nquestions = [\"how many objects are there?\"]\n\
+            "device = \"test board\"\nbundle = {:?}\nunsigned_bundle = true\ntick_ms = 5\nquestions = [\"how many objects are there?\"]\n\
              [camera]\nkind = \"still\"\npath = \"frame.png\"\n\
              [trigger]\nkind = \"button\"\nfile = \"gpio-value\"\nactive_low = false\ndebounce_ms = 10\n\
              [events.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n",
@@ -135,7 +135,7 @@ fn a_broker_down_at_start_delays_no_event_and_gets_them_once_it_is_up() {
     std::fs::write(
         &config,
         format!(
-            "device = \"late\"\nbundle = {bundle:?}\ntick_ms = 400\n\
+            "device = \"late\"\nbundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 400\n\
              [camera]\nkind = \"synthetic\"\nseed = 3\nsize = 32\n\
              [trigger]\nkind = \"interval\"\nevery_ticks = 1\n\
              [events]\nfile = \"events.jsonl\"\nmqtt = {{ host = \"127.0.0.1\", port = {port} }}\n"
@@ -200,7 +200,7 @@ fn events_arrive_as_json_lines_on_a_serial_port() {
     std::fs::write(
         &config,
         format!(
-            "bundle = {bundle:?}\ntick_ms = 1\n[camera]\nkind = \"synthetic\"\nseed = 4\nsize = 32\n\
+            "bundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 1\n[camera]\nkind = \"synthetic\"\nseed = 4\nsize = 32\n\
              [trigger]\nkind = \"interval\"\nevery_ticks = 1\n\
              [events.serial]\nport = {port_name:?}\nbaud = 115200\n"
         ),
@@ -253,7 +253,7 @@ fn text_trigger_fires_exactly_on_the_frames_above_its_threshold() {
     std::fs::write(
         &config,
         format!(
-            "bundle = {bundle:?}\ntick_ms = 1\nevents.file = \"events.jsonl\"\n\
+            "bundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 1\nevents.file = \"events.jsonl\"\n\
              [camera]\nkind = \"synthetic\"\nseed = 9\nsize = 32\n\
              [trigger]\nkind = \"text\"\nphrase = {phrase:?}\nmin_similarity = {threshold}\n"
         ),

@@ -231,7 +231,7 @@ fn run_loop_describes_each_new_frame_and_survives_a_bad_one() {
     std::fs::write(
         &config,
         format!(
-            "device = \"test-board\"\nbundle = {:?}\ntick_ms = 1\nquestions = [\"how many objects are there?\"]\n\
+            "device = \"test-board\"\nbundle = {:?}\nunsigned_bundle = true\ntick_ms = 1\nquestions = [\"how many objects are there?\"]\n\
              events.file = \"events.jsonl\"\n[camera]\nkind = \"directory\"\npath = {:?}\nexisting = true\n\
              [trigger]\nkind = \"frame\"\n",
             bundle, inbox

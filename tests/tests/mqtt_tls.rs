@@ -148,7 +148,7 @@ fn events_reach_a_broker_over_tls_with_a_password_and_a_client_certificate() {
         std::fs::write(
             &config,
             format!(
-                "device = \"tls board\"\nbundle = {bundle:?}\ntick_ms = 1\n\
+                "device = \"tls board\"\nbundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 1\n\
                  [camera]\nkind = \"synthetic\"\nseed = 5\nsize = 32\n\
                  [trigger]\nkind = \"interval\"\nevery_ticks = 1\n\
                  [events]\nfile = \"events.jsonl\"\n\

@@ -108,7 +108,7 @@ fn text_trigger_events(
     std::fs::write(
         &config,
         format!(
-            "device = \"ci\"\nbundle = {bundle:?}\ntick_ms = 1\nevents.file = {log:?}\n\
+            "device = \"ci\"\nbundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 1\nevents.file = {log:?}\n\
              [camera]\nkind = \"directory\"\npath = {inbox:?}\nexisting = true\n\
              [trigger]\nkind = \"text\"\nphrase = {phrase:?}\nmin_similarity = 0.5\n"
         ),

@@ -206,11 +206,40 @@ pub fn serve(state: &State, cfg: &ServerConfig) -> Result<(), AgentError> {
     Ok(())
 }
 
+/// How long a line must stay silent after a broken frame before the next
+/// frame may start, and the longest the agent waits for that.
+const QUIET: Duration = Duration::from_millis(200);
+const MAX_DRAIN: Duration = Duration::from_secs(5);
+
+/// Drops what is left of a broken frame, including bytes still on their way:
+/// reads until the line has been quiet for [`QUIET`] (at most [`MAX_DRAIN`]).
+fn drain_until_quiet(mut line: serialport::TTYPort) -> std::io::Result<serialport::TTYPort> {
+    serialport::SerialPort::set_timeout(&mut line, QUIET)?;
+    let until = Instant::now() + MAX_DRAIN;
+    let mut junk = [0u8; 512];
+    while Instant::now() < until {
+        match line.read(&mut junk) {
+            Ok(0) => break,
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::TimedOut | std::io::ErrorKind::WouldBlock
+                ) =>
+            {
+                break
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(line)
+}
+
 /// Serves on a serial line (a UART between host and board) until `max_installs`
 /// installs. A line has no connections: each conversation gets the same
 /// deadlines as one over TCP, and after any failure, a timeout mid-frame
-/// included, whatever is left in the line's buffer is dropped so the next
-/// frame starts clean.
+/// included, the rest of the broken frame is drained so the next frame
+/// starts clean.
 pub fn serve_serial(state: &State, cfg: &ServerConfig, port: &str, baud: u32) -> Result<(), AgentError> {
     let io = |source: std::io::Error| AgentError::Io {
         path: PathBuf::from(port),
@@ -227,7 +256,7 @@ pub fn serve_serial(state: &State, cfg: &ServerConfig, port: &str, baud: u32) ->
     while cfg.max_installs == 0 || installs < cfg.max_installs {
         let outcome = agent.converse(&mut link);
         let received = link.received;
-        let line = link.inner;
+        let mut line = link.inner;
         match outcome {
             Ok(Outcome::Installed) => installs += 1,
             Ok(Outcome::Closed) => {}
@@ -235,10 +264,7 @@ pub fn serve_serial(state: &State, cfg: &ServerConfig, port: &str, baud: u32) ->
             Err(e) if is_timeout(&e) && received == 0 => {}
             Err(e) => {
                 eprintln!("agent: serial link: {e}");
-                // Let the rest of a broken frame arrive, then drop it.
-                std::thread::sleep(Duration::from_millis(100));
-                serialport::SerialPort::clear(&line, serialport::ClearBuffer::Input)
-                    .map_err(|e| io(e.into()))?;
+                line = drain_until_quiet(line).map_err(io)?;
             }
         }
         link = Timed::new(line, &cfg.limits);

@@ -9,6 +9,7 @@ use edgevlm_shared::bundle::{sha256, Bundle, BundleError, FIRMWARE_FILE};
 use super::atomic::{write_atomic, write_atomic_mode};
 use super::board::{Board, InstallReport, Slot, SlotStatus};
 use super::firmware::{self, FirmwareError};
+use super::trust::{load_signed, trusted_keys};
 use super::version_floor::VersionFloor;
 
 use crate::runtime::{Runtime, RuntimeError};
@@ -80,25 +81,7 @@ impl State {
             let p = dir.join(sub);
             std::fs::create_dir_all(&p).map_err(io(&p))?;
         }
-        let trusted_dir = dir.join("trusted");
-        let mut keys = Vec::new();
-        let mut entries: Vec<PathBuf> = std::fs::read_dir(&trusted_dir)
-            .map_err(io(&trusted_dir))?
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "pub"))
-            .collect();
-        entries.sort();
-        for p in entries {
-            // One bad file (a truncated copy, a stray note) must not take the
-            // agent down with every good key; it is named so it gets fixed.
-            match signature::load_verifying_key(&p) {
-                Ok(key) => keys.push(key),
-                Err(e) => eprintln!("agent: skipping a trusted key: {e}"),
-            }
-        }
-        if keys.is_empty() {
-            return Err(AgentError::NoTrustedKeys(trusted_dir));
-        }
+        let keys = trusted_keys(&dir.join("trusted"))?;
         Ok(Self {
             dir: dir.to_path_buf(),
             trusted: keys,
@@ -221,15 +204,7 @@ impl State {
     /// [agent] section) only if `BUNDLE.sig` holds a trusted key's signature
     /// over the very bytes loaded.
     pub fn load_signed(&self, path: &Path) -> Result<Runtime, AgentError> {
-        let mut sig_path = path.as_os_str().to_owned();
-        sig_path.push(".sig");
-        let sig_path = PathBuf::from(sig_path);
-        let sig = std::fs::read(&sig_path).map_err(io(&sig_path))?;
-        let bytes = std::fs::read(path).map_err(io(path))?;
-        signature::verify(&bytes, &sig, &self.trusted)?;
-        let bundle = Bundle::from_bytes(&bytes, &path.display().to_string())?;
-        drop(bytes);
-        Ok(Runtime::from_owned(bundle)?)
+        load_signed(path, &self.trusted)
     }
 
     /// The active slot's model after its check, retried once; only when it fails

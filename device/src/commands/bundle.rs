@@ -15,6 +15,12 @@ pub fn info(bundle: &Path) -> Result<()> {
 
 pub fn unpack(bundle: &Path, out: &Path) -> Result<()> {
     let b = Bundle::read(bundle)?;
+    if b.has_file("manifest.json") {
+        anyhow::bail!(
+            "{}: carries a file named manifest.json, the name unpack gives the manifest",
+            bundle.display()
+        );
+    }
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     b.unpack(out)?;
     let manifest = out.join("manifest.json");

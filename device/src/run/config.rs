@@ -14,7 +14,14 @@ pub struct DeviceConfig {
     #[serde(default = "default_name")]
     pub device: String,
     /// The model to run; without it, the agent's active slot (with rollback).
+    /// It runs only with `BUNDLE.sig` by a key in `trusted` (or the agent's
+    /// `state/trusted`), unless `unsigned_bundle` says otherwise.
     pub bundle: Option<PathBuf>,
+    /// Folder of trusted ed25519 keys (`*.pub`) for `bundle` without an [agent].
+    pub trusted: Option<PathBuf>,
+    /// Runs `bundle` without a signature: for a bench, never for a board in the field.
+    #[serde(default)]
+    pub unsigned_bundle: bool,
     /// Loop period.
     #[serde(default = "default_tick")]
     pub tick_ms: u64,
@@ -183,6 +190,7 @@ impl DeviceConfig {
             }
         };
         cfg.bundle.iter_mut().for_each(rebase);
+        cfg.trusted.iter_mut().for_each(rebase);
         cfg.events.file.iter_mut().for_each(rebase);
         if let Some(tls) = cfg.events.mqtt.as_mut().and_then(|m| m.tls.as_mut()) {
             tls.rebase(base);

@@ -131,11 +131,21 @@ fn camera(cfg: &CameraConfig) -> anyhow::Result<Box<dyn Camera>> {
 /// The bundle to run: the configured one, or the agent's active slot.
 fn load_runtime(cfg: &DeviceConfig) -> anyhow::Result<Runtime> {
     if let Some(bundle) = &cfg.bundle {
-        // A board with an update agent trusts only signed models, whichever
-        // way they arrive; a bench setup without one runs any bundle.
-        return Ok(match &cfg.agent {
-            Some(agent) => State::open(&agent.state)?.load_signed(bundle)?,
-            None => Runtime::load(bundle)?,
+        // A file on the card is as hostile as a network peer: it runs only
+        // signed, unless the config says in so many words that this is a bench.
+        return Ok(match (&cfg.agent, &cfg.trusted) {
+            (Some(agent), _) => State::open(&agent.state)?.load_signed(bundle)?,
+            (None, Some(trusted)) => crate::agent::load_signed(bundle, &crate::agent::trusted_keys(trusted)?)?,
+            (None, None) if cfg.unsigned_bundle => {
+                eprintln!("run: {} runs unsigned (unsigned_bundle = true)", bundle.display());
+                Runtime::load(bundle)?
+            }
+            (None, None) => anyhow::bail!(
+                "bundle {} runs only signed: set `trusted = \"keys\"` (a folder of *.pub) with {}.sig beside it, \
+                 an [agent] section, or `unsigned_bundle = true` on a bench",
+                bundle.display(),
+                bundle.display()
+            ),
         });
     }
     let Some(agent) = &cfg.agent else {

@@ -78,6 +78,15 @@ impl Bundle {
             })?;
             let parent = path.parent().unwrap_or(dir);
             std::fs::create_dir_all(parent).map_err(io(parent))?;
+            // A link planted in the folder would carry the write elsewhere.
+            for p in [parent, path.as_path()] {
+                if p != dir && p.symlink_metadata().is_ok_and(|m| m.file_type().is_symlink()) {
+                    return Err(BundleError::Io {
+                        path: p.to_path_buf(),
+                        source: std::io::Error::other("a symbolic link: refusing to write through it"),
+                    });
+                }
+            }
             std::fs::write(&path, self.file(&entry.name)?).map_err(io(&path))?;
             #[cfg(unix)]
             if entry.kind == FileKind::Firmware {
@@ -164,5 +173,23 @@ mod tests {
         let err = evil.unpack(&out).unwrap_err().to_string();
         assert!(err.contains("\"../escaped\" refused"), "{err}");
         assert!(!dir.path().join("escaped").exists());
+
+        // Links planted in the folder, to a file or in place of `firmware/`,
+        // do not carry the writes outside it.
+        #[cfg(unix)]
+        {
+            let victim = dir.path().join("victim");
+            std::fs::write(&victim, b"keep").unwrap();
+            let again = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(&victim, again.path().join("a.onnx")).unwrap();
+            let err = b.unpack(again.path()).unwrap_err().to_string();
+            assert!(err.contains("symbolic link"), "{err}");
+            assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+            let third = tempfile::tempdir().unwrap();
+            std::os::unix::fs::symlink(dir.path(), third.path().join("firmware")).unwrap();
+            let err = b.unpack(third.path()).unwrap_err().to_string();
+            assert!(err.contains("symbolic link"), "{err}");
+            assert!(!dir.path().join("edgevlm-device").exists());
+        }
     }
 }
