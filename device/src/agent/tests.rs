@@ -226,14 +226,14 @@ fn silent_and_trickling_peers_neither_block_others_nor_stay() {
     let mut silent = TcpStream::connect(port).unwrap();
     silent.write_all(&100u32.to_le_bytes()).unwrap();
     let start = Instant::now();
-    let answer = served(port, Duration::from_secs(2));
+    let answer = served(port, Duration::from_secs(5));
     assert!(
         matches!(answer, Response::Refused { ref reason } if reason.contains("no slot")),
         "{answer:?}"
     );
-    assert!(start.elapsed() < Duration::from_secs(2));
+    assert!(start.elapsed() < Duration::from_secs(5));
     assert!(
-        closed_within(&mut silent, Duration::from_secs(3)),
+        closed_within(&mut silent, Duration::from_secs(8)),
         "the silent peer stayed"
     );
 
@@ -254,15 +254,28 @@ fn silent_and_trickling_peers_neither_block_others_nor_stay() {
         }
     }
     assert!(cut, "a trickling peer was served for {:?}", start.elapsed());
-    assert!(start.elapsed() < Duration::from_secs(3), "{:?}", start.elapsed());
+    assert!(start.elapsed() < Duration::from_secs(8), "{:?}", start.elapsed());
 }
 
 #[test]
 fn peers_beyond_the_cap_are_told_busy_and_served_once_a_place_frees() {
-    let (_dir, port) = serving(quick());
+    let limits = Limits {
+        greeting: Duration::from_secs(10),
+        ..quick()
+    };
+    let (_dir, port) = serving(limits);
     let held: Vec<TcpStream> = (0..2).map(|_| TcpStream::connect(port).unwrap()).collect();
-    std::thread::sleep(Duration::from_millis(100));
-    assert!(matches!(status(port, TOKEN).unwrap(), Response::Busy { .. }));
+    // Once the agent has taken both (at once here, later on a loaded machine),
+    // the next peer is told Busy.
+    let until = Instant::now() + Duration::from_secs(8);
+    let busy = loop {
+        match status(port, TOKEN).unwrap() {
+            Response::Busy { .. } => break true,
+            _ if Instant::now() > until => break false,
+            _ => std::thread::sleep(Duration::from_millis(20)),
+        }
+    };
+    assert!(busy, "two silent peers did not fill the agent's two places");
     drop(held);
     let answer = served(port, Duration::from_secs(5));
     assert!(

@@ -124,6 +124,15 @@ impl Source<'_> {
         }
     }
 
+    /// A file's bytes read once: taken out of a bundle this loader owns, so they
+    /// are freed as soon as the caller has parsed them.
+    fn read_once(&mut self, file: &str) -> Result<std::borrow::Cow<'_, [u8]>> {
+        Ok(match self {
+            Source::Owned(b) => std::borrow::Cow::Owned(b.take_file(file)?),
+            Source::Borrowed(b) => std::borrow::Cow::Borrowed(b.file(file)?),
+        })
+    }
+
     /// A graph's bytes to keep for later.
     fn keep(&mut self, graph: &str) -> Result<Vec<u8>> {
         let file = io::graph_file(graph);
@@ -237,15 +246,17 @@ impl Runtime {
             }
             .into());
         }
-        let memory = if bundle.has_file(CAPTION_MEMORY_FILE) {
-            let origin = format!("{}: {CAPTION_MEMORY_FILE}", bundle.origin());
-            Some(CaptionMemory::from_bytes(
-                bundle.file(CAPTION_MEMORY_FILE)?,
+        let memory_origin = bundle
+            .has_file(CAPTION_MEMORY_FILE)
+            .then(|| format!("{}: {CAPTION_MEMORY_FILE}", bundle.origin()));
+        let memory = match memory_origin {
+            Some(origin) => Some(CaptionMemory::from_bytes(
+                &source.read_once(CAPTION_MEMORY_FILE)?,
                 &origin,
-            )?)
-        } else {
-            None
+            )?),
+            None => None,
         };
+        let bundle = source.bundle();
         let selftest_image = manifest
             .selftest
             .as_ref()

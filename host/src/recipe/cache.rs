@@ -218,7 +218,13 @@ pub(crate) fn write_file(path: &Path, header: &impl Serialize, values: &[u16], i
     }
     let file = w.into_inner().map_err(|e| io(e.into_error()))?;
     file.sync_all().map_err(io)?;
-    std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))
+    std::fs::rename(&staging, path).map_err(|e| Error::io(path, e))?;
+    // The rename itself survives a power cut only once the folder is synced.
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    crate::model::weights::sync(dir)
 }
 
 /// Reads a cache file: its JSON header and the raw body.

@@ -100,16 +100,14 @@ impl CaptionMemory {
                 captions.len()
             )));
         }
-        let mut grouped = Vec::with_capacity(per_image.len());
+        let mut grouped: Vec<Vec<&str>> = Vec::with_capacity(per_image.len());
         let mut rest = captions.as_slice();
         for &n in &per_image {
             let (these, more) = rest.split_at(n.min(rest.len()));
-            grouped.push(these.to_vec());
+            grouped.push(these.iter().map(String::as_str).collect());
             rest = more;
         }
-        let reward = CiderReward::new(&grouped)
-            .map_err(|e| MemoryError::Invalid(e.to_string()))?
-            .frequencies_only();
+        let reward = CiderReward::frequencies(&grouped).map_err(|e| MemoryError::Invalid(e.to_string()))?;
         Ok(Self {
             per_image,
             captions,

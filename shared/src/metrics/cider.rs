@@ -132,6 +132,70 @@ impl CiderReward {
         })
     }
 
+    /// What [`Self::new`]`(references).`[`frequencies_only`](Self::frequencies_only)`()`
+    /// gives, computed one image at a time over interned tokens: the board builds
+    /// its reranker at load without holding every caption's n-gram counts and
+    /// every n-gram as strings at once (the peak of the other way).
+    pub fn frequencies<S: AsRef<str>>(references: &[Vec<S>]) -> Result<Self> {
+        if let Some(index) = references.iter().position(Vec::is_empty) {
+            return Err(MetricsError::EmptyItem {
+                what: "image",
+                index,
+                missing: "references",
+            });
+        }
+        /// An n-gram as token ids, padded with `u32::MAX` (never an id).
+        type Key = [u32; CIDER_MAX_ORDER];
+        let mut ids: HashMap<String, u32> = HashMap::new();
+        let mut frequency: HashMap<Key, f64> = HashMap::new();
+        let mut seen: HashSet<Key> = HashSet::new();
+        for captions in references {
+            seen.clear();
+            for caption in tokenize_captions(captions) {
+                let tokens: Vec<u32> = caption
+                    .into_iter()
+                    .map(|t| {
+                        let next = ids.len() as u32;
+                        *ids.entry(t).or_insert(next)
+                    })
+                    .collect();
+                for order in 1..=CIDER_MAX_ORDER {
+                    for ngram in tokens.windows(order) {
+                        let mut key = [u32::MAX; CIDER_MAX_ORDER];
+                        key[..order].copy_from_slice(ngram);
+                        seen.insert(key);
+                    }
+                }
+            }
+            for key in seen.drain() {
+                *frequency.entry(key).or_insert(0.0) += 1.0;
+            }
+        }
+        let mut words = vec![""; ids.len()];
+        for (word, &id) in &ids {
+            words[id as usize] = word;
+        }
+        let mut document_frequency: HashMap<Vec<String>, f64> = frequency
+            .into_iter()
+            // As `frequencies_only`: an n-gram seen in one image only scores as absent.
+            .filter(|(_, f)| *f > 1.0)
+            .map(|(key, f)| {
+                let ngram = key
+                    .iter()
+                    .take_while(|&&id| id != u32::MAX)
+                    .map(|&id| words[id as usize].to_string())
+                    .collect();
+                (ngram, f)
+            })
+            .collect();
+        document_frequency.shrink_to_fit();
+        Ok(Self {
+            document_frequency,
+            log_images: (references.len() as f64).ln(),
+            references: Vec::new(),
+        })
+    }
+
     /// Only what [`Self::score_against`] reads: the references themselves go, and so
     /// do n-grams seen in one image only (an absent n-gram counts as seen once, so
     /// every score stays the same). A reranker on a board keeps a fraction of the size.

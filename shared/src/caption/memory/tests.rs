@@ -67,6 +67,8 @@ fn dropping_single_image_ngrams_keeps_every_score() {
     ];
     let full = CiderReward::new(&captions).unwrap();
     let small = CiderReward::new(&captions).unwrap().frequencies_only();
+    // Built one image at a time over interned tokens: the same table.
+    let streamed = CiderReward::frequencies(&captions).unwrap();
     for candidate in [
         "a dog runs",
         "a man rides a red bike",
@@ -78,7 +80,41 @@ fn dropping_single_image_ngrams_keeps_every_score() {
             full.score_against(candidate, &refs),
             small.score_against(candidate, &refs)
         );
+        assert_eq!(
+            small.score_against(candidate, &refs),
+            streamed.score_against(candidate, &refs)
+        );
     }
+}
+
+/// Peak memory of building a reranker from a real caption file, for the
+/// bench note: `EDGEVLM_CAPTIONS=../shared/data/flickr8k/captions.txt
+/// /usr/bin/time -v cargo test … reranker_of_a_caption_file -- --ignored`
+/// (`EDGEVLM_OLD_REWARD=1` builds it the way it was built before).
+#[test]
+#[ignore = "reads a caption file named by EDGEVLM_CAPTIONS"]
+fn reranker_of_a_caption_file() {
+    let path = std::env::var("EDGEVLM_CAPTIONS").expect("EDGEVLM_CAPTIONS");
+    let text = std::fs::read_to_string(path).unwrap();
+    let mut per_image: std::collections::BTreeMap<&str, Vec<String>> = Default::default();
+    for line in text.lines().skip(1) {
+        if let Some((image, caption)) = line.split_once(',') {
+            per_image.entry(image).or_default().push(caption.to_string());
+        }
+    }
+    let captions: Vec<Vec<String>> = per_image.into_values().collect();
+    let start = std::time::Instant::now();
+    let reward = if std::env::var("EDGEVLM_OLD_REWARD").is_ok() {
+        CiderReward::new(&captions).unwrap().frequencies_only()
+    } else {
+        CiderReward::frequencies(&captions).unwrap()
+    };
+    eprintln!(
+        "{} images: reranker built in {:.2} s; score {:.4}",
+        captions.len(),
+        start.elapsed().as_secs_f64(),
+        reward.score_against("a dog runs on the grass", &["a brown dog runs across the grass"])
+    );
 }
 
 #[test]
