@@ -7,7 +7,7 @@ use std::net::{TcpStream, ToSocketAddrs};
 use std::path::Path;
 use std::time::Duration;
 
-use edgevlm_device::agent::{Board, State};
+use edgevlm_device::agent::{Board, State, Timeouts};
 use edgevlm_shared::bundle::sha256;
 use edgevlm_shared::wire::{read_message, write_message, Request, Response, Token, CHUNK};
 
@@ -62,23 +62,10 @@ impl Target {
     }
 }
 
-/// A byte link to an agent, with a bound on each wait.
-pub trait Link: Read + Write {
-    fn set_wait(&mut self, wait: Duration) -> std::io::Result<()>;
-}
-
-impl Link for TcpStream {
-    fn set_wait(&mut self, wait: Duration) -> std::io::Result<()> {
-        self.set_read_timeout(Some(wait))?;
-        self.set_write_timeout(Some(wait))
-    }
-}
-
-impl Link for serialport::TTYPort {
-    fn set_wait(&mut self, wait: Duration) -> std::io::Result<()> {
-        serialport::SerialPort::set_timeout(self, wait).map_err(std::io::Error::from)
-    }
-}
+/// A byte link to an agent, with a bound on each wait (the agent's own
+/// `Timeouts`: a socket or a serial port).
+pub trait Link: Read + Write + Timeouts {}
+impl<T: Read + Write + Timeouts> Link for T {}
 
 fn connect(target: &Target, baud: u32) -> Result<Box<dyn Link>, FlashError> {
     let failed = |addr: &str, source: std::io::Error| FlashError::Connect {
@@ -102,7 +89,7 @@ fn connect(target: &Target, baud: u32) -> Result<Box<dyn Link>, FlashError> {
         ),
         Target::Dir(dir) => return Err(FlashError::Target(format!("dir:{}", dir.display()))),
     };
-    link.set_wait(LINK_WAIT)
+    link.set_timeouts(LINK_WAIT)
         .map_err(|e| failed(&format!("{target:?}"), e))?;
     Ok(link)
 }
@@ -200,7 +187,7 @@ fn send_once(
     }
     write_message(&mut stream, &Request::Commit)?;
     stream
-        .set_wait(INSTALL_WAIT)
+        .set_timeouts(INSTALL_WAIT)
         .map_err(edgevlm_shared::wire::WireError::Io)?;
     match read_message(&mut stream)? {
         Response::Installed {

@@ -10,6 +10,17 @@ use crate::free_port;
 /// Kills the child when the test ends, whatever happens.
 pub struct Guard(pub Child);
 
+impl Guard {
+    /// Waits for the child to exit: its status and what it wrote to its piped stderr.
+    pub fn finish(mut self) -> (std::process::ExitStatus, String) {
+        let mut stderr = String::new();
+        if let Some(mut pipe) = self.0.stderr.take() {
+            let _ = std::io::Read::read_to_string(&mut pipe, &mut stderr);
+        }
+        (self.0.wait().unwrap(), stderr)
+    }
+}
+
 impl Drop for Guard {
     fn drop(&mut self) {
         let _ = self.0.kill();

@@ -139,3 +139,20 @@ pub fn null_modem() -> (String, String, Vec<serialport::TTYPort>) {
     // The slaves stay open here so the masters never see a hang-up between runs.
     (names.0, names.1, vec![host_slave, board_slave])
 }
+
+/// Reads `child`'s piped stderr until a line contains `needle` (it has started
+/// listening, say); the rest of the log is drained on a thread so the child
+/// never blocks on a full pipe. Panics if the child exits first.
+pub fn wait_for_log(child: &mut std::process::Child, needle: &str) {
+    use std::io::BufRead;
+    let mut log = std::io::BufReader::new(child.stderr.take().expect("stderr piped"));
+    let mut line = String::new();
+    while !line.contains(needle) {
+        line.clear();
+        assert!(
+            log.read_line(&mut line).unwrap() > 0,
+            "exited before logging {needle:?}"
+        );
+    }
+    std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+}

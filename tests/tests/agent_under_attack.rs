@@ -11,7 +11,7 @@ use std::time::Duration;
 use ed25519_dalek::SigningKey;
 use edgevlm_shared::bundle::{sha256, signature, Bundle, FileKind};
 use edgevlm_shared::wire::{read_message, write_message, Request, Response, CHUNK};
-use edgevlm_tests::{binary, free_port, null_modem, run_ok, tiny_bundle};
+use edgevlm_tests::{binary, free_port, null_modem, run_ok, tiny_bundle, wait_for_log};
 
 const TOKEN: &str = "a-token-of-at-least-16-bytes";
 
@@ -111,17 +111,7 @@ impl Board {
             .stderr(Stdio::piped())
             .spawn()
             .unwrap();
-        let mut log = std::io::BufReader::new(child.stderr.take().unwrap());
-        let mut line = String::new();
-        while !line.contains("listening on") {
-            line.clear();
-            assert!(
-                std::io::BufRead::read_line(&mut log, &mut line).unwrap() > 0,
-                "agent exited"
-            );
-        }
-        // Keep reading its log so it never blocks on a full pipe.
-        std::thread::spawn(move || std::io::copy(&mut log, &mut std::io::sink()));
+        wait_for_log(&mut child, "listening on");
         Guard(child)
     }
 }

@@ -3,7 +3,7 @@
 //! serial line, a text trigger that fires exactly on the frames above its
 //! threshold, and the agent configured by the same device.toml the loop reads.
 
-use std::io::{BufRead, BufReader, Read};
+use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
@@ -98,16 +98,7 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
     assert_eq!(event["answers"][0]["question"], "how many objects are there?");
     assert!(event["latency"]["caption_ms"].as_f64().unwrap() > 0.0);
 
-    let mut device = device;
-    let status = device.0.wait().unwrap();
-    let mut stderr = String::new();
-    device
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = device.finish();
     assert!(status.success(), "{stderr}");
     // A clean exit says offline (the broker's last will says the same on a crash).
     assert_eq!(next_on(&rx, "edgevlm/test_board/status"), "offline");
@@ -173,16 +164,7 @@ fn a_broker_down_at_start_delays_no_event_and_gets_them_once_it_is_up() {
         assert!(seq > last, "out of order: {seq} after {last}");
         last = seq;
     }
-    let mut device = device;
-    let status = device.0.wait().unwrap();
-    let mut stderr = String::new();
-    device
-        .0
-        .stderr
-        .take()
-        .unwrap()
-        .read_to_string(&mut stderr)
-        .unwrap();
+    let (status, stderr) = device.finish();
     assert!(status.success(), "{stderr}");
     assert!(stderr.contains("trying again"), "{stderr}");
     assert_eq!(std::fs::read_to_string(&events).unwrap().lines().count(), 20);

@@ -13,7 +13,7 @@ use edgevlm_shared::bundle::{sha256, signature, Bundle};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::search::DecodeOptions;
 use edgevlm_shared::wire::{read_message, write_message, Request, Response};
-use edgevlm_tests::{binary, null_modem};
+use edgevlm_tests::{binary, null_modem, wait_for_log};
 
 fn run(bin: &str, args: &[&str]) -> std::process::Output {
     Command::new(binary(bin)).args(args).output().unwrap()
@@ -456,15 +456,7 @@ fn flash_over_a_serial_line_installs_the_signed_bundle() {
         .spawn()
         .unwrap();
     // The agent logs once it listens on the line.
-    let mut log = std::io::BufReader::new(agent.stderr.take().unwrap());
-    let mut line = String::new();
-    while !line.contains("listening on serial port") {
-        line.clear();
-        assert!(
-            std::io::BufRead::read_line(&mut log, &mut line).unwrap() > 0,
-            "agent exited"
-        );
-    }
+    wait_for_log(&mut agent, "listening on serial port");
     let to = format!("serial:{host_port}");
     let said = ok(
         "edgevlm",
