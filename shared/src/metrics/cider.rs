@@ -39,6 +39,55 @@ type Ngram<'a> = &'a [String];
 /// N-gram counts of one caption per order, each in order of first occurrence.
 type OrderedCounts<'a> = [Vec<(Ngram<'a>, usize)>; CIDER_MAX_ORDER];
 
+/// An n-gram as word ids, padded with `u32::MAX` (never an id).
+type NgramKey = [u32; CIDER_MAX_ORDER];
+
+/// How many images' references contain each n-gram (0 when none does).
+trait DocumentFrequency {
+    fn of(&self, ngram: &[String]) -> f64;
+}
+
+impl<K: Borrow<[String]> + Hash + Eq> DocumentFrequency for HashMap<K, f64> {
+    fn of(&self, ngram: &[String]) -> f64 {
+        self.get(ngram).copied().unwrap_or(0.0)
+    }
+}
+
+/// Document frequencies over interned words: a few bytes per n-gram, where one
+/// keyed by strings costs a vector and a string per word.
+struct Interned {
+    ids: HashMap<String, u32>,
+    counts: HashMap<NgramKey, u32>,
+}
+
+impl DocumentFrequency for Interned {
+    fn of(&self, ngram: &[String]) -> f64 {
+        let mut key = [u32::MAX; CIDER_MAX_ORDER];
+        for (slot, word) in key.iter_mut().zip(ngram) {
+            match self.ids.get(word) {
+                Some(&id) => *slot = id,
+                // A word no reference uses: no n-gram with it was counted.
+                None => return 0.0,
+            }
+        }
+        self.counts.get(&key).map_or(0.0, |&count| f64::from(count))
+    }
+}
+
+enum Frequencies {
+    Strings(HashMap<Vec<String>, f64>),
+    Interned(Interned),
+}
+
+impl DocumentFrequency for Frequencies {
+    fn of(&self, ngram: &[String]) -> f64 {
+        match self {
+            Frequencies::Strings(table) => table.of(ngram),
+            Frequencies::Interned(table) => table.of(ngram),
+        }
+    }
+}
+
 /// The tf-idf vectors of one caption.
 struct TfIdf<'a> {
     /// Weights per order, in order of first occurrence.
@@ -100,7 +149,7 @@ pub fn cider_d_from_text<S: AsRef<str>>(candidates: &[S], references: &[Vec<S>])
 /// Rennie et al. 2017): document frequencies are fixed once from a reference corpus (the
 /// training captions) instead of coming from the evaluated set.
 pub struct CiderReward {
-    document_frequency: HashMap<Vec<String>, f64>,
+    document_frequency: Frequencies,
     log_images: f64,
     /// Tokenized references of each image.
     references: Vec<Vec<Vec<String>>>,
@@ -126,16 +175,16 @@ impl CiderReward {
             .map(|(ngram, f)| (ngram.to_vec(), f))
             .collect();
         Ok(Self {
-            document_frequency,
+            document_frequency: Frequencies::Strings(document_frequency),
             log_images: (references.len() as f64).ln(),
             references,
         })
     }
 
     /// What [`Self::new`]`(references).`[`frequencies_only`](Self::frequencies_only)`()`
-    /// gives, computed one image at a time over interned tokens: the board builds
-    /// its reranker at load without holding every caption's n-gram counts and
-    /// every n-gram as strings at once (the peak of the other way).
+    /// gives, computed one image at a time over interned tokens and kept interned:
+    /// the board builds its reranker at load without holding every caption's
+    /// n-gram counts or any n-gram as strings (the size of the other way).
     pub fn frequencies<S: AsRef<str>>(references: &[Vec<S>]) -> Result<Self> {
         if let Some(index) = references.iter().position(Vec::is_empty) {
             return Err(MetricsError::EmptyItem {
@@ -144,11 +193,9 @@ impl CiderReward {
                 missing: "references",
             });
         }
-        /// An n-gram as token ids, padded with `u32::MAX` (never an id).
-        type Key = [u32; CIDER_MAX_ORDER];
         let mut ids: HashMap<String, u32> = HashMap::new();
-        let mut frequency: HashMap<Key, f64> = HashMap::new();
-        let mut seen: HashSet<Key> = HashSet::new();
+        let mut counts: HashMap<NgramKey, u32> = HashMap::new();
+        let mut seen: HashSet<NgramKey> = HashSet::new();
         for captions in references {
             seen.clear();
             for caption in tokenize_captions(captions) {
@@ -168,29 +215,15 @@ impl CiderReward {
                 }
             }
             for key in seen.drain() {
-                *frequency.entry(key).or_insert(0.0) += 1.0;
+                *counts.entry(key).or_insert(0) += 1;
             }
         }
-        let mut words = vec![""; ids.len()];
-        for (word, &id) in &ids {
-            words[id as usize] = word;
-        }
-        let mut document_frequency: HashMap<Vec<String>, f64> = frequency
-            .into_iter()
-            // As `frequencies_only`: an n-gram seen in one image only scores as absent.
-            .filter(|(_, f)| *f > 1.0)
-            .map(|(key, f)| {
-                let ngram = key
-                    .iter()
-                    .take_while(|&&id| id != u32::MAX)
-                    .map(|&id| words[id as usize].to_string())
-                    .collect();
-                (ngram, f)
-            })
-            .collect();
-        document_frequency.shrink_to_fit();
+        // As `frequencies_only`: an n-gram seen in one image only scores as absent.
+        counts.retain(|_, count| *count > 1);
+        counts.shrink_to_fit();
+        ids.shrink_to_fit();
         Ok(Self {
-            document_frequency,
+            document_frequency: Frequencies::Interned(Interned { ids, counts }),
             log_images: (references.len() as f64).ln(),
             references: Vec::new(),
         })
@@ -201,8 +234,10 @@ impl CiderReward {
     /// every score stays the same). A reranker on a board keeps a fraction of the size.
     pub fn frequencies_only(mut self) -> Self {
         self.references = Vec::new();
-        self.document_frequency.retain(|_, frequency| *frequency > 1.0);
-        self.document_frequency.shrink_to_fit();
+        if let Frequencies::Strings(table) = &mut self.document_frequency {
+            table.retain(|_, frequency| *frequency > 1.0);
+            table.shrink_to_fit();
+        }
         self
     }
 
@@ -302,9 +337,9 @@ fn document_frequency<'a>(references: &[Vec<OrderedCounts<'a>>]) -> HashMap<Ngra
     frequency
 }
 
-fn tf_idf<'a, K: Borrow<[String]> + Hash + Eq>(
+fn tf_idf<'a>(
     counts: &OrderedCounts<'a>,
-    document_frequency: &HashMap<K, f64>,
+    document_frequency: &impl DocumentFrequency,
     log_images: f64,
 ) -> TfIdf<'a> {
     let weights: [Vec<(Ngram, f64)>; CIDER_MAX_ORDER] = std::array::from_fn(|order| {
@@ -312,7 +347,7 @@ fn tf_idf<'a, K: Borrow<[String]> + Hash + Eq>(
             .iter()
             .map(|&(ngram, term_frequency)| {
                 // An n-gram absent from every reference counts as seen once.
-                let frequency = document_frequency.get(ngram).copied().unwrap_or(0.0).max(1.0);
+                let frequency = document_frequency.of(ngram).max(1.0);
                 (ngram, term_frequency as f64 * (log_images - frequency.ln()))
             })
             .collect()
