@@ -192,8 +192,7 @@ pub fn bert_layer(
 /// Mirrors [`Bert::forward`]: ids `[n, len]` (int64), mask `[n, len]` → `[n, len, d]`.
 pub fn bert(g: &mut GraphBuilder, ids: &str, mask: &str, bert: &Bert) -> String {
     let (words, dims) = values(&bert.word_embeddings.weight);
-    let words = g.weight("word_embeddings", &words, &dims, 0);
-    let x = g.node("Gather", &[&words, ids], vec![("axis", Attr::Int(0))]);
+    let x = g.gather_rows("word_embeddings", &words, &dims, ids);
     let (positions, dims) = values(&bert.position_embeddings.weight);
     let positions = g.weight("position_embeddings", &positions, &dims, 0);
     let len = g.dim(ids, 1);

@@ -164,6 +164,30 @@ impl GraphBuilder {
         }
     }
 
+    /// Rows `ids` of an embedding table `[rows, d]`. An int8 table stays int8 on
+    /// the device: its rows are gathered first and then scaled by their own
+    /// scales, the same products `DequantizeLinear` would compute, so a 30k-word
+    /// vocabulary is never expanded to f32, at load or per call.
+    pub fn gather_rows(&mut self, hint: &str, values: &[f32], dims: &[usize], ids: &str) -> String {
+        let axis0 = || vec![("axis", Attr::Int(0))];
+        match self.weights {
+            WeightFormat::F32 => {
+                let table = self.constant(hint, values, dims);
+                self.node("Gather", &[&table, ids], axis0())
+            }
+            WeightFormat::Int8 => {
+                let q = quantize_per_channel(values, dims, 0);
+                let table = self.constant_i8(&format!("{hint}_int8"), &q.values, dims);
+                let scales = self.constant(&format!("{hint}_scale"), &q.scales, &[dims[0], 1]);
+                let rows = self.node("Gather", &[&table, ids], axis0());
+                // ONNX TensorProto.DataType FLOAT.
+                let rows = self.node("Cast", &[&rows], vec![("to", Attr::Int(1))]);
+                let row_scales = self.node("Gather", &[&scales, ids], axis0());
+                self.mul(&rows, &row_scales)
+            }
+        }
+    }
+
     /// Builds part of the graph with f32 weights whatever the graph's format.
     pub fn f32_weights<T>(&mut self, build: impl FnOnce(&mut Self) -> T) -> T {
         let format = std::mem::replace(&mut self.weights, WeightFormat::F32);

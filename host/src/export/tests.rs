@@ -262,6 +262,35 @@ fn spatial_vqa_graph_matches_burn() {
     check_spatial_vqa(WeightFormat::Int8, 0.05);
 }
 
+/// An int8 embedding table gathered as int8 rows then scaled gives exactly the
+/// rows of the table dequantized whole (what the graphs computed before), while
+/// the device never holds the table in f32.
+#[test]
+fn int8_embedding_rows_equal_the_dequantized_table_rows() {
+    let (rows, d) = (50, 8);
+    let table: Vec<f32> = (0..rows * d)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / (1.0 + (i / d) as f32))
+        .collect();
+    let ids = [3i64, 0, 49, 3, 17];
+    let graph = |gathered_as_int8: bool| {
+        let mut g = GraphBuilder::new("rows", WeightFormat::Int8);
+        let x = g.input_i64("ids", &[Dim::Fixed(1), Dim::Fixed(ids.len())]);
+        let y = if gathered_as_int8 {
+            g.gather_rows("table", &table, &[rows, d], &x)
+        } else {
+            let w = g.weight("table", &table, &[rows, d], 0);
+            g.node("Gather", &[&w, &x], vec![("axis", super::onnx::Attr::Int(0))])
+        };
+        g.output(&y, "y", &[Dim::Fixed(1), Dim::Fixed(ids.len()), Dim::Fixed(d)]);
+        g.finish()
+    };
+    let input = || vec![TractTensor::from_shape(&[1, ids.len()], &ids).unwrap()];
+    let int8_rows = run(graph(true), input());
+    assert_eq!(int8_rows, run(graph(false), input()));
+    let first = &table[3 * d..4 * d];
+    assert!(max_diff(&int8_rows[0][..d], first) < 0.5 / 127.0 * 50.0);
+}
+
 #[test]
 fn graph_names_are_the_shared_ones() {
     let device = Device::flex();
