@@ -10,6 +10,7 @@ use commands::{agent, bundle, inference, preprocess, run};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
+    edgevlm_device::runtime::return_large_blocks_when_freed();
     if cli.threads > 1 {
         use tract_linalg::multithread::{set_default_executor, Executor};
         set_default_executor(Executor::multithread(cli.threads));

@@ -35,7 +35,7 @@ pub use firmware::{elf_architecture, FirmwareError, SELFTEST_LIMIT};
 pub use server::{serve, serve_serial, Limits, ServerConfig, Timed, Timeouts};
 pub use session::{Admitted, Agent, Outcome};
 pub use slots::{AgentError, State};
-pub use trust::{load_signed, trusted_keys};
+pub use trust::{read_signed, trusted_keys};
 pub use version_floor::FLOOR_FILE;
 
 #[cfg(test)]

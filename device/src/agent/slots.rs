@@ -9,7 +9,7 @@ use edgevlm_shared::bundle::{sha256, Bundle, BundleError, FIRMWARE_FILE};
 use super::atomic::{write_atomic, write_atomic_mode};
 use super::board::{Board, InstallReport, Slot, SlotStatus};
 use super::firmware::{self, FirmwareError};
-use super::trust::{load_signed, trusted_keys};
+use super::trust::{read_signed, trusted_keys, verified_chunks};
 use super::version_floor::VersionFloor;
 
 use crate::runtime::{Runtime, RuntimeError};
@@ -150,30 +150,40 @@ impl State {
 
     /// A slot's bundle, its signature checked over the very bytes parsed.
     pub fn verified(&self, slot: Slot) -> Result<Bundle, AgentError> {
+        self.verified_only(slot, None)
+    }
+
+    /// [`Self::verified`], keeping only the files named in `keep` (all with `None`).
+    pub fn verified_only(&self, slot: Slot, keep: Option<&[&str]>) -> Result<Bundle, AgentError> {
         let path = self.bundle_path(slot);
         let sig_path = self.slot_dir(slot).join("model.sig");
         let sig = std::fs::read(&sig_path).map_err(io(&sig_path))?;
-        let bytes = std::fs::read(&path).map_err(io(&path))?;
-        signature::verify(&bytes, &sig, &self.trusted)?;
-        Ok(Bundle::from_bytes(&bytes, &path.display().to_string())?)
+        verified_chunks(&path, &sig, &self.trusted, keep)
     }
 
     /// Reads, verifies (checksums + signature) and self-tests one slot.
-    pub fn check(&self, slot: Slot) -> Result<(Bundle, Runtime), AgentError> {
-        let bundle = self.verified(slot)?;
-        let runtime = Runtime::from_bundle(&bundle)?;
+    pub fn check(&self, slot: Slot) -> Result<Runtime, AgentError> {
+        let mut bundle = self.verified(slot)?;
+        let carried = if bundle.has_file(FIRMWARE_FILE) {
+            Some(bundle.take_file(FIRMWARE_FILE)?)
+        } else {
+            None
+        };
+        // The loader takes each graph's bytes as it builds it, so the bundle is
+        // never held whole beside the plans.
+        let runtime = Runtime::from_owned(bundle)?;
         runtime.selftest()?;
-        if bundle.has_file(FIRMWARE_FILE) {
+        if let Some(carried) = carried {
             let exe = self.firmware_path(slot);
             let on_disk = std::fs::read(&exe).map_err(io(&exe))?;
-            if on_disk != bundle.file(FIRMWARE_FILE)? {
+            if on_disk != carried {
                 return Err(AgentError::FirmwareMismatch(exe));
             }
             if self.board.run_firmware {
                 firmware::selftest(&exe, &self.bundle_path(slot))?;
             }
         }
-        Ok((bundle, runtime))
+        Ok(runtime)
     }
 
     /// The firmware to start a slot with, opened and matched against the
@@ -200,11 +210,16 @@ impl State {
         Ok(Some(file))
     }
 
-    /// Loads a bundle kept outside the slots (`run` with `bundle =` beside an
+    /// The keys bundles must be signed by.
+    pub fn trusted(&self) -> &[VerifyingKey] {
+        &self.trusted
+    }
+
+    /// Reads a bundle kept outside the slots (`run` with `bundle =` beside an
     /// [agent] section) only if `BUNDLE.sig` holds a trusted key's signature
-    /// over the very bytes loaded.
-    pub fn load_signed(&self, path: &Path) -> Result<Runtime, AgentError> {
-        load_signed(path, &self.trusted)
+    /// over the very bytes read.
+    pub fn read_signed(&self, path: &Path) -> Result<Bundle, AgentError> {
+        read_signed(path, &self.trusted, None)
     }
 
     /// The active slot's model after its check, retried once; only when it fails
@@ -242,7 +257,7 @@ impl State {
     fn started(
         &self,
         slot: Slot,
-        (_, runtime): (Bundle, Runtime),
+        runtime: Runtime,
         note: Option<String>,
     ) -> Result<(Slot, Runtime, Option<String>), AgentError> {
         let version = runtime.manifest.model_version;
@@ -258,7 +273,7 @@ impl State {
         [active, active.other()].into_iter().find_map(|slot| {
             self.check(slot)
                 .ok()
-                .map(|(bundle, _)| (slot, bundle.manifest.model_version))
+                .map(|runtime| (slot, runtime.manifest.model_version))
         })
     }
 
@@ -377,10 +392,10 @@ mod tests {
         // The same for a bundle outside the slots: no signature, no load.
         let loose = dir.path().join("loose.bundle");
         std::fs::write(&loose, garbage).unwrap();
-        let err = state.load_signed(&loose).err().unwrap().to_string();
+        let err = state.read_signed(&loose).err().unwrap().to_string();
         assert!(err.contains("loose.bundle.sig"), "{err}");
         std::fs::write(dir.path().join("loose.bundle.sig"), [7u8; 64]).unwrap();
-        let err = state.load_signed(&loose).err().unwrap();
+        let err = state.read_signed(&loose).err().unwrap();
         assert!(matches!(err, AgentError::Key(KeyError::Untrusted)), "{err}");
 
         std::fs::remove_file(trusted.join("good.pub")).unwrap();

@@ -6,10 +6,9 @@ use std::path::{Path, PathBuf};
 
 use ed25519_dalek::VerifyingKey;
 use edgevlm_shared::bundle::signature;
-use edgevlm_shared::bundle::Bundle;
+use edgevlm_shared::bundle::{Bundle, Chunks};
 
 use super::slots::{io, AgentError};
-use crate::runtime::Runtime;
 
 /// Every `*.pub` in `dir`; a malformed one (a truncated copy, a stray note) is
 /// skipped with a warning naming it, so it cannot take every good key down.
@@ -33,16 +32,26 @@ pub fn trusted_keys(dir: &Path) -> Result<Vec<VerifyingKey>, AgentError> {
     Ok(keys)
 }
 
-/// Loads `path` only if `path.sig` holds a signature by one of `keys` over the
-/// bytes read; nothing unsigned reaches the parser.
-pub fn load_signed(path: &Path, keys: &[VerifyingKey]) -> Result<Runtime, AgentError> {
+/// Reads `path` only if `path.sig` holds a signature by one of `keys` over the
+/// bytes read; nothing unsigned reaches the parser. Only the files named in
+/// `keep` are kept (all with `None`), the others checked against their sha256.
+pub fn read_signed(path: &Path, keys: &[VerifyingKey], keep: Option<&[&str]>) -> Result<Bundle, AgentError> {
     let mut sig_path = path.as_os_str().to_owned();
     sig_path.push(".sig");
     let sig_path = PathBuf::from(sig_path);
     let sig = std::fs::read(&sig_path).map_err(io(&sig_path))?;
-    let bytes = std::fs::read(path).map_err(io(path))?;
-    signature::verify(&bytes, &sig, keys)?;
-    let bundle = Bundle::from_bytes(&bytes, &path.display().to_string())?;
-    drop(bytes);
-    Ok(Runtime::from_owned(bundle)?)
+    verified_chunks(path, &sig, keys, keep)
+}
+
+/// The bundle at `path`, read once, its signature checked over the bytes read
+/// before any is parsed, and parsed from them, never held twice.
+pub(super) fn verified_chunks(
+    path: &Path,
+    sig: &[u8],
+    keys: &[VerifyingKey],
+    keep: Option<&[&str]>,
+) -> Result<Bundle, AgentError> {
+    let chunks = Chunks::read(path)?;
+    signature::verify_chunks(chunks.iter(), sig, keys)?;
+    Ok(chunks.into_bundle(keep)?)
 }

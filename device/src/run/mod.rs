@@ -3,13 +3,13 @@
 //! failed inference becomes an error event and the loop goes on.
 
 mod config;
+mod model;
 
 pub use config::{AgentConfig, CameraConfig, DeviceConfig, TriggerConfig};
 
 use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
-use crate::agent::State;
 use crate::camera::{Camera, DirectoryCamera, Frame, StillCamera, SyntheticCamera};
 use crate::events::{Event, Latency, QaResult, Sinks};
 use crate::runtime::Runtime;
@@ -65,7 +65,8 @@ fn button_gate(
     Ok(Gate::Button(Box::new(Boxed(Button::new(pin, delay, cfg)))))
 }
 
-fn gate(cfg: &DeviceConfig, runtime: &Runtime) -> anyhow::Result<Gate> {
+/// The trigger; a text trigger's `phrase` is its phrase's embedding.
+fn gate(cfg: &DeviceConfig, phrase: Option<Vec<f32>>) -> anyhow::Result<Gate> {
     Ok(match &cfg.trigger {
         TriggerConfig::Interval { every_ticks } => Gate::Interval(Interval::new(*every_ticks)),
         TriggerConfig::Frame => Gate::Frame,
@@ -77,13 +78,8 @@ fn gate(cfg: &DeviceConfig, runtime: &Runtime) -> anyhow::Result<Gate> {
             cooldown_frames: *cooldown_frames,
             ..Default::default()
         })),
-        TriggerConfig::Text {
-            phrase,
-            min_similarity,
-        } => Gate::Text {
-            phrase: runtime
-                .embed_texts(&[phrase.as_str()])?
-                .pop()
+        TriggerConfig::Text { min_similarity, .. } => Gate::Text {
+            phrase: phrase
                 .ok_or_else(|| anyhow::anyhow!("trigger.phrase: the text encoder gave no embedding"))?,
             min: *min_similarity,
         },
@@ -126,37 +122,6 @@ fn camera(cfg: &CameraConfig) -> anyhow::Result<Box<dyn Camera>> {
             format,
         } => crate::camera::v4l2(path, *width, *height, *fps, format)?,
     })
-}
-
-/// The bundle to run: the configured one, or the agent's active slot.
-fn load_runtime(cfg: &DeviceConfig) -> anyhow::Result<Runtime> {
-    if let Some(bundle) = &cfg.bundle {
-        // A file on the card is as hostile as a network peer: it runs only
-        // signed, unless the config says in so many words that this is a bench.
-        return Ok(match (&cfg.agent, &cfg.trusted) {
-            (Some(agent), _) => State::open(&agent.state)?.load_signed(bundle)?,
-            (None, Some(trusted)) => crate::agent::load_signed(bundle, &crate::agent::trusted_keys(trusted)?)?,
-            (None, None) if cfg.unsigned_bundle => {
-                eprintln!("run: {} runs unsigned (unsigned_bundle = true)", bundle.display());
-                Runtime::load(bundle)?
-            }
-            (None, None) => anyhow::bail!(
-                "bundle {} runs only signed: set `trusted = \"keys\"` (a folder of *.pub) with {}.sig beside it, \
-                 an [agent] section, or `unsigned_bundle = true` on a bench",
-                bundle.display(),
-                bundle.display()
-            ),
-        });
-    }
-    let Some(agent) = &cfg.agent else {
-        anyhow::bail!("no `bundle` and no [agent] section in the device config");
-    };
-    let (slot, runtime, note) = State::open(&agent.state)?.select()?;
-    if let Some(note) = note {
-        eprintln!("run: {note}");
-    }
-    eprintln!("run: model from slot {}", slot.name());
-    Ok(runtime)
 }
 
 fn ms(since: Instant) -> f64 {
@@ -266,14 +231,16 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
         max_events,
         max_frames,
     } = limits;
-    let runtime = load_runtime(cfg)?;
+    let phrases: Vec<&str> = match &cfg.trigger {
+        TriggerConfig::Text { phrase, .. } => vec![phrase.as_str()],
+        _ => Vec::new(),
+    };
+    let (runtime, mut embeddings) = model::load(cfg, &phrases)?;
     let mut camera = Counted {
         camera: camera(&cfg.camera)?,
         frames: 0,
     };
-    let mut gate = gate(cfg, &runtime)?;
-    // Phrases are embedded; nothing in the loop reads the text tower again.
-    runtime.release_text_encoder();
+    let mut gate = gate(cfg, embeddings.pop())?;
     let mut sinks = Sinks::open(&cfg.events, &cfg.device, &cfg.questions)?;
     let mut seq = 0u64;
     while (max_events == 0 || seq < max_events) && (max_frames == 0 || camera.frames < max_frames) {

@@ -4,11 +4,17 @@
 
 mod decode;
 mod error;
+mod memory;
 mod selftest;
+mod text;
 
 pub use error::{Result, RuntimeError};
+pub use memory::{return_freed_memory, return_large_blocks_when_freed};
 pub use selftest::SelfTestReport;
+use text::TextEncoder;
+pub use text::TextTower;
 
+use std::borrow::Cow;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
@@ -43,12 +49,6 @@ pub struct Runtime {
     selftest_image: Option<Vec<u8>>,
 }
 
-enum TextEncoder {
-    Graph(Vec<u8>),
-    Plan(Plan),
-    Released,
-}
-
 /// The VQA graph and what it reads of the image: the image tokens (a fused head)
 /// or the preprocessed pixels (a spatial head, whose grid encoder is in the graph).
 struct VqaPlan {
@@ -76,16 +76,19 @@ pub struct Answer {
 
 /// Parses, optimizes and readies one graph. A `pinned` shape fixes the first input
 /// (the batch of one image the runtime always feeds), so tract picks its kernels
-/// for concrete sizes.
-fn plan(origin: &str, graph: &str, bytes: &[u8], pinned: Option<&[usize]>) -> Result<Plan> {
+/// for concrete sizes. The graph's bytes, and then its protobuf, are freed as soon
+/// as the next form is built: a graph is never held in three forms at once.
+fn plan(origin: &str, graph: &str, bytes: Cow<'_, [u8]>, pinned: Option<&[usize]>) -> Result<Plan> {
     let fail = |e: TractError| RuntimeError::Graph {
         origin: origin.to_string(),
         graph: graph.to_string(),
         reason: format!("{e:#}"),
     };
-    let mut model = tract_onnx::onnx()
-        .model_for_read(&mut std::io::Cursor::new(bytes))
-        .map_err(fail)?;
+    let proto = <tract_onnx::pb::ModelProto as prost::Message>::decode(&*bytes)
+        .map_err(|e| fail(TractError::msg(format!("not an ONNX protobuf: {e}"))))?;
+    drop(bytes);
+    let mut model = tract_onnx::onnx().model_for_proto_model(&proto).map_err(fail)?;
+    drop(proto);
     if let Some(shape) = pinned {
         model = model
             .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
@@ -118,18 +121,18 @@ impl Source<'_> {
         match self {
             Source::Owned(b) => {
                 let bytes = b.take_file(&file)?;
-                plan(b.origin(), graph, &bytes, pinned)
+                plan(b.origin(), graph, Cow::Owned(bytes), pinned)
             }
-            Source::Borrowed(b) => plan(b.origin(), graph, b.file(&file)?, pinned),
+            Source::Borrowed(b) => plan(b.origin(), graph, Cow::Borrowed(b.file(&file)?), pinned),
         }
     }
 
     /// A file's bytes read once: taken out of a bundle this loader owns, so they
     /// are freed as soon as the caller has parsed them.
-    fn read_once(&mut self, file: &str) -> Result<std::borrow::Cow<'_, [u8]>> {
+    fn read_once(&mut self, file: &str) -> Result<Cow<'_, [u8]>> {
         Ok(match self {
-            Source::Owned(b) => std::borrow::Cow::Owned(b.take_file(file)?),
-            Source::Borrowed(b) => std::borrow::Cow::Borrowed(b.file(file)?),
+            Source::Owned(b) => Cow::Owned(b.take_file(file)?),
+            Source::Borrowed(b) => Cow::Borrowed(b.file(file)?),
         })
     }
 
@@ -210,15 +213,22 @@ impl Runtime {
 
     /// Loads from a bundle the caller keeps.
     pub fn from_bundle(bundle: &Bundle) -> Result<Self> {
-        Self::from_source(Source::Borrowed(bundle))
+        Self::from_source(Source::Borrowed(bundle), true)
     }
 
     /// Loads from a bundle it consumes: each graph's bytes are dropped once parsed.
     pub fn from_owned(bundle: Bundle) -> Result<Self> {
-        Self::from_source(Source::Owned(Box::new(bundle)))
+        Self::from_source(Source::Owned(Box::new(bundle)), true)
     }
 
-    fn from_source(mut source: Source) -> Result<Self> {
+    /// Loads what a loop needs, from a bundle it consumes: the text tower's bytes
+    /// are dropped before anything is built, and [`Runtime::embed_texts`] is an error (a text trigger's
+    /// phrases come from a [`TextTower`] loaded before).
+    pub fn without_text_encoder(bundle: Bundle) -> Result<Self> {
+        Self::from_source(Source::Owned(Box::new(bundle)), false)
+    }
+
+    fn from_source(mut source: Source, keep_text: bool) -> Result<Self> {
         let bundle = source.bundle();
         let manifest = bundle.manifest.clone();
         // `from_bytes` checked this already; a bundle built in memory was not.
@@ -246,6 +256,13 @@ impl Runtime {
             }
             .into());
         }
+        let text_graph = if keep_text {
+            TextEncoder::Graph(source.keep(io::TEXT_ENCODER)?)
+        } else {
+            drop(source.read_once(&io::graph_file(io::TEXT_ENCODER))?);
+            TextEncoder::Released
+        };
+        let bundle = source.bundle();
         let memory_origin = bundle
             .has_file(CAPTION_MEMORY_FILE)
             .then(|| format!("{}: {CAPTION_MEMORY_FILE}", bundle.origin()));
@@ -275,14 +292,16 @@ impl Runtime {
         } else {
             None
         };
-        let text_graph = source.keep(io::TEXT_ENCODER)?;
         let side = manifest.preprocess.image_size as usize;
+        let image_encoder = source.load_plan(io::IMAGE_ENCODER, Some(&[1, 3, side, side]))?;
+        let decoder = source.load_plan(io::CAPTION_DECODER, None)?;
+        let decoder_step = source.load_plan(io::CAPTION_STEP, None)?;
         Ok(Self {
-            image_encoder: source.load_plan(io::IMAGE_ENCODER, Some(&[1, 3, side, side]))?,
-            text_encoder: Mutex::new(TextEncoder::Graph(text_graph)),
+            image_encoder,
+            text_encoder: Mutex::new(text_graph),
             vqa,
-            decoder: source.load_plan(io::CAPTION_DECODER, None)?,
-            decoder_step: source.load_plan(io::CAPTION_STEP, None)?,
+            decoder,
+            decoder_step,
             origin,
             manifest,
             tokenizer,
@@ -315,70 +334,11 @@ impl Runtime {
         })
     }
 
-    /// Token ids and mask tensors `[n, len]` for texts.
-    fn text_inputs(&self, texts: &[&str], graph: &str) -> Result<(Tensor, Tensor)> {
-        let batch = self.tokenizer.encode_batch(texts)?;
-        let ids: Vec<i64> = batch.ids.iter().map(|&v| v as i64).collect();
-        let mask: Vec<f32> = batch.mask.iter().map(|&v| v as f32).collect();
-        let shape = [batch.batch, batch.seq_len];
-        Ok((
-            Tensor::from_shape(&shape, &ids).map_err(|e| shape_error(graph, e))?,
-            Tensor::from_shape(&shape, &mask).map_err(|e| shape_error(graph, e))?,
-        ))
-    }
-
-    /// The text encoder, built now if this is its first use.
-    fn text_plan(&self) -> Result<Plan> {
-        let mut slot = self
-            .text_encoder
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let built = match std::mem::replace(&mut *slot, TextEncoder::Released) {
-            TextEncoder::Plan(p) => p,
-            TextEncoder::Graph(bytes) => plan(&self.origin, io::TEXT_ENCODER, &bytes, None)?,
-            TextEncoder::Released => {
-                return Err(RuntimeError::Run {
-                    graph: io::TEXT_ENCODER.into(),
-                    reason: "the text encoder was released to save memory".into(),
-                })
-            }
-        };
-        *slot = TextEncoder::Plan(built.clone());
-        Ok(built)
-    }
-
-    /// Frees the text encoder for good (a loop that embedded its phrases at start).
-    pub fn release_text_encoder(&self) {
-        *self
-            .text_encoder
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = TextEncoder::Released;
-    }
-
-    /// Unit-length ITC embeddings of texts.
-    pub fn embed_texts(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>> {
-        let graph = io::TEXT_ENCODER;
-        let (ids, mask) = self.text_inputs(texts, graph)?;
-        let out = run(&self.text_plan()?, graph, tvec!(ids.into(), mask.into()))?;
-        let flat = to_vec(output(&out, 0, graph)?, graph)?;
-        let d = flat.len() / texts.len().max(1);
-        Ok(flat.chunks(d.max(1)).map(<[f32]>::to_vec).collect())
-    }
-
-    /// Cosine similarity of the image to each text (ITC).
-    pub fn match_texts(&self, image: &EncodedImage, texts: &[&str]) -> Result<Vec<f32>> {
-        Ok(self
-            .embed_texts(texts)?
-            .iter()
-            .map(|t| t.iter().zip(&image.embedding).map(|(a, b)| a * b).sum())
-            .collect())
-    }
-
     /// Answer logits for one question about an encoded image.
     pub fn vqa_logits(&self, image: &EncodedImage, question: &str) -> Result<Vec<f32>> {
         let vqa = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
         let graph = io::VQA;
-        let (ids, mask) = self.text_inputs(&[question], graph)?;
+        let (ids, mask) = text::text_inputs(&self.tokenizer, &[question], graph)?;
         let image = if vqa.reads_pixels {
             &image.pixels
         } else {

@@ -45,10 +45,15 @@ pub enum BundleError {
 }
 
 /// Where [`Bundle::parse`] reads from: a byte slice, or a file read piece by piece.
-trait Pieces {
+pub(super) trait Pieces {
     fn len(&self) -> u64;
-    /// Bytes `start..end`, which the caller has checked lie within [`Self::len`].
+    /// Bytes `start..end`, which the caller has checked lie within [`Self::len`];
+    /// asked for in ascending order.
     fn piece(&mut self, start: u64, end: u64) -> std::io::Result<Vec<u8>>;
+    /// The sha256 of bytes `start..end`, for a file the reader does not keep.
+    fn checksum(&mut self, start: u64, end: u64) -> std::io::Result<[u8; 32]> {
+        Ok(sha256(&self.piece(start, end)?))
+    }
 }
 
 impl Pieces for &[u8] {
@@ -76,10 +81,17 @@ impl Pieces for FilePieces {
         self.file.read_exact(&mut out)?;
         Ok(out)
     }
+    fn checksum(&mut self, start: u64, end: u64) -> std::io::Result<[u8; 32]> {
+        use std::io::{Read, Seek, SeekFrom};
+        self.file.seek(SeekFrom::Start(start))?;
+        let mut hasher = Sha256::new();
+        std::io::copy(&mut (&mut self.file).take(end - start), &mut hasher)?;
+        Ok(hasher.finalize().into())
+    }
 }
 
 /// A parse failure: the bundle is wrong, or reading it failed.
-enum PieceError {
+pub(super) enum PieceError {
     Bundle(BundleError),
     Io(std::io::Error),
 }
@@ -97,7 +109,7 @@ impl From<std::io::Error> for PieceError {
 }
 
 impl PieceError {
-    fn with_path(self, path: &Path) -> BundleError {
+    pub(super) fn with_path(self, path: &Path) -> BundleError {
         match self {
             PieceError::Bundle(e) => e,
             PieceError::Io(source) => BundleError::Io {
@@ -200,18 +212,37 @@ impl Bundle {
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        Self::parse(FilePieces { file, len }, &path.display().to_string()).map_err(|e| e.with_path(path))
+        Self::parse(FilePieces { file, len }, &path.display().to_string(), None)
+            .map_err(|e| e.with_path(path))
+    }
+
+    /// [`Self::read`], keeping only the named files: every file is still checked
+    /// against its sha256, but the others are never held.
+    pub fn read_only(path: &Path, keep: &[&str]) -> Result<Self, BundleError> {
+        let io = |source| BundleError::Io {
+            path: path.to_path_buf(),
+            source,
+        };
+        let file = std::fs::File::open(path).map_err(io)?;
+        let len = file.metadata().map_err(io)?.len();
+        Self::parse(FilePieces { file, len }, &path.display().to_string(), Some(keep))
+            .map_err(|e| e.with_path(path))
     }
 
     /// Parses and verifies a bundle; `origin` names it in errors.
     pub fn from_bytes(bytes: &[u8], origin: &str) -> Result<Self, BundleError> {
-        Self::parse(bytes, origin).map_err(|e| e.with_path(Path::new(origin)))
+        Self::parse(bytes, origin, None).map_err(|e| e.with_path(Path::new(origin)))
     }
 
     /// Parses and verifies a bundle piece by piece: each file's bytes are read once,
     /// into the buffer the bundle keeps (a file on disk is never held twice), and
-    /// only once its place is known to lie inside the bundle.
-    fn parse(mut source: impl Pieces, origin: &str) -> Result<Self, PieceError> {
+    /// only once its place is known to lie inside the bundle. With `keep`, files not
+    /// named are checked and not kept.
+    pub(super) fn parse(
+        mut source: impl Pieces,
+        origin: &str,
+        keep: Option<&[&str]>,
+    ) -> Result<Self, PieceError> {
         let len = source.len();
         let truncated = |what: &str, start: u64, end: u64| BundleError::Truncated {
             origin: origin.into(),
@@ -270,6 +301,7 @@ impl Bundle {
             reason,
         };
         let mut files = BTreeMap::new();
+        let mut listed = std::collections::BTreeSet::new();
         let mut expected_offset = 0u64;
         for entry in &manifest.files {
             // The one layout the writer produces: files back to back, in order.
@@ -283,7 +315,7 @@ impl Bundle {
             if let Some(problem) = super::names::name_problem(&entry.name) {
                 return Err(layout(format!("file name {:?} refused: {problem}", entry.name)).into());
             }
-            if files.contains_key(&entry.name) {
+            if !listed.insert(entry.name.as_str()) {
                 return Err(layout(format!("file `{}` is listed twice", entry.name)).into());
             }
             expected_offset = expected_offset.saturating_add(entry.len);
@@ -292,15 +324,24 @@ impl Bundle {
             if end > len {
                 return Err(truncated(&format!("file `{}`", entry.name), start, end).into());
             }
-            let data = source.piece(start, end)?;
-            if sha256(&data) != entry.sha256 {
+            let kept = keep.is_none_or(|names| names.contains(&entry.name.as_str()));
+            let (data, checksum) = if kept {
+                let data = source.piece(start, end)?;
+                let checksum = sha256(&data);
+                (Some(data), checksum)
+            } else {
+                (None, source.checksum(start, end)?)
+            };
+            if checksum != entry.sha256 {
                 return Err(BundleError::Checksum {
                     origin: origin.into(),
                     file: entry.name.clone(),
                 }
                 .into());
             }
-            files.insert(entry.name.clone(), data);
+            if let Some(data) = data {
+                files.insert(entry.name.clone(), data);
+            }
         }
         manifest.validate().map_err(layout)?;
         let end = manifest_end.saturating_add(expected_offset);

@@ -5,11 +5,13 @@
 //! files the manifest lists, back to back. The manifest records each file's offset,
 //! length and sha256, so truncation and tampering are found before anything is used.
 
+mod chunks;
 mod container;
 pub mod io;
 pub mod names;
 pub mod signature;
 
+pub use chunks::Chunks;
 pub use container::{sha256, Bundle, BundleError};
 
 use serde::{Deserialize, Serialize};

@@ -152,6 +152,32 @@ pub fn verify(bytes: &[u8], signature: &[u8], trusted: &[VerifyingKey]) -> Resul
         .ok_or(KeyError::Untrusted)
 }
 
+/// [`verify`] of a message held in chunks (a bundle read piece by piece), as
+/// strict: a weak key or a small-order R verifies nothing.
+pub fn verify_chunks<'a, I>(chunks: I, signature: &[u8], trusted: &[VerifyingKey]) -> Result<usize, KeyError>
+where
+    I: Iterator<Item = &'a [u8]> + Clone,
+{
+    let sig: [u8; 64] = signature
+        .try_into()
+        .map_err(|_| KeyError::SignatureLength(signature.len()))?;
+    let r = curve25519_dalek::edwards::CompressedEdwardsY(sig[..32].try_into().expect("32 bytes"));
+    if r.decompress().is_none_or(|point| point.is_small_order()) {
+        return Err(KeyError::Untrusted);
+    }
+    let sig = Signature::from_bytes(&sig);
+    trusted
+        .iter()
+        .position(|key| {
+            !key.is_weak()
+                && key.verify_stream(&sig).is_ok_and(|mut verifier| {
+                    chunks.clone().for_each(|chunk| verifier.update(chunk));
+                    verifier.finalize_and_verify().is_ok()
+                })
+        })
+        .ok_or(KeyError::Untrusted)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,6 +211,42 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(err.contains("bad.pub") && err.contains("64 hex digits"), "{err}");
+    }
+
+    #[test]
+    fn chunked_verification_agrees_with_whole_verification() {
+        let key = generate().unwrap();
+        let trusted = vec![generate().unwrap().verifying_key(), key.verifying_key()];
+        let message: Vec<u8> = (0..10_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        let sig = sign(&message, &key);
+        for cuts in [vec![], vec![0, 0, 1], vec![4096, 4096, 9999], vec![1, 2, 3, 5000]] {
+            let mut pieces = Vec::new();
+            let mut at = 0;
+            for cut in cuts.into_iter().chain([message.len()]) {
+                pieces.push(&message[at..cut]);
+                at = cut;
+            }
+            assert_eq!(verify_chunks(pieces.iter().copied(), &sig, &trusted).unwrap(), 1);
+        }
+        let mut changed = message.clone();
+        changed[5000] ^= 1;
+        let halves = [&changed[..5000], &changed[5000..]];
+        assert!(matches!(
+            verify_chunks(halves.iter().copied(), &sig, &trusted),
+            Err(KeyError::Untrusted)
+        ));
+        // A small-order R (the identity) is refused before any hashing, as strict does.
+        let mut small_r = sig;
+        small_r[..32].copy_from_slice(&[1; 1].iter().copied().chain([0; 31]).collect::<Vec<u8>>());
+        assert!(verify(&message, &small_r, &trusted).is_err());
+        assert!(matches!(
+            verify_chunks([message.as_slice()].into_iter(), &small_r, &trusted),
+            Err(KeyError::Untrusted)
+        ));
+        assert!(matches!(
+            verify_chunks([message.as_slice()].into_iter(), &sig[..63], &trusted),
+            Err(KeyError::SignatureLength(63))
+        ));
     }
 
     #[test]

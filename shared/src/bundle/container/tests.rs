@@ -179,3 +179,54 @@ fn unsafe_file_names_are_refused_at_parse_time() {
         );
     }
 }
+
+/// Every way of reading a file gives the same bundle; keeping some files still
+/// checks the others, and a listed-twice name is found among files not kept.
+#[test]
+fn file_chunked_and_partial_reads_agree_and_still_check_every_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("s.bundle");
+    let b = sample();
+    b.write(&path).unwrap();
+    let whole = Bundle::read(&path).unwrap();
+    assert_eq!(
+        whole,
+        Bundle::from_bytes(&b.to_bytes(), &path.display().to_string()).unwrap()
+    );
+    assert_eq!(
+        crate::bundle::Chunks::read(&path)
+            .unwrap()
+            .into_bundle(None)
+            .unwrap(),
+        whole
+    );
+    for only in [
+        Bundle::read_only(&path, &["a.onnx"]).unwrap(),
+        crate::bundle::Chunks::read(&path)
+            .unwrap()
+            .into_bundle(Some(&["a.onnx"]))
+            .unwrap(),
+    ] {
+        assert_eq!(only.file("a.onnx").unwrap(), &[1, 2, 3]);
+        assert!(!only.has_file("tokenizer.json"));
+        assert_eq!(only.manifest, whole.manifest);
+    }
+    let mut bytes = b.to_bytes();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&path, &bytes).unwrap();
+    let err = Bundle::read_only(&path, &["a.onnx"]).unwrap_err().to_string();
+    assert!(err.contains("`tokenizer.json` fails its sha256 check"), "{err}");
+    let err = crate::bundle::Chunks::read(&path)
+        .unwrap()
+        .into_bundle(Some(&["a.onnx"]))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("`tokenizer.json` fails its sha256 check"), "{err}");
+    let twice = with_manifest(&b, |m| m.files[1].name = "a.onnx".into(), &[]);
+    std::fs::write(&path, twice).unwrap();
+    let err = Bundle::read_only(&path, &["tokenizer.json"])
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("listed twice"), "{err}");
+}
