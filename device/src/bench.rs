@@ -71,6 +71,7 @@ pub fn run(
     decoding: Decoding,
     threads: usize,
 ) -> Result<BenchReport> {
+    edgevlm_device::runtime::keep_blocks_for_reuse();
     let images = if paths.is_empty() {
         let bytes = runtime
             .selftest_image_bytes()

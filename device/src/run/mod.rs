@@ -236,6 +236,7 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
         _ => Vec::new(),
     };
     let (runtime, mut embeddings) = model::load(cfg, &phrases)?;
+    crate::runtime::keep_blocks_for_reuse();
     let mut camera = Counted {
         camera: camera(&cfg.camera)?,
         frames: 0,

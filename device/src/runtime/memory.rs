@@ -1,16 +1,33 @@
-//! How the process gives memory back. A model loads in phases (a text trigger's
+//! How the process holds memory. A model loads in phases (a text trigger's
 //! phrases with the text tower alone, then the loop's graphs), and a phase's
-//! memory must be free for the next one, not kept by the allocator.
+//! memory must be free for the next one, not kept by the allocator; once loaded,
+//! each inference should reuse the blocks of the one before instead of asking the
+//! system for fresh pages.
 
-/// Large blocks go back to the system as soon as they are freed, as musl (the
-/// board's libc) does. glibc would otherwise raise its mmap threshold after the
-/// first large free and keep later graphs' buffers in its heap, so the phases of
-/// a load would add up instead of taking turns.
+/// While loading: large blocks go back to the system as soon as they are freed,
+/// as musl (the board's libc) does. glibc would otherwise raise its mmap threshold
+/// after the first large free and keep later graphs' buffers in its heap, so the
+/// phases of a load would add up instead of taking turns.
 pub fn return_large_blocks_when_freed() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: mallopt only changes glibc's policy for allocations made from now on.
     unsafe {
         libc::mallopt(libc::M_MMAP_THRESHOLD, 128 * 1024);
+    }
+}
+
+/// Once loaded: what loading freed goes back to the system, then blocks up to
+/// 32 MiB (an image's activations) stay in the heap for the next inference.
+/// Measured on glibc: the image encoder takes 28 ms this way, 46 ms when each
+/// run maps and faults in its activations afresh.
+pub fn keep_blocks_for_reuse() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only releases free heap pages and mallopt only changes
+    // the policy for later allocations; neither touches a live allocation.
+    unsafe {
+        libc::malloc_trim(0);
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 32 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 64 << 20);
     }
 }
 

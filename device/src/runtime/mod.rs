@@ -9,7 +9,7 @@ mod selftest;
 mod text;
 
 pub use error::{Result, RuntimeError};
-pub use memory::{return_freed_memory, return_large_blocks_when_freed};
+pub use memory::{keep_blocks_for_reuse, return_freed_memory, return_large_blocks_when_freed};
 pub use selftest::SelfTestReport;
 use text::TextEncoder;
 pub use text::TextTower;
