@@ -206,26 +206,23 @@ impl Bundle {
     }
 
     pub fn read(path: &Path) -> Result<Self, BundleError> {
-        let io = |source| BundleError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
-        let file = std::fs::File::open(path).map_err(io)?;
-        let len = file.metadata().map_err(io)?.len();
-        Self::parse(FilePieces { file, len }, &path.display().to_string(), None)
-            .map_err(|e| e.with_path(path))
+        Self::read_keeping(path, None)
     }
 
     /// [`Self::read`], keeping only the named files: every file is still checked
     /// against its sha256, but the others are never held.
     pub fn read_only(path: &Path, keep: &[&str]) -> Result<Self, BundleError> {
+        Self::read_keeping(path, Some(keep))
+    }
+
+    fn read_keeping(path: &Path, keep: Option<&[&str]>) -> Result<Self, BundleError> {
         let io = |source| BundleError::Io {
             path: path.to_path_buf(),
             source,
         };
         let file = std::fs::File::open(path).map_err(io)?;
         let len = file.metadata().map_err(io)?.len();
-        Self::parse(FilePieces { file, len }, &path.display().to_string(), Some(keep))
+        Self::parse(FilePieces { file, len }, &path.display().to_string(), keep)
             .map_err(|e| e.with_path(path))
     }
 
