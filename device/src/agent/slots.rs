@@ -9,7 +9,7 @@ use edgevlm_shared::bundle::{sha256, Bundle, BundleError, FIRMWARE_FILE};
 use super::atomic::{write_atomic, write_atomic_mode};
 use super::board::{Board, InstallReport, Slot, SlotStatus};
 use super::firmware::{self, FirmwareError};
-use super::trust::{read_signed, trusted_keys, verified_chunks};
+use super::trust::{trusted_keys, verified_chunks};
 use super::version_floor::VersionFloor;
 
 use crate::runtime::{Runtime, RuntimeError};
@@ -215,13 +215,6 @@ impl State {
         &self.trusted
     }
 
-    /// Reads a bundle kept outside the slots (`run` with `bundle =` beside an
-    /// [agent] section) only if `BUNDLE.sig` holds a trusted key's signature
-    /// over the very bytes read.
-    pub fn read_signed(&self, path: &Path) -> Result<Bundle, AgentError> {
-        read_signed(path, &self.trusted, None)
-    }
-
     /// The active slot's model after its check, retried once; only when it fails
     /// twice does the board roll back to the other slot (made active). Also
     /// raises the anti-rollback floor to the running version, which an install
@@ -366,6 +359,7 @@ impl State {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::agent::read_signed;
 
     #[test]
     fn a_malformed_trusted_key_is_skipped_not_fatal() {
@@ -392,10 +386,13 @@ mod tests {
         // The same for a bundle outside the slots: no signature, no load.
         let loose = dir.path().join("loose.bundle");
         std::fs::write(&loose, garbage).unwrap();
-        let err = state.read_signed(&loose).err().unwrap().to_string();
+        let err = read_signed(&loose, state.trusted(), None)
+            .err()
+            .unwrap()
+            .to_string();
         assert!(err.contains("loose.bundle.sig"), "{err}");
         std::fs::write(dir.path().join("loose.bundle.sig"), [7u8; 64]).unwrap();
-        let err = state.read_signed(&loose).err().unwrap();
+        let err = read_signed(&loose, state.trusted(), None).err().unwrap();
         assert!(matches!(err, AgentError::Key(KeyError::Untrusted)), "{err}");
 
         std::fs::remove_file(trusted.join("good.pub")).unwrap();
