@@ -8,6 +8,7 @@ use tract_onnx::pb::ModelProto;
 use super::blocks::{self, DecoderInput};
 use super::onnx::{Dim, GraphBuilder};
 use super::quantize::WeightFormat;
+use super::spatial;
 use super::towers;
 use crate::model::decoder::CaptionDecoder;
 use crate::model::image_tower::ImageTower;
@@ -116,8 +117,8 @@ pub fn vqa(
         );
         let (ids, mask) = question_inputs(&mut g);
         let text = blocks::bert(&mut g, &ids, &mask, &model.text);
-        let cells = blocks::grid_encoder(&mut g, &image, grid, image_size);
-        let logits = blocks::spatial_vqa(&mut g, &cells, &text, &mask, head);
+        let cells = spatial::grid_encoder(&mut g, &image, grid, image_size);
+        let logits = spatial::spatial_vqa(&mut g, &cells, &text, &mask, head);
         (logits, head.answer.weight.val().dims()[1])
     } else {
         let head = model.vqa.as_ref()?;

@@ -11,6 +11,7 @@ pub mod golden;
 pub mod graphs;
 pub mod onnx;
 pub mod quantize;
+pub mod spatial;
 pub mod towers;
 
 use std::time::{SystemTime, UNIX_EPOCH};
