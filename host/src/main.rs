@@ -10,6 +10,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Data(DataCommand::Synth(a)) => data::synth(a)?,
         Command::Data(DataCommand::Stats(a)) => data::stats(a)?,
+        Command::Data(DataCommand::QaFromCaptions(a)) => data::qa_from_captions(a)?,
         Command::Pretrain(a) => training::pretrain(a)?,
         Command::Finetune(a) => training::finetune(a)?,
         Command::Eval(a) => eval::eval(a)?,

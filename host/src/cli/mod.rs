@@ -143,6 +143,27 @@ pub enum DataCommand {
     Synth(SynthArgs),
     /// Count images, texts, skipped records, answers and text lengths.
     Stats(StatsArgs),
+    /// Questions with one-word answers made from a caption set (COCO-QA's way):
+    /// object, number, colour, location and yes/no; one JSONL per split.
+    QaFromCaptions(QaArgs),
+}
+
+#[derive(Args)]
+pub struct QaArgs {
+    /// Caption set: Flickr8k layout, COCO captions or `text_image_data.json`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Its format (detected from the folder when absent).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Output folder: `<split>.jsonl` per split of the source and `report.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// The largest share of one kind's questions one answer may hold.
+    #[arg(long, default_value_t = 0.2)]
+    pub max_answer_share: f64,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
 }
 
 #[derive(Args)]

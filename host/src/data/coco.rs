@@ -43,6 +43,14 @@ pub fn load(path: &Path, split: Option<&str>, opts: LoadOptions) -> Result<Datas
     check_images(path, pending, skipped, opts)
 }
 
+/// The subsets a COCO captions folder holds (`captions_<subset>.json`).
+pub fn splits(path: &Path) -> Result<Vec<String>> {
+    Ok(caption_files(path, None)?
+        .iter()
+        .filter_map(|f| f.file_stem()?.to_str()?.strip_prefix("captions_").map(str::to_string))
+        .collect())
+}
+
 fn caption_files(path: &Path, split: Option<&str>) -> Result<Vec<PathBuf>> {
     if path.is_file() {
         return Ok(vec![path.to_path_buf()]);

@@ -12,6 +12,7 @@ pub mod datasets;
 pub mod easy_vqa;
 mod error;
 pub mod flickr8k;
+pub mod qa;
 mod record;
 pub mod stats;
 pub mod store;

@@ -1,9 +1,10 @@
-//! `edgevlm data synth` and `data stats`: write synthetic scenes, count a dataset.
+//! `edgevlm data synth`, `data stats` and `data qa-from-captions`: write synthetic
+//! scenes, count a dataset, make questions from captions.
 
 use anyhow::{Context, Result};
-use edgevlm::data::{self, synth::SynthOptions, LoadOptions};
+use edgevlm::data::{self, datasets, qa, synth::SynthOptions, LoadOptions};
 
-use crate::cli::{StatsArgs, SynthArgs};
+use crate::cli::{QaArgs, StatsArgs, SynthArgs};
 
 pub fn synth(a: SynthArgs) -> Result<()> {
     let opts = SynthOptions {
@@ -38,5 +39,42 @@ pub fn stats(a: StatsArgs) -> Result<()> {
     } else {
         print!("{stats}");
     }
+    Ok(())
+}
+
+pub fn qa_from_captions(a: QaArgs) -> Result<()> {
+    let format = a
+        .format
+        .or_else(|| datasets::detect(&a.data, false))
+        .with_context(|| format!("no caption set recognised at {}", a.data.display()))?;
+    let opts = qa::QaOptions {
+        seed: a.seed,
+        max_answer_share: a.max_answer_share,
+    };
+    let reports = qa::write(format, &a.data, &a.out, &opts)
+        .with_context(|| format!("making questions from {}", a.data.display()))?;
+    let report_file = a.out.join("report.json");
+    std::fs::write(&report_file, serde_json::to_string_pretty(&reports)?)
+        .with_context(|| format!("writing {}", report_file.display()))?;
+    for r in &reports {
+        println!(
+            "{}: {} questions about {} photos ({} answered differently by two captions, {} thinned)",
+            r.file.display(),
+            r.questions,
+            r.images,
+            r.conflicting,
+            r.thinned
+        );
+        for (family, n) in &r.per_family {
+            let top: Vec<String> = r.top_answers[family]
+                .iter()
+                .map(|(answer, k)| format!("{answer} {:.0}%", 100.0 * *k as f64 / *n as f64))
+                .collect();
+            println!("  {family:<10} {n:>6}   {}", top.join(", "));
+        }
+        let types: Vec<String> = r.per_answer_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        println!("  answer types: {}", types.join(", "));
+    }
+    println!("report: {}", report_file.display());
     Ok(())
 }
