@@ -6,6 +6,7 @@ pub mod data;
 pub mod error;
 pub mod eval;
 pub mod export;
+pub mod features;
 pub mod flash;
 pub mod model;
 pub mod recipe;

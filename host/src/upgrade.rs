@@ -21,13 +21,13 @@ use edgevlm_shared::{PreprocessConfig, TextTokenizer};
 use serde_json::Value;
 
 use crate::error::{Error, Result};
+use crate::features::cache;
+use crate::features::towers::{Towers, TEXT_MAX_LEN};
 use crate::model::decoder::CaptionDecoderConfig;
 use crate::model::pretrained::check_applied;
 use crate::model::saved::{self, ModelMeta, SavedModel};
 use crate::model::weights::save_model_atomic;
 use crate::model::{EdgeVlm, EdgeVlmConfig};
-use crate::recipe::cache;
-use crate::recipe::towers::{Towers, TEXT_MAX_LEN};
 
 /// Where each head of the first real-photo format went.
 const PHOTO_KEYS: [(&str, &str); 8] = [

@@ -47,7 +47,12 @@ pub fn load(path: &Path, split: Option<&str>, opts: LoadOptions) -> Result<Datas
 pub fn splits(path: &Path) -> Result<Vec<String>> {
     Ok(caption_files(path, None)?
         .iter()
-        .filter_map(|f| f.file_stem()?.to_str()?.strip_prefix("captions_").map(str::to_string))
+        .filter_map(|f| {
+            f.file_stem()?
+                .to_str()?
+                .strip_prefix("captions_")
+                .map(str::to_string)
+        })
         .collect())
 }
 

@@ -72,7 +72,11 @@ pub fn qa_from_captions(a: QaArgs) -> Result<()> {
                 .collect();
             println!("  {family:<10} {n:>6}   {}", top.join(", "));
         }
-        let types: Vec<String> = r.per_answer_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        let types: Vec<String> = r
+            .per_answer_type
+            .iter()
+            .map(|(t, n)| format!("{t} {n}"))
+            .collect();
         println!("  answer types: {}", types.join(", "));
     }
     println!("report: {}", report_file.display());

@@ -8,7 +8,7 @@ use burn::tensor::{Device, Tensor, TensorData};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::TextTokenizer;
 
-use super::cache::{ImageFeatures, TextFeatures};
+use crate::features::cache::{ImageFeatures, TextFeatures};
 use crate::model::EdgeVlm;
 use crate::train::objectives::{
     itc_loss, itm_loss, itm_pairs, mask_tokens, masked_language_model, text_input, ItmPairs,

@@ -9,9 +9,9 @@ use burn::tensor::{Device, Int, Tensor, TensorData};
 use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::TextTokenizer;
 
-use super::cache::ImageFeatures;
 use crate::error::{Error, Result};
 use crate::eval::metrics;
+use crate::features::cache::ImageFeatures;
 use crate::model::DecodeOptions;
 use crate::model::EdgeVlm;
 use crate::train::objectives::smoothed_sequence_cross_entropy;

@@ -6,8 +6,8 @@
 use burn::tensor::{Tensor, TensorData};
 use edgevlm_shared::TextTokenizer;
 
-use super::cache;
 use crate::error::{Error, Result};
+use crate::features::cache;
 use crate::model::consensus::{self, CaptionMemory, Consensus, Reranked};
 use crate::model::weights::floats;
 use crate::model::{DecodeOptions, EdgeVlm};

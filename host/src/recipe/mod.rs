@@ -16,13 +16,11 @@
 //! used, and `OUT/report.json` every stage's dev numbers.
 
 pub mod align;
-pub mod cache;
 pub mod caption;
 pub mod consensus;
 mod report;
 pub mod scst;
 mod stages;
-pub mod towers;
 
 pub use report::RecipeReport;
 
@@ -38,11 +36,11 @@ use self::caption::CaptionSet;
 use self::stages::{
     append_json, caption_stage, read_scores, retrieval, DevJudge, Indices, Stage, StageScores,
 };
-use self::towers::Towers;
 use crate::data::flickr8k;
 use crate::data::LoadOptions;
 use crate::error::{Error, Result};
 use crate::eval::metrics::CiderReward;
+use crate::features::towers::{self, Towers};
 use crate::model::consensus::Consensus;
 use crate::model::decoder::CaptionDecoderConfig;
 use crate::model::saved::{self, ModelMeta};

@@ -10,10 +10,10 @@ use burn::tensor::Device;
 use edgevlm_shared::TextTokenizer;
 use serde::Serialize;
 
-use super::cache::{ImageFeatures, TextFeatures};
 use super::stages::{retrieval, StageScores};
 use super::{caption, consensus, RecipeArgs, Split, CAPTION_MAX_LEN};
 use crate::error::{Error, Result};
+use crate::features::cache::{ImageFeatures, TextFeatures};
 use crate::model::consensus::Decoding;
 use crate::model::saved;
 use crate::model::{DecodeOptions, EdgeVlm};

@@ -10,11 +10,12 @@ use edgevlm_shared::rng::SplitMix64;
 use edgevlm_shared::TextTokenizer;
 use serde::Serialize;
 
-use super::cache::{ImageFeatures, TextFeatures};
-use super::{caption, towers, RecipeArgs, CAPTION_MAX_LEN};
+use super::{caption, RecipeArgs, CAPTION_MAX_LEN};
 use crate::data::batcher::Batcher;
 use crate::error::{Error, Result};
 use crate::eval::metrics;
+use crate::features::cache::{ImageFeatures, TextFeatures};
+use crate::features::towers;
 use crate::model::weights::load_model;
 use crate::model::DecodeOptions;
 use crate::model::{EdgeVlm, EdgeVlmConfig};

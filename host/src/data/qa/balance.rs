@@ -88,7 +88,9 @@ mod tests {
 
     #[test]
     fn balancing_keeps_order_and_is_seeded() {
-        let items: Vec<(usize, &str)> = (0..100).map(|i| (i, if i % 10 == 0 { "rare" } else { "common" })).collect();
+        let items: Vec<(usize, &str)> = (0..100)
+            .map(|i| (i, if i % 10 == 0 { "rare" } else { "common" }))
+            .collect();
         let a = balance(items.clone(), 0.5, 7, |x| x.1);
         let b = balance(items.clone(), 0.5, 7, |x| x.1);
         assert_eq!(a, b);

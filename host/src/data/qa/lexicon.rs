@@ -87,10 +87,53 @@ pub const OBJECTS: &[Object] = &[
 
 /// Places a "where" question can have for its answer.
 pub const PLACES: &[&str] = &[
-    "grass", "water", "snow", "beach", "street", "field", "park", "pool", "ocean", "sand", "road", "river",
-    "lake", "mountain", "hill", "yard", "sidewalk", "dirt", "mud", "air", "city", "forest", "woods", "stage",
-    "room", "track", "fountain", "waves", "shore", "trail", "path", "court", "floor", "sea", "desert", "rocks",
-    "rock", "stream", "bed", "couch", "kitchen", "playground", "lawn", "ice", "leaves", "crowd", "stairs",
+    "grass",
+    "water",
+    "snow",
+    "beach",
+    "street",
+    "field",
+    "park",
+    "pool",
+    "ocean",
+    "sand",
+    "road",
+    "river",
+    "lake",
+    "mountain",
+    "hill",
+    "yard",
+    "sidewalk",
+    "dirt",
+    "mud",
+    "air",
+    "city",
+    "forest",
+    "woods",
+    "stage",
+    "room",
+    "track",
+    "fountain",
+    "waves",
+    "shore",
+    "trail",
+    "path",
+    "court",
+    "floor",
+    "sea",
+    "desert",
+    "rocks",
+    "rock",
+    "stream",
+    "bed",
+    "couch",
+    "kitchen",
+    "playground",
+    "lawn",
+    "ice",
+    "leaves",
+    "crowd",
+    "stairs",
 ];
 
 /// Colours, as the answer spells them.
@@ -99,13 +142,15 @@ pub const COLOURS: &[&str] = &[
 ];
 
 /// Counts as words, from two: one is what a singular noun already says.
-pub const COUNTS: &[&str] = &["two", "three", "four", "five", "six", "seven", "eight", "nine", "ten"];
+pub const COUNTS: &[&str] = &[
+    "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+];
 
 /// Words that may stand between a determiner and its noun besides colours.
 const MODIFIERS: &[&str] = &[
-    "young", "little", "small", "large", "big", "old", "older", "younger", "tall", "short", "smiling", "happy",
-    "wet", "fluffy", "shaggy", "muddy", "blond", "blonde", "dark", "light", "spotted", "furry", "curly",
-    "haired", "bearded", "elderly", "asian",
+    "young", "little", "small", "large", "big", "old", "older", "younger", "tall", "short", "smiling",
+    "happy", "wet", "fluffy", "shaggy", "muddy", "blond", "blonde", "dark", "light", "spotted", "furry",
+    "curly", "haired", "bearded", "elderly", "asian",
 ];
 
 /// The object a word names, singular or plural, and whether it was plural.
@@ -148,7 +193,17 @@ pub fn is_modifier(word: &str) -> bool {
 pub fn is_location_preposition(word: &str) -> bool {
     matches!(
         word,
-        "in" | "on" | "at" | "through" | "across" | "into" | "near" | "along" | "by" | "under" | "over" | "onto"
+        "in" | "on"
+            | "at"
+            | "through"
+            | "across"
+            | "into"
+            | "near"
+            | "along"
+            | "by"
+            | "under"
+            | "over"
+            | "onto"
     )
 }
 
@@ -157,7 +212,23 @@ pub fn is_location_preposition(word: &str) -> bool {
 pub fn can_be_absent(object: &Object) -> bool {
     !matches!(
         object.group,
-        "person" | "shirt" | "jacket" | "coat" | "dress" | "shorts" | "uniform" | "hat" | "helmet" | "bag" | "wall"
-            | "building" | "tree" | "sign" | "fence" | "rope" | "stick" | "toy"
+        "person"
+            | "shirt"
+            | "jacket"
+            | "coat"
+            | "dress"
+            | "shorts"
+            | "uniform"
+            | "hat"
+            | "helmet"
+            | "bag"
+            | "wall"
+            | "building"
+            | "tree"
+            | "sign"
+            | "fence"
+            | "rope"
+            | "stick"
+            | "toy"
     )
 }

@@ -112,14 +112,20 @@ pub fn write(format: Format, data: &Path, out: &Path, opts: &QaOptions) -> Resul
     if !(opts.max_answer_share > 0.0 && opts.max_answer_share <= 1.0) {
         return Err(DataError::layout(
             out,
-            format!("--max-answer-share must be in (0, 1], not {}", opts.max_answer_share),
+            format!(
+                "--max-answer-share must be in (0, 1], not {}",
+                opts.max_answer_share
+            ),
         ));
     }
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
     let mut reports = Vec::new();
     for split in splits(format, data)? {
         let records = load(format, data, split.as_deref())?;
-        let seed = opts.seed ^ split.as_deref().map_or(0, |s| s.bytes().fold(0u64, |h, b| h * 31 + b as u64));
+        let seed = opts.seed
+            ^ split
+                .as_deref()
+                .map_or(0, |s| s.bytes().fold(0u64, |h, b| h * 31 + b as u64));
         let (photos, mut report) = questions(&records, opts.max_answer_share, seed);
         report.file = out.join(format!("{}.jsonl", split.as_deref().unwrap_or("questions")));
         write_jsonl(&report.file, &photos)?;
@@ -160,7 +166,9 @@ fn draw<T: Copy>(pool: &[T], rng: &mut SplitMix64, ok: impl Fn(T) -> bool) -> Op
     if pool.is_empty() {
         return None;
     }
-    (0..20).map(|_| pool[rng.below(pool.len() as u64) as usize]).find(|&x| ok(x))
+    (0..20)
+        .map(|_| pool[rng.below(pool.len() as u64) as usize])
+        .find(|&x| ok(x))
 }
 
 /// Every photo's questions, thinned per kind; photos in the input's order.
@@ -171,7 +179,9 @@ pub fn questions(records: &[CaptionRecord], share: f64, seed: u64) -> (Vec<Photo
         .collect();
     let mut pools = Pools::default();
     for f in facts.iter().flatten() {
-        pools.objects.extend(f.objects.iter().filter(|o| lexicon::can_be_absent(o)));
+        pools
+            .objects
+            .extend(f.objects.iter().filter(|o| lexicon::can_be_absent(o)));
         pools.colours.extend(f.colours.iter().map(|c| c.colour));
         pools.counts.extend(f.counts.iter().map(|c| c.1));
     }
@@ -213,7 +223,11 @@ pub fn questions(records: &[CaptionRecord], share: f64, seed: u64) -> (Vec<Photo
 fn agreed(captions: &[Facts]) -> (Vec<Question>, usize) {
     let mut answers: BTreeMap<&str, (BTreeSet<&str>, &Question)> = BTreeMap::new();
     for q in captions.iter().flat_map(|f| &f.questions) {
-        answers.entry(&q.question).or_insert((BTreeSet::new(), q)).0.insert(&q.answer);
+        answers
+            .entry(&q.question)
+            .or_insert((BTreeSet::new(), q))
+            .0
+            .insert(&q.answer);
     }
     let conflicting = answers.values().filter(|(a, _)| a.len() > 1).count();
     let open = answers
@@ -232,7 +246,10 @@ fn yes_no(captions: &[Facts], pools: &Pools, rng: &mut SplitMix64) -> Vec<Questi
         family,
     };
     let mut out = Vec::new();
-    let groups: BTreeSet<&str> = captions.iter().flat_map(|f| f.objects.iter().map(|o| o.group)).collect();
+    let groups: BTreeSet<&str> = captions
+        .iter()
+        .flat_map(|f| f.objects.iter().map(|o| o.group))
+        .collect();
     let present: Vec<&Object> = captions
         .iter()
         .flat_map(|f| f.objects.iter().copied())
@@ -244,24 +261,50 @@ fn yes_no(captions: &[Facts], pools: &Pools, rng: &mut SplitMix64) -> Vec<Questi
             out.push(yes_no(parse::exists_question(absent), false, Family::Exists));
         }
     }
-    let said: BTreeSet<&str> = captions.iter().flat_map(|f| f.colour_words.iter().copied()).collect();
+    let said: BTreeSet<&str> = captions
+        .iter()
+        .flat_map(|f| f.colour_words.iter().copied())
+        .collect();
     let colours: Vec<_> = captions.iter().flat_map(|f| &f.colours).collect();
     if let Some(fact) = pick(&colours, rng) {
         // Only a noun every caption gives the same colour.
-        if colours.iter().all(|c| c.noun != fact.noun || c.colour == fact.colour) {
-            out.push(yes_no(parse::colour_question(fact, fact.colour), true, Family::IsColour));
+        if colours
+            .iter()
+            .all(|c| c.noun != fact.noun || c.colour == fact.colour)
+        {
+            out.push(yes_no(
+                parse::colour_question(fact, fact.colour),
+                true,
+                Family::IsColour,
+            ));
             if let Some(other) = draw(&pools.colours, rng, |c| !said.contains(c)) {
-                out.push(yes_no(parse::colour_question(fact, other), false, Family::IsColour));
+                out.push(yes_no(
+                    parse::colour_question(fact, other),
+                    false,
+                    Family::IsColour,
+                ));
             }
         }
     }
     let counts: Vec<_> = captions.iter().flat_map(|f| &f.counts).collect();
     if let Some(&&(object, count)) = pick(&counts, rng) {
-        let stated: BTreeSet<&str> = counts.iter().filter(|c| c.0.group == object.group).map(|c| c.1).collect();
+        let stated: BTreeSet<&str> = counts
+            .iter()
+            .filter(|c| c.0.group == object.group)
+            .map(|c| c.1)
+            .collect();
         if stated.len() == 1 {
-            out.push(yes_no(parse::count_question(object, count), true, Family::IsCount));
+            out.push(yes_no(
+                parse::count_question(object, count),
+                true,
+                Family::IsCount,
+            ));
             if let Some(other) = draw(&pools.counts, rng, |c| !stated.contains(c)) {
-                out.push(yes_no(parse::count_question(object, other), false, Family::IsCount));
+                out.push(yes_no(
+                    parse::count_question(object, other),
+                    false,
+                    Family::IsCount,
+                ));
             }
         }
     }
@@ -275,12 +318,17 @@ fn pick<'a, T>(items: &'a [T], rng: &mut SplitMix64) -> Option<&'a T> {
 fn top_answers(photos: &[PhotoQuestions]) -> BTreeMap<&'static str, Vec<(String, usize)>> {
     let mut counts: BTreeMap<&'static str, BTreeMap<&str, usize>> = BTreeMap::new();
     for q in photos.iter().flat_map(|(_, qs)| qs) {
-        *counts.entry(q.family.name()).or_default().entry(&q.answer).or_default() += 1;
+        *counts
+            .entry(q.family.name())
+            .or_default()
+            .entry(&q.answer)
+            .or_default() += 1;
     }
     counts
         .into_iter()
         .map(|(family, answers)| {
-            let mut answers: Vec<(String, usize)> = answers.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
+            let mut answers: Vec<(String, usize)> =
+                answers.into_iter().map(|(a, n)| (a.to_string(), n)).collect();
             answers.sort_by(|a, b| b.1.cmp(&a.1).then_with(|| a.0.cmp(&b.0)));
             answers.truncate(5);
             (family, answers)

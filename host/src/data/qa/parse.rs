@@ -86,12 +86,78 @@ pub struct Facts {
 /// subject's verb only if it is one of them, so a noun after the subject is never
 /// taken for one.
 const VERBS: &[&str] = &[
-    "play", "run", "sit", "stand", "walk", "jump", "ride", "race", "swim", "pose", "look", "wait", "watch",
-    "climb", "hold", "splash", "dance", "fight", "wrestle", "chase", "sing", "work", "eat", "lay", "lie",
-    "carry", "cross", "hike", "relax", "rest", "smile", "talk", "perform", "kiss", "hug", "go", "wade",
-    "skate", "ski", "surf", "stare", "compete", "march", "gather", "paddle", "drive", "sail", "catch",
-    "throw", "kick", "bite", "pull", "push", "dive", "fly", "roll", "lean", "wear", "leap", "dig", "sleep",
-    "drink", "bike", "skateboard", "snowboard", "shake", "crawl", "hang", "slide", "swing", "fetch", "retrieve",
+    "play",
+    "run",
+    "sit",
+    "stand",
+    "walk",
+    "jump",
+    "ride",
+    "race",
+    "swim",
+    "pose",
+    "look",
+    "wait",
+    "watch",
+    "climb",
+    "hold",
+    "splash",
+    "dance",
+    "fight",
+    "wrestle",
+    "chase",
+    "sing",
+    "work",
+    "eat",
+    "lay",
+    "lie",
+    "carry",
+    "cross",
+    "hike",
+    "relax",
+    "rest",
+    "smile",
+    "talk",
+    "perform",
+    "kiss",
+    "hug",
+    "go",
+    "wade",
+    "skate",
+    "ski",
+    "surf",
+    "stare",
+    "compete",
+    "march",
+    "gather",
+    "paddle",
+    "drive",
+    "sail",
+    "catch",
+    "throw",
+    "kick",
+    "bite",
+    "pull",
+    "push",
+    "dive",
+    "fly",
+    "roll",
+    "lean",
+    "wear",
+    "leap",
+    "dig",
+    "sleep",
+    "drink",
+    "bike",
+    "skateboard",
+    "snowboard",
+    "shake",
+    "crawl",
+    "hang",
+    "slide",
+    "swing",
+    "fetch",
+    "retrieve",
 ];
 
 /// The caption's words, lowercased, punctuation dropped.
@@ -110,7 +176,10 @@ fn singular_verb(word: &str) -> bool {
         word.strip_suffix("es").map(str::to_string),
         word.strip_suffix('s').map(str::to_string),
     ];
-    candidates.into_iter().flatten().any(|base| VERBS.contains(&base.as_str()))
+    candidates
+        .into_iter()
+        .flatten()
+        .any(|base| VERBS.contains(&base.as_str()))
 }
 
 struct Subject {
@@ -136,7 +205,10 @@ fn subject(w: &[String]) -> Option<Subject> {
     let mut modifiers = 0;
     // "black and white" counts as one modifier.
     let colours_joined = |i: usize| {
-        w[i] == "and" && i > 0 && lexicon::colour(&w[i - 1]).is_some() && w.get(i + 1).is_some_and(|n| lexicon::colour(n).is_some())
+        w[i] == "and"
+            && i > 0
+            && lexicon::colour(&w[i - 1]).is_some()
+            && w.get(i + 1).is_some_and(|n| lexicon::colour(n).is_some())
     };
     while i < w.len() && (lexicon::is_modifier(&w[i]) || colours_joined(i)) && modifiers < 4 {
         i += 1;
@@ -165,13 +237,19 @@ fn verb(w: &[String], s: &Subject) -> Option<(usize, bool)> {
         return Some((s.end, true));
     }
     let next = w.get(s.end)?;
-    let bare = if s.plural { VERBS.contains(&next.as_str()) } else { singular_verb(next) };
+    let bare = if s.plural {
+        VERBS.contains(&next.as_str())
+    } else {
+        singular_verb(next)
+    };
     if bare {
         return Some((s.end, false));
     }
     // "a man in a red shirt is climbing": the verb after a short modifier.
     if matches!(next.as_str(), "in" | "with" | "wearing") {
-        return (s.end + 1..(s.end + 8).min(w.len())).find(|&k| progressive(k)).map(|k| (k, true));
+        return (s.end + 1..(s.end + 8).min(w.len()))
+            .find(|&k| progressive(k))
+            .map(|k| (k, true));
     }
     None
 }
@@ -211,7 +289,11 @@ pub fn read(caption: &str) -> Facts {
                 let doing = &w[start + 1];
                 let rest = &w[start + 2..];
                 if let Some(place) = place_after(rest) {
-                    ask(format!("where {be} the {} {doing}?", s.noun), place, Family::Location);
+                    ask(
+                        format!("where {be} the {} {doing}?", s.noun),
+                        place,
+                        Family::Location,
+                    );
                 }
             }
         }
@@ -220,7 +302,9 @@ pub fn read(caption: &str) -> Facts {
         if let Some((object, _)) = lexicon::object(word) {
             facts.objects.push(object);
         }
-        let Some(colour) = lexicon::colour(word) else { continue };
+        let Some(colour) = lexicon::colour(word) else {
+            continue;
+        };
         facts.colour_words.push(colour);
         // "black and white dog" is neither black nor white.
         let joined = |k: Option<usize>| k.and_then(|k| w.get(k)).is_some_and(|x| x == "and");
@@ -244,14 +328,20 @@ pub fn read(caption: &str) -> Facts {
         ask(format!("what colour {be} the {noun}?"), colour, Family::Colour);
     }
     for (j, word) in w.iter().enumerate() {
-        let Some(count) = lexicon::count(word) else { continue };
+        let Some(count) = lexicon::count(word) else {
+            continue;
+        };
         let mut k = j + 1;
         while k < w.len() && lexicon::is_modifier(&w[k]) && k < j + 4 {
             k += 1;
         }
         if let Some((object, true)) = w.get(k).and_then(|n| lexicon::object(n)) {
             facts.counts.push((object, count));
-            ask(format!("how many {} are there?", object.plural), count, Family::Number);
+            ask(
+                format!("how many {} are there?", object.plural),
+                count,
+                Family::Number,
+            );
         }
     }
     facts.questions = questions;
@@ -266,7 +356,10 @@ fn place_after(rest: &[String]) -> Option<&'static str> {
         return None;
     }
     let mut k = 1;
-    if rest.get(k).is_some_and(|x| matches!(x.as_str(), "a" | "an" | "the")) {
+    if rest
+        .get(k)
+        .is_some_and(|x| matches!(x.as_str(), "a" | "an" | "the"))
+    {
         k += 1;
     }
     while rest.get(k).is_some_and(|x| lexicon::is_modifier(x)) {
@@ -278,7 +371,11 @@ fn place_after(rest: &[String]) -> Option<&'static str> {
 
 /// "is there a dog in the picture?" / "are there two dogs?" / "is the dog black?"
 pub fn exists_question(object: &Object) -> String {
-    format!("is there {} {} in the picture?", article(object.singular), object.singular)
+    format!(
+        "is there {} {} in the picture?",
+        article(object.singular),
+        object.singular
+    )
 }
 
 pub fn count_question(object: &Object, count: &str) -> String {

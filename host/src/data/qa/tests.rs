@@ -48,7 +48,10 @@ fn a_caption_gives_the_questions_it_answers() {
         vec![q("what colour is the shirt?", "red", "colour")]
     );
     // Black and white is neither; "and" joins two subjects, so neither is asked of.
-    assert_eq!(asked("A black and white dog jumps over a log ."), vec![q("what jumps over a log?", "dog", "object")]);
+    assert_eq!(
+        asked("A black and white dog jumps over a log ."),
+        vec![q("what jumps over a log?", "dog", "object")]
+    );
     assert!(asked("A dog and a cat sleep on the couch").is_empty());
     // No verb the lexicon knows after the subject: nothing is guessed.
     assert!(asked("A dog beside a fence").is_empty());
@@ -57,7 +60,10 @@ fn a_caption_gives_the_questions_it_answers() {
         asked("A white man is taking a picture in the park"),
         vec![q("what is taking a picture in the park?", "man", "object")]
     );
-    assert_eq!(words("A girl's red-hat, grey"), vec!["a", "girl", "s", "red-hat", "grey"]);
+    assert_eq!(
+        words("A girl's red-hat, grey"),
+        vec!["a", "girl", "s", "red-hat", "grey"]
+    );
 }
 
 #[test]
@@ -67,9 +73,15 @@ fn facts_feed_the_yes_no_questions() {
         f.objects.iter().map(|o| o.singular).collect::<Vec<_>>(),
         vec!["dog", "ball"]
     );
-    assert_eq!(f.counts.iter().map(|c| (c.0.singular, c.1)).collect::<Vec<_>>(), vec![("dog", "two")]);
     assert_eq!(
-        f.colours.iter().map(|c| (c.noun.as_str(), c.colour)).collect::<Vec<_>>(),
+        f.counts.iter().map(|c| (c.0.singular, c.1)).collect::<Vec<_>>(),
+        vec![("dog", "two")]
+    );
+    assert_eq!(
+        f.colours
+            .iter()
+            .map(|c| (c.noun.as_str(), c.colour))
+            .collect::<Vec<_>>(),
         vec![("dogs", "brown"), ("field", "green")]
     );
 }
@@ -109,7 +121,10 @@ fn photos() -> Vec<CaptionRecord> {
         ),
         photo(
             "d.jpg",
-            &["Two brown horses stand in a field .", "Two horses are standing in the field ."],
+            &[
+                "Two brown horses stand in a field .",
+                "Two horses are standing in the field .",
+            ],
         ),
     ]
 }
@@ -132,14 +147,20 @@ fn every_answer_is_what_the_captions_say() {
                     assert!(says(&q.answer), "{image:?}: {q:?}")
                 }
                 Family::Number => {
-                    let n = ["two", "three"].iter().position(|w| *w == q.answer).map(|i| (i + 2).to_string());
+                    let n = ["two", "three"]
+                        .iter()
+                        .position(|w| *w == q.answer)
+                        .map(|i| (i + 2).to_string());
                     assert!(says(&q.answer) || n.is_some_and(|n| says(&n)), "{q:?}")
                 }
                 Family::Exists => {
                     // "is there a dog in the picture?": the noun is the fourth word.
                     let noun = &asked_of[3];
                     let group = lexicon::object(noun).unwrap().0.group;
-                    let named = said.iter().flatten().any(|w| lexicon::object(w).is_some_and(|o| o.0.group == group));
+                    let named = said
+                        .iter()
+                        .flatten()
+                        .any(|w| lexicon::object(w).is_some_and(|o| o.0.group == group));
                     assert_eq!(named, q.answer == "yes", "{image:?}: {q:?}");
                 }
                 Family::IsColour => {
@@ -155,7 +176,11 @@ fn every_answer_is_what_the_captions_say() {
     }
     // b.jpg's captions disagree on the count: neither count is asked.
     let b = &out.iter().find(|(i, _)| i == &PathBuf::from("b.jpg")).unwrap().1;
-    assert!(b.iter().all(|q| q.family != Family::Number && q.family != Family::IsCount), "{b:?}");
+    assert!(
+        b.iter()
+            .all(|q| q.family != Family::Number && q.family != Family::IsCount),
+        "{b:?}"
+    );
     assert!(report.conflicting >= 1);
 }
 
@@ -164,7 +189,10 @@ fn no_answer_dominates_its_kind() {
     let mut records = Vec::new();
     for i in 0..60 {
         let animal = ["dog", "dog", "dog", "cat", "horse", "bird"][i % 6];
-        records.push(photo(&format!("{i}.jpg"), &[&format!("A {animal} is running through the grass .")]));
+        records.push(photo(
+            &format!("{i}.jpg"),
+            &[&format!("A {animal} is running through the grass .")],
+        ));
     }
     let (_, report) = questions(&records, 0.4, 0);
     let objects = &report.top_answers["object"];
@@ -207,11 +235,16 @@ fn each_split_keeps_its_own_photos() {
     assert_eq!(set.records.len(), train.lines().count());
     assert!(set.records.iter().all(|r| r.family.is_some()));
 
-    let err = write(Format::Jsonl, &data, &out, &QaOptions::default()).unwrap_err().to_string();
+    let err = write(Format::Jsonl, &data, &out, &QaOptions::default())
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("caption set"), "{err}");
     let bad = QaOptions {
         max_answer_share: 0.0,
         ..QaOptions::default()
     };
-    assert!(write(Format::Flickr8k, &data, &out, &bad).unwrap_err().to_string().contains("max-answer-share"));
+    assert!(write(Format::Flickr8k, &data, &out, &bad)
+        .unwrap_err()
+        .to_string()
+        .contains("max-answer-share"));
 }
