@@ -119,6 +119,9 @@ pub fn write(format: Format, data: &Path, out: &Path, opts: &QaOptions) -> Resul
         ));
     }
     std::fs::create_dir_all(out).map_err(|e| DataError::io(out, e))?;
+    // The JSONL files name their photos by absolute path: they live elsewhere than
+    // the caption set, and a relative name would resolve against their folder.
+    let data = &data.canonicalize().map_err(|e| DataError::io(data, e))?;
     let mut reports = Vec::new();
     for split in splits(format, data)? {
         let records = load(format, data, split.as_deref())?;
