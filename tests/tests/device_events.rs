@@ -118,6 +118,86 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
 }
 
 #[test]
+fn a_question_published_to_the_ask_topic_is_answered_on_the_next_frame() {
+    let bundle = bundle();
+    let tmp = tempfile::tempdir().unwrap();
+    let (_broker, port) = broker();
+    let image = tmp.path().join("frame.png");
+    image::RgbImage::from_fn(32, 32, |x, y| image::Rgb([200, (x * 8) as u8, (y * 4) as u8]))
+        .save(&image)
+        .unwrap();
+    // A button nobody presses: no event, so the one frame taken is the answer's.
+    let pin = tmp.path().join("gpio-value");
+    std::fs::write(&pin, "0\n").unwrap();
+    let config = tmp.path().join("device.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "device = \"porch\"\nbundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 5\n\
+             [camera]\nkind = \"still\"\npath = \"frame.png\"\n\
+             [trigger]\nkind = \"button\"\nfile = \"gpio-value\"\nactive_low = false\n\
+             [events.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n"
+        ),
+    )
+    .unwrap();
+    let (_sub, rx) = subscribe(port, &["edgevlm/porch/#", "homeassistant/text/porch/#", "probe"]);
+    // The subscriber is live once it sees its own probe (sent until it does).
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        run_ok_cmd(
+            "mosquitto_pub",
+            &["-p", &port.to_string(), "-t", "probe", "-m", "x"],
+        );
+        if let Ok((topic, _)) = rx.recv_timeout(Duration::from_millis(500)) {
+            assert_eq!(topic, "probe");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the subscriber never came up");
+    }
+    let device = Guard(
+        Command::new(binary("edgevlm-device"))
+            .args(["run", "--max-frames", "1", "--config", s(&config)])
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap(),
+    );
+    // Online means subscribed: a question asked from now on is heard.
+    assert_eq!(next_on(&rx, "edgevlm/porch/status"), "online");
+    // Home Assistant gets a text box that publishes to the ask topic.
+    let text: serde_json::Value =
+        serde_json::from_str(&next_on(&rx, "homeassistant/text/porch/ask/config")).unwrap();
+    assert_eq!(text["command_topic"], "edgevlm/porch/ask");
+    assert_eq!(text["availability_topic"], "edgevlm/porch/status");
+    let ask = |question: &str| {
+        run_ok_cmd(
+            "mosquitto_pub",
+            &["-p", &port.to_string(), "-t", "edgevlm/porch/ask", "-m", question],
+        )
+    };
+    // Too long to be a question: refused, not answered.
+    ask(&"why ".repeat(100));
+    let question = "how many objects are there?";
+    ask(question);
+    let answered: serde_json::Value = serde_json::from_str(&next_on(&rx, "edgevlm/porch/answer")).unwrap();
+    assert_eq!(answered["question"], question);
+    assert_eq!(answered["device"], "porch");
+    assert!(answered["time_ms"].as_u64().unwrap() > 0);
+    let runtime = Runtime::load(bundle).unwrap();
+    let frame = image::open(&image).unwrap().to_rgb8();
+    let expected = runtime
+        .answer(&runtime.encode_image(&frame).unwrap(), question)
+        .unwrap();
+    assert_eq!(answered["answer"], expected.answer.as_str());
+
+    let (status, stderr) = device.finish();
+    assert!(status.success(), "{stderr}");
+    assert!(
+        stderr.contains("ignored a message on edgevlm/porch/ask"),
+        "{stderr}"
+    );
+}
+
+#[test]
 fn a_broker_down_at_start_delays_no_event_and_gets_them_once_it_is_up() {
     let bundle = bundle();
     let tmp = tempfile::tempdir().unwrap();

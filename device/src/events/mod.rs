@@ -5,7 +5,10 @@
 mod mqtt;
 mod serial;
 
-pub use mqtt::{read_packet, MqttConfig, MqttError, MqttSink, MqttTls, Packet, PacketError, MAX_INCOMING};
+pub use mqtt::{
+    read_packet, MqttConfig, MqttError, MqttSink, MqttTls, Packet, PacketError, ASKED, MAX_INCOMING,
+    MAX_QUESTION,
+};
 pub use serial::SerialSink;
 
 use std::io::Write;
@@ -45,6 +48,19 @@ pub struct Event {
     pub answers: Vec<QaResult>,
     pub error: Option<String>,
     pub latency: Latency,
+}
+
+/// The answer to a question asked over MQTT, from the first frame after it came.
+#[derive(Debug, Clone, Serialize)]
+pub struct Answered {
+    pub device: String,
+    pub question: String,
+    pub answer: Option<String>,
+    pub probability: Option<f32>,
+    /// Unix time of the frame, milliseconds.
+    pub time_ms: u128,
+    pub source: Option<String>,
+    pub error: Option<String>,
 }
 
 #[derive(Debug, Clone, Deserialize, Default)]
@@ -107,6 +123,22 @@ impl Sinks {
             .map(|m| MqttSink::start(m, device, questions))
             .transpose()?;
         Ok(Self { lines, serial, mqtt })
+    }
+
+    /// Questions asked over MQTT since the last call.
+    pub fn asked(&mut self) -> Vec<String> {
+        self.mqtt.as_mut().map(MqttSink::take_asked).unwrap_or_default()
+    }
+
+    /// An answer goes back where its question came from: the broker.
+    pub fn answer(&mut self, answered: &Answered) -> anyhow::Result<()> {
+        let json = serde_json::to_string(answered)?;
+        if let Some(mqtt) = &mut self.mqtt {
+            if let Err(e) = mqtt.publish_answer(&json) {
+                eprintln!("events: {e}");
+            }
+        }
+        Ok(())
     }
 
     pub fn send(&mut self, event: &Event) -> anyhow::Result<()> {

@@ -2,6 +2,7 @@
 //! configured questions) → one event per capture to every sink. A bad frame or a
 //! failed inference becomes an error event and the loop goes on.
 
+mod asked;
 mod config;
 mod model;
 
@@ -243,9 +244,14 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
     };
     let mut gate = gate(cfg, embeddings.pop())?;
     let mut sinks = Sinks::open(&cfg.events, &cfg.device, &cfg.questions)?;
+    let mut asked = asked::Asked::default();
     let mut seq = 0u64;
     while (max_events == 0 || seq < max_events) && (max_frames == 0 || camera.frames < max_frames) {
         let tick = Instant::now();
+        asked.extend(sinks.asked());
+        for answered in asked.answer(&cfg.device, &mut camera, &runtime) {
+            sinks.answer(&answered)?;
+        }
         let mut latency = Latency::default();
         let Some(captured) = poll(&mut gate, &mut camera, &runtime) else {
             std::thread::sleep(Duration::from_millis(cfg.tick_ms).saturating_sub(tick.elapsed()));

@@ -6,8 +6,10 @@ use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::time::{Duration, Instant};
 
+use std::collections::VecDeque;
+
 use bytes::BytesMut;
-use mqttbytes::v4::ConnectReturnCode;
+use mqttbytes::v4::{ConnectReturnCode, Publish, SubscribeReasonCode};
 
 use super::packet::{self, Packet, PacketError, MAX_INCOMING};
 use super::MqttError;
@@ -16,6 +18,9 @@ use super::MqttError;
 const CONNECT_WAIT: Duration = Duration::from_secs(5);
 /// Longest one exchange may take: CONNECT to CONNACK, PUBLISH to PUBACK.
 pub const EXCHANGE_WAIT: Duration = Duration::from_secs(10);
+/// Messages from subscriptions kept until taken; a broker that sends more
+/// between two takes loses the oldest.
+pub const INBOX: usize = 16;
 
 /// What the bytes travel over.
 pub trait Transport: Read + Write + Send {
@@ -36,6 +41,8 @@ pub struct Connection {
     pending: BytesMut,
     next_packet_id: u16,
     last_sent: Instant,
+    /// Messages on subscribed topics: (topic, payload).
+    inbox: VecDeque<(String, Vec<u8>)>,
 }
 
 /// Opens a TCP connection to `host:port`, trying each address in turn.
@@ -62,6 +69,7 @@ impl Connection {
             pending: BytesMut::new(),
             next_packet_id: 1,
             last_sent: Instant::now(),
+            inbox: VecDeque::new(),
         };
         let until = Instant::now() + EXCHANGE_WAIT;
         conn.send(connect, until)?;
@@ -140,13 +148,23 @@ impl Connection {
         result.map_err(|e| self.failed(e))
     }
 
+    fn packet_id(&mut self) -> u16 {
+        let id = self.next_packet_id;
+        self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
+        id
+    }
+
+    /// A message on a subscribed topic, kept for [`Self::take_inbox`].
+    fn keep(&mut self, publish: Publish) {
+        if self.inbox.len() == INBOX {
+            self.inbox.pop_front();
+        }
+        self.inbox.push_back((publish.topic, publish.payload.to_vec()));
+    }
+
     /// Publishes; at QoS 1, waits for its PUBACK until the exchange's deadline.
     pub fn publish(&mut self, topic: &str, payload: &[u8], qos: u8, retain: bool) -> Result<(), MqttError> {
-        let packet_id = (qos > 0).then(|| {
-            let id = self.next_packet_id;
-            self.next_packet_id = self.next_packet_id.checked_add(1).unwrap_or(1);
-            id
-        });
+        let packet_id = (qos > 0).then(|| self.packet_id());
         let packet = packet::publish_packet(topic, payload, packet_id, retain).map_err(|e| self.failed(e))?;
         let until = Instant::now() + EXCHANGE_WAIT;
         self.send(&packet, until)?;
@@ -156,11 +174,60 @@ impl Connection {
                 match self.read(until)? {
                     Packet::PubAck(ack) if ack.pkid == id => break,
                     Packet::PubAck(_) | Packet::PingResp => {}
+                    Packet::Publish(p) if p.qos == mqttbytes::QoS::AtMostOnce => self.keep(p),
                     other => return Err(self.unexpected(&other, "PUBACK")),
                 }
             }
         }
         Ok(())
+    }
+
+    /// Subscribes to `filter` at QoS 0 and waits for the broker's SUBACK.
+    pub fn subscribe(&mut self, filter: &str) -> Result<(), MqttError> {
+        let id = self.packet_id();
+        let packet = packet::subscribe_packet(filter, id).map_err(|e| self.failed(e))?;
+        let until = Instant::now() + EXCHANGE_WAIT;
+        self.send(&packet, until)?;
+        loop {
+            match self.read(until)? {
+                Packet::SubAck(ack) if ack.pkid == id => {
+                    return match ack.return_codes.first() {
+                        Some(SubscribeReasonCode::Success(_)) => Ok(()),
+                        _ => Err(MqttError::Refused {
+                            broker: self.broker.clone(),
+                            reason: "subscription refused",
+                        }),
+                    };
+                }
+                Packet::PubAck(_) | Packet::PingResp => {}
+                Packet::Publish(p) if p.qos == mqttbytes::QoS::AtMostOnce => self.keep(p),
+                other => return Err(self.unexpected(&other, "SUBACK")),
+            }
+        }
+    }
+
+    /// Reads what the broker sends for at most `wait`: messages on subscribed
+    /// topics go to the inbox, ping answers are dropped. Bytes of a packet that
+    /// has not fully arrived stay for the next read.
+    pub fn poll(&mut self, wait: Duration) -> Result<(), MqttError> {
+        let until = Instant::now() + wait;
+        loop {
+            match self.read(until) {
+                Ok(Packet::Publish(p)) if p.qos == mqttbytes::QoS::AtMostOnce => self.keep(p),
+                Ok(Packet::PubAck(_) | Packet::PingResp) => {}
+                Ok(other) => return Err(self.unexpected(&other, "PUBLISH at QoS 0")),
+                Err(MqttError::Packet {
+                    source: PacketError::Io(e),
+                    ..
+                }) if e.kind() == std::io::ErrorKind::TimedOut => return Ok(()),
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// The messages received since the last take, oldest first.
+    pub fn take_inbox(&mut self) -> Vec<(String, Vec<u8>)> {
+        self.inbox.drain(..).collect()
     }
 
     /// Pings when half the keep-alive has passed without sending.

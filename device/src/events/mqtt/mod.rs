@@ -1,8 +1,10 @@
-//! A small MQTT 3.1.1 publisher (no async runtime on the board): connect with a
+//! A small MQTT 3.1.1 client (no async runtime on the board): connect with a
 //! last will, publish at QoS 0 or 1, keep-alive pings. Events go to
 //! `PREFIX/DEVICE/event` (the device name with anything but letters and digits
 //! made `_`); Home Assistant finds the device through retained discovery
-//! messages under `homeassistant/`.
+//! messages under `homeassistant/`. Questions published to `PREFIX/DEVICE/ask`
+//! reach the camera loop, which answers them on its next frame to
+//! `PREFIX/DEVICE/answer`.
 //!
 //! The connection lives on its own thread behind a bounded queue: a broker that
 //! is down, slow or hostile never holds up the camera loop or the other sinks.
@@ -28,6 +30,12 @@ use tls::Tls;
 
 /// Events kept while the broker is unreachable.
 pub const QUEUE: usize = 64;
+/// Questions waiting for a frame; more are dropped until the loop catches up.
+pub const ASKED: usize = 8;
+/// Longest question taken from the ask topic, in bytes.
+pub const MAX_QUESTION: usize = 256;
+/// How often the connection's thread looks for questions from the broker.
+const ASK_POLL: Duration = Duration::from_millis(50);
 /// Longest pause between two connection attempts.
 const MAX_RETRY_PAUSE: Duration = Duration::from_secs(60);
 /// Longest wait at shutdown for the last events and the offline status.
@@ -79,6 +87,10 @@ pub struct MqttConfig {
     pub keep_alive_s: u16,
     /// TLS to the broker (set `port`, usually 8883).
     pub tls: Option<MqttTls>,
+    /// Answer questions published to `PREFIX/DEVICE/ask` (and offer Home
+    /// Assistant a text entity to ask from).
+    #[serde(default = "default_ask")]
+    pub ask: bool,
 }
 
 fn default_port() -> u16 {
@@ -96,6 +108,15 @@ fn default_qos() -> u8 {
 fn default_keep_alive() -> u16 {
     60
 }
+fn default_ask() -> bool {
+    true
+}
+
+/// What the camera loop hands the connection's thread.
+enum Outgoing {
+    Event(String),
+    Answer(String),
+}
 
 /// What the device publishes, and where.
 struct Publisher {
@@ -103,12 +124,15 @@ struct Publisher {
     device: String,
     questions: Vec<String>,
     tls: Option<Tls>,
+    /// Where questions from the ask topic go, for the camera loop.
+    asked: SyncSender<String>,
 }
 
 /// The camera loop's end of the publisher: events go into a bounded queue that
 /// the connection's thread drains.
 pub struct MqttSink {
-    queue: Option<SyncSender<String>>,
+    queue: Option<SyncSender<Outgoing>>,
+    asked: mpsc::Receiver<String>,
     worker: Option<JoinHandle<()>>,
     finished: mpsc::Receiver<()>,
     event_topic: String,
@@ -121,11 +145,13 @@ impl MqttSink {
     /// fail here.
     pub fn start(cfg: &MqttConfig, device: &str, questions: &[String]) -> Result<Self, MqttError> {
         let tls = cfg.tls.as_ref().map(|t| Tls::load(t, &cfg.host)).transpose()?;
+        let (asked_tx, asked) = mpsc::sync_channel(ASKED);
         let publisher = Publisher {
             cfg: cfg.clone(),
             device: device.to_string(),
             questions: questions.to_vec(),
             tls,
+            asked: asked_tx,
         };
         let event_topic = publisher.event_topic();
         let (queue, events) = mpsc::sync_channel(QUEUE);
@@ -139,6 +165,7 @@ impl MqttSink {
             .ok();
         Ok(Self {
             queue: Some(queue),
+            asked,
             worker,
             finished,
             event_topic,
@@ -152,10 +179,24 @@ impl MqttSink {
 
     /// Queues one event; a full queue (the broker away for a long time) drops it.
     pub fn publish_event(&mut self, json: &str) -> Result<(), MqttError> {
+        self.queue(Outgoing::Event(json.to_string()))
+    }
+
+    /// Queues the answer to a question from the ask topic.
+    pub fn publish_answer(&mut self, json: &str) -> Result<(), MqttError> {
+        self.queue(Outgoing::Answer(json.to_string()))
+    }
+
+    /// Questions that arrived on the ask topic since the last call.
+    pub fn take_asked(&mut self) -> Vec<String> {
+        self.asked.try_iter().collect()
+    }
+
+    fn queue(&mut self, outgoing: Outgoing) -> Result<(), MqttError> {
         let Some(queue) = &self.queue else {
             return Err(MqttError::Config("the publisher is closed".into()));
         };
-        match queue.try_send(json.to_string()) {
+        match queue.try_send(outgoing) {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(_)) => {
                 self.dropped += 1;
@@ -195,6 +236,14 @@ impl Publisher {
         format!("{}/{}/event", self.cfg.topic_prefix, sanitize(&self.device))
     }
 
+    fn answer_topic(&self) -> String {
+        format!("{}/{}/answer", self.cfg.topic_prefix, sanitize(&self.device))
+    }
+
+    fn ask_topic(&self) -> String {
+        format!("{}/{}/ask", self.cfg.topic_prefix, sanitize(&self.device))
+    }
+
     fn status_topic(&self) -> String {
         format!("{}/{}/status", self.cfg.topic_prefix, sanitize(&self.device))
     }
@@ -203,7 +252,8 @@ impl Publisher {
         format!("{}:{}", self.cfg.host, self.cfg.port)
     }
 
-    /// Connects, marks the device online and publishes the discovery messages.
+    /// Connects, subscribes to the ask topic, marks the device online and
+    /// publishes the discovery messages.
     fn connect(&self) -> Result<Connection, MqttError> {
         let broker = self.broker();
         let io = |source| MqttError::Io {
@@ -227,6 +277,11 @@ impl Publisher {
             source,
         })?;
         let mut conn = Connection::handshake(broker.clone(), stream, &packet)?;
+        // Subscribed before it says online: a question asked once the device is
+        // online is never missed.
+        if self.cfg.ask {
+            conn.subscribe(&self.ask_topic())?;
+        }
         conn.publish(&self.status_topic(), b"online", 1, true)?;
         if !self.cfg.discovery_prefix.is_empty() {
             for (topic, payload) in self.discovery() {
@@ -239,14 +294,14 @@ impl Publisher {
     /// The connection's thread: publishes queued events in order, pings between
     /// them, reconnects with a growing pause; once the queue is closed, sends
     /// what is left (one more attempt to connect if needed) and says offline.
-    fn serve(&self, events: mpsc::Receiver<String>) {
+    fn serve(&self, events: mpsc::Receiver<Outgoing>) {
         let keep_alive = Duration::from_secs(u64::from(self.cfg.keep_alive_s));
         let tick = if keep_alive.is_zero() {
             Duration::from_secs(30)
         } else {
             keep_alive / 2
         };
-        let mut pending: VecDeque<String> = VecDeque::new();
+        let mut pending: VecDeque<Outgoing> = VecDeque::new();
         let mut conn: Option<Connection> = None;
         let mut pause = Duration::from_secs(1);
         let mut next_try = Instant::now();
@@ -273,9 +328,21 @@ impl Publisher {
                 }
             }
             let wait = match conn {
+                Some(_) if self.cfg.ask => tick.min(ASK_POLL),
                 Some(_) => tick,
                 None => next_try.saturating_duration_since(Instant::now()),
             };
+            if let (Some(c), true) = (conn.as_mut(), self.cfg.ask) {
+                match c.poll(ASK_POLL) {
+                    Ok(()) => self.hand_over(c.take_inbox()),
+                    Err(e) => {
+                        eprintln!("events: {e}; reconnecting");
+                        conn = None;
+                        next_try = Instant::now();
+                        continue;
+                    }
+                }
+            }
             match events.recv_timeout(wait) {
                 Ok(event) => {
                     if pending.len() == QUEUE {
@@ -311,14 +378,46 @@ impl Publisher {
         }
     }
 
-    /// Publishes the waiting events in order, each removed once acknowledged.
-    fn flush(&self, conn: &mut Connection, pending: &mut VecDeque<String>) -> Result<(), MqttError> {
-        let topic = self.event_topic();
-        while let Some(event) = pending.front() {
-            conn.publish(&topic, event.as_bytes(), self.cfg.qos.min(1), false)?;
+    /// Publishes the waiting events and answers in order, each removed once
+    /// acknowledged; questions that arrive meanwhile go to the loop.
+    fn flush(&self, conn: &mut Connection, pending: &mut VecDeque<Outgoing>) -> Result<(), MqttError> {
+        let (events, answers) = (self.event_topic(), self.answer_topic());
+        while let Some(outgoing) = pending.front() {
+            let (topic, json) = match outgoing {
+                Outgoing::Event(json) => (&events, json),
+                Outgoing::Answer(json) => (&answers, json),
+            };
+            conn.publish(topic, json.as_bytes(), self.cfg.qos.min(1), false)?;
             pending.pop_front();
         }
+        self.hand_over(conn.take_inbox());
         Ok(())
+    }
+
+    /// Questions from the ask topic to the camera loop: text of at most
+    /// [`MAX_QUESTION`] bytes, at most [`ASKED`] waiting; anything else is
+    /// reported and dropped.
+    fn hand_over(&self, messages: Vec<(String, Vec<u8>)>) {
+        let ask = self.ask_topic();
+        for (topic, payload) in messages {
+            if topic != ask {
+                continue;
+            }
+            let question = match std::str::from_utf8(&payload) {
+                Ok(q) if !q.trim().is_empty() && payload.len() <= MAX_QUESTION => q.trim(),
+                _ => {
+                    eprintln!(
+                        "events: ignored a message on {ask}: expected a question of 1 to \
+                         {MAX_QUESTION} bytes of UTF-8 text, got {} bytes",
+                        payload.len()
+                    );
+                    continue;
+                }
+            };
+            if self.asked.try_send(question.to_string()).is_err() {
+                eprintln!("events: {ASKED} questions wait for a frame already; dropped {question:?}");
+            }
+        }
     }
 
     /// Home Assistant discovery: the caption, each configured question's answer and
@@ -332,23 +431,26 @@ impl Publisher {
             "model": "edgevlm-device",
             "sw_version": env!("CARGO_PKG_VERSION"),
         });
-        let sensor = |object: &str, name: &str, template: String, unit: Option<&str>| {
+        let sensor_of = |state: String, object: &str, name: &str, template: String, unit: Option<&str>| {
             let mut config = json!({
                 "name": name,
                 "unique_id": format!("edgevlm_{id}_{object}"),
-                "state_topic": self.event_topic(),
+                "state_topic": state,
                 "value_template": template,
                 "availability_topic": self.status_topic(),
                 "device": device,
             });
-            if object == "caption" {
-                config["json_attributes_topic"] = json!(self.event_topic());
+            if object == "caption" || object == "answer" {
+                config["json_attributes_topic"] = config["state_topic"].clone();
             }
             if let Some(unit) = unit {
                 config["unit_of_measurement"] = json!(unit);
             }
             let topic = format!("{}/sensor/{id}/{object}/config", self.cfg.discovery_prefix);
             (topic, config.to_string())
+        };
+        let sensor = |object: &str, name: &str, template: String, unit: Option<&str>| {
+            sensor_of(self.event_topic(), object, name, template, unit)
         };
         let mut messages = vec![
             sensor("caption", "Caption", "{{ value_json.caption }}".into(), None),
@@ -364,6 +466,27 @@ impl Publisher {
                 &format!("answer_{i}"),
                 question,
                 format!("{{{{ value_json.answers[{i}].answer }}}}"),
+                None,
+            ));
+        }
+        if self.cfg.ask {
+            // A text box to ask from, and the answer as a sensor with the
+            // question and the frame's time as attributes.
+            let ask = json!({
+                "name": "Ask",
+                "unique_id": format!("edgevlm_{id}_ask"),
+                "command_topic": self.ask_topic(),
+                "max": MAX_QUESTION,
+                "availability_topic": self.status_topic(),
+                "device": device,
+            });
+            let topic = format!("{}/text/{id}/ask/config", self.cfg.discovery_prefix);
+            messages.push((topic, ask.to_string()));
+            messages.push(sensor_of(
+                self.answer_topic(),
+                "answer",
+                "Answer",
+                "{{ value_json.answer }}".into(),
                 None,
             ));
         }

@@ -8,7 +8,7 @@
 use std::io::Read;
 
 use bytes::BytesMut;
-use mqttbytes::v4::{self, Connect, Disconnect, LastWill, Login, PingReq, Publish};
+use mqttbytes::v4::{self, Connect, Disconnect, LastWill, Login, PingReq, Publish, Subscribe};
 use mqttbytes::QoS;
 
 pub use mqttbytes::v4::Packet;
@@ -114,6 +114,15 @@ pub fn publish_packet(
     publish.retain = retain;
     publish.pkid = packet_id.unwrap_or(0);
     encoded(|b| publish.write(b))
+}
+
+/// SUBSCRIBE to one topic filter at QoS 0: a question lost with the connection
+/// is cheap to ask again, and the device owes the broker no acknowledgements.
+pub fn subscribe_packet(filter: &str, packet_id: u16) -> Result<Vec<u8>, PacketError> {
+    check("topic filter", filter.as_bytes())?;
+    let mut subscribe = Subscribe::new(filter, QoS::AtMostOnce);
+    subscribe.pkid = packet_id;
+    encoded(|b| subscribe.write(b))
 }
 
 pub fn ping_packet() -> Vec<u8> {
