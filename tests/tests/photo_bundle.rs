@@ -2,7 +2,9 @@
 //! `edgevlm train --recipe flickr8k` on ten CC0 scikit-image photos with captions
 //! written for them (`tests/fixtures/photos`), exported, and run by the device:
 //! its text trigger fires for the photos a phrase describes and for no other, and
-//! the events carry the same captions the host gives.
+//! the events carry the same captions the host gives. Fine-tuned for VQA on its
+//! locked towers, it answers from the photo (a question-only baseline cannot), and
+//! the board answers as the host does.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -127,7 +129,7 @@ fn text_trigger_events(
 }
 
 #[test]
-fn the_text_trigger_fires_on_the_photos_a_phrase_describes_and_captions_them_as_the_host_does() {
+fn the_text_trigger_fires_on_the_photos_a_phrase_describes_captions_and_answers_as_the_host_does() {
     let root = tempfile::tempdir().unwrap();
     let (model, bundle) = trained_bundle(root.path());
     let selftest = run_ok("edgevlm-device", &["selftest", "--bundle", s(&bundle)]);
@@ -180,4 +182,130 @@ fn the_text_trigger_fires_on_the_photos_a_phrase_describes_and_captions_them_as_
         sources[0].ends_with("00.png") && sources[1].ends_with("08.png"),
         "{sources:?}"
     );
+
+    answers_questions_about_the_photos(root.path(), &model);
+}
+
+/// One question, "what is this a photo of?", for every photo: only the photo can
+/// tell the answers apart.
+const SUBJECTS: [(&str, &str); 10] = [
+    ("astronaut.png", "astronaut"),
+    ("chelsea.png", "cat"),
+    ("coffee.png", "coffee"),
+    ("rocket.jpg", "rocket"),
+    ("motorcycle_left.png", "motorcycle"),
+    ("camera.png", "man"),
+    ("coins.png", "coins"),
+    ("hubble_deep_field.jpg", "galaxies"),
+    ("brick.png", "wall"),
+    ("moon.png", "moon"),
+];
+
+fn vqa_accuracy(model: &Path, questions: &Path, report: &Path) -> f64 {
+    run_ok(
+        "edgevlm",
+        &[
+            "eval",
+            "vqa",
+            "--model",
+            s(model),
+            "--data",
+            s(questions),
+            "--report",
+            s(report),
+        ],
+    );
+    let report: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(report).unwrap()).unwrap();
+    report["accuracy"].as_f64().unwrap()
+}
+
+fn answers_questions_about_the_photos(root: &Path, captioner: &Path) {
+    let questions = root.join("photos/questions.jsonl");
+    let lines: Vec<String> = SUBJECTS
+        .iter()
+        .map(|(photo, answer)| {
+            serde_json::json!({
+                "image": format!("Images/{photo}"),
+                "question": "what is this a photo of?",
+                "answer": answer,
+            })
+            .to_string()
+        })
+        .collect();
+    std::fs::write(&questions, lines.join("\n")).unwrap();
+    let cache = root.join("cache");
+    let finetune = |out: &Path, extra: &[&str]| {
+        let mut args = vec![
+            "finetune",
+            "vqa",
+            "--from",
+            s(captioner),
+            "--data",
+            s(&questions),
+            "--out",
+            s(out),
+            "--cache",
+            s(&cache),
+            "--max-steps",
+            "60",
+            "--batch-size",
+            "10",
+            "--lr",
+            "0.001",
+            "--quiet",
+        ];
+        args.extend_from_slice(extra);
+        run_ok("edgevlm", &args);
+    };
+    let (vqa, blind) = (root.join("vqa"), root.join("blind"));
+    finetune(&vqa, &[]);
+    finetune(&blind, &["--question-only"]);
+    let seen = vqa_accuracy(&vqa, &questions, &root.join("vqa.json"));
+    let guessed = vqa_accuracy(&blind, &questions, &root.join("blind.json"));
+    assert!(seen >= 90.0, "with the photo: {seen} %");
+    assert!(guessed <= 20.0, "from the question alone: {guessed} %");
+
+    // The board gives the host's answer; a baseline that never sees the photo is
+    // refused for the board.
+    let bundle = root.join("vqa.bundle");
+    let selftest = root.join("photos/Images/chelsea.png");
+    run_ok(
+        "edgevlm",
+        &[
+            "export",
+            "--model",
+            s(&vqa),
+            "--out",
+            s(&bundle),
+            "--selftest-image",
+            s(&selftest),
+        ],
+    );
+    for (photo, _) in SUBJECTS.iter().step_by(3) {
+        let image = pretrained().join("samples").join(photo);
+        let question = "what is this a photo of?";
+        let host = run_ok("edgevlm", &["ask", s(&image), question, "--model", s(&vqa)]);
+        let board = run_ok(
+            "edgevlm-device",
+            &["ask", s(&image), question, "--bundle", s(&bundle)],
+        );
+        // The host adds its confidence: "answer (87.5%)".
+        let host = host
+            .trim()
+            .rsplit_once(" (")
+            .map_or(host.trim(), |(answer, _)| answer);
+        assert_eq!(board.trim(), host, "{photo}");
+    }
+    let out = Command::new(binary("edgevlm"))
+        .args([
+            "export",
+            "--model",
+            s(&blind),
+            "--out",
+            s(&root.join("blind.bundle")),
+        ])
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("question-only"), "{err}");
 }

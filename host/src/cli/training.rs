@@ -145,6 +145,14 @@ pub struct FinetuneArgs {
     /// position, closest, farthest, counts), pretrained if the model has one.
     #[arg(long, value_enum, default_value_t = VqaHeadArg::Fused)]
     pub vqa_head: VqaHeadArg,
+    /// The fused VQA head sees zeros for the image: the question-only baseline that
+    /// measures what the photo adds.
+    #[arg(long)]
+    pub question_only: bool,
+    /// Feature cache of locked towers (a photo model's VQA fine-tuning reads its
+    /// towers' outputs from here, computed once).
+    #[arg(long, default_value = "models/cache")]
+    pub cache: PathBuf,
     #[command(flatten)]
     pub train: TrainArgs,
 }

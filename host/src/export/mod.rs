@@ -87,6 +87,13 @@ impl<'a> TryFrom<&'a SavedModel> for ModelSource<'a> {
 
     fn try_from(saved: &'a SavedModel) -> Result<Self> {
         let config = saved.config();
+        if config.vqa_question_only {
+            return Err(Error::record(
+                saved.dir.join("config.json"),
+                "vqa_question_only: a question-only baseline (its VQA head never sees the \
+                 image) is for measuring, not for the board",
+            ));
+        }
         let eps = config.text.layer_norm_eps;
         if (eps - f64::from(blocks::eps::BERT)).abs() > 1e-15 {
             return Err(Error::record(

@@ -16,6 +16,7 @@ use crate::model::efficientnet::EfficientNet;
 use crate::model::heads::sentence_embedding;
 use crate::model::image_tower::ImageTower;
 use crate::model::pretrained::{load_bert, load_efficientnet, PretrainedBert};
+use crate::model::saved::{ModelMeta, WEIGHTS_FILE};
 use crate::model::EdgeVlm;
 
 pub const IMAGE_TOWER: &str = "efficientnet-lite0";
@@ -45,14 +46,13 @@ impl View {
 }
 
 pub struct Towers {
-    /// HF-style folders the towers were read from.
-    pub image_dir: PathBuf,
-    pub text_dir: PathBuf,
     pub image: EfficientNet,
     pub text: PretrainedBert,
-    /// sha256 of the weight files, part of every cache key.
+    /// sha256 of the files the towers and the tokenizer were read from, part of
+    /// every cache key.
     pub image_sha: String,
     pub text_sha: String,
+    pub tokenizer_sha: String,
 }
 
 impl Towers {
@@ -65,8 +65,7 @@ impl Towers {
     /// The EfficientNet-Lite0 weights folder and any HF BERT-family model folder
     /// (`config.json`, `model.safetensors`, `tokenizer.json`), frozen.
     pub fn load_from(image_dir: &Path, text_dir: &Path, device: &Device) -> Result<Self> {
-        let (image_dir, text_dir) = (image_dir.to_path_buf(), text_dir.to_path_buf());
-        for d in [&image_dir, &text_dir] {
+        for d in [image_dir, text_dir] {
             if !d.join("model.safetensors").is_file() {
                 return Err(Error::record(
                     d,
@@ -75,17 +74,40 @@ impl Towers {
             }
         }
         Ok(Self {
-            image: load_efficientnet(&image_dir, false, device)?.freeze(),
+            image: load_efficientnet(image_dir, false, device)?.freeze(),
             text: {
-                let mut bert = load_bert(&text_dir, TEXT_MAX_LEN, device)?;
+                let mut bert = load_bert(text_dir, TEXT_MAX_LEN, device)?;
                 bert.model = bert.model.freeze();
                 bert
             },
             image_sha: cache::file_sha256(&image_dir.join("model.safetensors"))?,
             text_sha: cache::file_sha256(&text_dir.join("model.safetensors"))?,
-            image_dir,
-            text_dir,
+            tokenizer_sha: cache::file_sha256(&text_dir.join("tokenizer.json"))?,
         })
+    }
+
+    /// The locked towers of a model folder's model (the photo preset's): keyed by
+    /// the folder's weight file and tokenizer. `None` when its image tower is not
+    /// EfficientNet-Lite0 or either tower trains.
+    pub fn of_model(model: &EdgeVlm, meta: &ModelMeta, dir: &Path) -> Result<Option<Self>> {
+        let ImageTower::EfficientNet(image) = &model.vision else {
+            return Ok(None);
+        };
+        if !(meta.config.lock_image && meta.config.lock_text) {
+            return Ok(None);
+        }
+        let weights = cache::file_sha256(&dir.join(WEIGHTS_FILE))?;
+        Ok(Some(Self {
+            image: image.clone(),
+            text: PretrainedBert {
+                config: meta.config.text.clone(),
+                model: model.text.clone(),
+                tokenizer: meta.tokenizer.clone(),
+            },
+            image_sha: weights.clone(),
+            text_sha: weights,
+            tokenizer_sha: cache::file_sha256(&dir.join("tokenizer.json"))?,
+        }))
     }
 
     /// `model` with these towers in place of its own (the photo preset's, freshly
@@ -250,11 +272,10 @@ impl Towers {
         label: &str,
         device: &Device,
     ) -> Result<TextFeatures> {
-        let tokenizer_path = self.text_dir.join("tokenizer.json");
         let key = cache::key(&[
             "text-states-v1",
             &self.text_sha,
-            &cache::file_sha256(&tokenizer_path)?,
+            &self.tokenizer_sha,
             &TEXT_MAX_LEN.to_string(),
             &texts.join("\n"),
         ]);

@@ -60,6 +60,8 @@ pub fn finetune(a: FinetuneArgs) -> Result<()> {
             VqaHeadArg::Fused => VqaHeadKind::Fused,
             VqaHeadArg::Spatial => VqaHeadKind::Spatial,
         },
+        question_only: a.question_only,
+        cache: a.cache,
         train: train_config(&a.train)?,
         resume: a.train.resume,
         quiet: a.train.quiet,

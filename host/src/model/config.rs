@@ -70,6 +70,10 @@ pub struct EdgeVlmConfig {
     /// The masked-image-feature head (ViT towers only).
     #[config(default = true)]
     pub mim: bool,
+    /// The VQA head answers from the question alone (the image tokens it reads are
+    /// zeros): the baseline that shows what the image adds.
+    #[config(default = false)]
+    pub vqa_question_only: bool,
     /// Locked towers keep their weights (LiT); their features can be cached.
     #[config(default = false)]
     pub lock_image: bool,
@@ -218,6 +222,7 @@ impl EdgeVlmConfig {
             vqa: None,
             spatial_vqa: None,
             text_pooling: self.text_pooling,
+            vqa_question_only: self.vqa_question_only,
         }
         .with_vqa_heads(self, device)
         .locked(self)

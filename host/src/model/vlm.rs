@@ -33,6 +33,9 @@ pub struct EdgeVlm {
     pub spatial_vqa: Option<SpatialVqa>,
     #[module(skip)]
     pub text_pooling: TextPooling,
+    /// See [`EdgeVlmConfig::vqa_question_only`].
+    #[module(skip)]
+    pub vqa_question_only: bool,
 }
 
 /// First position of a sequence: `[batch, len, d]` → `[batch, d]`.
@@ -76,6 +79,7 @@ impl EdgeVlm {
         if !config.spatial_mlm {
             self.spatial_mlm = None;
         }
+        self.vqa_question_only = config.vqa_question_only;
         self
     }
 
@@ -162,6 +166,11 @@ impl EdgeVlm {
             .vqa
             .as_ref()
             .expect("model has no VQA head: fine-tune it for VQA first");
+        let image_tokens = if self.vqa_question_only {
+            image_tokens.zeros_like()
+        } else {
+            image_tokens
+        };
         head.forward(self.fused_cls(question, mask, image_tokens))
     }
 

@@ -9,12 +9,14 @@ use burn::tensor::Device;
 
 use super::calibration::recalibrate_grid;
 use super::config::TrainConfig;
+use super::locked_vqa;
 use super::steps;
 use super::tasks::{answer_vocabulary, pair_set, question_set};
 use super::trainer::{fit, fit_then, Fit, Flow};
 use crate::data::datasets;
 use crate::data::Format;
 use crate::error::{Error, Result};
+use crate::features::towers::Towers;
 use crate::model::saved::{save_meta, ModelMeta, SavedModel};
 use crate::model::{EdgeVlm, VqaHeadKind};
 
@@ -36,6 +38,10 @@ pub struct FinetuneJob {
     pub scratch: bool,
     /// The head a VQA fine-tuning adds.
     pub vqa_head: VqaHeadKind,
+    /// The VQA head reads zeros for the image (the question-only baseline).
+    pub question_only: bool,
+    /// Feature cache for models whose towers are locked.
+    pub cache: PathBuf,
     pub train: TrainConfig,
     pub resume: bool,
     pub quiet: bool,
@@ -89,7 +95,41 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             let mut config = config.with_vqa_head_kind(job.vqa_head);
             // The VQA head takes over from the spatial MLM head; the model keeps no copy.
             config.spatial_mlm = false;
+            if job.question_only && job.vqa_head == VqaHeadKind::Spatial {
+                return Err(Error::Invalid(
+                    "--question-only is a baseline of the fused VQA head, not the spatial one".into(),
+                ));
+            }
+            config.vqa_question_only = job.question_only;
             let model = model.with_vqa_heads(&config, device);
+            if let Some(towers) = Towers::of_model(&model, &meta, &job.from)? {
+                if job.vqa_head == VqaHeadKind::Spatial {
+                    return Err(Error::Invalid(
+                        "a model with locked pretrained towers answers with the fused VQA head \
+                         (--vqa-head fused)"
+                            .into(),
+                    ));
+                }
+                let (set, dropped) =
+                    locked_vqa::prepare(&towers, &records.records, &answers, &job.cache, device)?;
+                drop(towers);
+                if dropped > 0 {
+                    eprintln!("warning: {dropped} question(s) have answers outside the vocabulary");
+                }
+                save_meta(&job.out, &saved_meta(&config, &answers))?;
+                job.train
+                    .save(&train_path)
+                    .map_err(|e| Error::io(&train_path, e))?;
+                let len = set.items.len();
+                return fit(
+                    fit_args(label),
+                    model,
+                    locked_vqa::ItemIndices,
+                    len,
+                    |m, b, _| locked_vqa::step(m, &set, b, device),
+                    |_, _| Ok(Flow::Continue),
+                );
+            }
             let (set, dropped) = question_set(
                 &records.records,
                 &answers,

@@ -5,6 +5,7 @@ pub mod calibration;
 pub mod checkpoint;
 pub mod config;
 pub mod finetune;
+pub mod locked_vqa;
 pub mod objectives;
 pub mod plot;
 pub mod pretrain;

@@ -1,0 +1,103 @@
+//! VQA fine-tuning of a model whose towers are locked (the photo preset): what the
+//! towers give (the image tower's tokens per photo, the text tower's states per
+//! distinct question) is computed once and cached ([`crate::features`]), and each
+//! step trains only what reads it: the image adapter, the fusion and the VQA head.
+//! A CPU run takes minutes, not the hours that running EfficientNet and MiniLM on
+//! every step would.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use burn::tensor::{Device, Tensor, TensorData};
+
+use super::objectives::weighted_cross_entropy;
+use super::trainer::Losses;
+use crate::data::batcher::Batcher;
+use crate::data::VqaRecord;
+use crate::error::Result;
+use crate::features::cache::{ImageFeatures, TextFeatures};
+use crate::features::towers::Towers;
+use crate::model::EdgeVlm;
+
+/// The training questions on cached features.
+pub struct CachedQuestions {
+    pub images: ImageFeatures,
+    pub questions: TextFeatures,
+    /// (photo, question, answer class) per training item.
+    pub items: Vec<(usize, usize, i64)>,
+}
+
+/// Items are indices into [`CachedQuestions::items`]; features stay in memory.
+pub struct ItemIndices;
+
+impl Batcher for ItemIndices {
+    type Batch = Vec<usize>;
+    fn batch(&self, indices: &[usize]) -> crate::data::Result<Vec<usize>> {
+        Ok(indices.to_vec())
+    }
+}
+
+/// Features of the photos and distinct questions of `records` whose answer is in
+/// `answers`, from `cache` when computed before; also how many were dropped for an
+/// answer outside the vocabulary.
+pub fn prepare(
+    towers: &Towers,
+    records: &[VqaRecord],
+    answers: &[String],
+    cache: &Path,
+    device: &Device,
+) -> Result<(CachedQuestions, usize)> {
+    let class: HashMap<&str, i64> = answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.as_str(), i as i64))
+        .collect();
+    let (mut photos, mut photo_of) = (Vec::<PathBuf>::new(), HashMap::<&Path, usize>::new());
+    let (mut texts, mut text_of) = (Vec::<String>::new(), HashMap::<&str, usize>::new());
+    let mut items = Vec::new();
+    let mut dropped = 0;
+    for r in records {
+        let Some(&answer) = class.get(r.answer.as_str()) else {
+            dropped += 1;
+            continue;
+        };
+        let photo = *photo_of.entry(&r.image).or_insert_with(|| {
+            photos.push(r.image.clone());
+            photos.len() - 1
+        });
+        let text = *text_of.entry(&r.question).or_insert_with(|| {
+            texts.push(r.question.clone());
+            texts.len() - 1
+        });
+        items.push((photo, text, answer));
+    }
+    let images = towers.cached_images(&photos, cache, "vqa", device)?;
+    let questions = towers.cached_texts(&texts, cache, "vqa-questions", device)?;
+    Ok((
+        CachedQuestions {
+            images,
+            questions,
+            items,
+        },
+        dropped,
+    ))
+}
+
+/// One step over the items `batch`: cross-entropy of the answers.
+pub fn step(model: &EdgeVlm, set: &CachedQuestions, batch: &[usize], device: &Device) -> Losses {
+    let items: Vec<(usize, usize, i64)> = batch.iter().map(|&i| set.items[i]).collect();
+    let photos: Vec<usize> = items.iter().map(|x| x.0).collect();
+    let texts: Vec<usize> = items.iter().map(|x| x.1).collect();
+    let answers: Vec<i64> = items.iter().map(|x| x.2).collect();
+    let image_tokens = model.image_tokens(set.images.token_tensor(&photos, device));
+    let (states, mask, len) = set.questions.states(&texts);
+    let (n, width) = (texts.len(), set.questions.header.width);
+    let states = Tensor::<3>::from_data(TensorData::new(states, [n, len, width]), device);
+    let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, len]), device);
+    let logits = model.answer_logits(image_tokens, states, mask);
+    let loss = weighted_cross_entropy(logits, &answers, &vec![1.0; n]);
+    Losses {
+        total: loss.clone(),
+        parts: vec![("loss", loss)],
+    }
+}
