@@ -37,6 +37,14 @@ pub fn detect(path: &Path, want_questions: bool) -> Option<Format> {
     }
 }
 
+/// Whether `path` holds questions and no captions (a JSONL file, easy-VQA, VQA v2).
+pub fn questions_only(path: &Path) -> bool {
+    matches!(
+        detect(path, false),
+        Some(Format::Jsonl | Format::EasyVqa | Format::VqaV2)
+    )
+}
+
 fn report(skipped: &data::SkipLog) {
     if let Some(w) = skipped.warning() {
         eprintln!("{w}");

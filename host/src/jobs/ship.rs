@@ -5,6 +5,7 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
+use edgevlm::data::datasets;
 use edgevlm::eval::predict::BundlePredictor;
 use edgevlm::eval::predict::Predictor;
 use edgevlm::eval::tasks;
@@ -113,6 +114,9 @@ fn quality(bundle: &Path, data: Option<&Path>, split: Option<&str>) -> Result<Qu
         if let Ok(r) = tasks::vqa(&predictor, data, None, split) {
             q.vqa_accuracy = Some(r.accuracy);
         }
+    }
+    if datasets::questions_only(data) {
+        return Ok(q);
     }
     // The bundle's own decoding (beam and reranking), greedy without one.
     let opts = predictor.decoding().unwrap_or_default();

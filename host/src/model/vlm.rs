@@ -107,6 +107,21 @@ impl EdgeVlm {
         }
     }
 
+    /// The image tokens the fused VQA head reads: zeros for the question-only
+    /// baseline, made without running the adapter (a training step then keeps no
+    /// graph for a branch that no gradient reaches).
+    pub fn vqa_image_tokens(&self, tower_tokens: Tensor<3>) -> Tensor<3> {
+        if !self.vqa_question_only {
+            return self.image_tokens(tower_tokens);
+        }
+        let [batch, tokens, width] = tower_tokens.dims();
+        let width = self
+            .image_adapter
+            .as_ref()
+            .map_or(width, |adapter| adapter.proj.weight.dims()[1]);
+        Tensor::zeros([batch, tokens, width], &tower_tokens.device())
+    }
+
     /// `[batch, 3, s, s]` → image tokens `[batch, n, d_image]`.
     pub fn encode_image(&self, images: Tensor<4>) -> Tensor<3> {
         self.image_tokens(self.tower_tokens(images))

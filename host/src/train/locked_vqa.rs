@@ -89,7 +89,7 @@ pub fn step(model: &EdgeVlm, set: &CachedQuestions, batch: &[usize], device: &De
     let photos: Vec<usize> = items.iter().map(|x| x.0).collect();
     let texts: Vec<usize> = items.iter().map(|x| x.1).collect();
     let answers: Vec<i64> = items.iter().map(|x| x.2).collect();
-    let image_tokens = model.image_tokens(set.images.token_tensor(&photos, device));
+    let image_tokens = model.vqa_image_tokens(set.images.token_tensor(&photos, device));
     let (states, mask, len) = set.questions.states(&texts);
     let (n, width) = (texts.len(), set.questions.header.width);
     let states = Tensor::<3>::from_data(TensorData::new(states, [n, len, width]), device);
