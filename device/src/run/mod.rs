@@ -248,6 +248,7 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
     let mut seq = 0u64;
     while (max_events == 0 || seq < max_events) && (max_frames == 0 || camera.frames < max_frames) {
         let tick = Instant::now();
+        crate::runtime::bound_free_heap();
         asked.extend(sinks.asked());
         for answered in asked.answer(&cfg.device, &mut camera, &runtime) {
             sinks.answer(&answered)?;

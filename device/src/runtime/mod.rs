@@ -11,7 +11,10 @@ mod text;
 
 pub use error::{Result, RuntimeError};
 use load::{load_tokenizer, plan};
-pub use memory::{keep_blocks_for_reuse, return_freed_memory, return_large_blocks_when_freed};
+pub use memory::{
+    bound_free_heap, keep_blocks_for_reuse, return_freed_memory, return_large_blocks_when_freed,
+    MAX_FREE_HEAP,
+};
 pub use selftest::SelfTestReport;
 use text::TextEncoder;
 pub use text::TextTower;
