@@ -1,8 +1,6 @@
 //! Questions asked over MQTT: each is answered on the first frame the camera
 //! gives after it arrived, whatever the trigger says.
 
-use std::time::{SystemTime, UNIX_EPOCH};
-
 use crate::camera::Camera;
 use crate::events::{Answered, ASKED};
 use crate::runtime::Runtime;
@@ -37,10 +35,7 @@ impl Asked {
             Ok(None) => return Vec::new(),
             Err(e) => Err(e.to_string()),
         };
-        let time_ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map(|d| d.as_millis())
-            .unwrap_or(0);
+        let time_ms = super::unix_ms();
         let encoded = frame
             .as_ref()
             .map_err(Clone::clone)

@@ -153,7 +153,7 @@ impl EdgeVlm {
         match (&self.spatial_vqa, &self.grid) {
             (Some(spatial), Some(grid)) => spatial.cells(grid.forward(images)),
             (Some(_), None) => panic!("the spatial VQA head reads a grid encoder"),
-            (None, _) => self.encode_image(images),
+            (None, _) => self.vqa_image_tokens(self.tower_tokens(images)),
         }
     }
 
@@ -181,11 +181,6 @@ impl EdgeVlm {
             .vqa
             .as_ref()
             .expect("model has no VQA head: fine-tune it for VQA first");
-        let image_tokens = if self.vqa_question_only {
-            image_tokens.zeros_like()
-        } else {
-            image_tokens
-        };
         head.forward(self.fused_cls(question, mask, image_tokens))
     }
 

@@ -102,6 +102,14 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             }
             config.vqa_question_only = job.question_only;
             let model = model.with_vqa_heads(&config, device);
+            // Once the questions are ready: the run's folder is written only then.
+            let prepared = |dropped: usize| -> Result<()> {
+                if dropped > 0 {
+                    eprintln!("warning: {dropped} question(s) have answers outside the vocabulary");
+                }
+                save_meta(&job.out, &saved_meta(&config, &answers))?;
+                job.train.save(&train_path).map_err(|e| Error::io(&train_path, e))
+            };
             if let Some(towers) = Towers::of_model(&model, &meta, &job.from)? {
                 if job.vqa_head == VqaHeadKind::Spatial {
                     return Err(Error::Invalid(
@@ -113,13 +121,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 let (set, dropped) =
                     locked_vqa::prepare(&towers, &records.records, &answers, &job.cache, device)?;
                 drop(towers);
-                if dropped > 0 {
-                    eprintln!("warning: {dropped} question(s) have answers outside the vocabulary");
-                }
-                save_meta(&job.out, &saved_meta(&config, &answers))?;
-                job.train
-                    .save(&train_path)
-                    .map_err(|e| Error::io(&train_path, e))?;
+                prepared(dropped)?;
                 let len = set.items.len();
                 return fit(
                     fit_args(label),
@@ -138,13 +140,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 job.train.questions_per_image,
                 job.train.seed,
             )?;
-            if dropped > 0 {
-                eprintln!("warning: {dropped} question(s) have answers outside the vocabulary");
-            }
-            save_meta(&job.out, &saved_meta(&config, &answers))?;
-            job.train
-                .save(&train_path)
-                .map_err(|e| Error::io(&train_path, e))?;
+            prepared(dropped)?;
             let len = set.items.len();
             let store = set.store.clone();
             fit_then(

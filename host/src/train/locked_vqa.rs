@@ -11,6 +11,7 @@ use std::path::{Path, PathBuf};
 use burn::tensor::{Device, Tensor, TensorData};
 
 use super::objectives::weighted_cross_entropy;
+use super::tasks::answer_classes;
 use super::trainer::Losses;
 use crate::data::batcher::Batcher;
 use crate::data::VqaRecord;
@@ -47,11 +48,7 @@ pub fn prepare(
     cache: &Path,
     device: &Device,
 ) -> Result<(CachedQuestions, usize)> {
-    let class: HashMap<&str, i64> = answers
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.as_str(), i as i64))
-        .collect();
+    let class = answer_classes(answers);
     let (mut photos, mut photo_of) = (Vec::<PathBuf>::new(), HashMap::<&Path, usize>::new());
     let (mut texts, mut text_of) = (Vec::<String>::new(), HashMap::<&str, usize>::new());
     let mut items = Vec::new();

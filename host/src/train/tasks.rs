@@ -221,6 +221,15 @@ pub fn answer_vocabulary(records: &[VqaRecord]) -> Vec<String> {
 /// Questions whose answer is in `answers`, grouped by image in groups of up to
 /// `per_group` (others cannot be learned as a class; they are counted and dropped).
 /// Grouping is seeded, so a resumed run sees the same groups.
+/// Answer → class index, in `answers`' order.
+pub fn answer_classes(answers: &[String]) -> HashMap<&str, i64> {
+    answers
+        .iter()
+        .enumerate()
+        .map(|(i, a)| (a.as_str(), i as i64))
+        .collect()
+}
+
 pub fn question_set(
     records: &[VqaRecord],
     answers: &[String],
@@ -229,11 +238,7 @@ pub fn question_set(
     per_group: usize,
     seed: u64,
 ) -> Result<(QuestionSet, usize)> {
-    let class: HashMap<&str, i64> = answers
-        .iter()
-        .enumerate()
-        .map(|(i, a)| (a.as_str(), i as i64))
-        .collect();
+    let class = answer_classes(answers);
     let kept: Vec<&VqaRecord> = records
         .iter()
         .filter(|r| class.contains_key(r.answer.as_str()))
