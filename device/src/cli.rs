@@ -124,6 +124,21 @@ pub enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Judge whether a statement about an image is true (a bundle exported from a
+    /// model fine-tuned with `edgevlm finetune reasoning`).
+    Verify {
+        image: PathBuf,
+        statement: String,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
+    /// A conversation about an image: one question per line on stdin, one answer
+    /// per line out, earlier rounds kept as the history.
+    Chat {
+        image: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// ITC similarity of an image to each text.
     Match {
         image: PathBuf,

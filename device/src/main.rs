@@ -38,6 +38,12 @@ fn main() -> Result<()> {
             question,
             model,
         } => inference::ask(&image, &question, &model)?,
+        Command::Verify {
+            image,
+            statement,
+            model,
+        } => inference::verify(&image, &statement, &model)?,
+        Command::Chat { image, model } => inference::chat(&image, &model)?,
         Command::Match { image, texts, model } => inference::match_texts(&image, &texts, &model)?,
         Command::Selftest { model } => inference::selftest(&model)?,
         Command::Bench {

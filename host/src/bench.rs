@@ -98,6 +98,7 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
             seed: 9,
             size: 64,
             questions_per_kind: 10,
+            ..SynthOptions::default()
         },
     )?;
     let captions = datasets::captions(&data, None, None)?;

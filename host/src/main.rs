@@ -11,6 +11,7 @@ fn main() -> Result<()> {
         Command::Data(DataCommand::Synth(a)) => data::synth(a)?,
         Command::Data(DataCommand::Stats(a)) => data::stats(a)?,
         Command::Data(DataCommand::QaFromCaptions(a)) => data::qa_from_captions(a)?,
+        Command::Data(DataCommand::StatementsFromCaptions(a)) => data::statements_from_captions(a)?,
         Command::Pretrain(a) => training::pretrain(a)?,
         Command::Finetune(a) => training::finetune(a)?,
         Command::Eval(a) => eval::eval(a)?,
@@ -33,6 +34,8 @@ fn main() -> Result<()> {
         Command::Models(ModelsCommand::Upgrade { dir, out }) => models::upgrade(&dir, out.as_deref())?,
         Command::Caption(a) => inference::caption(a)?,
         Command::Ask(a) => inference::ask(a)?,
+        Command::Verify(a) => inference::verify(a)?,
+        Command::Chat(a) => inference::chat(a)?,
         Command::Match(a) => inference::match_texts(a)?,
     }
     Ok(())

@@ -31,6 +31,7 @@ fn scenes(dir: &Path) -> PathBuf {
             seed: 4,
             size: 32,
             questions_per_kind: 4,
+            ..SynthOptions::default()
         },
     )
     .unwrap();
@@ -102,6 +103,7 @@ fn side_by_side_fine_tunings_join_into_the_sequential_model() {
             seed: 9,
             size: 32,
             questions_per_kind: 2,
+            ..SynthOptions::default()
         },
     )
     .unwrap();

@@ -47,7 +47,7 @@ fn same_seed_same_bytes_other_seed_differs() {
     synth(&b, 40, 7);
     synth(&c, 40, 8);
     let (ta, tb, tc) = (tree_bytes(&a), tree_bytes(&b), tree_bytes(&c));
-    assert_eq!(ta.len(), 40 + 3);
+    assert_eq!(ta.len(), 40 + 5);
     assert!(ta == tb, "same seed must give identical bytes");
     assert_ne!(ta["/questions.jsonl"], tc["/questions.jsonl"]);
     assert_ne!(ta["images/000000.png"], tc["images/000000.png"]);
@@ -239,4 +239,155 @@ fn answers_and_captions_are_true_of_the_pixels() {
             .collect();
         assert_eq!(colours, ordered.iter().map(|o| o.colour).collect::<Vec<_>>());
     }
+}
+
+/// Judges a statement from detected objects, parsing the statement text itself.
+fn truth(statement: &str, size: u32, objs: &[Seen]) -> bool {
+    let half = size as f32 / 2.0;
+    let w: Vec<&str> = statement.split_whitespace().collect();
+    let by_colour = |c: &str| {
+        objs.iter()
+            .find(|o| o.colour == c)
+            .unwrap_or_else(|| panic!("no {c} object in image for {statement:?}"))
+    };
+    let singular = |s: &str| s.trim_end_matches('s').to_string();
+    let count = |shape: &str| objs.iter().filter(|o| o.shape == shape).count();
+    let number = |word: &str| {
+        ["no", "one", "two", "three"]
+            .iter()
+            .position(|n| *n == word)
+            .unwrap()
+    };
+    match w.as_slice() {
+        ["there", "is", "a", c, s] => objs.iter().any(|o| o.colour == *c && o.shape == *s),
+        ["the", c, "object", "is", "a", s] => by_colour(c).shape == *s,
+        ["the", c, "object", "is", "on", "the", side] => (by_colour(c).x < half) == (*side == "left"),
+        ["the", c, "object", "is", "at", "the", level] => (by_colour(c).y < half) == (*level == "top"),
+        ["the", a, "object", "is", rel @ ("left" | "right"), "of", "the", b, "object"] => {
+            (by_colour(a).x < by_colour(b).x) == (*rel == "left")
+        }
+        ["the", a, "object", "is", rel @ ("above" | "below"), "the", b, "object"] => {
+            (by_colour(a).y < by_colour(b).y) == (*rel == "above")
+        }
+        ["the", "object", which @ ("closest" | "farthest"), _, "the", c, _, "is", rest @ ..] => {
+            let anchor = by_colour(c);
+            let others = objs.iter().filter(|o| o.colour != anchor.colour);
+            let pick = if *which == "closest" {
+                others.min_by(|a, b| dist(a, anchor).total_cmp(&dist(b, anchor)))
+            } else {
+                others.max_by(|a, b| dist(a, anchor).total_cmp(&dist(b, anchor)))
+            }
+            .unwrap();
+            match rest {
+                ["a", s] => pick.shape == *s,
+                [c] => pick.colour == *c,
+                _ => panic!("unknown statement {statement:?}"),
+            }
+        }
+        ["there", "are", "no", pl] => count(&singular(pl)) == 0,
+        ["there", "is", "exactly", "one", s] => count(s) == 1,
+        ["there", "are", "exactly", n, pl] => count(&singular(pl)) == number(n),
+        ["there", "are", "more", a, "than", b] => count(&singular(a)) > count(&singular(b)),
+        ["every", a, "is", rel @ ("left" | "right"), "of", "some", b] => {
+            objs.iter().filter(|x| x.shape == *a).all(|x| {
+                objs.iter()
+                    .filter(|y| y.shape == *b)
+                    .any(|y| (x.x < y.x) == (*rel == "left"))
+            })
+        }
+        ["every", s, "is", size] => objs
+            .iter()
+            .filter(|o| o.shape == *s)
+            .all(|o| o.large == (*size == "large")),
+        _ => panic!("unknown statement {statement:?}"),
+    }
+}
+
+#[test]
+fn statements_are_true_or_false_of_the_pixels_and_balanced() {
+    let tmp = tempfile::tempdir().unwrap();
+    synth(tmp.path(), 150, 12);
+    let text = std::fs::read_to_string(tmp.path().join("statements.jsonl")).unwrap();
+    let mut detected = BTreeMap::new();
+    let mut by_family: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for line in text.lines() {
+        let s: Value = serde_json::from_str(line).unwrap();
+        let image = s["image"].as_str().unwrap().to_string();
+        let (size, objs) = detected
+            .entry(image.clone())
+            .or_insert_with(|| detect(&tmp.path().join(&image)));
+        let stated = s["answer"].as_str().unwrap() == "true";
+        let seen = truth(s["statement"].as_str().unwrap(), *size, objs);
+        assert_eq!(stated, seen, "{image}: {}", s["statement"]);
+        let counts = by_family
+            .entry(format!(
+                "{}/{}",
+                s["type"].as_str().unwrap(),
+                s["family"].as_str().unwrap()
+            ))
+            .or_default();
+        if stated {
+            counts.0 += 1;
+        } else {
+            counts.1 += 1;
+        }
+    }
+    assert_eq!(detected.len(), 150);
+    assert_eq!(by_family.len(), 11, "{by_family:?}");
+    for (family, (t, f)) in &by_family {
+        assert_eq!(t, f, "{family} is not balanced");
+        assert!(*t >= 30, "{family}: {t} true statements in 150 scenes");
+    }
+}
+
+/// Each dialog round answered from the detected objects: "it" is the object the
+/// round `distance` back introduced (named by colour in its question, or answered
+/// by its colour), and the question is asked of that object by name.
+#[test]
+fn dialog_answers_are_true_of_the_pixels_and_refer_back() {
+    let tmp = tempfile::tempdir().unwrap();
+    synth(tmp.path(), 100, 13);
+    let text = std::fs::read_to_string(tmp.path().join("dialogs.jsonl")).unwrap();
+    let (mut dialogs, mut referring) = (0, 0);
+    for line in text.lines() {
+        let d: Value = serde_json::from_str(line).unwrap();
+        let image = d["image"].as_str().unwrap();
+        let (size, objs) = detect(&tmp.path().join(image));
+        let rounds = d["rounds"].as_array().unwrap();
+        assert_eq!(rounds.len(), 10);
+        for (k, r) in rounds.iter().enumerate() {
+            let question = r["question"].as_str().unwrap();
+            let asked = match r["distance"].as_u64() {
+                None => {
+                    assert!(!question.contains(" it"), "{question} stands alone but says 'it'");
+                    question.to_string()
+                }
+                Some(d) => {
+                    referring += 1;
+                    let source = &rounds[k - d as usize];
+                    let colour = if source["family"] == "intro-named" {
+                        PALETTE
+                            .iter()
+                            .map(|p| p.0)
+                            .find(|c| source["question"].as_str().unwrap().contains(c))
+                            .unwrap()
+                    } else {
+                        source["answer"].as_str().unwrap()
+                    };
+                    question
+                        .replace("is it ", &format!("is the {colour} object "))
+                        .replace(" it?", &format!(" the {colour} object?"))
+                }
+            };
+            assert_eq!(
+                r["answer"].as_str().unwrap(),
+                answer(&asked, size, &objs),
+                "{image} round {}: {question} (asked as {asked})",
+                k + 1
+            );
+        }
+        dialogs += 1;
+    }
+    assert_eq!(dialogs, 100);
+    assert!(referring > 300, "{referring} rounds refer back");
 }

@@ -19,6 +19,7 @@ fn scenes(dir: &Path, n: usize, seed: u64) -> PathBuf {
             seed,
             size: 32,
             questions_per_kind: 4,
+            ..SynthOptions::default()
         },
     )
     .unwrap();

@@ -8,6 +8,7 @@
 pub mod bundle;
 pub mod caption;
 pub mod config;
+pub mod dialog;
 pub mod error;
 pub mod metrics;
 pub mod preprocess;

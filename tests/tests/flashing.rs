@@ -59,6 +59,7 @@ fn setup() -> Setup {
             seed: 41,
             size: 32,
             questions_per_kind: 2,
+            ..SynthOptions::default()
         },
     )
     .unwrap();

@@ -1,11 +1,12 @@
-//! `edgevlm-device caption`, `ask`, `match`, `selftest` and `bench`: load a bundle
+//! `edgevlm-device caption`, `ask`, `verify`, `chat`, `match`, `selftest` and `bench`: load a bundle
 //! into the runtime and run it on images.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::dialog::{self, Conversation};
 use edgevlm_shared::preprocess::load_image;
 
 use crate::bench;
@@ -32,6 +33,45 @@ pub fn ask(image: &Path, question: &str, model: &ModelArgs) -> Result<()> {
         top.join(", "),
         start.elapsed().as_secs_f64() * 1e3
     );
+    Ok(())
+}
+
+/// Prints the verdict as `edgevlm verify` does: `true (97.3%)`.
+pub fn verify(image: &Path, statement: &str, model: &ModelArgs) -> Result<()> {
+    let runtime = load(model)?;
+    let answer = runtime.answer(&encode(&runtime, image)?, statement)?;
+    if answer.answer != "true" && answer.answer != "false" {
+        bail!(
+            "{} answered {:?}: it was not trained to judge statements (`edgevlm finetune reasoning`)",
+            model.bundle.display(),
+            answer.answer
+        );
+    }
+    println!("{} ({:.1}%)", answer.answer, answer.probability * 100.0);
+    Ok(())
+}
+
+/// Answers each line of stdin about the image, encoded once; prints as `edgevlm chat`.
+pub fn chat(image: &Path, model: &ModelArgs) -> Result<()> {
+    let runtime = load(model)?;
+    let encoded = encode(&runtime, image)?;
+    let mut conversation = Conversation::default();
+    let mut input = std::io::stdin().lock();
+    while let Some(question) = dialog::next_line(&mut input)? {
+        if question.trim().is_empty() {
+            continue;
+        }
+        let text = match conversation.text_for(&question) {
+            Ok(text) => text,
+            Err(why) => {
+                eprintln!("refused: {why}");
+                continue;
+            }
+        };
+        let answer = runtime.answer(&encoded, &text)?;
+        println!("{}", answer.answer);
+        conversation.record(&question, &answer.answer);
+    }
     Ok(())
 }
 

@@ -37,6 +37,12 @@ pub enum Command {
     Caption(CaptionArgs),
     /// Answer a question about an image.
     Ask(AskArgs),
+    /// Judge whether a statement about an image is true (a model fine-tuned with
+    /// `finetune reasoning`).
+    Verify(VerifyArgs),
+    /// A conversation about an image: one question per line on stdin, one answer per
+    /// line out; later questions may refer to earlier rounds ("what shape is it?").
+    Chat(ChatArgs),
     /// ITC similarity of an image to each text.
     Match(MatchArgs),
     /// Export a model folder to a device bundle (ONNX graphs, tokenizer, self-test).
@@ -146,6 +152,9 @@ pub enum DataCommand {
     /// Questions with one-word answers made from a caption set (COCO-QA's way):
     /// object, number, colour, location and yes/no; one JSONL per split.
     QaFromCaptions(QaArgs),
+    /// True and false statements about the photos of a caption set (captions, and
+    /// counterfactual edits of them), one JSONL per split, for `finetune reasoning`.
+    StatementsFromCaptions(StatementArgs),
 }
 
 #[derive(Args)]
@@ -167,6 +176,21 @@ pub struct QaArgs {
 }
 
 #[derive(Args)]
+pub struct StatementArgs {
+    /// Caption set: Flickr8k layout, COCO captions or `text_image_data.json`.
+    #[arg(long)]
+    pub data: PathBuf,
+    /// Its format (detected from the folder when absent).
+    #[arg(long, value_enum)]
+    pub format: Option<Format>,
+    /// Output folder: `<split>.jsonl` per split of the source and `report.json`.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 0)]
+    pub seed: u64,
+}
+
+#[derive(Args)]
 pub struct SynthArgs {
     /// Output folder (created).
     #[arg(long)]
@@ -182,6 +206,9 @@ pub struct SynthArgs {
     /// Questions of each kind (relational, non-relational) per image.
     #[arg(long, default_value_t = 10)]
     pub questions_per_kind: usize,
+    /// True statements of each family per image, and as many false ones.
+    #[arg(long, default_value_t = 1)]
+    pub statements_per_family: usize,
 }
 
 #[derive(Args)]
@@ -254,6 +281,21 @@ pub struct DecodeArgs {
 pub struct AskArgs {
     pub image: PathBuf,
     pub question: String,
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+#[derive(Args)]
+pub struct VerifyArgs {
+    pub image: PathBuf,
+    pub statement: String,
+    #[arg(long)]
+    pub model: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ChatArgs {
+    pub image: PathBuf,
     #[arg(long)]
     pub model: PathBuf,
 }

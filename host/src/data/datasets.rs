@@ -80,3 +80,32 @@ pub fn questions(path: &Path, format: Option<Format>, split: Option<&str>) -> Re
         ))),
     }
 }
+
+/// The answers of a statement set, in the order of a reasoning model's classes.
+pub const VERDICTS: [&str; 2] = ["false", "true"];
+
+/// Statements to judge: a JSONL file, or a folder's `statements.jsonl`
+/// (`{"image", "statement", "answer": "true"|"false"}`; NLVR's `True`/`False` read too).
+pub fn statements(path: &Path, split: Option<&str>) -> Result<Dataset<VqaRecord>> {
+    let file = if path.is_dir() {
+        path.join("statements.jsonl")
+    } else {
+        path.to_path_buf()
+    };
+    let mut set = questions(&file, Some(Format::Jsonl), split)?;
+    for r in &mut set.records {
+        let verdict = r.answer.to_ascii_lowercase();
+        if !VERDICTS.contains(&verdict.as_str()) {
+            return Err(Error::Invalid(format!(
+                "{}: the statement {:?} about {} is marked {:?}; expected true or false",
+                file.display(),
+                r.question,
+                r.image.display(),
+                r.answer
+            )));
+        }
+        r.answers = vec![verdict.clone()];
+        r.answer = verdict;
+    }
+    Ok(set)
+}

@@ -9,6 +9,7 @@
 pub mod batcher;
 pub mod coco;
 pub mod datasets;
+pub mod dialogs;
 pub mod easy_vqa;
 mod error;
 pub mod flickr8k;

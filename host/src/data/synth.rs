@@ -4,6 +4,8 @@
 //! ```text
 //! OUT/images/000000.png      rendered scenes
 //! OUT/questions.jsonl        {"image", "question", "answer", "type", "family"}
+//! OUT/statements.jsonl       {"image", "statement", "answer": "true"|"false", "type", "family"}
+//! OUT/dialogs.jsonl          {"image", "rounds": [{"question", "answer", "family", "distance"?}]}
 //! OUT/captions.json          text_image_data form: [{"text", "image"}]
 //! OUT/scenes.jsonl           {"image", "scene"}: the ground truth behind both
 //! ```
@@ -30,6 +32,8 @@ pub struct SynthOptions {
     pub size: u32,
     /// Questions of each kind (relational, non-relational) per image.
     pub questions_per_kind: usize,
+    /// True statements of each family per image (and as many false ones).
+    pub statements_per_family: usize,
 }
 
 impl Default for SynthOptions {
@@ -39,6 +43,7 @@ impl Default for SynthOptions {
             seed: 0,
             size: 64,
             questions_per_kind: 10,
+            statements_per_family: 1,
         }
     }
 }
@@ -51,6 +56,22 @@ struct QuestionLine<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     family: &'a str,
+}
+
+#[derive(Serialize)]
+struct StatementLine<'a> {
+    image: &'a str,
+    statement: &'a str,
+    answer: &'a str,
+    #[serde(rename = "type")]
+    kind: &'a str,
+    family: &'a str,
+}
+
+#[derive(Serialize)]
+struct DialogLine<'a> {
+    image: &'a str,
+    rounds: &'a [synth::Round],
 }
 
 #[derive(Serialize)]
@@ -70,6 +91,8 @@ struct Rendered {
     scene: Scene,
     png: Vec<u8>,
     questions: Vec<synth::Question>,
+    statements: Vec<synth::Statement>,
+    dialog: Vec<synth::Round>,
     captions: Vec<String>,
 }
 
@@ -78,6 +101,8 @@ pub fn write(out: &Path, opts: &SynthOptions) -> Result<()> {
     let images = out.join("images");
     std::fs::create_dir_all(&images).map_err(|e| DataError::io(&images, e))?;
     let mut questions = Vec::new();
+    let mut statements = Vec::new();
+    let mut dialogs = Vec::new();
     let mut captions = Vec::new();
     let mut scenes = Vec::new();
     // Chunks bound memory while each chunk renders in parallel.
@@ -101,6 +126,23 @@ pub fn write(out: &Path, opts: &SynthOptions) -> Result<()> {
                 serde_json::to_writer(&mut questions, &line).expect("in-memory write");
                 questions.push(b'\n');
             }
+            for s in &r.statements {
+                let line = StatementLine {
+                    image: &r.name,
+                    statement: &s.statement,
+                    answer: if s.truth { "true" } else { "false" },
+                    kind: s.kind.name(),
+                    family: &s.family,
+                };
+                serde_json::to_writer(&mut statements, &line).expect("in-memory write");
+                statements.push(b'\n');
+            }
+            let line = DialogLine {
+                image: &r.name,
+                rounds: &r.dialog,
+            };
+            serde_json::to_writer(&mut dialogs, &line).expect("in-memory write");
+            dialogs.push(b'\n');
             for text in &r.captions {
                 captions
                     .push(serde_json::to_value(CaptionEntry { text, image: &r.name }).expect("plain data"));
@@ -117,6 +159,8 @@ pub fn write(out: &Path, opts: &SynthOptions) -> Result<()> {
         }
     }
     write_file(&out.join("questions.jsonl"), &questions)?;
+    write_file(&out.join("statements.jsonl"), &statements)?;
+    write_file(&out.join("dialogs.jsonl"), &dialogs)?;
     let captions = serde_json::to_vec_pretty(&captions).expect("plain data");
     write_file(&out.join("captions.json"), &captions)?;
     write_file(&out.join("scenes.jsonl"), &scenes)
@@ -129,9 +173,15 @@ fn render_one(i: usize, opts: &SynthOptions) -> Result<Rendered> {
     synth::render(&scene)
         .write_to(&mut std::io::Cursor::new(&mut png), ImageFormat::Png)
         .map_err(|e| DataError::layout("png encoder", e.to_string()))?;
+    // Statements and dialogs draw after the questions, so a seed's questions stay
+    // as they were.
+    let questions = synth::questions(&scene, &mut rng, opts.questions_per_kind);
+    let statements = synth::statements(&scene, &mut rng, opts.statements_per_family);
     Ok(Rendered {
         name: format!("images/{i:06}.png"),
-        questions: synth::questions(&scene, &mut rng, opts.questions_per_kind),
+        statements,
+        dialog: synth::dialog(&scene, &mut rng),
+        questions,
         captions: synth::captions(&scene),
         scene,
         png,

@@ -134,6 +134,8 @@ fn find_one(dir: &Path, kind: &str) -> Result<PathBuf> {
 #[derive(Deserialize)]
 struct JsonlLine {
     image: String,
+    /// A statement to verify (answer `true` or `false`) reads as a question.
+    #[serde(alias = "statement")]
     question: String,
     answer: String,
     #[serde(default)]

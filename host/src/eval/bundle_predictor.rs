@@ -42,11 +42,11 @@ impl Predictor for BundlePredictor {
     fn has_vqa(&self) -> bool {
         !self.runtime.manifest.answers.is_empty()
     }
-    fn answers(
+    fn answer_probabilities(
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
-    ) -> crate::error::Result<Vec<(String, f32)>> {
+    ) -> crate::error::Result<Vec<Vec<f32>>> {
         let mut out = Vec::with_capacity(questions.len());
         let mut current: Option<(usize, edgevlm_device::runtime::EncodedImage)> = None;
         for (image, question) in questions {
@@ -54,10 +54,18 @@ impl Predictor for BundlePredictor {
                 current = Some((*image, self.encode(store, *image)?));
             }
             let encoded = &current.as_ref().expect("just set").1;
-            let a = self.runtime.answer(encoded, question).map_err(runtime_err)?;
-            out.push((a.answer, a.probability));
+            let logits = self.runtime.vqa_logits(encoded, question).map_err(runtime_err)?;
+            out.push(
+                edgevlm_shared::search::log_softmax(&logits)
+                    .iter()
+                    .map(|v| v.exp())
+                    .collect(),
+            );
         }
         Ok(out)
+    }
+    fn answer_names(&self) -> &[String] {
+        &self.runtime.manifest.answers
     }
     fn captions(
         &self,

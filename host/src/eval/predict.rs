@@ -39,14 +39,15 @@ fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
-/// The most likely answer and its probability for each (image index, question).
-/// Each distinct image of a chunk is encoded once for all its questions.
-pub fn answers(
+/// The answer distribution for each (image index, question), in the order of the
+/// model's answers. Each distinct image of a chunk is encoded once for all its
+/// questions.
+pub fn answer_probabilities(
     saved: &SavedModel,
     store: &ImageStore,
     questions: &[(usize, String)],
     device: &Device,
-) -> Result<Vec<(String, f32)>> {
+) -> Result<Vec<Vec<f32>>> {
     let model = saved.model.valid();
     let mut out = Vec::with_capacity(questions.len());
     for chunk in questions.chunks(4 * BATCH) {
@@ -67,15 +68,18 @@ pub fn answers(
             model.vqa_logits_from(encoded.select(0, rows_index), text.ids, text.mask),
             1,
         );
-        for row in rows(probs)? {
-            let (best, p) = row
-                .iter()
-                .enumerate()
-                .fold((0, f32::MIN), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
-            out.push((saved.meta.answers.get(best).cloned().unwrap_or_default(), p));
-        }
+        out.extend(rows(probs)?);
     }
     Ok(out)
+}
+
+/// The most likely answer of a distribution over `answers`, with its probability.
+pub fn best_answer(probabilities: &[f32], answers: &[String]) -> (String, f32) {
+    let (best, p) = probabilities
+        .iter()
+        .enumerate()
+        .fold((0, f32::MIN), |acc, (i, &p)| if p > acc.1 { (i, p) } else { acc });
+    (answers.get(best).cloned().unwrap_or_default(), p)
 }
 
 /// A caption for each image index: the beam's best, or the candidate the caption
@@ -145,8 +149,22 @@ pub fn dot(a: &[f32], b: &[f32]) -> f32 {
 pub trait Predictor {
     fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig;
     fn has_vqa(&self) -> bool;
+    /// The answer distribution for each (image index, question), in the order of
+    /// [`answer_names`](Self::answer_names).
+    fn answer_probabilities(
+        &self,
+        store: &ImageStore,
+        questions: &[(usize, String)],
+    ) -> Result<Vec<Vec<f32>>>;
+    fn answer_names(&self) -> &[String];
     /// Most likely answer and its probability for each (image index, question).
-    fn answers(&self, store: &ImageStore, questions: &[(usize, String)]) -> Result<Vec<(String, f32)>>;
+    fn answers(&self, store: &ImageStore, questions: &[(usize, String)]) -> Result<Vec<(String, f32)>> {
+        Ok(self
+            .answer_probabilities(store, questions)?
+            .iter()
+            .map(|p| best_answer(p, self.answer_names()))
+            .collect())
+    }
     fn captions(&self, store: &ImageStore, indices: &[usize], opts: DecodeOptions) -> Result<Vec<String>>;
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>>;
     fn text_embeddings(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
@@ -203,8 +221,15 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
     fn has_vqa(&self) -> bool {
         !self.saved.borrow().meta.answers.is_empty()
     }
-    fn answers(&self, store: &ImageStore, questions: &[(usize, String)]) -> Result<Vec<(String, f32)>> {
-        answers(self.saved.borrow(), store, questions, &self.device)
+    fn answer_probabilities(
+        &self,
+        store: &ImageStore,
+        questions: &[(usize, String)],
+    ) -> Result<Vec<Vec<f32>>> {
+        answer_probabilities(self.saved.borrow(), store, questions, &self.device)
+    }
+    fn answer_names(&self) -> &[String] {
+        &self.saved.borrow().meta.answers
     }
     fn captions(&self, store: &ImageStore, indices: &[usize], opts: DecodeOptions) -> Result<Vec<String>> {
         captions(

@@ -1,4 +1,4 @@
-//! `edgevlm eval caption|vqa|retrieval`: run a saved model over a dataset split,
+//! `edgevlm eval caption|vqa|retrieval` (reasoning: [`super::reasoning`]): run a saved model over a dataset split,
 //! print a table and return a JSON report.
 
 use std::collections::BTreeMap;
@@ -11,12 +11,15 @@ use super::predict::{self, Predictor};
 use crate::data::datasets;
 use crate::data::store::store_for;
 use crate::data::store::ImageStore;
-use crate::data::{Format, Record};
+use crate::data::{Format, Record, VqaRecord};
 use crate::error::{Error, Result};
 use crate::model::DecodeOptions;
 
 /// Decodes a dataset's images once; returns the store and each record's image index.
-fn decode_images<R: Record>(records: &[R], model: &dyn Predictor) -> Result<(ImageStore, Vec<usize>)> {
+pub(super) fn decode_images<R: Record>(
+    records: &[R],
+    model: &dyn Predictor,
+) -> Result<(ImageStore, Vec<usize>)> {
     let paths: Vec<PathBuf> = records.iter().map(|r| r.image().to_path_buf()).collect();
     let (store, index) = store_for(&paths, model.preprocess())?;
     let store = std::sync::Arc::try_unwrap(store)
@@ -25,7 +28,7 @@ fn decode_images<R: Record>(records: &[R], model: &dyn Predictor) -> Result<(Ima
     Ok((store, paths.iter().map(|p| index[p]).collect()))
 }
 
-fn metric_err(e: metrics::MetricsError) -> Error {
+pub(super) fn metric_err(e: metrics::MetricsError) -> Error {
     Error::Invalid(format!("metric: {e}"))
 }
 
@@ -119,18 +122,7 @@ pub fn vqa(
         ));
     }
     let set = datasets::questions(data, format, split)?;
-    let (store, indices) = decode_images(&set.records, model)?;
-    let questions: Vec<(usize, String)> = set
-        .records
-        .iter()
-        .zip(&indices)
-        .map(|(r, &i)| (i, r.question.clone()))
-        .collect();
-    let predicted: Vec<String> = model
-        .answers(&store, &questions)?
-        .into_iter()
-        .map(|p| p.0)
-        .collect();
+    let predicted = predicted_answers(model, &set.records)?;
     let truth: Vec<String> = set.records.iter().map(|r| r.answer.clone()).collect();
     let soft = set.records.iter().all(|r| r.answers.len() >= 3);
     let (accuracy, per_type) = if soft {
@@ -147,35 +139,15 @@ pub fn vqa(
         let acc = metrics::vqa_accuracy(&qs).map_err(metric_err)?;
         (acc.overall, acc.per_question_type)
     } else {
-        let mut per_type: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-        for (r, p) in set.records.iter().zip(&predicted) {
-            let entry = per_type
-                .entry(r.question_type.clone().unwrap_or_else(|| "all".into()))
-                .or_default();
-            entry.0 += (p == &r.answer) as usize;
-            entry.1 += 1;
-        }
         let correct = predicted.iter().zip(&truth).filter(|(p, t)| p == t).count();
         (
             100.0 * correct as f64 / truth.len() as f64,
-            per_type
-                .into_iter()
-                .map(|(k, (c, n))| (k, 100.0 * c as f64 / n as f64))
-                .collect(),
+            accuracy_by(&set.records, &predicted, |r| {
+                Some(r.question_type.clone().unwrap_or_else(|| "all".into()))
+            }),
         )
     };
-    let mut families: BTreeMap<String, (usize, usize)> = BTreeMap::new();
-    for (r, p) in set.records.iter().zip(&predicted) {
-        if let Some(f) = &r.family {
-            let entry = families.entry(f.clone()).or_default();
-            entry.0 += (p == &r.answer) as usize;
-            entry.1 += 1;
-        }
-    }
-    let per_family = families
-        .into_iter()
-        .map(|(k, (c, n))| (k, 100.0 * c as f64 / n as f64))
-        .collect();
+    let per_family = accuracy_by(&set.records, &predicted, |r| r.family.clone());
     let macro_scores = metrics::macro_precision_recall_f1(&truth, &predicted).map_err(metric_err)?;
     Ok(VqaReport {
         questions: truth.len(),
@@ -187,6 +159,41 @@ pub fn vqa(
         macro_recall: macro_scores.recall * 100.0,
         macro_f1: macro_scores.f1 * 100.0,
     })
+}
+
+/// The model's answer to each record's question.
+pub(super) fn predicted_answers(model: &dyn Predictor, records: &[VqaRecord]) -> Result<Vec<String>> {
+    let (store, indices) = decode_images(records, model)?;
+    let questions: Vec<(usize, String)> = records
+        .iter()
+        .zip(&indices)
+        .map(|(r, &i)| (i, r.question.clone()))
+        .collect();
+    Ok(model
+        .answers(&store, &questions)?
+        .into_iter()
+        .map(|p| p.0)
+        .collect())
+}
+
+/// Exact-match accuracy in percent per group (records without a group are left out).
+pub(super) fn accuracy_by(
+    records: &[VqaRecord],
+    predicted: &[String],
+    group: impl Fn(&VqaRecord) -> Option<String>,
+) -> BTreeMap<String, f64> {
+    let mut groups: BTreeMap<String, (usize, usize)> = BTreeMap::new();
+    for (r, p) in records.iter().zip(predicted) {
+        if let Some(g) = group(r) {
+            let entry = groups.entry(g).or_default();
+            entry.0 += (p == &r.answer) as usize;
+            entry.1 += 1;
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(k, (c, n))| (k, 100.0 * c as f64 / n as f64))
+        .collect()
 }
 
 #[derive(Debug, Serialize)]

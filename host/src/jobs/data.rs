@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use edgevlm::data::{self, datasets, qa, synth::SynthOptions, LoadOptions};
 
-use crate::cli::{QaArgs, StatsArgs, SynthArgs};
+use crate::cli::{QaArgs, StatementArgs, StatsArgs, SynthArgs};
 
 pub fn synth(a: SynthArgs) -> Result<()> {
     let opts = SynthOptions {
@@ -12,6 +12,7 @@ pub fn synth(a: SynthArgs) -> Result<()> {
         seed: a.seed,
         size: a.size,
         questions_per_kind: a.questions_per_kind,
+        statements_per_family: a.statements_per_family,
     };
     data::synth::write(&a.out, &opts)
         .with_context(|| format!("writing synthetic scenes to {}", a.out.display()))?;
@@ -78,6 +79,30 @@ pub fn qa_from_captions(a: QaArgs) -> Result<()> {
             .map(|(t, n)| format!("{t} {n}"))
             .collect();
         println!("  answer types: {}", types.join(", "));
+    }
+    println!("report: {}", report_file.display());
+    Ok(())
+}
+
+pub fn statements_from_captions(a: StatementArgs) -> Result<()> {
+    let format = a
+        .format
+        .or_else(|| datasets::detect(&a.data, false))
+        .with_context(|| format!("no caption set recognised at {}", a.data.display()))?;
+    let reports = qa::statements::write(format, &a.data, &a.out, a.seed)
+        .with_context(|| format!("making statements from {}", a.data.display()))?;
+    let report_file = a.out.join("report.json");
+    std::fs::write(&report_file, serde_json::to_string_pretty(&reports)?)
+        .with_context(|| format!("writing {}", report_file.display()))?;
+    for r in &reports {
+        let types: Vec<String> = r.per_type.iter().map(|(t, n)| format!("{t} {n}")).collect();
+        println!(
+            "{}: {} statements about {} photos ({})",
+            r.file.display(),
+            r.statements,
+            r.images,
+            types.join(", ")
+        );
     }
     println!("report: {}", report_file.display());
     Ok(())

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use edgevlm::eval::{predict, tasks};
+use edgevlm::eval::{dialog, predict, reasoning, tasks};
 use edgevlm::train::finetune::Task;
 
 use super::inference::{decoding, load_predictor};
@@ -28,6 +28,8 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
     let name = match a.task {
         Task::Caption => "caption",
         Task::Vqa => "vqa",
+        Task::Reasoning => "reasoning",
+        Task::Dialog => "dialog",
         Task::Retrieval => "retrieval",
     };
     let report_path: PathBuf = a.report.clone().unwrap_or_else(|| {
@@ -75,6 +77,58 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
                 "macro P/R/F1  {:.2} / {:.2} / {:.2}",
                 r.macro_precision, r.macro_recall, r.macro_f1
             );
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::Reasoning => {
+            let r = reasoning::reasoning(model, &a.data.data, split)?;
+            println!("statements {} ({:.1}% true)", r.statements, r.true_share);
+            println!("accuracy   {:.2}%", r.accuracy);
+            for (t, acc) in &r.per_type {
+                println!("  {t:<24} {acc:.2}%");
+            }
+            for (f, acc) in &r.per_family {
+                println!("    family {f:<17} {acc:.2}%");
+            }
+            println!(
+                "P/R/F1 (true)  {:.2} / {:.2} / {:.2}",
+                r.precision, r.recall, r.f1
+            );
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::Dialog => {
+            let r = dialog::dialog(model, &a.data.data)?;
+            let (h, b) = (&r.with_history, &r.history_blanked);
+            println!(
+                "rounds {} ({} need the history); answers ranked among {} candidates",
+                r.rounds, r.history_rounds, r.candidates
+            );
+            println!("                         with history   history blanked");
+            let row = |name: &str, x: f64, y: f64| println!("  {name:<22} {x:>12.2} {y:>17.2}");
+            row("accuracy %", h.accuracy, b.accuracy);
+            row(
+                "  rounds needing it",
+                h.accuracy_history_rounds,
+                b.accuracy_history_rounds,
+            );
+            row(
+                "  standalone rounds",
+                h.accuracy_standalone_rounds,
+                b.accuracy_standalone_rounds,
+            );
+            for (d, acc) in &h.per_distance {
+                row(&format!("  referent {d} back"), *acc, b.per_distance[d]);
+            }
+            for (k, acc) in &h.per_round {
+                row(&format!("  round {k}"), *acc, b.per_round[k]);
+            }
+            for (f, acc) in &h.per_family {
+                row(&format!("  {f}"), *acc, b.per_family[f]);
+            }
+            row("MRR", h.mrr, b.mrr);
+            for (k, (x, y)) in [1, 5, 10].iter().zip(h.recall_at.iter().zip(&b.recall_at)) {
+                row(&format!("R@{k} %"), *x, *y);
+            }
+            row("mean rank", h.mean_rank, b.mean_rank);
             serde_json::to_string_pretty(&r)?
         }
         Task::Retrieval => {

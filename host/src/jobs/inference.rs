@@ -1,16 +1,18 @@
-//! `edgevlm caption`, `ask` and `match` on one image, and the model loading and
+//! `edgevlm caption`, `ask`, `verify`, `chat` and `match` on one image, and the model loading and
 //! caption decoding that `eval` shares with them.
 
 use std::path::Path;
 
-use anyhow::Result;
+use anyhow::{bail, Result};
 use burn::tensor::Device;
+use edgevlm::data::datasets::VERDICTS;
 use edgevlm::eval::predict;
 use edgevlm::model::consensus::Consensus;
 use edgevlm::model::saved::SavedModel;
 use edgevlm::model::DecodeOptions;
+use edgevlm_shared::dialog::{self, Conversation};
 
-use crate::cli::{self, AskArgs, CaptionArgs, MatchArgs};
+use crate::cli::{self, AskArgs, CaptionArgs, ChatArgs, MatchArgs, VerifyArgs};
 
 pub fn caption(a: CaptionArgs) -> Result<()> {
     let device = Device::flex();
@@ -29,6 +31,59 @@ pub fn ask(a: AskArgs) -> Result<()> {
     let answers = model.answers(&store, &[(0, a.question)])?;
     let (answer, p) = &answers[0];
     println!("{answer} ({:.1}%)", p * 100.0);
+    Ok(())
+}
+
+pub fn verify(a: VerifyArgs) -> Result<()> {
+    let device = Device::flex();
+    let model = load_predictor(&a.model, &device)?;
+    if !model.has_vqa() {
+        bail!(
+            "{} has no answer head: fine-tune it on statements with `edgevlm finetune reasoning`",
+            a.model.display()
+        );
+    }
+    let store = single_image(&a.image, model.preprocess())?;
+    let answers = model.answers(&store, &[(0, a.statement)])?;
+    let (verdict, p) = &answers[0];
+    if !VERDICTS.contains(&verdict.as_str()) {
+        bail!(
+            "{} answered {verdict:?}: it was not fine-tuned to judge statements \
+             (`edgevlm finetune reasoning`)",
+            a.model.display()
+        );
+    }
+    println!("{verdict} ({:.1}%)", p * 100.0);
+    Ok(())
+}
+
+pub fn chat(a: ChatArgs) -> Result<()> {
+    let device = Device::flex();
+    let model = load_predictor(&a.model, &device)?;
+    if !model.has_vqa() {
+        bail!(
+            "{} has no answer head: fine-tune it with `edgevlm finetune dialog`",
+            a.model.display()
+        );
+    }
+    let store = single_image(&a.image, model.preprocess())?;
+    let mut conversation = Conversation::default();
+    let mut input = std::io::stdin().lock();
+    while let Some(question) = dialog::next_line(&mut input)? {
+        if question.trim().is_empty() {
+            continue;
+        }
+        let text = match conversation.text_for(&question) {
+            Ok(text) => text,
+            Err(why) => {
+                eprintln!("refused: {why}");
+                continue;
+            }
+        };
+        let (answer, _) = model.answers(&store, &[(0, text)])?.remove(0);
+        println!("{answer}");
+        conversation.record(&question, &answer);
+    }
     Ok(())
 }
 

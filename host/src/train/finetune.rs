@@ -13,8 +13,8 @@ use super::locked_vqa;
 use super::steps;
 use super::tasks::{answer_vocabulary, pair_set, question_set};
 use super::trainer::{fit, fit_then, Fit, Flow};
-use crate::data::datasets;
 use crate::data::Format;
+use crate::data::{datasets, dialogs};
 use crate::error::{Error, Result};
 use crate::features::towers::Towers;
 use crate::model::saved::{save_meta, ModelMeta, SavedModel};
@@ -24,6 +24,10 @@ use crate::model::{EdgeVlm, VqaHeadKind};
 pub enum Task {
     Caption,
     Vqa,
+    /// Statements judged true or false (a VQA head with the two verdicts as answers).
+    Reasoning,
+    /// Dialog rounds: each question read with the dialog's earlier rounds.
+    Dialog,
     Retrieval,
 }
 
@@ -64,6 +68,8 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
     let label = match job.task {
         Task::Caption => "caption",
         Task::Vqa => "vqa",
+        Task::Reasoning => "reasoning",
+        Task::Dialog => "dialog",
         Task::Retrieval => "retrieval",
     };
     // Fresh weights (a scratch model, a new head) come from the seed.
@@ -85,12 +91,23 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
         quiet: job.quiet,
     };
     match job.task {
-        Task::Vqa => {
-            let records = datasets::questions(&job.data, job.format, job.split.as_deref())?;
+        Task::Vqa | Task::Reasoning | Task::Dialog => {
+            let records = match job.task {
+                Task::Reasoning => datasets::statements(&job.data, job.split.as_deref())?.records,
+                Task::Dialog => dialogs::rounds(&job.data, true)?
+                    .into_iter()
+                    .map(|r| r.record)
+                    .collect(),
+                _ => datasets::questions(&job.data, job.format, job.split.as_deref())?.records,
+            };
             let mut base = config.clone();
             base.answers = answers.len();
             let model = start(&base)?;
-            answers = answer_vocabulary(&records.records);
+            answers = if job.task == Task::Reasoning {
+                datasets::VERDICTS.map(String::from).to_vec()
+            } else {
+                answer_vocabulary(&records)
+            };
             config.answers = answers.len();
             let mut config = config.with_vqa_head_kind(job.vqa_head);
             // The VQA head takes over from the spatial MLM head; the model keeps no copy.
@@ -118,8 +135,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                             .into(),
                     ));
                 }
-                let (set, dropped) =
-                    locked_vqa::prepare(&towers, &records.records, &answers, &job.cache, device)?;
+                let (set, dropped) = locked_vqa::prepare(&towers, &records, &answers, &job.cache, device)?;
                 drop(towers);
                 prepared(dropped)?;
                 let len = set.items.len();
@@ -133,7 +149,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 );
             }
             let (set, dropped) = question_set(
-                &records.records,
+                &records,
                 &answers,
                 &tokenizer,
                 &preprocess,

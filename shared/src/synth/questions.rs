@@ -172,7 +172,7 @@ fn all_relational(scene: &Scene) -> Vec<Question> {
 }
 
 /// The object with the smallest key, if it beats the runner-up by the tie margin.
-fn unique_min(objects: &[Object], key: impl Fn(&Object) -> f32) -> Option<&Object> {
+pub(crate) fn unique_min(objects: &[Object], key: impl Fn(&Object) -> f32) -> Option<&Object> {
     let mut ranked: Vec<(f32, &Object)> = objects.iter().map(|o| (key(o), o)).collect();
     ranked.sort_by(|a, b| a.0.total_cmp(&b.0));
     match ranked.as_slice() {

@@ -11,6 +11,7 @@
 mod balance;
 mod lexicon;
 mod parse;
+pub mod statements;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::Write;
@@ -339,5 +340,7 @@ fn top_answers(photos: &[PhotoQuestions]) -> BTreeMap<&'static str, Vec<(String,
         .collect()
 }
 
+#[cfg(test)]
+mod statement_tests;
 #[cfg(test)]
 mod tests;

@@ -1,0 +1,157 @@
+//! Dialogs (`dialogs.jsonl`, one dialog per line: `{"image", "rounds": [{"question",
+//! "answer", "family"?, "distance"?}]}`, as `edgevlm data synth` writes them) read
+//! as rounds, each a question the VQA head answers: the round's question composed
+//! with the dialog's earlier rounds ([`edgevlm_shared::dialog::compose`]), or
+//! alone when the history is blanked.
+
+use std::io::BufRead;
+use std::path::{Path, PathBuf};
+
+use edgevlm_shared::dialog;
+use serde::Deserialize;
+
+use super::{DataError, Result, VqaRecord};
+
+/// Longest line read (a dialog of tens of rounds is a few kB).
+const MAX_LINE: usize = 64 * 1024;
+/// Most rounds one dialog may have.
+const MAX_ROUNDS: usize = 64;
+
+#[derive(Deserialize)]
+struct Line {
+    image: String,
+    rounds: Vec<RoundLine>,
+}
+
+#[derive(Deserialize)]
+struct RoundLine {
+    question: String,
+    answer: String,
+    #[serde(default)]
+    family: Option<String>,
+    #[serde(default)]
+    distance: Option<usize>,
+}
+
+/// One round as the model reads it.
+#[derive(Debug, Clone)]
+pub struct DialogRound {
+    /// The composed question (or the question alone), its answer; `question_type`
+    /// is `history` for rounds that need the history, else `standalone`.
+    pub record: VqaRecord,
+    /// 1 for the first round.
+    pub round: usize,
+    /// Rounds back to the referent, for rounds that need the history.
+    pub distance: Option<usize>,
+}
+
+/// Every round of every dialog in `path` (a file, or a folder's `dialogs.jsonl`);
+/// with `history` false, each round's question stands alone.
+pub fn rounds(path: &Path, history: bool) -> Result<Vec<DialogRound>> {
+    let file = if path.is_dir() {
+        path.join("dialogs.jsonl")
+    } else {
+        path.to_path_buf()
+    };
+    let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
+    let reader = std::io::BufReader::new(std::fs::File::open(&file).map_err(|e| DataError::io(&file, e))?);
+    let mut out = Vec::new();
+    for (i, line) in reader.lines().enumerate() {
+        let line = line.map_err(|e| DataError::io(&file, e))?;
+        let at = |reason: String| DataError::layout(&file, format!("line {}: {reason}", i + 1));
+        if line.len() > MAX_LINE {
+            return Err(at(format!(
+                "{} bytes, more than the {MAX_LINE} a dialog may take",
+                line.len()
+            )));
+        }
+        if line.trim().is_empty() {
+            continue;
+        }
+        let dialog: Line = serde_json::from_str(&line).map_err(|e| {
+            at(format!(
+                "expected {{\"image\", \"rounds\": [{{\"question\", \"answer\"}}]}}: {e}"
+            ))
+        })?;
+        if dialog.rounds.is_empty() || dialog.rounds.len() > MAX_ROUNDS {
+            return Err(at(format!(
+                "{} rounds; a dialog has 1 to {MAX_ROUNDS}",
+                dialog.rounds.len()
+            )));
+        }
+        let image: PathBuf = base.join(&dialog.image);
+        let mut earlier: Vec<(&str, &str)> = Vec::new();
+        for (k, r) in dialog.rounds.iter().enumerate() {
+            if r.question.trim().is_empty() || r.answer.trim().is_empty() {
+                return Err(at(format!("round {}: empty question or answer", k + 1)));
+            }
+            let question = if history {
+                dialog::compose(&r.question, &earlier)
+            } else {
+                r.question.trim().to_string()
+            };
+            let answer = r.answer.trim().to_string();
+            out.push(DialogRound {
+                record: VqaRecord {
+                    image: image.clone(),
+                    question,
+                    answers: vec![answer.clone()],
+                    answer,
+                    question_type: Some(
+                        if r.distance.is_some() {
+                            "history"
+                        } else {
+                            "standalone"
+                        }
+                        .into(),
+                    ),
+                    family: r.family.clone(),
+                },
+                round: k + 1,
+                distance: r.distance,
+            });
+            earlier.push((&r.question, &r.answer));
+        }
+    }
+    if out.is_empty() {
+        return Err(DataError::layout(&file, "no dialogs"));
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rounds_carry_their_history_and_refuse_malformed_dialogs() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("dialogs.jsonl");
+        std::fs::write(
+            &file,
+            r#"{"image": "a.png", "rounds": [{"question": "what colour is the leftmost object?", "answer": "red", "family": "intro-extreme"}, {"question": "what shape is it?", "answer": "circle", "distance": 1}]}"#,
+        )
+        .unwrap();
+        let with = rounds(dir.path(), true).unwrap();
+        assert_eq!(with.len(), 2);
+        assert_eq!(
+            with[1].record.question,
+            "what shape is it? | what colour is the leftmost object? red"
+        );
+        assert_eq!(with[1].record.question_type.as_deref(), Some("history"));
+        assert_eq!((with[1].round, with[1].distance), (2, Some(1)));
+        let without = rounds(&file, false).unwrap();
+        assert_eq!(without[1].record.question, "what shape is it?");
+        assert_eq!(without[0].record.image, dir.path().join("a.png"));
+
+        std::fs::write(&file, "{\"image\": \"a.png\", \"rounds\": []}\n").unwrap();
+        let err = rounds(&file, true).unwrap_err().to_string();
+        assert!(
+            err.contains("dialogs.jsonl") && err.contains("line 1") && err.contains("0 rounds"),
+            "{err}"
+        );
+        std::fs::write(&file, "{\"image\": 3}\n").unwrap();
+        let err = rounds(&file, true).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("expected"), "{err}");
+    }
+}
