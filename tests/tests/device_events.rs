@@ -118,7 +118,7 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
 }
 
 #[test]
-fn a_question_published_to_the_ask_topic_is_answered_on_the_next_frame() {
+fn a_question_published_to_the_ask_topic_is_answered_on_the_next_frame_and_follow_ups_converse() {
     let bundle = bundle();
     let tmp = tempfile::tempdir().unwrap();
     let (_broker, port) = broker();
@@ -136,7 +136,7 @@ fn a_question_published_to_the_ask_topic_is_answered_on_the_next_frame() {
             "device = \"porch\"\nbundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 5\n\
              [camera]\nkind = \"still\"\npath = \"frame.png\"\n\
              [trigger]\nkind = \"button\"\nfile = \"gpio-value\"\nactive_low = false\n\
-             [events.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n"
+             [events.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\nconversation_s = 600\n"
         ),
     )
     .unwrap();
@@ -156,7 +156,7 @@ fn a_question_published_to_the_ask_topic_is_answered_on_the_next_frame() {
     }
     let device = Guard(
         Command::new(binary("edgevlm-device"))
-            .args(["run", "--max-frames", "1", "--config", s(&config)])
+            .args(["run", "--max-frames", "2", "--config", s(&config)])
             .stderr(Stdio::piped())
             .spawn()
             .unwrap(),
@@ -188,6 +188,24 @@ fn a_question_published_to_the_ask_topic_is_answered_on_the_next_frame() {
         .answer(&runtime.encode_image(&frame).unwrap(), question)
         .unwrap();
     assert_eq!(answered["answer"], expected.answer.as_str());
+
+    // A follow-up within the conversation window: the same frame, read with the
+    // first round as its history.
+    let follow_up = "what shape is it?";
+    ask(follow_up);
+    let second: serde_json::Value = serde_json::from_str(&next_on(&rx, "edgevlm/porch/answer")).unwrap();
+    assert_eq!(second["question"], follow_up);
+    assert_eq!(
+        second["time_ms"], answered["time_ms"],
+        "not the conversation's frame"
+    );
+    let composed = edgevlm_shared::dialog::compose(follow_up, &[(question, expected.answer.as_str())]);
+    let expected = runtime
+        .answer(&runtime.encode_image(&frame).unwrap(), &composed)
+        .unwrap();
+    assert_eq!(second["answer"], expected.answer.as_str());
+    // The button takes the second frame, which ends the run.
+    std::fs::write(&pin, "1\n").unwrap();
 
     let (status, stderr) = device.finish();
     assert!(status.success(), "{stderr}");

@@ -252,7 +252,7 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
     };
     let mut gate = gate(cfg, embeddings.pop())?;
     let mut sinks = Sinks::open(&cfg.events, &cfg.device, &cfg.questions)?;
-    let mut asked = asked::Asked::default();
+    let mut asked = asked::Asked::new(cfg.events.mqtt.as_ref().and_then(|m| m.conversation()));
     let mut seq = 0u64;
     let mut frames_trimmed = 0;
     while (max_events == 0 || seq < max_events) && (max_frames == 0 || camera.frames < max_frames) {
@@ -272,6 +272,7 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
             continue;
         };
         latency.capture_ms = ms(tick);
+        asked.new_capture();
         let (source, score, result) = match captured {
             Ok((frame, score)) => (
                 Some(frame.source.clone()),

@@ -91,6 +91,19 @@ pub struct MqttConfig {
     /// Assistant a text entity to ask from).
     #[serde(default = "default_ask")]
     pub ask: bool,
+    /// Seconds after an answer in which a further question continues the
+    /// conversation about the same frame, read with the earlier rounds (for bundles
+    /// fine-tuned with `edgevlm finetune dialog`); 0: each question is asked alone of
+    /// a fresh frame. A new frame taken by the loop ends a conversation too.
+    #[serde(default)]
+    pub conversation_s: u16,
+}
+
+impl MqttConfig {
+    /// The conversation window, if conversations are on.
+    pub fn conversation(&self) -> Option<Duration> {
+        (self.conversation_s > 0).then(|| Duration::from_secs(u64::from(self.conversation_s)))
+    }
 }
 
 fn default_port() -> u16 {
