@@ -35,12 +35,30 @@ common=(--quiet --batch-size 8 --max-steps 10 --seed 3)
 "$HOST_BIN/edgevlm" finetune caption "${common[@]}" --from "$WORK/vqa" --data "$WORK/train" --out "$WORK/model" >/dev/null
 "$HOST_BIN/edgevlm" export --model "$WORK/model" --out "$WORK/m.bundle" >/dev/null
 "$HOST_BIN/edgevlm" export --model "$WORK/model" --out "$WORK/m8.bundle" --int8 >/dev/null
+for task in reasoning dialog; do
+  "$HOST_BIN/edgevlm" finetune "$task" "${common[@]}" --from "$WORK/pre" --data "$WORK/train" --out "$WORK/$task" >/dev/null
+  "$HOST_BIN/edgevlm" export --model "$WORK/$task" --out "$WORK/$task.bundle" >/dev/null
+done
 
 stamp "comparing aarch64 (qemu) with x86"
 run_both() {
   local x86 arm
   x86=$("$HOST_BIN/edgevlm-device" "$@" 2>/dev/null)
   arm=$(qemu-aarch64 "$ARM_BIN" "$@" 2>/dev/null)
+  if [ "$x86" != "$arm" ]; then
+    echo "cross: aarch64 and x86 differ on: $*" >&2
+    echo "  x86:     $x86" >&2
+    echo "  aarch64: $arm" >&2
+    exit 1
+  fi
+  echo "  same: ${x86//$'\n'/ | }"
+}
+# The same with stdin (a conversation for `chat`).
+run_both_stdin() {
+  local input=$1 x86 arm
+  shift
+  x86=$(printf '%s' "$input" | "$HOST_BIN/edgevlm-device" "$@" 2>/dev/null)
+  arm=$(printf '%s' "$input" | qemu-aarch64 "$ARM_BIN" "$@" 2>/dev/null)
   if [ "$x86" != "$arm" ]; then
     echo "cross: aarch64 and x86 differ on: $*" >&2
     echo "  x86:     $x86" >&2
@@ -58,6 +76,9 @@ run_both caption "$image" --bundle "$WORK/m.bundle"
 run_both caption "$image" --bundle "$WORK/m.bundle" --beam 3
 run_both ask "$image" "how many objects are there?" --bundle "$WORK/m.bundle"
 run_both match "$image" "a red circle" "a blue square" --bundle "$WORK/m.bundle"
+run_both verify "$image" "there are more circles than squares" --bundle "$WORK/reasoning.bundle"
+run_both_stdin $'what colour is the leftmost object?\nwhat shape is it?\nwhat colour is the object closest to it?\n' \
+  chat "$image" --bundle "$WORK/dialog.bundle"
 
 stamp "the run loop under qemu: directory camera, GPIO button on a value file"
 "$HOST_BIN/edgevlm" data synth --out "$WORK/frames" --n 2 --size 32 --seed 23 >/dev/null
@@ -121,4 +142,13 @@ while read -r name; do cp "models/pretrained/samples/$name" "$photos/Images/"; d
 run_both caption models/pretrained/samples/chelsea.png --bundle "$WORK/p.bundle"
 run_both caption models/pretrained/samples/motorcycle_left.png --bundle "$WORK/p.bundle"
 run_both match models/pretrained/samples/coffee.png "a cup of coffee" "a rocket" --bundle "$WORK/p.bundle"
+# The fused VQA head on the photo model, on a question set of the fixture photos.
+while read -r name; do
+  printf '{"image": "%s", "question": "what is this a photo of?", "answer": "%s"}\n' \
+    "$PWD/models/pretrained/samples/$name" "${name%.*}"
+done <tests/fixtures/photos/Flickr_8k.trainImages.txt >"$WORK/photo-questions.jsonl"
+"$HOST_BIN/edgevlm" finetune vqa --from "$WORK/photo" --data "$WORK/photo-questions.jsonl" --out "$WORK/photo-vqa" \
+  --cache "$WORK/cache" --max-steps 60 --batch-size 10 --lr 0.001 --quiet >/dev/null
+"$HOST_BIN/edgevlm" export --model "$WORK/photo-vqa" --out "$WORK/pv.bundle" >/dev/null
+run_both ask models/pretrained/samples/chelsea.png "what is this a photo of?" --bundle "$WORK/pv.bundle"
 stamp "aarch64 device ok"

@@ -77,7 +77,9 @@ pub fn subscribe_with(
     let stdout = child.stdout.take().unwrap();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+        // Lossy: a binary payload (a snapshot) must not end the reading.
+        for line in BufReader::new(stdout).split(b'\n').map_while(Result::ok) {
+            let line = String::from_utf8_lossy(&line);
             if let Some((topic, payload)) = line.split_once(' ') {
                 let _ = tx.send((topic.to_string(), payload.to_string()));
             }

@@ -36,7 +36,7 @@ fn caption_of(runtime: &Runtime, image: &image::RgbImage) -> String {
 }
 
 #[test]
-fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() {
+fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_status_and_snapshot() {
     let bundle = bundle();
     let tmp = tempfile::tempdir().unwrap();
     let (_broker, port) = broker();
@@ -53,6 +53,8 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
             "device = \"test board\"\nbundle = {:?}\nunsigned_bundle = true\ntick_ms = 5\nquestions = [\"how many objects are there?\"]\n\
              [camera]\nkind = \"still\"\npath = \"frame.png\"\n\
              [trigger]\nkind = \"button\"\nfile = \"gpio-value\"\nactive_low = false\ndebounce_ms = 10\n\
+             [events]\nfile = \"events.jsonl\"\n\
+             [events.snapshot]\nmax_bytes = 8000\n\
              [events.mqtt]\nhost = \"127.0.0.1\"\nport = {port}\n",
             bundle
         ),
@@ -115,6 +117,42 @@ fn mqtt_broker_receives_the_event_of_a_button_press_with_discovery_and_status() 
         serde_json::from_str(&next_on(&late, "homeassistant/sensor/test_board/answer_0/config")).unwrap();
     assert_eq!(answer["name"], "how many objects are there?");
     assert_eq!(answer["value_template"], "{{ value_json.answers[0].answer }}");
+    let camera: serde_json::Value =
+        serde_json::from_str(&next_on(&late, "homeassistant/camera/test_board/snapshot/config")).unwrap();
+    assert_eq!(camera["topic"], "edgevlm/test_board/snapshot");
+    assert_eq!(camera["device"]["identifiers"][0], "edgevlm_test_board");
+
+    // The snapshot, retained on its topic, is the captured frame; the event line
+    // names the same bytes in a file.
+    let jpeg = Command::new("mosquitto_sub")
+        .args([
+            "-p",
+            &port.to_string(),
+            "-t",
+            "edgevlm/test_board/snapshot",
+            "-C",
+            "1",
+            "-N",
+            "-W",
+            "20",
+        ])
+        .output()
+        .unwrap()
+        .stdout;
+    assert!(!jpeg.is_empty() && jpeg.len() <= 8000, "{} bytes", jpeg.len());
+    let seen = image::load_from_memory(&jpeg).unwrap().to_rgb8();
+    assert_eq!(seen.dimensions(), frame.dimensions());
+    let error: f64 = seen
+        .as_raw()
+        .iter()
+        .zip(frame.as_raw())
+        .map(|(a, b)| (f64::from(*a) - f64::from(*b)).abs())
+        .sum::<f64>()
+        / frame.as_raw().len() as f64;
+    assert!(error < 6.0, "mean error {error} per channel");
+    let line = std::fs::read_to_string(tmp.path().join("events.jsonl")).unwrap();
+    let logged: serde_json::Value = serde_json::from_str(line.lines().next().unwrap()).unwrap();
+    assert_eq!(std::fs::read(logged["snapshot"].as_str().unwrap()).unwrap(), jpeg);
 }
 
 #[test]

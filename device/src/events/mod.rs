@@ -1,15 +1,18 @@
 //! What the device reports: one JSON event per capture (caption, answers, stage
 //! latencies or the error), delivered to every configured sink: stdout or a file
-//! as JSON lines, a serial port, and an MQTT broker.
+//! as JSON lines, a serial port, and an MQTT broker; with snapshots on, the frame
+//! too (a JPEG file named in the event, and an MQTT camera).
 
 mod mqtt;
 mod serial;
+pub mod snapshot;
 
 pub use mqtt::{
     read_packet, MqttConfig, MqttError, MqttSink, MqttTls, Packet, PacketError, ASKED, MAX_INCOMING,
     MAX_QUESTION,
 };
 pub use serial::SerialSink;
+pub use snapshot::SnapshotConfig;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -48,6 +51,9 @@ pub struct Event {
     pub answers: Vec<QaResult>,
     pub error: Option<String>,
     pub latency: Latency,
+    /// The frame's JPEG file, when snapshots are on.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot: Option<PathBuf>,
 }
 
 /// The answer to a question asked over MQTT, from the first frame after it came.
@@ -72,6 +78,9 @@ pub struct EventsConfig {
     pub file: Option<PathBuf>,
     pub serial: Option<SerialConfig>,
     pub mqtt: Option<MqttConfig>,
+    /// Each event's frame as a JPEG (a file, and over MQTT a camera): off unless
+    /// this section is present, for privacy.
+    pub snapshot: Option<SnapshotConfig>,
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -120,7 +129,7 @@ impl Sinks {
         let mqtt = cfg
             .mqtt
             .as_ref()
-            .map(|m| MqttSink::start(m, device, questions))
+            .map(|m| MqttSink::start(m, device, questions, cfg.snapshot.is_some()))
             .transpose()?;
         Ok(Self { lines, serial, mqtt })
     }
@@ -139,6 +148,15 @@ impl Sinks {
             }
         }
         Ok(())
+    }
+
+    /// An event's frame: to the broker, retained, for the camera entity.
+    pub fn snapshot(&mut self, jpeg: Vec<u8>) {
+        if let Some(mqtt) = &mut self.mqtt {
+            if let Err(e) = mqtt.publish_snapshot(jpeg) {
+                eprintln!("events: {e}");
+            }
+        }
     }
 
     pub fn send(&mut self, event: &Event) -> anyhow::Result<()> {

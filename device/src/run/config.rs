@@ -192,6 +192,12 @@ impl DeviceConfig {
         cfg.bundle.iter_mut().for_each(rebase);
         cfg.trusted.iter_mut().for_each(rebase);
         cfg.events.file.iter_mut().for_each(rebase);
+        if let Some(snapshot) = cfg.events.snapshot.as_mut() {
+            rebase(&mut snapshot.dir);
+            snapshot
+                .check()
+                .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))?;
+        }
         if let Some(tls) = cfg.events.mqtt.as_mut().and_then(|m| m.tls.as_mut()) {
             tls.rebase(base);
         }

@@ -12,7 +12,7 @@ use std::path::Path;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use crate::camera::{Camera, DirectoryCamera, Frame, StillCamera, SyntheticCamera};
-use crate::events::{Event, Latency, QaResult, Sinks};
+use crate::events::{self, Event, Latency, QaResult, Sinks};
 use crate::runtime::Runtime;
 use crate::trigger::{Button, ButtonConfig, Interval, Motion, MotionConfig, Trigger, ValueFilePin};
 
@@ -180,6 +180,14 @@ fn poll(gate: &mut Gate, camera: &mut dyn Camera, runtime: &Runtime) -> Option<C
     }
 }
 
+/// The frame as a capped JPEG, when snapshots are on.
+fn snapshot(cfg: &DeviceConfig, frame: &Frame) -> Option<Vec<u8>> {
+    let max_bytes = cfg.events.snapshot.as_ref()?.max_bytes;
+    events::snapshot::jpeg(&frame.image, max_bytes)
+        .map_err(|e| eprintln!("run: snapshot: {e}"))
+        .ok()
+}
+
 fn describe(
     runtime: &Runtime,
     cfg: &DeviceConfig,
@@ -273,15 +281,25 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
         };
         latency.capture_ms = ms(tick);
         asked.new_capture();
-        let (source, score, result) = match captured {
+        let (source, score, result, jpeg) = match captured {
             Ok((frame, score)) => (
                 Some(frame.source.clone()),
                 score,
                 describe(&runtime, cfg, &frame, &mut latency),
+                snapshot(cfg, &frame),
             ),
-            Err(e) => (None, None, Err(e)),
+            Err(e) => (None, None, Err(e), None),
         };
         latency.total_ms = ms(tick);
+        // Saved and published before the event, so whoever the event wakes finds it.
+        let snapshot = jpeg.and_then(|jpeg| {
+            let dir = &cfg.events.snapshot.as_ref()?.dir;
+            let saved = events::snapshot::save(dir, seq, &jpeg)
+                .map_err(|e| eprintln!("run: snapshot into {}: {e}", dir.display()))
+                .ok();
+            sinks.snapshot(jpeg);
+            saved
+        });
         let (caption, answers, error) = match result {
             Ok((c, a)) => (Some(c), a, None),
             Err(e) => (None, Vec::new(), Some(e)),
@@ -297,6 +315,7 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
             answers,
             error,
             latency,
+            snapshot,
         })?;
         seq += 1;
         std::thread::sleep(Duration::from_millis(cfg.tick_ms).saturating_sub(tick.elapsed()));

@@ -129,6 +129,9 @@ fn default_ask() -> bool {
 enum Outgoing {
     Event(String),
     Answer(String),
+    /// A JPEG: only the newest waits (the topic is retained), so at most one
+    /// frame's bytes are held for an absent broker.
+    Snapshot(Vec<u8>),
 }
 
 /// What the device publishes, and where.
@@ -136,6 +139,8 @@ struct Publisher {
     cfg: MqttConfig,
     device: String,
     questions: Vec<String>,
+    /// Announce a camera entity reading the snapshot topic.
+    snapshots: bool,
     tls: Option<Tls>,
     /// Where questions from the ask topic go, for the camera loop.
     asked: SyncSender<String>,
@@ -156,13 +161,19 @@ impl MqttSink {
     /// Starts the publisher; it connects (and reconnects) on its own thread, so
     /// a broker that is down at start delays nothing. Only unreadable TLS files
     /// fail here.
-    pub fn start(cfg: &MqttConfig, device: &str, questions: &[String]) -> Result<Self, MqttError> {
+    pub fn start(
+        cfg: &MqttConfig,
+        device: &str,
+        questions: &[String],
+        snapshots: bool,
+    ) -> Result<Self, MqttError> {
         let tls = cfg.tls.as_ref().map(|t| Tls::load(t, &cfg.host)).transpose()?;
         let (asked_tx, asked) = mpsc::sync_channel(ASKED);
         let publisher = Publisher {
             cfg: cfg.clone(),
             device: device.to_string(),
             questions: questions.to_vec(),
+            snapshots,
             tls,
             asked: asked_tx,
         };
@@ -198,6 +209,11 @@ impl MqttSink {
     /// Queues the answer to a question from the ask topic.
     pub fn publish_answer(&mut self, json: &str) -> Result<(), MqttError> {
         self.queue(Outgoing::Answer(json.to_string()))
+    }
+
+    /// Queues an event's frame for the snapshot topic.
+    pub fn publish_snapshot(&mut self, jpeg: Vec<u8>) -> Result<(), MqttError> {
+        self.queue(Outgoing::Snapshot(jpeg))
     }
 
     /// Questions that arrived on the ask topic since the last call.
@@ -251,6 +267,10 @@ impl Publisher {
 
     fn answer_topic(&self) -> String {
         format!("{}/{}/answer", self.cfg.topic_prefix, sanitize(&self.device))
+    }
+
+    fn snapshot_topic(&self) -> String {
+        format!("{}/{}/snapshot", self.cfg.topic_prefix, sanitize(&self.device))
     }
 
     fn ask_topic(&self) -> String {
@@ -358,6 +378,9 @@ impl Publisher {
             }
             match events.recv_timeout(wait) {
                 Ok(event) => {
+                    if matches!(event, Outgoing::Snapshot(_)) {
+                        pending.retain(|o| !matches!(o, Outgoing::Snapshot(_)));
+                    }
                     if pending.len() == QUEUE {
                         pending.pop_front();
                         eprintln!("events: the broker is away; dropped the oldest waiting event");
@@ -394,13 +417,14 @@ impl Publisher {
     /// Publishes the waiting events and answers in order, each removed once
     /// acknowledged; questions that arrive meanwhile go to the loop.
     fn flush(&self, conn: &mut Connection, pending: &mut VecDeque<Outgoing>) -> Result<(), MqttError> {
-        let (events, answers) = (self.event_topic(), self.answer_topic());
+        let (events, answers, snapshots) = (self.event_topic(), self.answer_topic(), self.snapshot_topic());
         while let Some(outgoing) = pending.front() {
-            let (topic, json) = match outgoing {
-                Outgoing::Event(json) => (&events, json),
-                Outgoing::Answer(json) => (&answers, json),
+            let (topic, payload, retain) = match outgoing {
+                Outgoing::Event(json) => (&events, json.as_bytes(), false),
+                Outgoing::Answer(json) => (&answers, json.as_bytes(), false),
+                Outgoing::Snapshot(jpeg) => (&snapshots, jpeg.as_slice(), true),
             };
-            conn.publish(topic, json.as_bytes(), self.cfg.qos.min(1), false)?;
+            conn.publish(topic, payload, self.cfg.qos.min(1), retain)?;
             pending.pop_front();
         }
         self.hand_over(conn.take_inbox());
@@ -481,6 +505,18 @@ impl Publisher {
                 format!("{{{{ value_json.answers[{i}].answer }}}}"),
                 None,
             ));
+        }
+        if self.snapshots {
+            // The last event's frame, beside the caption sensor.
+            let camera = json!({
+                "name": "Snapshot",
+                "unique_id": format!("edgevlm_{id}_snapshot"),
+                "topic": self.snapshot_topic(),
+                "availability_topic": self.status_topic(),
+                "device": device,
+            });
+            let topic = format!("{}/camera/{id}/snapshot/config", self.cfg.discovery_prefix);
+            messages.push((topic, camera.to_string()));
         }
         if self.cfg.ask {
             // A text box to ask from, and the answer as a sensor with the
