@@ -139,6 +139,19 @@ pub enum Command {
         #[command(flatten)]
         model: ModelArgs,
     },
+    /// Where the bundle looked: an occlusion map of its answer to a question, or of
+    /// its similarity to a text (by default its own caption), as a PNG.
+    Explain {
+        image: PathBuf,
+        #[arg(long, conflicts_with = "text")]
+        question: Option<String>,
+        #[arg(long)]
+        text: Option<String>,
+        #[arg(long, default_value = "explain.png")]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// ITC similarity of an image to each text.
     Match {
         image: PathBuf,

@@ -6,7 +6,7 @@ mod cli;
 mod commands;
 mod info;
 use cli::{Cli, Command};
-use commands::{agent, bundle, inference, preprocess, run};
+use commands::{agent, bundle, explain, inference, preprocess, run};
 
 fn main() -> Result<()> {
     let cli = Cli::parse();
@@ -44,6 +44,13 @@ fn main() -> Result<()> {
             model,
         } => inference::verify(&image, &statement, &model)?,
         Command::Chat { image, model } => inference::chat(&image, &model)?,
+        Command::Explain {
+            image,
+            question,
+            text,
+            out,
+            model,
+        } => explain::explain(&image, question.as_deref(), text.as_deref(), &out, &model)?,
         Command::Match { image, texts, model } => inference::match_texts(&image, &texts, &model)?,
         Command::Selftest { model } => inference::selftest(&model)?,
         Command::Bench {

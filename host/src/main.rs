@@ -36,6 +36,7 @@ fn main() -> Result<()> {
         Command::Ask(a) => inference::ask(a)?,
         Command::Verify(a) => inference::verify(a)?,
         Command::Chat(a) => inference::chat(a)?,
+        Command::Explain(a) => inference::explain(a)?,
         Command::Match(a) => inference::match_texts(a)?,
     }
     Ok(())

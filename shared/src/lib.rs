@@ -10,6 +10,7 @@ pub mod caption;
 pub mod config;
 pub mod dialog;
 pub mod error;
+pub mod explain;
 pub mod metrics;
 pub mod preprocess;
 pub mod rng;

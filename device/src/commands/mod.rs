@@ -3,6 +3,7 @@
 
 pub mod agent;
 pub mod bundle;
+pub mod explain;
 pub mod inference;
 pub mod preprocess;
 pub mod run;

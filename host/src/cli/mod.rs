@@ -37,6 +37,9 @@ pub enum Command {
     Caption(CaptionArgs),
     /// Answer a question about an image.
     Ask(AskArgs),
+    /// Where the model looked: an occlusion map of its answer to a question, or of
+    /// its similarity to a text (by default its own caption), as a PNG.
+    Explain(ExplainArgs),
     /// Judge whether a statement about an image is true (a model fine-tuned with
     /// `finetune reasoning`).
     Verify(VerifyArgs),
@@ -232,10 +235,23 @@ pub struct StatsArgs {
     pub json: bool,
 }
 
+/// What `eval` measures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum EvalTask {
+    Caption,
+    Vqa,
+    Reasoning,
+    Dialog,
+    Retrieval,
+    /// The pointing game on synthetic scenes: occlusion maps' peaks inside the
+    /// object an answer or a phrase names.
+    Pointing,
+}
+
 #[derive(Args)]
 pub struct EvalArgs {
     #[arg(value_enum)]
-    pub task: edgevlm::train::finetune::Task,
+    pub task: EvalTask,
     /// Model folder (run in burn), or an exported `.bundle` (run by the device runtime).
     #[arg(long)]
     pub model: PathBuf,
@@ -246,6 +262,9 @@ pub struct EvalArgs {
     /// Where to write the JSON report (default: MODEL/eval-TASK[-SPLIT].json).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Pointing: scenes to play on (the first N of the folder).
+    #[arg(long, default_value_t = 1000)]
+    pub limit: usize,
 }
 
 #[derive(Args)]
@@ -260,7 +279,7 @@ pub struct CaptionArgs {
 /// Caption decoding. Unset flags take the model folder's `decoding.json` (written by
 /// the Flickr8k recipe), else the command's defaults (`eval`: greedy, `caption`: beam 3;
 /// length penalty 0.6; no reranking).
-#[derive(Args)]
+#[derive(Args, Default)]
 pub struct DecodeArgs {
     /// Beam size for captions (1 = greedy).
     #[arg(long)]
@@ -291,6 +310,23 @@ pub struct VerifyArgs {
     pub statement: String,
     #[arg(long)]
     pub model: PathBuf,
+}
+
+#[derive(Args)]
+pub struct ExplainArgs {
+    pub image: PathBuf,
+    /// Model folder, or a `.bundle` (run by the device runtime).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Explain the answer to this question.
+    #[arg(long, conflicts_with = "text")]
+    pub question: Option<String>,
+    /// Explain the similarity to this text (a phrase or a word of the caption).
+    #[arg(long)]
+    pub text: Option<String>,
+    /// The PNG to write.
+    #[arg(long, default_value = "explain.png")]
+    pub out: PathBuf,
 }
 
 #[derive(Args)]

@@ -33,6 +33,20 @@ impl ImageStore {
         })
     }
 
+    /// Images already in memory (resized and cropped here as from files).
+    pub fn from_images(images: &[RgbImage], cfg: &PreprocessConfig) -> Self {
+        Self {
+            paths: (0..images.len())
+                .map(|i| PathBuf::from(format!("<image {i}>")))
+                .collect(),
+            images: images
+                .iter()
+                .map(|i| resize_and_crop(i, cfg.image_size))
+                .collect(),
+            cfg: cfg.clone(),
+        }
+    }
+
     pub fn len(&self) -> usize {
         self.images.len()
     }

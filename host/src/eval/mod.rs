@@ -5,6 +5,7 @@
 pub use edgevlm_shared::metrics;
 pub mod bundle_predictor;
 pub mod dialog;
+pub mod explain;
 pub mod predict;
 pub mod reasoning;
 pub mod tasks;

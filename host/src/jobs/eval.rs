@@ -6,22 +6,15 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use edgevlm::eval::{dialog, predict, reasoning, tasks};
-use edgevlm::train::finetune::Task;
+use edgevlm::eval::{dialog, explain, reasoning, tasks};
 
-use super::inference::{decoding, load_predictor};
-use crate::cli;
+use super::inference::{decoding, load_any};
+use crate::cli::{self, EvalTask as Task};
 
 pub fn eval(a: cli::EvalArgs) -> Result<()> {
     let device = Device::flex();
     // A model folder runs in burn; a bundle file runs in the device runtime.
-    let mut model: Box<dyn predict::Predictor> = if a.model.is_file() {
-        Box::new(predict::BundlePredictor::new(
-            edgevlm_device::runtime::Runtime::load(&a.model)?,
-        ))
-    } else {
-        load_predictor(&a.model, &device)?
-    };
+    let mut model = load_any(&a.model, &device)?;
     let opts = decoding(&a.decode, model.as_mut(), 1)?;
     let model = model.as_ref();
     let (format, split) = (a.data.format, a.data.split.as_deref());
@@ -31,6 +24,7 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
         Task::Reasoning => "reasoning",
         Task::Dialog => "dialog",
         Task::Retrieval => "retrieval",
+        Task::Pointing => "pointing",
     };
     let report_path: PathBuf = a.report.clone().unwrap_or_else(|| {
         let file = match split {
@@ -129,6 +123,18 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
                 row(&format!("R@{k} %"), *x, *y);
             }
             row("mean rank", h.mean_rank, b.mean_rank);
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::Pointing => {
+            let r = explain::pointing(model, &a.data.data, a.limit)?;
+            println!("scenes {} targets {}", r.scenes, r.pointed);
+            println!(
+                "hit rate   {:.1}%   (centre baseline {:.1}%)",
+                r.hit_rate, r.centre_baseline
+            );
+            for (kind, rate) in &r.per_kind {
+                println!("  {kind:<22} {rate:.1}%");
+            }
             serde_json::to_string_pretty(&r)?
         }
         Task::Retrieval => {

@@ -1,18 +1,18 @@
-//! `edgevlm caption`, `ask`, `verify`, `chat` and `match` on one image, and the model loading and
+//! `edgevlm caption`, `ask`, `verify`, `chat`, `explain` and `match` on one image, and the model loading and
 //! caption decoding that `eval` shares with them.
 
 use std::path::Path;
 
-use anyhow::{bail, Result};
+use anyhow::{bail, Context, Result};
 use burn::tensor::Device;
 use edgevlm::data::datasets::VERDICTS;
-use edgevlm::eval::predict;
+use edgevlm::eval::{explain, predict};
 use edgevlm::model::consensus::Consensus;
 use edgevlm::model::saved::SavedModel;
 use edgevlm::model::DecodeOptions;
 use edgevlm_shared::dialog::{self, Conversation};
 
-use crate::cli::{self, AskArgs, CaptionArgs, ChatArgs, MatchArgs, VerifyArgs};
+use crate::cli::{self, AskArgs, CaptionArgs, ChatArgs, ExplainArgs, MatchArgs, VerifyArgs};
 
 pub fn caption(a: CaptionArgs) -> Result<()> {
     let device = Device::flex();
@@ -31,6 +31,38 @@ pub fn ask(a: AskArgs) -> Result<()> {
     let answers = model.answers(&store, &[(0, a.question)])?;
     let (answer, p) = &answers[0];
     println!("{answer} ({:.1}%)", p * 100.0);
+    Ok(())
+}
+
+pub fn explain(a: ExplainArgs) -> Result<()> {
+    let device = Device::flex();
+    let mut model = load_any(&a.model, &device)?;
+    let image = edgevlm_shared::preprocess::load_image(&a.image)
+        .with_context(|| format!("reading {}", a.image.display()))?;
+    let target = match (a.question, a.text) {
+        (Some(q), _) => explain::Target::Answer(q),
+        (None, Some(t)) => explain::Target::Text(t),
+        (None, None) => {
+            let store = single_image(&a.image, model.preprocess())?;
+            let opts = decoding(&cli::DecodeArgs::default(), model.as_mut(), 3)?;
+            explain::Target::Text(model.captions(&store, &[0], opts)?.remove(0))
+        }
+    };
+    let e = explain::explain(model.as_ref(), &image, &target)?;
+    edgevlm_shared::explain::overlay(&e.image, &e.map)
+        .save(&a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    let what = match target {
+        explain::Target::Answer(q) => format!("answer {:?} to {q:?} (margin {:.2})", e.explained, e.score),
+        explain::Target::Text(_) => format!("similarity to {:?} ({:.3})", e.explained, e.score),
+    };
+    println!(
+        "{}: {what}; looked most at ({}, {}) of the {}-pixel crop",
+        a.out.display(),
+        e.peak.0,
+        e.peak.1,
+        e.image.width()
+    );
     Ok(())
 }
 
@@ -107,6 +139,17 @@ fn single_image(
         vec![path.to_path_buf()],
         preprocess,
     )?)
+}
+
+/// A model folder in burn, or a bundle file in the device runtime.
+pub fn load_any(path: &Path, device: &Device) -> Result<Box<dyn predict::Predictor>> {
+    if path.is_file() {
+        Ok(Box::new(predict::BundlePredictor::new(
+            edgevlm_device::runtime::Runtime::load(path)?,
+        )))
+    } else {
+        load_predictor(path, device)
+    }
 }
 
 /// A model folder in burn.
