@@ -186,6 +186,13 @@ impl VqaHead {
         }
     }
 
+    /// The same head with a fresh answer layer over `answers` classes.
+    pub fn with_answers(mut self, answers: usize, device: &Device) -> Self {
+        let hidden = self.output.weight.val().dims()[0];
+        self.output = LinearConfig::new(hidden, answers).init(device);
+        self
+    }
+
     /// `[batch, d]` → `[batch, answers]`
     pub fn forward(&self, fused_cls: Tensor<2>) -> Tensor<2> {
         self.output

@@ -64,17 +64,37 @@ impl EdgeVlm {
     /// model had: the one of its kind, none of the other. A grid encoder the
     /// config names and the model lacks comes fresh too; one it has is kept.
     pub fn with_vqa_heads(mut self, config: &EdgeVlmConfig, device: &Device) -> Self {
+        (self.vqa, self.spatial_vqa) = (None, None);
+        self.with_vqa_heads_keeping(config, false, device)
+    }
+
+    /// [`Self::with_vqa_heads`] for a model that may answer already: a head it has
+    /// of the wanted kind is kept (what it learned carries over to the next task),
+    /// with its answer layer too when `classes_kept` (the answers are the same),
+    /// else with a fresh one over `config.answers` classes.
+    pub fn with_vqa_heads_keeping(
+        mut self,
+        config: &EdgeVlmConfig,
+        classes_kept: bool,
+        device: &Device,
+    ) -> Self {
         if self.grid.is_none() {
             self.grid = config.grid.as_ref().map(|grid| grid.init(device));
         }
         let wanted = |kind| config.answers > 0 && config.vqa_head == kind;
-        self.vqa =
-            wanted(VqaHeadKind::Fused).then(|| VqaHead::new(config.text.d_model, config.answers, device));
-        // The spatial head starts from the spatial MLM head when pretraining made one:
-        // all but the answer layer, whose classes differ.
-        self.spatial_vqa = wanted(VqaHeadKind::Spatial).then(|| match &self.spatial_mlm {
-            Some(pretrained) => pretrained.clone().with_answers(config.answers, device),
-            None => config.spatial_vqa().init(device),
+        let (fused, spatial) = (self.vqa.take(), self.spatial_vqa.take());
+        self.vqa = wanted(VqaHeadKind::Fused).then(|| match fused {
+            Some(head) if classes_kept => head,
+            Some(head) => head.with_answers(config.answers, device),
+            None => VqaHead::new(config.text.d_model, config.answers, device),
+        });
+        // Else the spatial head starts from the spatial MLM head when pretraining made
+        // one: all but the answer layer, whose classes differ.
+        self.spatial_vqa = wanted(VqaHeadKind::Spatial).then(|| match (spatial, &self.spatial_mlm) {
+            (Some(head), _) if classes_kept => head,
+            (Some(head), _) => head.with_answers(config.answers, device),
+            (None, Some(pretrained)) => pretrained.clone().with_answers(config.answers, device),
+            (None, None) => config.spatial_vqa().init(device),
         });
         if !config.spatial_mlm {
             self.spatial_mlm = None;

@@ -103,11 +103,18 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
             let mut base = config.clone();
             base.answers = answers.len();
             let model = start(&base)?;
-            answers = if job.task == Task::Reasoning {
+            let wanted = if job.task == Task::Reasoning {
                 datasets::VERDICTS.map(String::from).to_vec()
             } else {
                 answer_vocabulary(&records)
             };
+            // A model that answers already (VQA, then dialogs) keeps its head, and its
+            // classes when they cover every new answer.
+            let classes_kept =
+                !job.scratch && !answers.is_empty() && wanted.iter().all(|a| answers.contains(a));
+            if !classes_kept {
+                answers = wanted;
+            }
             config.answers = answers.len();
             let mut config = config.with_vqa_head_kind(job.vqa_head);
             // The VQA head takes over from the spatial MLM head; the model keeps no copy.
@@ -118,7 +125,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 ));
             }
             config.vqa_question_only = job.question_only;
-            let model = model.with_vqa_heads(&config, device);
+            let model = model.with_vqa_heads_keeping(&config, classes_kept, device);
             // Once the questions are ready: the run's folder is written only then.
             let prepared = |dropped: usize| -> Result<()> {
                 if dropped > 0 {
