@@ -318,6 +318,37 @@ mod tests {
         ));
     }
 
+    /// The next task's fine-tuning keeps a trained head: whole when the answers are
+    /// the same, with a fresh answer layer when they are not.
+    #[test]
+    fn a_trained_head_carries_over_to_the_next_task() {
+        let device = Device::flex();
+        device.seed(8);
+        let cfg = EdgeVlmConfig::tiny(20)
+            .with_answers(6)
+            .with_vqa_head_kind(VqaHeadKind::Spatial);
+        let vqa = cfg.init(&device);
+        let trained = vqa.spatial_vqa.clone().unwrap();
+        let same = |a: &Linear, b: &Linear| {
+            let (a, b) = (a.weight.val(), b.weight.val());
+            a.dims() == b.dims() && (a - b).abs().max().into_scalar::<f32>() == 0.0
+        };
+        let kept = vqa.clone().with_vqa_heads_keeping(&cfg, true, &device);
+        let head = kept.spatial_vqa.as_ref().unwrap();
+        assert!(same(&head.answer, &trained.answer) && same(&head.anchor_query, &trained.anchor_query));
+        let verdicts = cfg.clone().with_answers(2);
+        let relabelled = vqa.clone().with_vqa_heads_keeping(&verdicts, false, &device);
+        let head = relabelled.spatial_vqa.as_ref().unwrap();
+        assert_eq!(head.answer.weight.val().dims()[1], 2);
+        assert!(same(&head.scored_hidden, &trained.scored_hidden));
+        // `with_vqa_heads` starts over.
+        let fresh = vqa.with_vqa_heads(&cfg, &device);
+        assert!(!same(
+            &fresh.spatial_vqa.unwrap().anchor_query,
+            &trained.anchor_query
+        ));
+    }
+
     #[test]
     fn save_and_load_round_trip() {
         let device = Device::flex();
