@@ -1,6 +1,6 @@
-//! `edgevlm-device bench`: latency per stage (preprocess, image encoder, the
-//! caption search, consensus reranking, the whole caption from pixels to text, a
-//! VQA answer) as p50/p95, and peak RSS.
+//! `edgevlm-device bench`: the bundle's load time, latency per stage (preprocess,
+//! image encoder, the caption search, consensus reranking, the whole caption from
+//! pixels to text, a VQA answer) as p50/p95, and peak RSS.
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -22,6 +22,9 @@ pub struct Stage {
 #[derive(Serialize)]
 pub struct BenchReport {
     pub bundle: String,
+    /// Loading the bundle (parse, check, optimise into plans): the process's first
+    /// load and a second one, ms.
+    pub load_ms: [f64; 2],
     pub weights: String,
     pub threads: usize,
     pub preprocess: Stage,
@@ -50,7 +53,7 @@ fn stage(mut samples: Vec<f64>) -> Stage {
     }
 }
 
-fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
+pub fn timed<T>(f: impl FnOnce() -> T) -> (T, f64) {
     let start = Instant::now();
     let out = f();
     (out, start.elapsed().as_secs_f64() * 1e3)
@@ -136,6 +139,7 @@ pub fn run(
     let decoding_stage = stage(dec);
     Ok(BenchReport {
         bundle: runtime.manifest.name.clone(),
+        load_ms: [0.0; 2],
         weights: format!("{:?}", runtime.manifest.weights),
         threads,
         preprocess: stage(pre),
