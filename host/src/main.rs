@@ -12,6 +12,7 @@ fn main() -> Result<()> {
         Command::Data(DataCommand::Stats(a)) => data::stats(a)?,
         Command::Data(DataCommand::QaFromCaptions(a)) => data::qa_from_captions(a)?,
         Command::Data(DataCommand::StatementsFromCaptions(a)) => data::statements_from_captions(a)?,
+        Command::Data(DataCommand::DialogsFromQuestions(a)) => data::dialogs_from_questions(a)?,
         Command::Pretrain(a) => training::pretrain(a)?,
         Command::Finetune(a) => training::finetune(a)?,
         Command::Eval(a) => eval::eval(a)?,

@@ -158,6 +158,9 @@ pub enum DataCommand {
     /// True and false statements about the photos of a caption set (captions, and
     /// counterfactual edits of them), one JSONL per split, for `finetune reasoning`.
     StatementsFromCaptions(StatementArgs),
+    /// Dialogs made of a question set (any `{"image", "question", "answer"}` JSONL):
+    /// each photo's questions in order, `--rounds` to a dialog, as `dialogs.jsonl`.
+    DialogsFromQuestions(DialogArgs),
 }
 
 #[derive(Args)]
@@ -191,6 +194,18 @@ pub struct StatementArgs {
     pub out: PathBuf,
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+}
+
+#[derive(Args)]
+pub struct DialogArgs {
+    /// The question set (a JSONL file, or a folder with `questions.jsonl`).
+    #[arg(long)]
+    pub data: PathBuf,
+    /// The dialogs file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+    #[arg(long, default_value_t = 10)]
+    pub rounds: usize,
 }
 
 #[derive(Args)]

@@ -119,6 +119,63 @@ pub fn rounds(path: &Path, history: bool) -> Result<Vec<DialogRound>> {
     Ok(out)
 }
 
+#[derive(serde::Serialize)]
+struct DialogOut<'a> {
+    image: &'a str,
+    rounds: Vec<RoundOut<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct RoundOut<'a> {
+    question: &'a str,
+    answer: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    family: Option<&'a str>,
+}
+
+/// Dialogs made of a question set's questions (any JSONL of `{"image", "question",
+/// "answer"}`): each photo's questions in the file's order, `rounds` to a dialog.
+/// Nothing in them refers back, so they measure what a history of unrelated
+/// questions does to the answers. Returns (dialogs, rounds) written to `out`.
+pub fn from_questions(records: &[VqaRecord], rounds: usize, out: &Path) -> Result<(usize, usize)> {
+    let rounds = rounds.clamp(1, MAX_ROUNDS);
+    let mut by_image: Vec<(&Path, Vec<&VqaRecord>)> = Vec::new();
+    let mut index = std::collections::HashMap::new();
+    for r in records {
+        let at = *index.entry(r.image.as_path()).or_insert_with(|| {
+            by_image.push((r.image.as_path(), Vec::new()));
+            by_image.len() - 1
+        });
+        by_image[at].1.push(r);
+    }
+    let mut text = String::new();
+    let (mut dialogs, mut written) = (0, 0);
+    for (image, questions) in &by_image {
+        let image = image.to_string_lossy();
+        for chunk in questions.chunks(rounds) {
+            let dialog = DialogOut {
+                image: &image,
+                rounds: chunk
+                    .iter()
+                    .map(|r| RoundOut {
+                        question: &r.question,
+                        answer: &r.answer,
+                        family: r.family.as_deref(),
+                    })
+                    .collect(),
+            };
+            text.push_str(
+                &serde_json::to_string(&dialog).map_err(|e| DataError::layout(out, e.to_string()))?,
+            );
+            text.push('\n');
+            dialogs += 1;
+            written += chunk.len();
+        }
+    }
+    std::fs::write(out, text).map_err(|e| DataError::io(out, e))?;
+    Ok((dialogs, written))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -153,5 +210,31 @@ mod tests {
         std::fs::write(&file, "{\"image\": 3}\n").unwrap();
         let err = rounds(&file, true).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("expected"), "{err}");
+    }
+
+    #[test]
+    fn a_question_set_becomes_dialogs_per_photo() {
+        let dir = tempfile::tempdir().unwrap();
+        let q = |image: &str, question: &str| VqaRecord {
+            image: dir.path().join(image),
+            question: question.into(),
+            answer: "yes".into(),
+            answers: vec!["yes".into()],
+            question_type: None,
+            family: Some("exists".into()),
+        };
+        let records = vec![
+            q("a.jpg", "q1"),
+            q("b.jpg", "q2"),
+            q("a.jpg", "q3"),
+            q("a.jpg", "q4"),
+        ];
+        let out = dir.path().join("dialogs.jsonl");
+        assert_eq!(from_questions(&records, 2, &out).unwrap(), (3, 4));
+        let read = rounds(&out, true).unwrap();
+        assert_eq!(read.len(), 4);
+        assert_eq!(read[1].record.question, "q3 | q1 yes");
+        assert_eq!(read[1].round, 2);
+        assert!(read.iter().all(|r| r.distance.is_none()));
     }
 }

@@ -4,7 +4,7 @@
 use anyhow::{Context, Result};
 use edgevlm::data::{self, datasets, qa, synth::SynthOptions, LoadOptions};
 
-use crate::cli::{QaArgs, StatementArgs, StatsArgs, SynthArgs};
+use crate::cli::{DialogArgs, QaArgs, StatementArgs, StatsArgs, SynthArgs};
 
 pub fn synth(a: SynthArgs) -> Result<()> {
     let opts = SynthOptions {
@@ -105,5 +105,13 @@ pub fn statements_from_captions(a: StatementArgs) -> Result<()> {
         );
     }
     println!("report: {}", report_file.display());
+    Ok(())
+}
+
+pub fn dialogs_from_questions(a: DialogArgs) -> Result<()> {
+    let questions = datasets::questions(&a.data, None, None)?;
+    let (dialogs, rounds) = data::dialogs::from_questions(&questions.records, a.rounds, &a.out)
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    println!("{}: {dialogs} dialogs, {rounds} rounds", a.out.display());
     Ok(())
 }
