@@ -26,6 +26,15 @@ pub fn compose<Q: AsRef<str>, A: AsRef<str>>(question: &str, history: &[(Q, A)])
 /// Longest question a conversation takes, in bytes.
 pub const MAX_QUESTION: usize = 512;
 
+/// Why a conversation refused a question.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+pub enum QuestionError {
+    #[error("empty question")]
+    Empty,
+    #[error("question of {bytes} bytes; at most {MAX_QUESTION}")]
+    TooLong { bytes: usize },
+}
+
 /// A conversation about one image: the rounds so far (the last [`MAX_HISTORY`]
 /// only, so a long chat holds bounded memory).
 #[derive(Debug, Default, Clone)]
@@ -35,16 +44,15 @@ pub struct Conversation {
 
 impl Conversation {
     /// The text the model reads for `question`, or why it is refused.
-    pub fn text_for(&self, question: &str) -> Result<String, String> {
+    pub fn text_for(&self, question: &str) -> Result<String, QuestionError> {
         let question = question.trim();
         if question.is_empty() {
-            return Err("empty question".into());
+            return Err(QuestionError::Empty);
         }
         if question.len() > MAX_QUESTION {
-            return Err(format!(
-                "question of {} bytes; at most {MAX_QUESTION}",
-                question.len()
-            ));
+            return Err(QuestionError::TooLong {
+                bytes: question.len(),
+            });
         }
         let history: Vec<&(String, String)> = self.rounds.iter().collect();
         Ok(compose(
@@ -138,11 +146,13 @@ mod tests {
             chat.record(&format!("q{i}"), "a");
         }
         assert_eq!(chat.len(), MAX_HISTORY);
-        assert!(chat.text_for("  ").is_err());
-        assert!(chat
-            .text_for(&"x".repeat(MAX_QUESTION + 1))
-            .unwrap_err()
-            .contains("bytes"));
+        assert_eq!(chat.text_for("  "), Err(QuestionError::Empty));
+        assert_eq!(
+            chat.text_for(&"x".repeat(MAX_QUESTION + 1)),
+            Err(QuestionError::TooLong {
+                bytes: MAX_QUESTION + 1
+            })
+        );
         chat.clear();
         assert!(chat.is_empty());
     }

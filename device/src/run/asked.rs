@@ -92,7 +92,7 @@ impl Asked {
         let mut out = Vec::new();
         for question in self.waiting.drain(..) {
             let text = if conversing {
-                talk.history.text_for(&question)
+                talk.history.text_for(&question).map_err(|e| e.to_string())
             } else {
                 Ok(question.clone())
             };
