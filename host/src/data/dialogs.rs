@@ -4,7 +4,7 @@
 //! with the dialog's earlier rounds ([`edgevlm_shared::dialog::compose`]), or
 //! alone when the history is blanked.
 
-use std::io::BufRead;
+use std::io::{BufRead, Read};
 use std::path::{Path, PathBuf};
 
 use edgevlm_shared::dialog;
@@ -54,21 +54,30 @@ pub fn rounds(path: &Path, history: bool) -> Result<Vec<DialogRound>> {
         path.to_path_buf()
     };
     let base = file.parent().unwrap_or(Path::new(".")).to_path_buf();
-    let reader = std::io::BufReader::new(std::fs::File::open(&file).map_err(|e| DataError::io(&file, e))?);
+    let mut reader =
+        std::io::BufReader::new(std::fs::File::open(&file).map_err(|e| DataError::io(&file, e))?);
     let mut out = Vec::new();
-    for (i, line) in reader.lines().enumerate() {
-        let line = line.map_err(|e| DataError::io(&file, e))?;
-        let at = |reason: String| DataError::layout(&file, format!("line {}: {reason}", i + 1));
-        if line.len() > MAX_LINE {
-            return Err(at(format!(
-                "{} bytes, more than the {MAX_LINE} a dialog may take",
-                line.len()
-            )));
+    let mut bytes = Vec::new();
+    for i in 0.. {
+        // Read in bounded memory: a line longer than a dialog may be is refused
+        // before it is all in memory.
+        bytes.clear();
+        let n = (&mut reader)
+            .take(MAX_LINE as u64 + 1)
+            .read_until(b'\n', &mut bytes)
+            .map_err(|e| DataError::io(&file, e))?;
+        if n == 0 {
+            break;
         }
+        let at = |reason: String| DataError::layout(&file, format!("line {}: {reason}", i + 1));
+        if bytes.len() > MAX_LINE && bytes.last() != Some(&b'\n') {
+            return Err(at(format!("longer than the {MAX_LINE} bytes a dialog may take")));
+        }
+        let line = std::str::from_utf8(&bytes).map_err(|_| at("not UTF-8 text".into()))?;
         if line.trim().is_empty() {
             continue;
         }
-        let dialog: Line = serde_json::from_str(&line).map_err(|e| {
+        let dialog: Line = serde_json::from_str(line).map_err(|e| {
             at(format!(
                 "expected {{\"image\", \"rounds\": [{{\"question\", \"answer\"}}]}}: {e}"
             ))
@@ -210,6 +219,9 @@ mod tests {
         std::fs::write(&file, "{\"image\": 3}\n").unwrap();
         let err = rounds(&file, true).unwrap_err().to_string();
         assert!(err.contains("line 1") && err.contains("expected"), "{err}");
+        std::fs::write(&file, "x".repeat(10 * MAX_LINE)).unwrap();
+        let err = rounds(&file, true).unwrap_err().to_string();
+        assert!(err.contains("line 1") && err.contains("longer than"), "{err}");
     }
 
     #[test]
