@@ -94,6 +94,20 @@ fn reasoning_trains_evaluates_and_verifies_alike_on_host_and_device() {
         assert!(report["per_family"][family].is_number(), "{report}");
     }
 
+    // The ITM head as the baseline verifier: same report, on the pretrained model.
+    let itm = root.join("itm.json");
+    ok(
+        run(
+            "edgevlm",
+            &["eval", "reasoning", "--itm"],
+            &[("--model", &pre), ("--data", &test), ("--report", &itm)],
+        ),
+        "eval reasoning --itm",
+    );
+    let itm: Value = serde_json::from_str(&std::fs::read_to_string(&itm).unwrap()).unwrap();
+    assert_eq!(itm["statements"], report["statements"], "{itm}");
+    assert!(itm["accuracy"].as_f64().unwrap() > 0.0, "{itm}");
+
     // Host and device: the same verdict on each of the first statements.
     let bundle = root.join("r.bundle");
     ok(

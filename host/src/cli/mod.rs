@@ -277,6 +277,10 @@ pub struct EvalArgs {
     /// Where to write the JSON report (default: MODEL/eval-TASK[-SPLIT].json).
     #[arg(long)]
     pub report: Option<PathBuf>,
+    /// Reasoning: judge by the ITM head (match probability at least the set's
+    /// median) instead of the answer head: the baseline a trained verifier must beat.
+    #[arg(long)]
+    pub itm: bool,
     /// Pointing: scenes to play on (the first N of the folder).
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,

@@ -73,6 +73,37 @@ pub fn answer_probabilities(
     Ok(out)
 }
 
+/// The ITM head's probability that each (image index, text) pair matches. Each
+/// distinct image of a chunk is encoded once.
+pub fn match_probabilities(
+    saved: &SavedModel,
+    store: &ImageStore,
+    pairs: &[(usize, String)],
+    device: &Device,
+) -> Result<Vec<f32>> {
+    let model = saved.model.valid();
+    let mut out = Vec::with_capacity(pairs.len());
+    for chunk in pairs.chunks(4 * BATCH) {
+        let mut distinct: Vec<usize> = chunk.iter().map(|q| q.0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let row_image: Vec<i64> = chunk
+            .iter()
+            .map(|q| distinct.binary_search(&q.0).unwrap_or(0) as i64)
+            .collect();
+        let texts: Vec<&str> = chunk.iter().map(|q| q.1.as_str()).collect();
+        let enc = saved.meta.tokenizer.encode_batch(&texts)?;
+        let text = text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, device);
+        let states = model.encode_text(text.ids, text.mask.clone());
+        let encoded = model.encode_image(images(store, &distinct, device));
+        let rows_index =
+            Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(row_image, [chunk.len()]), device);
+        let p = model.match_probability(states, text.mask, encoded.select(0, rows_index));
+        out.extend(floats(p.into_data())?);
+    }
+    Ok(out)
+}
+
 /// The most likely answer of a distribution over `answers`, with its probability.
 pub fn best_answer(probabilities: &[f32], answers: &[String]) -> (String, f32) {
     let (best, p) = probabilities

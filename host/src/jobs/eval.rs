@@ -74,7 +74,12 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
             serde_json::to_string_pretty(&r)?
         }
         Task::Reasoning => {
-            let r = reasoning::reasoning(model, &a.data.data, split)?;
+            let r = if a.itm {
+                let saved = edgevlm::model::saved::SavedModel::load(&a.model, &device)?;
+                reasoning::reasoning_by_itm(&saved, &a.data.data, split, &device)?
+            } else {
+                reasoning::reasoning(model, &a.data.data, split)?
+            };
             println!("statements {} ({:.1}% true)", r.statements, r.true_share);
             println!("accuracy   {:.2}%", r.accuracy);
             for (t, acc) in &r.per_type {
