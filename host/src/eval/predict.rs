@@ -13,7 +13,7 @@ pub use super::bundle_predictor::BundlePredictor;
 use crate::data::store::ImageStore;
 use crate::error::{Error, Result};
 use crate::model::consensus;
-use crate::model::input::text_input;
+use crate::model::input::{text_input, TextInput};
 use crate::model::saved::SavedModel;
 use crate::model::weights::floats;
 use crate::model::DecodeOptions;
@@ -39,6 +39,39 @@ fn rows(t: Tensor<2>) -> Result<Vec<Vec<f32>>> {
         .collect())
 }
 
+/// One chunk of (image index, text) pairs as the model takes it: the distinct
+/// images once each, the row among them that each pair reads, its text tokenized.
+struct PairChunk {
+    images: Tensor<4>,
+    rows: Tensor<1, burn::tensor::Int>,
+    text: TextInput,
+}
+
+/// `pairs` in chunks of [`BATCH`]·4, each image decoded once per chunk.
+fn pair_chunks<'a>(
+    saved: &'a SavedModel,
+    store: &'a ImageStore,
+    pairs: &'a [(usize, String)],
+    device: &'a Device,
+) -> impl Iterator<Item = Result<PairChunk>> + 'a {
+    pairs.chunks(4 * BATCH).map(move |chunk| {
+        let mut distinct: Vec<usize> = chunk.iter().map(|q| q.0).collect();
+        distinct.sort_unstable();
+        distinct.dedup();
+        let row_image: Vec<i64> = chunk
+            .iter()
+            .map(|q| distinct.binary_search(&q.0).unwrap_or(0) as i64)
+            .collect();
+        let texts: Vec<&str> = chunk.iter().map(|q| q.1.as_str()).collect();
+        let enc = saved.meta.tokenizer.encode_batch(&texts)?;
+        Ok(PairChunk {
+            images: images(store, &distinct, device),
+            rows: Tensor::from_data(TensorData::new(row_image, [chunk.len()]), device),
+            text: text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, device),
+        })
+    })
+}
+
 /// The answer distribution for each (image index, question), in the order of the
 /// model's answers. Each distinct image of a chunk is encoded once for all its
 /// questions.
@@ -50,25 +83,17 @@ pub fn answer_probabilities(
 ) -> Result<Vec<Vec<f32>>> {
     let model = saved.model.valid();
     let mut out = Vec::with_capacity(questions.len());
-    for chunk in questions.chunks(4 * BATCH) {
-        let mut distinct: Vec<usize> = chunk.iter().map(|q| q.0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let row_image: Vec<i64> = chunk
-            .iter()
-            .map(|q| distinct.binary_search(&q.0).unwrap_or(0) as i64)
-            .collect();
-        let texts: Vec<&str> = chunk.iter().map(|q| q.1.as_str()).collect();
-        let enc = saved.meta.tokenizer.encode_batch(&texts)?;
-        let text = text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, device);
-        let encoded = model.encode_vqa_image(images(store, &distinct, device));
-        let rows_index =
-            Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(row_image, [chunk.len()]), device);
-        let probs = softmax(
-            model.vqa_logits_from(encoded.select(0, rows_index), text.ids, text.mask),
+    for chunk in pair_chunks(saved, store, questions, device) {
+        let PairChunk {
+            images,
+            rows: at,
+            text,
+        } = chunk?;
+        let encoded = model.encode_vqa_image(images).select(0, at);
+        out.extend(rows(softmax(
+            model.vqa_logits_from(encoded, text.ids, text.mask),
             1,
-        );
-        out.extend(rows(probs)?);
+        ))?);
     }
     Ok(out)
 }
@@ -83,23 +108,17 @@ pub fn match_probabilities(
 ) -> Result<Vec<f32>> {
     let model = saved.model.valid();
     let mut out = Vec::with_capacity(pairs.len());
-    for chunk in pairs.chunks(4 * BATCH) {
-        let mut distinct: Vec<usize> = chunk.iter().map(|q| q.0).collect();
-        distinct.sort_unstable();
-        distinct.dedup();
-        let row_image: Vec<i64> = chunk
-            .iter()
-            .map(|q| distinct.binary_search(&q.0).unwrap_or(0) as i64)
-            .collect();
-        let texts: Vec<&str> = chunk.iter().map(|q| q.1.as_str()).collect();
-        let enc = saved.meta.tokenizer.encode_batch(&texts)?;
-        let text = text_input(&enc.ids, &enc.mask, enc.batch, enc.seq_len, device);
+    for chunk in pair_chunks(saved, store, pairs, device) {
+        let PairChunk {
+            images,
+            rows: at,
+            text,
+        } = chunk?;
         let states = model.encode_text(text.ids, text.mask.clone());
-        let encoded = model.encode_image(images(store, &distinct, device));
-        let rows_index =
-            Tensor::<1, burn::tensor::Int>::from_data(TensorData::new(row_image, [chunk.len()]), device);
-        let p = model.match_probability(states, text.mask, encoded.select(0, rows_index));
-        out.extend(floats(p.into_data())?);
+        let encoded = model.encode_image(images).select(0, at);
+        out.extend(floats(
+            model.match_probability(states, text.mask, encoded).into_data(),
+        )?);
     }
     Ok(out)
 }
