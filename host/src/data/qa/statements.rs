@@ -15,7 +15,7 @@ use serde::Serialize;
 
 use super::lexicon::{self, Object};
 use super::parse;
-use super::{load, splits};
+use super::{draw, load, pick, splits};
 use crate::data::{CaptionRecord, DataError, Format, Result};
 
 /// How a statement was made: the true ones are captions, the false ones edits.
@@ -160,16 +160,6 @@ impl Pools {
     }
 }
 
-/// A draw from `pool` that `ok` accepts, tried a few times.
-fn draw<T: Copy>(pool: &[T], rng: &mut SplitMix64, ok: impl Fn(T) -> bool) -> Option<T> {
-    if pool.is_empty() {
-        return None;
-    }
-    (0..20)
-        .map(|_| pool[rng.below(pool.len() as u64) as usize])
-        .find(|&x| ok(x))
-}
-
 /// One edit of `edit`'s type of the caption, if the caption has a word to edit and
 /// a replacement none of the photo's captions uses is found.
 fn edit(caption: &str, edit: Edit, said: &Said, pools: &Pools, rng: &mut SplitMix64) -> Option<String> {
@@ -216,10 +206,6 @@ fn edit(caption: &str, edit: Edit, said: &Said, pools: &Pools, rng: &mut SplitMi
         }
     }
     Some(words.join(" "))
-}
-
-fn pick<'a, T>(items: &'a [T], rng: &mut SplitMix64) -> Option<&'a T> {
-    (!items.is_empty()).then(|| &items[rng.below(items.len() as u64) as usize])
 }
 
 /// Every photo's statements, photos in the input's order.
