@@ -41,6 +41,31 @@ pub fn run_ok(bin: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
+/// Runs a built binary with `args`, then each `(flag, path)`; its output, whatever
+/// its status.
+pub fn output_with_paths(
+    bin: &str,
+    args: &[&str],
+    paths: &[(&str, &std::path::Path)],
+) -> std::process::Output {
+    let mut cmd = std::process::Command::new(binary(bin));
+    cmd.args(args);
+    for (flag, path) in paths {
+        cmd.arg(flag).arg(path);
+    }
+    cmd.output().unwrap()
+}
+
+/// The stdout of a run that must have succeeded (else its stderr, named `what`).
+pub fn succeeded(out: std::process::Output, what: &str) -> String {
+    assert!(
+        out.status.success(),
+        "{what}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")

@@ -3,25 +3,13 @@
 //! pointing game on synthetic scenes with the centre baseline beside it.
 
 use std::path::Path;
-use std::process::{Command, Output};
 
 use edgevlm::data::synth::{self, SynthOptions};
-use edgevlm_tests::binary;
+use edgevlm_tests::{output_with_paths, succeeded};
 use serde_json::Value;
 
 fn run(bin: &str, args: &[&str], paths: &[(&str, &Path)]) -> String {
-    let mut cmd = Command::new(binary(bin));
-    cmd.args(args);
-    for (flag, path) in paths {
-        cmd.arg(flag).arg(path);
-    }
-    let out: Output = cmd.output().unwrap();
-    assert!(
-        out.status.success(),
-        "{bin} {args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
+    succeeded(output_with_paths(bin, args, paths), &format!("{bin} {args:?}"))
 }
 
 #[test]

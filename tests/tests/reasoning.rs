@@ -7,10 +7,10 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output, Stdio};
+use std::process::{Command, Stdio};
 
 use edgevlm::data::synth::{self, SynthOptions};
-use edgevlm_tests::binary;
+use edgevlm_tests::{binary, output_with_paths as run, succeeded as ok};
 use serde_json::Value;
 
 fn scenes(dir: &Path, n: usize, seed: u64) -> PathBuf {
@@ -27,24 +27,6 @@ fn scenes(dir: &Path, n: usize, seed: u64) -> PathBuf {
     )
     .unwrap();
     out
-}
-
-fn run(bin: &str, args: &[&str], paths: &[(&str, &Path)]) -> Output {
-    let mut cmd = Command::new(binary(bin));
-    cmd.args(args);
-    for (flag, path) in paths {
-        cmd.arg(flag).arg(path);
-    }
-    cmd.output().unwrap()
-}
-
-fn ok(out: Output, what: &str) -> String {
-    assert!(
-        out.status.success(),
-        "{what}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 #[test]
