@@ -391,3 +391,85 @@ fn dialog_answers_are_true_of_the_pixels_and_refer_back() {
     assert_eq!(dialogs, 100);
     assert!(referring > 300, "{referring} rounds refer back");
 }
+
+/// Every clip's first caption is what the pixels show happening between its first
+/// and last frames, and an object that appears (disappears) stays (stays away).
+#[test]
+fn clip_captions_tell_what_happens_in_the_pixels() {
+    let tmp = tempfile::tempdir().unwrap();
+    let status = Command::new(env!("CARGO_BIN_EXE_edgevlm"))
+        .args([
+            "data",
+            "synth",
+            "--n",
+            "2",
+            "--clips",
+            "80",
+            "--clip-frames",
+            "8",
+            "--seed",
+            "4",
+            "--out",
+        ])
+        .arg(tmp.path())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let text = std::fs::read_to_string(tmp.path().join("clips.jsonl")).unwrap();
+    let mut kinds = BTreeMap::<&str, usize>::new();
+    for line in text.lines() {
+        let clip: Value = serde_json::from_str(line).unwrap();
+        let frames: Vec<Vec<Seen>> = clip["frames"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| detect(&tmp.path().join(f.as_str().unwrap())).1)
+            .collect();
+        assert_eq!(frames.len(), 8);
+        let (first, last) = (&frames[0], &frames[7]);
+        fn find<'a>(objs: &'a [Seen], colour: &str) -> Option<&'a Seen> {
+            objs.iter().find(|o| o.colour == colour)
+        }
+        let mut told = Vec::new();
+        for o in last.iter().filter(|o| find(first, o.colour).is_none()) {
+            let seen: Vec<bool> = frames.iter().map(|f| find(f, o.colour).is_some()).collect();
+            assert!(
+                seen.windows(2).all(|w| w[0] <= w[1]),
+                "{} flickers: {seen:?}",
+                o.colour
+            );
+            told.push(("appears", format!("a {} {} appears", o.colour, o.shape)));
+        }
+        for o in first.iter().filter(|o| find(last, o.colour).is_none()) {
+            let seen: Vec<bool> = frames.iter().map(|f| find(f, o.colour).is_some()).collect();
+            assert!(
+                seen.windows(2).all(|w| w[0] >= w[1]),
+                "{} flickers: {seen:?}",
+                o.colour
+            );
+            told.push(("disappears", format!("the {} {} disappears", o.colour, o.shape)));
+        }
+        for a in first {
+            let Some(b) = find(last, a.colour) else { continue };
+            let (dx, dy) = (b.x - a.x, b.y - a.y);
+            if dx.abs().max(dy.abs()) < 4.0 {
+                continue;
+            }
+            let direction = match (dx.abs() > dy.abs(), dx > 0.0, dy > 0.0) {
+                (true, true, _) => "right",
+                (true, false, _) => "left",
+                (false, _, true) => "down",
+                (false, _, false) => "up",
+            };
+            told.push(("moves", format!("the {} {} moves {direction}", a.colour, a.shape)));
+        }
+        if told.is_empty() {
+            told.push(("still", "nothing happens".to_string()));
+        }
+        assert_eq!(told.len(), 1, "one thing happens in {}: {told:?}", clip["clip"]);
+        let (kind, caption) = told.remove(0);
+        assert_eq!(clip["captions"][0].as_str().unwrap(), caption, "{}", clip["clip"]);
+        *kinds.entry(kind).or_default() += 1;
+    }
+    assert_eq!(kinds.len(), 4, "every kind of event occurs: {kinds:?}");
+}

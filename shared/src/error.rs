@@ -24,6 +24,8 @@ pub enum Error {
     Config { field: String, reason: String },
     #[error("tokenizer{}: {reason}", .path.as_ref().map(|p| format!(" {}", p.display())).unwrap_or_default())]
     Tokenizer { path: Option<PathBuf>, reason: String },
+    #[error("{path}: {reason}")]
+    Frames { path: PathBuf, reason: String },
     #[error("{path}: malformed JSON: {source}")]
     Json {
         path: PathBuf,

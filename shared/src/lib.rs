@@ -11,6 +11,7 @@ pub mod config;
 pub mod dialog;
 pub mod error;
 pub mod explain;
+pub mod frames;
 pub mod metrics;
 pub mod preprocess;
 pub mod rng;

@@ -7,6 +7,7 @@
 //! error naming the file, the record and what was expected.
 
 pub mod batcher;
+pub mod clips;
 pub mod coco;
 pub mod datasets;
 pub mod dialogs;

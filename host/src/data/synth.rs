@@ -8,6 +8,7 @@
 //! OUT/dialogs.jsonl          {"image", "rounds": [{"question", "answer", "family", "distance"?}]}
 //! OUT/captions.json          text_image_data form: [{"text", "image"}]
 //! OUT/scenes.jsonl           {"image", "scene"}: the ground truth behind both
+//! OUT/clips.jsonl, clips/     with `clips` > 0: see [`super::clips`]
 //! ```
 //!
 //! Image i is drawn from its own random stream, so the output for a seed is
@@ -34,6 +35,9 @@ pub struct SynthOptions {
     pub questions_per_kind: usize,
     /// True statements of each family per image (and as many false ones).
     pub statements_per_family: usize,
+    /// Clips written beside the scenes ([`super::clips`]), and frames per clip.
+    pub clips: usize,
+    pub clip_frames: usize,
 }
 
 impl Default for SynthOptions {
@@ -44,6 +48,8 @@ impl Default for SynthOptions {
             size: 64,
             questions_per_kind: 10,
             statements_per_family: 1,
+            clips: 0,
+            clip_frames: 8,
         }
     }
 }
@@ -163,7 +169,11 @@ pub fn write(out: &Path, opts: &SynthOptions) -> Result<()> {
     write_file(&out.join("dialogs.jsonl"), &dialogs)?;
     let captions = serde_json::to_vec_pretty(&captions).expect("plain data");
     write_file(&out.join("captions.json"), &captions)?;
-    write_file(&out.join("scenes.jsonl"), &scenes)
+    write_file(&out.join("scenes.jsonl"), &scenes)?;
+    if opts.clips > 0 {
+        super::clips::write(out, opts.clips, opts.clip_frames, opts.size, opts.seed)?;
+    }
+    Ok(())
 }
 
 fn render_one(i: usize, opts: &SynthOptions) -> Result<Rendered> {

@@ -13,6 +13,8 @@ pub fn synth(a: SynthArgs) -> Result<()> {
         size: a.size,
         questions_per_kind: a.questions_per_kind,
         statements_per_family: a.statements_per_family,
+        clips: a.clips,
+        clip_frames: a.clip_frames as usize,
     };
     data::synth::write(&a.out, &opts)
         .with_context(|| format!("writing synthetic scenes to {}", a.out.display()))?;

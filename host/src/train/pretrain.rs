@@ -51,6 +51,18 @@ fn questions_beside(data: &Path) -> Result<Vec<VqaRecord>> {
     Ok(datasets::questions(data, Some(Format::Jsonl), None)?.records)
 }
 
+/// The captions of clips stored beside the scenes (`clips.jsonl`), if any: their
+/// words go into the tokenizer, so the model can later learn to caption clips.
+fn clip_captions_beside(data: &Path) -> Result<Vec<String>> {
+    if !data.join("clips.jsonl").is_file() {
+        return Ok(Vec::new());
+    }
+    Ok(crate::data::clips::read(data)?
+        .into_iter()
+        .flat_map(|clip| clip.captions)
+        .collect())
+}
+
 /// Pairs with the questions about their images attached, when MLM reads questions.
 fn with_questions(set: PairSet, questions: &[VqaRecord], cfg: &TrainConfig, quiet: bool) -> Result<PairSet> {
     if questions.is_empty() || cfg.question_mlm <= 0.0 {
@@ -76,6 +88,7 @@ pub fn run(job: &PretrainJob, device: &Device) -> Result<EdgeVlm> {
     } else {
         let mut corpus: Vec<String> = train.records.iter().flat_map(|r| r.captions.clone()).collect();
         corpus.extend(questions.iter().map(|r| r.question.clone()));
+        corpus.extend(clip_captions_beside(&job.data)?);
         let tokenizer = TextTokenizer::train(corpus.iter(), &job.tokenizer)?;
         let vocab = tokenizer.vocab_size();
         let mut config = if job.tiny {

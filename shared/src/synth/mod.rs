@@ -7,6 +7,7 @@
 //! firmware's synthetic camera renders the very same scenes.
 
 mod captions;
+mod clips;
 mod dialogs;
 mod questions;
 mod render;
@@ -14,6 +15,7 @@ mod scene;
 mod statements;
 
 pub use captions::captions;
+pub use clips::{clip_captions, Clip, ClipEvent, Direction, MAX_FRAMES, MIN_FRAMES};
 pub use dialogs::{dialog, Round, MAX_DISTANCE, ROUNDS};
 pub use questions::{questions, Question, QuestionKind};
 pub use render::render;
