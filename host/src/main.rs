@@ -34,6 +34,7 @@ fn main() -> Result<()> {
         Command::Models(ModelsCommand::Fetch) => models::fetch()?,
         Command::Models(ModelsCommand::Upgrade { dir, out }) => models::upgrade(&dir, out.as_deref())?,
         Command::Caption(a) => inference::caption(a)?,
+        Command::CaptionClip(a) => inference::caption_clip(a)?,
         Command::Ask(a) => inference::ask(a)?,
         Command::Verify(a) => inference::verify(a)?,
         Command::Chat(a) => inference::chat(a)?,

@@ -35,6 +35,9 @@ pub enum Command {
     Eval(EvalArgs),
     /// Caption an image.
     Caption(CaptionArgs),
+    /// Caption what happens in a clip: a folder of frames (in name order) or the
+    /// frame files in order (a model fine-tuned with `finetune clip-caption`).
+    CaptionClip(CaptionClipArgs),
     /// Answer a question about an image.
     Ask(AskArgs),
     /// Where the model looked: an occlusion map of its answer to a question, or of
@@ -227,6 +230,13 @@ pub struct SynthArgs {
     /// True statements of each family per image, and as many false ones.
     #[arg(long, default_value_t = 1)]
     pub statements_per_family: usize,
+    /// Clips to write beside the scenes (`clips.jsonl`, `clips/`): an object moves,
+    /// appears or disappears, or nothing happens.
+    #[arg(long, default_value_t = 0)]
+    pub clips: usize,
+    /// Frames per clip.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u64).range(4..=32))]
+    pub clip_frames: u64,
 }
 
 #[derive(Args)]
@@ -261,6 +271,8 @@ pub enum EvalTask {
     /// The pointing game on synthetic scenes: occlusion maps' peaks inside the
     /// object an answer or a phrase names.
     Pointing,
+    /// Clips (`clips.jsonl`): BLEU, CIDEr-D, events told, and captions of the clips reversed.
+    ClipCaption,
 }
 
 #[derive(Args)]
@@ -284,6 +296,20 @@ pub struct EvalArgs {
     /// Pointing: scenes to play on (the first N of the folder).
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+}
+
+#[derive(Args)]
+pub struct CaptionClipArgs {
+    /// A folder of frames, or two or more frame files in order.
+    #[arg(required = true)]
+    pub frames: Vec<PathBuf>,
+    #[arg(long)]
+    pub model: PathBuf,
+    /// Play the clip backwards.
+    #[arg(long)]
+    pub reversed: bool,
+    #[command(flatten)]
+    pub decode: DecodeArgs,
 }
 
 #[derive(Args)]

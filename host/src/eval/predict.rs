@@ -217,6 +217,20 @@ pub trait Predictor {
     }
     fn captions(&self, store: &ImageStore, indices: &[usize], opts: DecodeOptions) -> Result<Vec<String>>;
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>>;
+    /// Frames a clip is read as, for a model that captions clips.
+    fn clip_frames(&self) -> Option<usize> {
+        None
+    }
+    /// A caption for each clip, given as the store indices of its frames in order
+    /// ([`clip_frames`](Self::clip_frames) of them).
+    fn clip_captions(
+        &self,
+        _store: &ImageStore,
+        _clips: &[Vec<usize>],
+        _opts: DecodeOptions,
+    ) -> Result<Vec<String>> {
+        Err(no_clip_model())
+    }
     fn text_embeddings(&self, texts: &[String]) -> Result<Vec<Vec<f32>>>;
     /// The beam search the model folder asks for, when it says.
     fn decoding(&self) -> Option<DecodeOptions> {
@@ -238,6 +252,43 @@ pub trait Predictor {
             )),
         }
     }
+}
+
+pub(crate) fn no_clip_model() -> Error {
+    Error::Invalid(
+        "this model captions single images, not clips: fine-tune it with `edgevlm finetune clip-caption`"
+            .into(),
+    )
+}
+
+/// A caption for each clip (the store indices of its frames, in order).
+pub fn clip_captions(
+    saved: &SavedModel,
+    store: &ImageStore,
+    clips: &[Vec<usize>],
+    opts: DecodeOptions,
+    device: &Device,
+) -> Result<Vec<String>> {
+    let model = saved.model.valid();
+    let frames = model.temporal.as_ref().ok_or_else(no_clip_model)?.frames();
+    if let Some(clip) = clips.iter().find(|c| c.len() != frames) {
+        return Err(Error::Invalid(format!(
+            "a clip of {} frames; this model reads {frames}",
+            clip.len()
+        )));
+    }
+    let tokenizer = saved.meta.caption_tokenizer();
+    let special = tokenizer.special_ids();
+    let mut out = Vec::with_capacity(clips.len());
+    // A batch of whole clips holds about as many frames as a batch of images.
+    for chunk in clips.chunks((BATCH / frames).max(1)) {
+        let indices: Vec<usize> = chunk.iter().flatten().copied().collect();
+        let memory = model.encode_clip(images(store, &indices, device));
+        for ids in model.decoder.generate(memory, special.cls, special.sep, opts) {
+            out.push(tokenizer.decode(&ids)?);
+        }
+    }
+    Ok(out)
 }
 
 /// The trained burn model.
@@ -293,6 +344,17 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
     }
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
         image_embeddings(self.saved.borrow(), store, indices, &self.device)
+    }
+    fn clip_frames(&self) -> Option<usize> {
+        self.saved.borrow().model.temporal.as_ref().map(|t| t.frames())
+    }
+    fn clip_captions(
+        &self,
+        store: &ImageStore,
+        clips: &[Vec<usize>],
+        opts: DecodeOptions,
+    ) -> Result<Vec<String>> {
+        clip_captions(self.saved.borrow(), store, clips, opts, &self.device)
     }
     fn text_embeddings(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
         text_embeddings(self.saved.borrow(), texts, &self.device)

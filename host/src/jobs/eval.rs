@@ -6,7 +6,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use burn::tensor::Device;
-use edgevlm::eval::{dialog, explain, reasoning, tasks};
+use edgevlm::eval::{clips, dialog, explain, reasoning, tasks};
 
 use super::inference::{decoding, load_any};
 use crate::cli::{self, EvalTask as Task};
@@ -25,6 +25,7 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
         Task::Dialog => "dialog",
         Task::Retrieval => "retrieval",
         Task::Pointing => "pointing",
+        Task::ClipCaption => "clip-caption",
     };
     let report_path: PathBuf = a.report.clone().unwrap_or_else(|| {
         let file = match split {
@@ -139,6 +140,32 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
             );
             for (kind, rate) in &r.per_kind {
                 println!("  {kind:<22} {rate:.1}%");
+            }
+            serde_json::to_string_pretty(&r)?
+        }
+        Task::ClipCaption => {
+            let r = clips::clip_caption(model, &a.data.data, opts)?;
+            println!("clips      {} ({} frames each)", r.clips, r.frames);
+            for (n, b) in r.bleu.iter().enumerate() {
+                println!("BLEU-{}     {b:.1}", n + 1);
+            }
+            println!("CIDEr-D    {:.1}", r.cider_d);
+            for (kind, rate) in &r.event_told {
+                println!("event told {kind:<11} {rate:.1}%");
+            }
+            if let Some(rev) = &r.reversed {
+                println!(
+                    "reversed   {} clips: caption changed {:.1}%, tells the opposite event {:.1}%",
+                    rev.clips, rev.changed, rev.opposite_told
+                );
+            }
+            for e in r.examples.iter().take(3) {
+                println!(
+                    "  {} -> {} (reversed: {})",
+                    e.clip,
+                    e.caption,
+                    e.reversed.as_deref().unwrap_or("-")
+                );
             }
             serde_json::to_string_pretty(&r)?
         }

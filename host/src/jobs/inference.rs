@@ -24,6 +24,21 @@ pub fn caption(a: CaptionArgs) -> Result<()> {
     Ok(())
 }
 
+pub fn caption_clip(a: cli::CaptionClipArgs) -> Result<()> {
+    let device = Device::flex();
+    let mut model = load_any(&a.model, &device)?;
+    // Greedy unless asked: as the board decodes a bundle without settings.
+    let opts = decoding(&a.decode, model.as_mut(), 1)?;
+    let mut frames = a.frames;
+    if a.reversed {
+        frames = edgevlm::data::clips::frame_paths(&frames)?;
+        frames.reverse();
+    }
+    let (caption, _) = edgevlm::eval::clips::caption_frames(model.as_ref(), &frames, opts)?;
+    println!("{caption}");
+    Ok(())
+}
+
 pub fn ask(a: AskArgs) -> Result<()> {
     let device = Device::flex();
     let model = load_predictor(&a.model, &device)?;

@@ -14,6 +14,7 @@ use super::grid::GridEncoderConfig;
 use super::heads::{ItcHeadConfig, MimHead, MlmHead};
 use super::image_tower::{ImageAdapter, ImageTowerConfig};
 use super::spatial::SpatialVqaConfig;
+use super::temporal::TemporalConfig;
 use super::vit::VitConfig;
 use super::vlm::EdgeVlm;
 
@@ -87,6 +88,10 @@ pub struct EdgeVlmConfig {
     /// decoder's `max_len` (one tokenizer for both).
     #[config(default = "None")]
     pub text_max_len: Option<usize>,
+    /// The temporal encoder that lets the decoder caption clips (`finetune
+    /// clip-caption` adds it).
+    #[config(default = "None")]
+    pub temporal: Option<TemporalConfig>,
 }
 
 impl EdgeVlmConfig {
@@ -219,6 +224,7 @@ impl EdgeVlmConfig {
             grid: self.grid.as_ref().map(|grid| grid.init(device)),
             spatial_mlm: (self.spatial_mlm && self.grid.is_some())
                 .then(|| self.spatial_vqa_with(self.text.vocab_size).init(device)),
+            temporal: self.temporal.as_ref().map(|temporal| temporal.init(device)),
             vqa: None,
             spatial_vqa: None,
             text_pooling: self.text_pooling,
@@ -226,6 +232,11 @@ impl EdgeVlmConfig {
         }
         .with_vqa_heads(self, device)
         .locked(self)
+    }
+
+    /// A temporal encoder that fits this model: clips of `frames` frames.
+    pub fn default_temporal(&self, frames: usize) -> TemporalConfig {
+        TemporalConfig::new(self.d_image()).with_frames(frames)
     }
 
     /// A grid encoder that fits this model: the images' size, the image tokens' width.

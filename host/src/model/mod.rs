@@ -21,6 +21,7 @@ pub mod params;
 pub mod pretrained;
 pub mod saved;
 pub mod spatial;
+pub mod temporal;
 pub mod vit;
 pub mod vlm;
 pub mod weights;

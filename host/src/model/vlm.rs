@@ -14,6 +14,7 @@ use super::grid::GridEncoder;
 use super::heads::{sentence_embedding, ItcHead, MimHead, MlmHead, VqaHead};
 use super::image_tower::{ImageAdapter, ImageTower};
 use super::spatial::SpatialVqa;
+use super::temporal::TemporalEncoder;
 
 #[derive(Module, Debug)]
 pub struct EdgeVlm {
@@ -31,6 +32,7 @@ pub struct EdgeVlm {
     pub spatial_mlm: Option<SpatialVqa>,
     pub vqa: Option<VqaHead>,
     pub spatial_vqa: Option<SpatialVqa>,
+    pub temporal: Option<TemporalEncoder>,
     #[module(skip)]
     pub text_pooling: TextPooling,
     /// See [`EdgeVlmConfig::vqa_question_only`].
@@ -101,6 +103,32 @@ impl EdgeVlm {
         }
         self.vqa_question_only = config.vqa_question_only;
         self
+    }
+
+    /// The temporal encoder `config` names, fresh when the model has none.
+    pub fn with_temporal(mut self, config: &EdgeVlmConfig, device: &Device) -> Self {
+        if self.temporal.is_none() {
+            self.temporal = config.temporal.as_ref().map(|temporal| temporal.init(device));
+        }
+        self
+    }
+
+    /// A batch of clips' frames `[clips * frames, 3, s, s]` (each clip's frames in
+    /// order) → the memory the decoder reads `[clips, frames * n, d_image]`.
+    ///
+    /// Panics if the model has no temporal encoder.
+    pub fn encode_clip(&self, frames: Tensor<4>) -> Tensor<3> {
+        self.clip_memory(self.encode_image(frames))
+    }
+
+    /// [`Self::encode_clip`] from the frames' image tokens `[clips * frames, n, d_image]`.
+    ///
+    /// Panics if the model has no temporal encoder.
+    pub fn clip_memory(&self, frame_tokens: Tensor<3>) -> Tensor<3> {
+        self.temporal
+            .as_ref()
+            .expect("model has no temporal encoder: fine-tune it with `finetune clip-caption` first")
+            .forward(frame_tokens)
     }
 
     /// The towers locked as `config` asks: their weights stay as loaded.

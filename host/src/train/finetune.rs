@@ -8,12 +8,13 @@ use burn::config::Config;
 use burn::tensor::Device;
 
 use super::calibration::recalibrate_grid;
+use super::clips;
 use super::config::TrainConfig;
 use super::locked_vqa;
 use super::steps;
 use super::tasks::{answer_vocabulary, pair_set, question_set};
 use super::trainer::{fit, fit_then, Fit, Flow};
-use crate::data::Format;
+use crate::data::{self, Format};
 use crate::data::{datasets, dialogs};
 use crate::error::{Error, Result};
 use crate::features::towers::Towers;
@@ -29,6 +30,9 @@ pub enum Task {
     /// Dialog rounds: each question read with the dialog's earlier rounds.
     Dialog,
     Retrieval,
+    /// Clips (`clips.jsonl`): a temporal encoder over the frames' image tokens,
+    /// read by the caption decoder.
+    ClipCaption,
 }
 
 pub struct FinetuneJob {
@@ -71,6 +75,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
         Task::Reasoning => "reasoning",
         Task::Dialog => "dialog",
         Task::Retrieval => "retrieval",
+        Task::ClipCaption => "clip-caption",
     };
     // Fresh weights (a scratch model, a new head) come from the seed.
     device.seed(job.train.seed);
@@ -91,6 +96,39 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
         quiet: job.quiet,
     };
     match job.task {
+        Task::ClipCaption => {
+            let records = data::clips::read(&job.data)?;
+            // A clip model keeps its frame count; a new one reads clips as the data has them.
+            let frames = config
+                .temporal
+                .as_ref()
+                .map_or(records[0].frames.len(), |temporal| temporal.frames);
+            if config.temporal.is_none() {
+                config.temporal = Some(config.default_temporal(frames));
+            }
+            let model = start(&meta.config)?.with_temporal(&config, device);
+            let set = clips::clip_set(&records, frames, meta.caption_tokenizer(), &preprocess)?;
+            if set.unknown_tokens > 0 {
+                eprintln!(
+                    "warning: the captions hold {} word(s) the model's vocabulary lacks ([UNK]); \
+                     pretrain on data with the clips beside it (`data synth --clips`)",
+                    set.unknown_tokens
+                );
+            }
+            save_meta(&job.out, &saved_meta(&config, &answers))?;
+            job.train
+                .save(&train_path)
+                .map_err(|e| Error::io(&train_path, e))?;
+            let len = set.items.len();
+            fit(
+                fit_args(label),
+                model,
+                set,
+                len,
+                |m, b, _| clips::step(m, b, device),
+                |_, _| Ok(Flow::Continue),
+            )
+        }
         Task::Vqa | Task::Reasoning | Task::Dialog => {
             let records = match job.task {
                 Task::Reasoning => datasets::statements(&job.data, job.split.as_deref())?.records,

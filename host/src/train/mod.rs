@@ -3,6 +3,7 @@
 
 pub mod calibration;
 pub mod checkpoint;
+pub mod clips;
 pub mod config;
 pub mod finetune;
 pub mod locked_vqa;

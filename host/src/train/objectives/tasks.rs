@@ -47,7 +47,19 @@ pub fn caption_loss(
     batch: usize,
     len: usize,
 ) -> Tensor<1> {
-    let device = images.device();
+    caption_loss_from(model, model.encode_image(images), ids, mask, batch, len)
+}
+
+/// [`caption_loss`] over a memory the decoder reads (an image's tokens, a clip's).
+pub fn caption_loss_from(
+    model: &EdgeVlm,
+    image: Tensor<3>,
+    ids: &[u32],
+    mask: &[u32],
+    batch: usize,
+    len: usize,
+) -> Tensor<1> {
+    let device = image.device();
     let inputs: Vec<i64> = (0..batch)
         .flat_map(|b| ids[b * len..b * len + len - 1].iter().map(|&t| t as i64))
         .collect();
@@ -58,7 +70,6 @@ pub fn caption_loss(
         .flat_map(|b| mask[b * len + 1..(b + 1) * len].iter().map(|&m| m as f32))
         .collect();
     let inputs = Tensor::<2, Int>::from_data(TensorData::new(inputs, [batch, len - 1]), &device);
-    let image = model.encode_image(images);
     let logits = model.decoder.forward(inputs, image);
     sequence_cross_entropy(logits, &targets, &weights)
 }
