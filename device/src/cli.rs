@@ -117,6 +117,19 @@ pub enum Command {
         #[command(flatten)]
         search: SearchArgs,
     },
+    /// Caption what happens in a clip: a folder of frames (in name order) or the
+    /// frame files in order (a bundle exported from a clip model).
+    CaptionClip {
+        #[arg(required = true)]
+        frames: Vec<PathBuf>,
+        /// Play the clip backwards.
+        #[arg(long)]
+        reversed: bool,
+        #[command(flatten)]
+        model: ModelArgs,
+        #[command(flatten)]
+        search: SearchArgs,
+    },
     /// Answer a question about an image.
     Ask {
         image: PathBuf,

@@ -33,6 +33,12 @@ fn main() -> Result<()> {
         Command::Start { state, command } => agent::start(&state, command)?,
         Command::Unpack { bundle, out } => bundle::unpack(&bundle, &out)?,
         Command::Caption { image, model, search } => inference::caption(&image, &model, search)?,
+        Command::CaptionClip {
+            frames,
+            reversed,
+            model,
+            search,
+        } => inference::caption_clip(&frames, reversed, &model, search)?,
         Command::Ask {
             image,
             question,

@@ -1,4 +1,4 @@
-//! `edgevlm-device caption`, `ask`, `verify`, `chat`, `match`, `selftest` and `bench`: load a bundle
+//! `edgevlm-device caption`, `caption-clip`, `ask`, `verify`, `chat`, `match`, `selftest` and `bench`: load a bundle
 //! into the runtime and run it on images.
 
 use std::path::{Path, PathBuf};
@@ -7,6 +7,7 @@ use std::time::Instant;
 use anyhow::{bail, Context, Result};
 use edgevlm_device::runtime::Runtime;
 use edgevlm_shared::dialog::{self, Conversation};
+use edgevlm_shared::frames::{frame_paths, sample_frames};
 use edgevlm_shared::preprocess::load_image;
 
 use crate::bench;
@@ -19,6 +20,34 @@ pub fn caption(image: &Path, model: &ModelArgs, search: SearchArgs) -> Result<()
     let caption = runtime.caption_with(&encoded, search.decoding(&runtime))?;
     println!("{caption}");
     eprintln!("{:.1} ms", start.elapsed().as_secs_f64() * 1e3);
+    Ok(())
+}
+
+/// Captions a clip read as the bundle's frame count spread over the given frames.
+pub fn caption_clip(frames: &[PathBuf], reversed: bool, model: &ModelArgs, search: SearchArgs) -> Result<()> {
+    let runtime = load(model)?;
+    let Some(count) = runtime.clip_frames() else {
+        bail!("this bundle captions single images, not clips (export a model fine-tuned with `edgevlm finetune clip-caption`)");
+    };
+    let mut given = frame_paths(frames)?;
+    if reversed {
+        given.reverse();
+    }
+    let start = Instant::now();
+    let encoded = sample_frames(&given, count)
+        .iter()
+        .map(|frame| encode(&runtime, frame))
+        .collect::<Result<Vec<_>>>()?;
+    let tokens: Vec<_> = encoded.iter().map(|e| &e.tokens).collect();
+    let memory = runtime.clip_memory(&tokens)?;
+    let opts = search.decoding(&runtime).search(runtime.manifest.decoder.max_len);
+    println!("{}", runtime.caption_clip(&memory, opts)?);
+    eprintln!(
+        "{:.1} ms ({} frames read of {})",
+        start.elapsed().as_secs_f64() * 1e3,
+        count,
+        given.len()
+    );
     Ok(())
 }
 

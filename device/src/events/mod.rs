@@ -34,6 +34,9 @@ pub struct Latency {
     pub encode_ms: f64,
     pub caption_ms: f64,
     pub questions_ms: f64,
+    /// The clip caption's temporal encoder and decoding (`clip_frames`).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_ms: Option<f64>,
     pub total_ms: f64,
 }
 
@@ -48,6 +51,9 @@ pub struct Event {
     pub trigger_score: Option<f32>,
     pub source: Option<String>,
     pub caption: Option<String>,
+    /// What happened over the last frames (`clip_frames`), when the loop keeps them.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub clip_caption: Option<String>,
     pub answers: Vec<QaResult>,
     pub error: Option<String>,
     pub latency: Latency,

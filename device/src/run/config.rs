@@ -34,6 +34,10 @@ pub struct DeviceConfig {
     /// Caption beam size; without it, the bundle's own decoding (beam and reranking).
     #[serde(default)]
     pub beam: Option<usize>,
+    /// Keep the last N frames' image tokens and caption them as a clip when the
+    /// trigger fires (a clip bundle; every tick then captures and encodes a frame).
+    #[serde(default)]
+    pub clip_frames: Option<usize>,
     pub agent: Option<AgentConfig>,
 }
 
@@ -217,6 +221,15 @@ impl DeviceConfig {
         if let Some(agent) = &mut cfg.agent {
             rebase(&mut agent.state);
             agent.token_file.iter_mut().for_each(rebase);
+        }
+        if let Some(n) = cfg.clip_frames {
+            if !(2..=super::clip::MAX_RING).contains(&n) {
+                anyhow::bail!(
+                    "{}: clip_frames = {n}: expected 2 to {} frames",
+                    path.display(),
+                    super::clip::MAX_RING
+                );
+            }
         }
         if cfg.bundle.is_none() && cfg.agent.is_none() {
             anyhow::bail!(

@@ -3,6 +3,7 @@
 //! failed inference becomes an error event and the loop goes on.
 
 mod asked;
+mod clip;
 mod config;
 mod model;
 
@@ -188,6 +189,21 @@ fn snapshot(cfg: &DeviceConfig, frame: &Frame) -> Option<Vec<u8>> {
         .ok()
 }
 
+/// The bundle's decoding, with the config's beam when it sets one.
+fn decoding(runtime: &Runtime, cfg: &DeviceConfig) -> edgevlm_shared::caption::Decoding {
+    let mut decoding = runtime.decoding();
+    if let Some(beam) = cfg.beam {
+        decoding.beam_size = beam.max(1);
+    }
+    decoding
+}
+
+/// [`decoding`]'s beam search, for clip captions (never reranked: the caption
+/// memory holds captions of single images).
+fn search_options(runtime: &Runtime, cfg: &DeviceConfig) -> edgevlm_shared::search::DecodeOptions {
+    decoding(runtime, cfg).search(runtime.manifest.decoder.max_len)
+}
+
 fn describe(
     runtime: &Runtime,
     cfg: &DeviceConfig,
@@ -198,12 +214,8 @@ fn describe(
     let encoded = runtime.encode_image(&frame.image).map_err(|e| e.to_string())?;
     latency.encode_ms = ms(t);
     let t = Instant::now();
-    let mut decoding = runtime.decoding();
-    if let Some(beam) = cfg.beam {
-        decoding.beam_size = beam.max(1);
-    }
     let caption = runtime
-        .caption_with(&encoded, decoding)
+        .caption_with(&encoded, decoding(runtime, cfg))
         .map_err(|e| e.to_string())?;
     latency.caption_ms = ms(t);
     let t = Instant::now();
@@ -229,12 +241,12 @@ pub struct Limits {
 }
 
 /// Counts the frames a camera gives.
-struct Counted {
-    camera: Box<dyn Camera>,
+struct Counted<'r> {
+    camera: clip::Ringed<'r>,
     frames: u64,
 }
 
-impl Camera for Counted {
+impl Camera for Counted<'_> {
     fn capture(&mut self) -> Result<Option<Frame>, crate::camera::CameraError> {
         let frame = self.camera.capture()?;
         self.frames += u64::from(frame.is_some());
@@ -254,8 +266,19 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
     };
     let (runtime, mut embeddings) = model::load(cfg, &phrases)?;
     crate::runtime::keep_blocks_for_reuse();
+    let ring = match cfg.clip_frames {
+        None => None,
+        Some(_) if runtime.clip_frames().is_none() => anyhow::bail!(
+            "clip_frames is set, but the bundle captions single images, not clips (export a model \
+             fine-tuned with `edgevlm finetune clip-caption`)"
+        ),
+        Some(n) => Some((clip::ClipRing::new(n), &runtime)),
+    };
     let mut camera = Counted {
-        camera: camera(&cfg.camera)?,
+        camera: clip::Ringed {
+            camera: camera(&cfg.camera)?,
+            ring,
+        },
         frames: 0,
     };
     let mut gate = gate(cfg, embeddings.pop())?;
@@ -275,6 +298,12 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
             sinks.answer(&answered)?;
         }
         let mut latency = Latency::default();
+        // The clip needs every tick's frame; these gates capture only when they fire.
+        if camera.camera.ring.is_some() && matches!(gate, Gate::Interval(_) | Gate::Button(_)) {
+            if let Err(e) = camera.capture() {
+                eprintln!("run: clip ring: {e}");
+            }
+        }
         let Some(captured) = poll(&mut gate, &mut camera, &runtime) else {
             std::thread::sleep(Duration::from_millis(cfg.tick_ms).saturating_sub(tick.elapsed()));
             continue;
@@ -289,6 +318,22 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
                 snapshot(cfg, &frame),
             ),
             Err(e) => (None, None, Err(e), None),
+        };
+        let clip_caption = match (&result, &camera.camera.ring) {
+            (Ok(_), Some((ring, runtime))) => {
+                let t = Instant::now();
+                let caption = ring.caption(runtime, search_options(runtime, cfg));
+                latency.clip_ms = Some(ms(t));
+                match caption {
+                    Some(Ok(caption)) => Some(caption),
+                    Some(Err(e)) => {
+                        eprintln!("run: clip caption: {e}");
+                        None
+                    }
+                    None => None,
+                }
+            }
+            _ => None,
         };
         latency.total_ms = ms(tick);
         // Saved and published before the event, so whoever the event wakes finds it.
@@ -312,6 +357,7 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
             trigger_score: score,
             source,
             caption,
+            clip_caption,
             answers,
             error,
             latency,

@@ -6,11 +6,14 @@ use edgevlm_shared::bundle::io;
 use edgevlm_shared::search::{log_softmax, NextToken};
 use tract_onnx::prelude::*;
 
-use super::{output, run, shape_error, to_vec, EncodedImage, Result, Runtime};
+use super::{output, run, shape_error, to_vec, EncodedImage, Plan, Result, Runtime};
 
 pub struct CachedDecoder<'a> {
     runtime: &'a Runtime,
-    image: &'a EncodedImage,
+    /// The memory the decoder reads: an image's tokens or a clip's.
+    memory: &'a Tensor,
+    prefix: (&'a Plan, &'static str),
+    step: (&'a Plan, &'static str),
     /// Per layer (keys, values), `[rows, heads, len, d_head]`.
     cache: Vec<(Tensor, Tensor)>,
 }
@@ -43,17 +46,39 @@ fn last_positions<'l>(logits: &'l [f32], rows: usize, vocab: usize, graph: &str)
 }
 
 impl<'a> CachedDecoder<'a> {
+    /// The image decoders over an image's tokens.
     pub fn new(runtime: &'a Runtime, image: &'a EncodedImage) -> Self {
+        Self::over(
+            runtime,
+            &image.tokens,
+            &runtime.decoder,
+            &runtime.decoder_step,
+            io::CAPTION_DECODER,
+            io::CAPTION_STEP,
+        )
+    }
+
+    /// The decoder graphs `prefix` and `step` (named for errors) over `memory`.
+    pub fn over(
+        runtime: &'a Runtime,
+        memory: &'a Tensor,
+        prefix: &'a Plan,
+        step: &'a Plan,
+        prefix_name: &'static str,
+        step_name: &'static str,
+    ) -> Self {
         Self {
             runtime,
-            image,
+            memory,
+            prefix: (prefix, prefix_name),
+            step: (step, step_name),
             cache: Vec::new(),
         }
     }
 
-    /// The image tokens `[1, n, d]`: the graphs broadcast them over the rows.
+    /// The memory `[1, n, d]`: the graphs broadcast it over the rows.
     fn image_rows(&self, _rows: usize, _graph: &str) -> Result<Tensor> {
-        Ok(self.image.tokens.clone())
+        Ok(self.memory.clone())
     }
 
     /// Log-probabilities of the last position of each row of `logits` `[rows, len, vocab]`.
@@ -86,16 +111,16 @@ impl NextToken for CachedDecoder<'_> {
         let rows = prefixes.len();
         match parents {
             None => {
-                let graph = io::CAPTION_DECODER;
+                let (plan, graph) = self.prefix;
                 let len = prefixes[0].len();
                 let ids: Vec<i64> = prefixes.iter().flatten().map(|&t| t as i64).collect();
                 let ids = Tensor::from_shape(&[rows, len], &ids).map_err(|e| shape_error(graph, e))?;
                 let image = self.image_rows(rows, graph)?;
-                let out = run(&self.runtime.decoder, graph, tvec!(image.into(), ids.into()))?;
+                let out = run(plan, graph, tvec!(image.into(), ids.into()))?;
                 self.last_log_probs(out, rows, graph)
             }
             Some(parents) => {
-                let graph = io::CAPTION_STEP;
+                let (plan, graph) = self.step;
                 let identity = parents.len() == self.cache.first().map_or(0, |c| c.0.shape()[0])
                     && parents.iter().enumerate().all(|(i, &p)| i == p);
                 let mut inputs: TVec<TValue> = tvec!();
@@ -121,7 +146,7 @@ impl NextToken for CachedDecoder<'_> {
                     inputs.push(k.into());
                     inputs.push(v.into());
                 }
-                let out = run(&self.runtime.decoder_step, graph, inputs)?;
+                let out = run(plan, graph, inputs)?;
                 self.last_log_probs(out, rows, graph)
             }
         }

@@ -13,7 +13,7 @@ use edgevlm_shared::TextTokenizer;
 use tract_onnx::prelude::*;
 
 use super::text::TextEncoder;
-use super::{Plan, Result, Runtime, RuntimeError, VqaPlan};
+use super::{clip, Plan, Result, Runtime, RuntimeError, VqaPlan};
 
 /// Parses, optimizes and readies one graph. A `pinned` shape fixes the first input
 /// (the batch of one image the runtime always feeds), so tract picks its kernels
@@ -188,12 +188,25 @@ impl Runtime {
         let image_encoder = source.load_plan(io::IMAGE_ENCODER, Some(&[1, 3, side, side]))?;
         let decoder = source.load_plan(io::CAPTION_DECODER, None)?;
         let decoder_step = source.load_plan(io::CAPTION_STEP, None)?;
+        let clip = if source.bundle().has_file(&io::graph_file(io::TEMPORAL)) {
+            let temporal = source.load_plan(io::TEMPORAL, None)?;
+            let frames = clip::frames_of(&temporal, &origin)?;
+            Some(clip::ClipPlans {
+                temporal,
+                decoder: source.load_plan(io::CLIP_DECODER, None)?,
+                step: source.load_plan(io::CLIP_STEP, None)?,
+                frames,
+            })
+        } else {
+            None
+        };
         Ok(Self {
             image_encoder,
             text_encoder: Mutex::new(text_graph),
             vqa,
             decoder,
             decoder_step,
+            clip,
             origin,
             manifest,
             tokenizer,

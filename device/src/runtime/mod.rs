@@ -2,6 +2,7 @@
 //! runnable tract plans, plus the tokenizer, preprocessing and answer vocabulary
 //! that came with them.
 
+mod clip;
 mod decode;
 mod error;
 mod load;
@@ -47,6 +48,8 @@ pub struct Runtime {
     vqa: Option<VqaPlan>,
     decoder: Plan,
     decoder_step: Plan,
+    /// Clip bundles' temporal graph and clip decoders.
+    clip: Option<clip::ClipPlans>,
     selftest_image: Option<Vec<u8>>,
 }
 

@@ -89,6 +89,28 @@ impl Predictor for BundlePredictor {
             .map(|&i| Ok(self.encode(store, i)?.embedding))
             .collect()
     }
+    fn clip_frames(&self) -> Option<usize> {
+        self.runtime.clip_frames()
+    }
+    fn clip_captions(
+        &self,
+        store: &ImageStore,
+        clips: &[Vec<usize>],
+        opts: DecodeOptions,
+    ) -> crate::error::Result<Vec<String>> {
+        clips
+            .iter()
+            .map(|frames| {
+                let encoded = frames
+                    .iter()
+                    .map(|&i| self.encode(store, i))
+                    .collect::<crate::error::Result<Vec<_>>>()?;
+                let tokens: Vec<_> = encoded.iter().map(|e| &e.tokens).collect();
+                let memory = self.runtime.clip_memory(&tokens).map_err(runtime_err)?;
+                self.runtime.caption_clip(&memory, opts).map_err(runtime_err)
+            })
+            .collect()
+    }
     fn decoding(&self) -> Option<DecodeOptions> {
         self.runtime
             .manifest

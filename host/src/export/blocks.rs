@@ -27,6 +27,7 @@ pub mod eps {
     pub const GRID: f32 = 1e-5;
     /// The real-photo model's projection of tower tokens.
     pub const TOKENS: f32 = 1e-5;
+    pub const TEMPORAL: f32 = 1e-5;
 }
 
 /// A parameter's values and shape.

@@ -169,8 +169,15 @@ fn tokens_input(g: &mut GraphBuilder, shape: TokenShape) -> String {
 /// Image tokens + a prefix `[n, len]` → next-token logits at every position
 /// `[n, len, vocab]` and each layer's self-attention keys/values (the cache for
 /// [`caption_decoder_step`]).
-pub fn caption_decoder(decoder: &CaptionDecoder, image: TokenShape, weights: WeightFormat) -> ModelProto {
-    let mut g = GraphBuilder::new(io::CAPTION_DECODER, weights);
+///
+/// `name` is [`io::CAPTION_DECODER`], or [`io::CLIP_DECODER`] over a clip's memory.
+pub fn caption_decoder(
+    name: &str,
+    decoder: &CaptionDecoder,
+    image: TokenShape,
+    weights: WeightFormat,
+) -> ModelProto {
+    let mut g = GraphBuilder::new(name, weights);
     let image = decoder_tokens_input(&mut g, image);
     let ids = g.input_i64(io::IDS, &[N, LEN]);
     let (logits, cache) =
@@ -186,12 +193,15 @@ pub fn caption_decoder(decoder: &CaptionDecoder, image: TokenShape, weights: Wei
 /// One decoding step with the KV cache: image tokens, the newest token `[n, 1]`,
 /// its position `[1]` and the cached keys/values `[n, heads, past, d_head]` →
 /// logits `[n, 1, vocab]` and the extended cache.
+///
+/// `name` is [`io::CAPTION_STEP`], or [`io::CLIP_STEP`] over a clip's memory.
 pub fn caption_decoder_step(
+    name: &str,
     decoder: &CaptionDecoder,
     image: TokenShape,
     weights: WeightFormat,
 ) -> ModelProto {
-    let mut g = GraphBuilder::new(io::CAPTION_STEP, weights);
+    let mut g = GraphBuilder::new(name, weights);
     let image = decoder_tokens_input(&mut g, image);
     let ids = g.input_i64(io::IDS, &[N, Dim::Fixed(1)]);
     let position = g.input_i64(io::POSITION, &[Dim::Fixed(1)]);
@@ -220,4 +230,38 @@ pub fn caption_decoder_step(
         g.output(v, &io::present_value(i), &cache_dims(decoder, grown.clone()));
     }
     g.finish()
+}
+
+/// A clip's frame tokens `[frames, n, d]` (the image encoder's, frame by frame) →
+/// the memory the clip decoders read `[1, frames * n, d]`; `None` when the model
+/// has no temporal encoder. Mirrors [`crate::model::temporal::TemporalEncoder::forward`].
+pub fn temporal(model: &EdgeVlm, tokens: TokenShape, weights: WeightFormat) -> Option<ModelProto> {
+    let temporal = model.temporal.as_ref()?;
+    let (frames, [n, d]) = (temporal.frames(), tokens);
+    let mut g = GraphBuilder::new(io::TEMPORAL, weights);
+    let x = g.input_f32(
+        io::IMAGE_TOKENS,
+        &[Dim::Fixed(frames), Dim::Fixed(n), Dim::Fixed(d)],
+    );
+    let (position, _) = blocks::values(&temporal.frame_embedding.weight);
+    let position = g.constant("frame_position", &position, &[frames, 1, d]);
+    let x = g.add(&x, &position);
+    // One sequence over time per token position: [n, frames, d].
+    let mut x = g.transpose(&x, &[1, 0, 2]);
+    for layer in &temporal.layers {
+        let h = blocks::layer_norm(&mut g, &x, &layer.attention_norm, blocks::eps::TEMPORAL);
+        let attended = blocks::attention(&mut g, &h, &h, None, &layer.attention);
+        x = g.add(&x, &attended);
+        let h = blocks::layer_norm(&mut g, &x, &layer.ff_norm, blocks::eps::TEMPORAL);
+        let fed = blocks::feed_forward(&mut g, &h, &layer.feed_forward);
+        x = g.add(&x, &fed);
+    }
+    let x = g.transpose(&x, &[1, 0, 2]);
+    let memory = g.reshape(&x, &[1, -1, d as i64]);
+    g.output(
+        &memory,
+        io::CLIP_MEMORY,
+        &[Dim::Fixed(1), Dim::Fixed(frames * n), Dim::Fixed(d)],
+    );
+    Some(g.finish())
 }

@@ -129,15 +129,27 @@ pub fn build_graphs(source: &ModelSource, weights: WeightFormat) -> Vec<(&'stati
         (io::TEXT_ENCODER, graphs::text_encoder(model, weights)),
         (
             io::CAPTION_DECODER,
-            graphs::caption_decoder(decoder, tokens, weights),
+            graphs::caption_decoder(io::CAPTION_DECODER, decoder, tokens, weights),
         ),
         (
             io::CAPTION_STEP,
-            graphs::caption_decoder_step(decoder, tokens, weights),
+            graphs::caption_decoder_step(io::CAPTION_STEP, decoder, tokens, weights),
         ),
     ];
     if let Some(vqa) = graphs::vqa(model, tokens, size, weights) {
         out.push((io::VQA, vqa));
+    }
+    if let (Some(temporal), Some(graph)) = (&model.temporal, graphs::temporal(model, tokens, weights)) {
+        let memory = [temporal.frames() * tokens[0], tokens[1]];
+        out.push((io::TEMPORAL, graph));
+        out.push((
+            io::CLIP_DECODER,
+            graphs::caption_decoder(io::CLIP_DECODER, decoder, memory, weights),
+        ));
+        out.push((
+            io::CLIP_STEP,
+            graphs::caption_decoder_step(io::CLIP_STEP, decoder, memory, weights),
+        ));
     }
     out.into_iter()
         .map(|(name, g)| (name, g.encode_to_vec()))

@@ -170,13 +170,23 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
     let logits = m.decoder.forward(ids.clone(), tokens.clone().expand([2, n, d]));
     let vocab = logits.dims()[2];
     let full = run(
-        graphs::caption_decoder(&m.decoder, graphs::token_shape(&m, 16), weights),
+        graphs::caption_decoder(
+            io::CAPTION_DECODER,
+            &m.decoder,
+            graphs::token_shape(&m, 16),
+            weights,
+        ),
         vec![f32_tensor(&tokens), t_ids.clone()],
     );
     check("decoder logits", &full[0], logits.clone().reshape([2, 5 * vocab]));
     let prefix = TractTensor::from_shape(&[2, 2], &[IDS[0], IDS[1], IDS[5], IDS[6]]).unwrap();
     let mut cache: Vec<Vec<f32>> = run(
-        graphs::caption_decoder(&m.decoder, graphs::token_shape(&m, 16), weights),
+        graphs::caption_decoder(
+            io::CAPTION_DECODER,
+            &m.decoder,
+            graphs::token_shape(&m, 16),
+            weights,
+        ),
         vec![f32_tensor(&tokens), prefix],
     )
     .split_off(1);
@@ -193,7 +203,7 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
             inputs.push(TractTensor::from_shape(&[2, a.heads(), position, a.d_head()], c).unwrap());
         }
         let mut out = run(
-            graphs::caption_decoder_step(&m.decoder, graphs::token_shape(&m, 16), weights),
+            graphs::caption_decoder_step(io::CAPTION_STEP, &m.decoder, graphs::token_shape(&m, 16), weights),
             inputs,
         );
         let expected = logits.clone().narrow(1, position, 1).reshape([2, vocab]);
@@ -295,7 +305,12 @@ fn int8_embedding_rows_equal_the_dequantized_table_rows() {
 fn graph_names_are_the_shared_ones() {
     let device = Device::flex();
     let m = model(FusionKind::CrossAttention, &device);
-    let g = graphs::caption_decoder_step(&m.decoder, graphs::token_shape(&m, 16), WeightFormat::F32);
+    let g = graphs::caption_decoder_step(
+        io::CAPTION_STEP,
+        &m.decoder,
+        graphs::token_shape(&m, 16),
+        WeightFormat::F32,
+    );
     let graph = g.graph.unwrap();
     let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
     assert_eq!(
@@ -312,3 +327,24 @@ fn graph_names_are_the_shared_ones() {
 }
 
 mod photo;
+
+/// The temporal graph gives burn's clip memory (f32 within 1e-4), frames in order.
+#[test]
+fn the_temporal_graph_matches_burn() {
+    let device = Device::flex();
+    let mut m = model(FusionKind::CrossAttention, &device);
+    let mut cfg = EdgeVlmConfig::tiny(30);
+    cfg.temporal = Some(cfg.default_temporal(4).with_heads(2).with_layers(2));
+    m = m.with_temporal(&cfg, &device);
+    let [n, d] = graphs::token_shape(&m, 16);
+    let frames = Tensor::<3>::random([4, n, d], Distribution::Normal(0.0, 1.0), &device);
+    let graph = graphs::temporal(&m, [n, d], WeightFormat::F32).expect("a temporal graph");
+    let out = run(graph, vec![f32_tensor(&frames)]);
+    let expected = burn_values(m.clip_memory(frames));
+    assert_eq!(out[0].len(), 4 * n * d);
+    assert!(
+        max_diff(&out[0], &expected) < 1e-4,
+        "{}",
+        max_diff(&out[0], &expected)
+    );
+}

@@ -6,11 +6,17 @@ pub const TEXT_ENCODER: &str = "text_encoder";
 pub const VQA: &str = "vqa";
 pub const CAPTION_DECODER: &str = "caption_decoder";
 pub const CAPTION_STEP: &str = "caption_decoder_step";
+/// Clip bundles: the temporal encoder, and the caption decoders over its memory.
+pub const TEMPORAL: &str = "temporal";
+pub const CLIP_DECODER: &str = "clip_decoder";
+pub const CLIP_STEP: &str = "clip_decoder_step";
 
 /// `[n, 3, s, s]` f32, preprocessed by `preprocess_image`.
 pub const IMAGE: &str = "image";
 /// `[n, 1 + patches, d]` f32.
 pub const IMAGE_TOKENS: &str = "image_tokens";
+/// `[1, frames * n, d]` f32: a clip's memory, frame by frame.
+pub const CLIP_MEMORY: &str = "clip_memory";
 /// `[n, d_embed]` f32, unit length.
 pub const EMBEDDING: &str = "embedding";
 /// `[n, len]` int64 token ids.

@@ -4,6 +4,7 @@
 use std::path::PathBuf;
 
 use burn::tensor::{Device, Distribution, Tensor, TensorData};
+use edgevlm_shared::bundle::io;
 use tract_onnx::prelude::Tensor as TractTensor;
 
 use super::{burn_values, f32_tensor, max_diff, run};
@@ -119,7 +120,7 @@ fn check_photo_graphs(weights: WeightFormat, tolerance: f32) {
         .decoder
         .forward(prefix_ids, tokens.clone().expand([2, n, d]));
     let out = run(
-        graphs::caption_decoder(&model.decoder, [3 * 3, 32], weights),
+        graphs::caption_decoder(io::CAPTION_DECODER, &model.decoder, [3 * 3, 32], weights),
         vec![
             f32_tensor(&tokens),
             TractTensor::from_shape(&[2, 4], &prefix.repeat(2)).unwrap(),
