@@ -108,12 +108,12 @@ mod tests {
         let memory = temporal.forward(frames.clone());
         assert_eq!(memory.dims(), [2, 20, 16]);
         // The second clip alone gives the same memory as in the batch.
-        let alone = temporal.forward(frames.clone().slice([4..8]));
-        let batch_second = memory.clone().slice([1..2]);
+        let alone = temporal.forward(frames.clone().narrow(0, 4, 4));
+        let batch_second = memory.clone().narrow(0, 1, 1);
         assert!((alone - batch_second).abs().max().into_scalar::<f32>() < 1e-5);
         // Frames in another order are another clip.
         let reversed = Tensor::cat(
-            (0..4).rev().map(|f| frames.clone().slice([f..f + 1])).collect(),
+            (0..4).rev().map(|f| frames.clone().narrow(0, f, 1)).collect(),
             0,
         );
         let back = temporal.forward(reversed);
