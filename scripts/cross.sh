@@ -27,14 +27,17 @@ cargo test -p edgevlm-shared -p edgevlm-device --target "$TARGET" --profile "$PR
 WORK=$(mktemp -d)
 trap 'rm -rf "$WORK"' EXIT
 stamp "training a tiny model and exporting bundles (x86)"
-"$HOST_BIN/edgevlm" data synth --out "$WORK/train" --n 48 --size 32 --seed 21 >/dev/null
-"$HOST_BIN/edgevlm" data synth --out "$WORK/test" --n 1 --size 32 --seed 22 >/dev/null
+"$HOST_BIN/edgevlm" data synth --out "$WORK/train" --n 48 --size 32 --seed 21 --clips 24 --clip-frames 4 >/dev/null
+"$HOST_BIN/edgevlm" data synth --out "$WORK/test" --n 1 --size 32 --seed 22 --clips 1 --clip-frames 4 >/dev/null
 common=(--quiet --batch-size 8 --max-steps 10 --seed 3)
 "$HOST_BIN/edgevlm" pretrain --tiny "${common[@]}" --data "$WORK/train" --out "$WORK/pre" >/dev/null
 "$HOST_BIN/edgevlm" finetune vqa "${common[@]}" --from "$WORK/pre" --data "$WORK/train" --out "$WORK/vqa" >/dev/null
 "$HOST_BIN/edgevlm" finetune caption "${common[@]}" --from "$WORK/vqa" --data "$WORK/train" --out "$WORK/model" >/dev/null
 "$HOST_BIN/edgevlm" export --model "$WORK/model" --out "$WORK/m.bundle" >/dev/null
 "$HOST_BIN/edgevlm" export --model "$WORK/model" --out "$WORK/m8.bundle" --int8 >/dev/null
+"$HOST_BIN/edgevlm" finetune clip-caption "${common[@]}" --freeze vision --from "$WORK/model" --data "$WORK/train" \
+  --out "$WORK/clips" >/dev/null
+"$HOST_BIN/edgevlm" export --model "$WORK/clips" --out "$WORK/clips.bundle" >/dev/null
 for task in reasoning dialog; do
   "$HOST_BIN/edgevlm" finetune "$task" "${common[@]}" --from "$WORK/pre" --data "$WORK/train" --out "$WORK/$task" >/dev/null
   "$HOST_BIN/edgevlm" export --model "$WORK/$task" --out "$WORK/$task.bundle" >/dev/null
@@ -79,6 +82,8 @@ run_both match "$image" "a red circle" "a blue square" --bundle "$WORK/m.bundle"
 run_both verify "$image" "there are more circles than squares" --bundle "$WORK/reasoning.bundle"
 run_both_stdin $'what colour is the leftmost object?\nwhat shape is it?\nwhat colour is the object closest to it?\n' \
   chat "$image" --bundle "$WORK/dialog.bundle"
+run_both caption-clip "$WORK/test/clips/000000" --bundle "$WORK/clips.bundle"
+run_both caption-clip "$WORK/test/clips/000000" --reversed --bundle "$WORK/clips.bundle"
 
 stamp "the run loop under qemu: directory camera, GPIO button on a value file"
 "$HOST_BIN/edgevlm" data synth --out "$WORK/frames" --n 2 --size 32 --seed 23 >/dev/null

@@ -27,6 +27,22 @@ pub struct ModelArgs {
     pub bundle: PathBuf,
 }
 
+/// What `explain` maps: an answer, a similarity to a text (by default the caption),
+/// or the decoder's confidence in a word of a caption.
+#[derive(Args)]
+pub struct ExplainWhat {
+    #[arg(long, conflicts_with_all = ["text", "word"])]
+    pub question: Option<String>,
+    #[arg(long, conflicts_with = "word")]
+    pub text: Option<String>,
+    /// A word of the caption: how sure the decoder is of it.
+    #[arg(long)]
+    pub word: Option<String>,
+    /// The caption `--word` is read in (default: the bundle's own caption).
+    #[arg(long, requires = "word")]
+    pub caption: Option<String>,
+}
+
 /// Caption decoding; what is not given comes from the bundle (the settings its
 /// trainer chose), else greedy search.
 #[derive(Args, Clone, Copy)]
@@ -156,10 +172,8 @@ pub enum Command {
     /// its similarity to a text (by default its own caption), as a PNG.
     Explain {
         image: PathBuf,
-        #[arg(long, conflicts_with = "text")]
-        question: Option<String>,
-        #[arg(long)]
-        text: Option<String>,
+        #[command(flatten)]
+        what: ExplainWhat,
         #[arg(long, default_value = "explain.png")]
         out: PathBuf,
         #[command(flatten)]

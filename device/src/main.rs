@@ -52,11 +52,10 @@ fn main() -> Result<()> {
         Command::Chat { image, model } => inference::chat(&image, &model)?,
         Command::Explain {
             image,
-            question,
-            text,
+            what,
             out,
             model,
-        } => explain::explain(&image, question.as_deref(), text.as_deref(), &out, &model)?,
+        } => explain::explain(&image, &what, &out, &model)?,
         Command::Match { image, texts, model } => inference::match_texts(&image, &texts, &model)?,
         Command::Selftest { model } => inference::selftest(&model)?,
         Command::Bench {

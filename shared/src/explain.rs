@@ -7,6 +7,9 @@
 
 use image::{Rgb, RgbImage};
 
+use crate::error::Error;
+use crate::TextTokenizer;
+
 /// The sliding window: side and step in pixels.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct Occlusion {
@@ -108,6 +111,78 @@ pub fn answer_evidence(probabilities: &[f32], class: usize) -> f32 {
         .filter(|&(i, _)| i != class)
         .fold(0.0f32, |m, (_, &p)| m.max(p));
     ln(own) - ln(runner_up)
+}
+
+/// A word of a caption as the decoder reads it: the caption's ids (`[CLS]`, its
+/// tokens, no `[SEP]`) fed with teacher forcing, and the positions in them of the
+/// tokens that spell the word's first occurrence (each predicted from the one before).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CaptionWord {
+    pub ids: Vec<u32>,
+    pub positions: std::ops::Range<usize>,
+}
+
+impl CaptionWord {
+    /// Finds `word` (case-insensitive, a whole word) in `caption`.
+    pub fn find(tokenizer: &TextTokenizer, caption: &str, word: &str) -> Result<Self, Error> {
+        let pieces = |text: &str| -> Result<Vec<u32>, Error> {
+            let ids = tokenizer.encode(text)?;
+            Ok(ids
+                .get(1..ids.len().saturating_sub(1))
+                .unwrap_or_default()
+                .to_vec())
+        };
+        let target = word.trim().to_lowercase();
+        let mut ids = vec![tokenizer.special_ids().cls];
+        let mut positions = None;
+        for w in caption.split_whitespace() {
+            let start = ids.len();
+            ids.extend(pieces(w)?);
+            let bare = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
+            if positions.is_none() && bare == target && ids.len() > start {
+                // The word's own pieces, without punctuation glued to it.
+                positions = Some(start..start + pieces(&bare)?.len());
+            }
+        }
+        let positions = positions.ok_or_else(|| Error::Config {
+            field: "word".into(),
+            reason: format!("{word:?} is not a word of the caption {caption:?}"),
+        })?;
+        if positions.end > tokenizer.max_len().saturating_sub(1) {
+            return Err(Error::Config {
+                field: "word".into(),
+                reason: format!(
+                    "{word:?} lies beyond the decoder's {} tokens",
+                    tokenizer.max_len()
+                ),
+            });
+        }
+        Ok(Self { ids, positions })
+    }
+
+    /// The word's log-probability from the caption's teacher-forced token
+    /// log-probabilities (`token_log_probs[i]`: of `ids[i + 1]` after `ids[..=i]`).
+    pub fn log_probability(&self, token_log_probs: &[f32]) -> f32 {
+        self.positions
+            .clone()
+            .map(|p| token_log_probs.get(p - 1).copied().unwrap_or(f32::MIN))
+            .sum()
+    }
+}
+
+/// Log-probabilities of `ids[1..]` under teacher forcing, from next-token logits at
+/// every position (`logits[i]` over the vocabulary, predicting `ids[i + 1]`).
+pub fn teacher_forced(logits: &[&[f32]], ids: &[u32]) -> Vec<f32> {
+    logits
+        .iter()
+        .zip(ids.iter().skip(1))
+        .map(|(row, &next)| {
+            crate::search::log_softmax(row)
+                .get(next as usize)
+                .copied()
+                .unwrap_or(f32::MIN)
+        })
+        .collect()
 }
 
 /// The per-channel median colour: the background of a synthetic scene, a neutral
@@ -226,6 +301,49 @@ mod tests {
             "{px},{py}"
         );
         assert!(map.iter().all(|v| (0.0..=1.0).contains(v)));
+    }
+
+    #[test]
+    fn a_caption_word_is_found_whole_and_scored_from_its_own_tokens() {
+        let corpus = ["a red square left of a blue circle."; 20];
+        let cfg = crate::config::TokenizerConfig {
+            vocab_size: 120,
+            min_frequency: 1,
+            max_len: 16,
+            lowercase: true,
+        };
+        let tokenizer = TextTokenizer::train(corpus.iter(), &cfg).unwrap();
+        let caption = "a red square left of a blue circle.";
+        let word = CaptionWord::find(&tokenizer, caption, "Circle").unwrap();
+        let encoded = tokenizer.encode(caption).unwrap();
+        // The caption's ids without [SEP]; the word's pieces exclude the full stop.
+        assert_eq!(word.ids, encoded[..encoded.len() - 1]);
+        let circle = tokenizer.encode("circle").unwrap();
+        assert_eq!(word.positions.len(), circle.len() - 2);
+        assert_eq!(word.ids[word.positions.clone()], circle[1..circle.len() - 1]);
+        // Only the word's tokens count, each read from the position before it.
+        let mut log_probs = vec![-9.0; word.ids.len() - 1];
+        for p in word.positions.clone() {
+            log_probs[p - 1] = -0.5;
+        }
+        let expected = -0.5 * word.positions.len() as f32;
+        assert!((word.log_probability(&log_probs) - expected).abs() < 1e-6);
+        // "re" is inside "red", not a word of the caption.
+        let missing = CaptionWord::find(&tokenizer, caption, "re").unwrap_err();
+        assert!(
+            missing.to_string().contains("not a word of the caption"),
+            "{missing}"
+        );
+    }
+
+    #[test]
+    fn teacher_forcing_reads_each_next_token() {
+        let logits = [[0.0f32, 2.0, 0.0], [3.0, 0.0, 0.0]];
+        let rows: Vec<&[f32]> = logits.iter().map(|r| &r[..]).collect();
+        let read = teacher_forced(&rows, &[0, 1, 0]);
+        assert_eq!(read.len(), 2);
+        let expected = crate::search::log_softmax(&logits[0])[1];
+        assert!((read[0] - expected).abs() < 1e-6 && read[1] > read[0]);
     }
 
     #[test]

@@ -63,6 +63,26 @@ fn host_and_device_draw_the_same_map_and_the_pointing_game_reports_a_baseline() 
     assert!(a.height() > 256, "a colour bar under the map");
     assert_eq!((a.width(), a.height()), (b.width(), b.height()));
 
+    // The decoder's confidence in a word of a given caption: the same peak too.
+    let word = ["--word", "red", "--caption", "a red square and a blue circle."];
+    let mut args = vec!["explain", image.to_str().unwrap()];
+    args.extend(word);
+    let host = run("edgevlm", &args, &[("--model", &model), ("--out", &host_png)]);
+    let device = run(
+        "edgevlm-device",
+        &args,
+        &[("--bundle", &bundle), ("--out", &device_png)],
+    );
+    assert!(host.contains("log-probability of \"red\""), "{host}");
+    assert!(peak(&host).is_some(), "{host}");
+    assert_eq!(peak(&host), peak(&device), "{host} vs {device}");
+    let mut args = vec!["explain", image.to_str().unwrap(), "--word", "zebra"];
+    args.extend(["--caption", "a red square."]);
+    let refused = output_with_paths("edgevlm", &args, &[("--model", &model), ("--out", &host_png)]);
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("not a word of the caption"), "{stderr}");
+
     let report = root.join("pointing.json");
     run(
         "edgevlm",
@@ -77,4 +97,5 @@ fn host_and_device_draw_the_same_map_and_the_pointing_game_reports_a_baseline() 
         assert!((0.0..=100.0).contains(&v), "{report}");
     }
     assert!(report["per_kind"]["phrase"].is_number(), "{report}");
+    assert!(report["per_kind"]["word:colour"].is_number(), "{report}");
 }

@@ -1,31 +1,30 @@
-//! `edgevlm-device explain`: the occlusion map of an answer or of the similarity
-//! to a text (by default the bundle's own caption), written as a PNG: the same
-//! shared code as `edgevlm explain`, scored by the runtime.
+//! `edgevlm-device explain`: the occlusion map of an answer, of the similarity to a
+//! text (by default the bundle's own caption) or of the decoder's confidence in a
+//! word of a caption, written as a PNG: the same shared code as `edgevlm explain`,
+//! scored by the runtime.
 
 use std::path::Path;
 
 use anyhow::{Context, Result};
 use edgevlm_device::runtime::Runtime;
-use edgevlm_shared::explain::{answer_evidence, occlusion_map, overlay, peak, Occlusion};
+use edgevlm_shared::explain::{answer_evidence, occlusion_map, overlay, peak, CaptionWord, Occlusion};
 use edgevlm_shared::preprocess::{load_image, resize_and_crop};
 use edgevlm_shared::search::log_softmax;
 use image::RgbImage;
 
-use crate::cli::ModelArgs;
+use crate::cli::{ExplainWhat, ModelArgs};
 
-pub fn explain(
-    image: &Path,
-    question: Option<&str>,
-    text: Option<&str>,
-    out: &Path,
-    model: &ModelArgs,
-) -> Result<()> {
+pub fn explain(image: &Path, what: &ExplainWhat, out: &Path, model: &ModelArgs) -> Result<()> {
     let runtime = Runtime::load(&model.bundle)?;
     let photo = load_image(image).with_context(|| format!("reading {}", image.display()))?;
     let seen = resize_and_crop(&photo, runtime.manifest.preprocess.image_size);
     let whole = runtime.encode_image(&seen)?;
-    let (what, (score, map)) = match (question, text) {
-        (Some(q), _) => {
+    let (what, (score, map)) = match (
+        what.question.as_deref(),
+        what.text.as_deref(),
+        what.word.as_deref(),
+    ) {
+        (Some(q), _, _) => {
             let answer = runtime.answer(&whole, q)?;
             let class = runtime
                 .manifest
@@ -47,7 +46,25 @@ pub fn explain(
                 (score, map),
             )
         }
-        (None, text) => {
+        (None, None, Some(word)) => {
+            let caption = match &what.caption {
+                Some(c) => c.clone(),
+                None => runtime.caption_with(&whole, runtime.decoding())?,
+            };
+            let found = CaptionWord::find(&runtime.decoder_tokenizer, &caption, word)?;
+            let confidence = |image: &RgbImage| -> Result<f32> {
+                let log_probs = runtime.token_log_probs(&runtime.encode_image(image)?, &found.ids)?;
+                Ok(found.log_probability(&log_probs))
+            };
+            let scored = occlusion_map(&seen, Occlusion::for_side(seen.width()), 16, |batch| {
+                batch.iter().map(confidence).collect::<Result<Vec<f32>>>()
+            })?;
+            (
+                format!("decoder's log-probability of {word:?} in {caption:?}"),
+                scored,
+            )
+        }
+        (None, text, _) => {
             let text = match text {
                 Some(t) => t.to_string(),
                 None => runtime.caption_with(&whole, runtime.decoding())?,

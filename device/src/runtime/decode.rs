@@ -153,6 +153,40 @@ impl NextToken for CachedDecoder<'_> {
     }
 }
 
+impl Runtime {
+    /// Log-probabilities of `ids[1..]` read with teacher forcing over the image
+    /// (`ids` starts with `[CLS]`; at most the decoder's `max_len` are read): how
+    /// sure the decoder is of each token of a given caption.
+    pub fn token_log_probs(&self, image: &EncodedImage, ids: &[u32]) -> Result<Vec<f32>> {
+        let graph = io::CAPTION_DECODER;
+        let ids = &ids[..ids.len().min(self.manifest.decoder.max_len)];
+        if ids.len() < 2 {
+            return Ok(Vec::new());
+        }
+        let input: Vec<i64> = ids.iter().map(|&t| t as i64).collect();
+        let input = Tensor::from_shape(&[1, ids.len()], &input).map_err(|e| shape_error(graph, e))?;
+        let out = run(
+            &self.decoder,
+            graph,
+            tvec!(image.tokens.clone().into(), input.into()),
+        )?;
+        let logits = to_vec(output(&out, 0, graph)?, graph)?;
+        let vocab = self.manifest.decoder.vocab;
+        if vocab == 0 || logits.len() != ids.len() * vocab {
+            return Err(shape_error(
+                graph,
+                format!(
+                    "logits: expected {} x {vocab} values, got {}",
+                    ids.len(),
+                    logits.len()
+                ),
+            ));
+        }
+        let rows: Vec<&[f32]> = logits.chunks(vocab).collect();
+        Ok(edgevlm_shared::explain::teacher_forced(&rows, ids))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

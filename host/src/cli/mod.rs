@@ -269,7 +269,7 @@ pub enum EvalTask {
     Dialog,
     Retrieval,
     /// The pointing game on synthetic scenes: occlusion maps' peaks inside the
-    /// object an answer or a phrase names.
+    /// object an answer, a phrase or a caption's colour word names.
     Pointing,
     /// Clips (`clips.jsonl`): BLEU, CIDEr-D, events told, and captions of the clips reversed.
     ClipCaption,
@@ -367,8 +367,14 @@ pub struct ExplainArgs {
     #[arg(long, conflicts_with = "text")]
     pub question: Option<String>,
     /// Explain the similarity to this text (a phrase or a word of the caption).
-    #[arg(long)]
+    #[arg(long, conflicts_with = "word")]
     pub text: Option<String>,
+    /// Explain this word of the caption: how sure the decoder is of it.
+    #[arg(long, conflicts_with = "question")]
+    pub word: Option<String>,
+    /// The caption `--word` is read in (default: the model's own caption).
+    #[arg(long, requires = "word")]
+    pub caption: Option<String>,
     /// The PNG to write.
     #[arg(long, default_value = "explain.png")]
     pub out: PathBuf,

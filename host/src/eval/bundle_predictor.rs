@@ -89,6 +89,23 @@ impl Predictor for BundlePredictor {
             .map(|&i| Ok(self.encode(store, i)?.embedding))
             .collect()
     }
+    fn token_log_probs(
+        &self,
+        store: &ImageStore,
+        indices: &[usize],
+        ids: &[u32],
+    ) -> crate::error::Result<Vec<Vec<f32>>> {
+        indices
+            .iter()
+            .map(|&i| {
+                let encoded = self.encode(store, i)?;
+                self.runtime.token_log_probs(&encoded, ids).map_err(runtime_err)
+            })
+            .collect()
+    }
+    fn caption_tokenizer(&self) -> &edgevlm_shared::TextTokenizer {
+        &self.runtime.decoder_tokenizer
+    }
     fn clip_frames(&self) -> Option<usize> {
         self.runtime.clip_frames()
     }

@@ -8,7 +8,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use edgevlm_shared::explain::{answer_evidence, occlusion_map, peak, Occlusion};
+use edgevlm_shared::explain::{answer_evidence, occlusion_map, peak, CaptionWord, Occlusion};
 use edgevlm_shared::preprocess::resize_and_crop;
 use edgevlm_shared::synth::{Object, Scene};
 use image::RgbImage;
@@ -25,6 +25,9 @@ pub enum Target {
     Answer(String),
     /// The image's similarity to this text (a caption, a phrase, a word).
     Text(String),
+    /// How sure the caption decoder is of this word of this caption (its
+    /// log-probability, read with teacher forcing).
+    Word { word: String, caption: String },
 }
 
 pub struct Explanation {
@@ -91,6 +94,19 @@ pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Resu
             };
             (text.clone(), Box::new(scorer))
         }
+        Target::Word { word, caption } => {
+            let found = CaptionWord::find(model.caption_tokenizer(), caption, word)?;
+            let scorer = move |images: &[RgbImage]| -> Result<Vec<f32>> {
+                let store = ImageStore::from_images(images, &cfg);
+                let indices: Vec<usize> = (0..images.len()).collect();
+                Ok(model
+                    .token_log_probs(&store, &indices, &found.ids)?
+                    .iter()
+                    .map(|row| found.log_probability(row))
+                    .collect())
+            };
+            (format!("{word:?} in {caption:?}"), Box::new(scorer))
+        }
     };
     let (score, map) = occlusion_map(&seen, occlusion, CHUNK, score)?;
     Ok(Explanation {
@@ -110,7 +126,7 @@ pub struct PointingReport {
     pub hit_rate: f64,
     /// Hit rate of always pointing at the centre, on the same targets.
     pub centre_baseline: f64,
-    /// Hit rate per kind of target (`answer:<family>`, `phrase`).
+    /// Hit rate per kind of target (`answer:<family>`, `phrase`, `word:colour`).
     pub per_kind: BTreeMap<String, f64>,
 }
 
@@ -119,9 +135,10 @@ pub struct PointingReport {
 const ONE_OBJECT_FAMILIES: [&str; 5] = ["shape", "size", "horizontal", "vertical", "colour"];
 
 /// The pointing game over the first `limit` scenes of a `data synth` folder: each
-/// scene's first question of a one-object family (explained by its answer), and
-/// the phrase "a {colour} {shape}" of one of its objects (explained by ITC
-/// similarity, when the model has ITC).
+/// scene's first question of a one-object family (explained by its answer); for
+/// one of its objects, the phrase "a {colour} {shape}" (explained by ITC
+/// similarity) and its colour word in the scene's left-to-right caption (explained
+/// by the decoder's confidence in that word).
 pub fn pointing(model: &dyn Predictor, data: &Path, limit: usize) -> Result<PointingReport> {
     let scenes = crate::data::synth::read_scenes(data)?;
     let questions = crate::data::datasets::questions(&data.join("questions.jsonl"), None, None)?;
@@ -149,6 +166,11 @@ pub fn pointing(model: &dyn Predictor, data: &Path, limit: usize) -> Result<Poin
         let object = &scene.objects[index % scene.objects.len()];
         let phrase = format!("a {} {}", object.colour.name(), object.shape.name());
         targets.push(("phrase".into(), Target::Text(phrase), object));
+        // The object's colour word in the scene's left-to-right caption.
+        if let Some(caption) = edgevlm_shared::synth::captions(scene).into_iter().next() {
+            let word = object.colour.name().to_string();
+            targets.push(("word:colour".into(), Target::Word { word, caption }, object));
+        }
         for (kind, target, object) in targets {
             let explanation = explain(model, &image, &target)?;
             let scale = scene.size as f32 / explanation.image.width() as f32;

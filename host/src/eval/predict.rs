@@ -7,7 +7,7 @@ use std::borrow::Borrow;
 
 use burn::module::Module;
 use burn::tensor::activation::softmax;
-use burn::tensor::{Device, Tensor, TensorData};
+use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use super::bundle_predictor::BundlePredictor;
 use crate::data::store::ImageStore;
@@ -217,6 +217,11 @@ pub trait Predictor {
     }
     fn captions(&self, store: &ImageStore, indices: &[usize], opts: DecodeOptions) -> Result<Vec<String>>;
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>>;
+    /// Per image, the log-probabilities of `ids[1..]` (a caption's ids from `[CLS]`)
+    /// read with teacher forcing: how sure the decoder is of each token.
+    fn token_log_probs(&self, store: &ImageStore, indices: &[usize], ids: &[u32]) -> Result<Vec<Vec<f32>>>;
+    /// The tokenizer of the caption decoder.
+    fn caption_tokenizer(&self) -> &edgevlm_shared::TextTokenizer;
     /// Frames a clip is read as, for a model that captions clips.
     fn clip_frames(&self) -> Option<usize> {
         None
@@ -291,6 +296,39 @@ pub fn clip_captions(
     Ok(out)
 }
 
+/// Per image, the log-probabilities of `ids[1..]` under teacher forcing (at most
+/// the decoder's `max_len` ids are read).
+pub fn token_log_probs(
+    saved: &SavedModel,
+    store: &ImageStore,
+    indices: &[usize],
+    ids: &[u32],
+    device: &Device,
+) -> Result<Vec<Vec<f32>>> {
+    let model = saved.model.valid();
+    let ids = &ids[..ids.len().min(model.decoder.max_len())];
+    let len = ids.len();
+    if len < 2 {
+        return Ok(vec![Vec::new(); indices.len()]);
+    }
+    let mut out = Vec::with_capacity(indices.len());
+    for chunk in indices.chunks(BATCH) {
+        let n = chunk.len();
+        let image = model.encode_image(images(store, chunk, device));
+        let repeated: Vec<i64> = (0..n).flat_map(|_| ids.iter().map(|&t| t as i64)).collect();
+        let input = Tensor::<2, Int>::from_data(TensorData::new(repeated, [n, len]), device);
+        let log_probs = burn::tensor::activation::log_softmax(model.decoder.forward(input, image), 2);
+        let targets: Vec<i64> = (0..n).flat_map(|_| ids[1..].iter().map(|&t| t as i64)).collect();
+        let targets = Tensor::<3, Int>::from_data(TensorData::new(targets, [n, len - 1, 1]), device);
+        let picked = log_probs
+            .narrow(1, 0, len - 1)
+            .gather(2, targets)
+            .reshape([n, len - 1]);
+        out.extend(rows(picked)?);
+    }
+    Ok(out)
+}
+
 /// The trained burn model.
 pub struct BurnPredictor<S: Borrow<SavedModel>> {
     /// The model folder's contents, owned or borrowed.
@@ -344,6 +382,12 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
     }
     fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
         image_embeddings(self.saved.borrow(), store, indices, &self.device)
+    }
+    fn token_log_probs(&self, store: &ImageStore, indices: &[usize], ids: &[u32]) -> Result<Vec<Vec<f32>>> {
+        token_log_probs(self.saved.borrow(), store, indices, ids, &self.device)
+    }
+    fn caption_tokenizer(&self) -> &edgevlm_shared::TextTokenizer {
+        self.saved.borrow().meta.caption_tokenizer()
     }
     fn clip_frames(&self) -> Option<usize> {
         self.saved.borrow().model.temporal.as_ref().map(|t| t.frames())

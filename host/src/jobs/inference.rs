@@ -54,14 +54,22 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
     let mut model = load_any(&a.model, &device)?;
     let image = edgevlm_shared::preprocess::load_image(&a.image)
         .with_context(|| format!("reading {}", a.image.display()))?;
-    let target = match (a.question, a.text) {
-        (Some(q), _) => explain::Target::Answer(q),
-        (None, Some(t)) => explain::Target::Text(t),
-        (None, None) => {
-            let store = single_image(&a.image, model.preprocess())?;
-            let opts = decoding(&cli::DecodeArgs::default(), model.as_mut(), 3)?;
-            explain::Target::Text(model.captions(&store, &[0], opts)?.remove(0))
-        }
+    let mut own_caption = || -> Result<String> {
+        let store = single_image(&a.image, model.preprocess())?;
+        let opts = decoding(&cli::DecodeArgs::default(), model.as_mut(), 3)?;
+        Ok(model.captions(&store, &[0], opts)?.remove(0))
+    };
+    let target = match (a.question, a.text, a.word) {
+        (Some(q), _, _) => explain::Target::Answer(q),
+        (None, Some(t), _) => explain::Target::Text(t),
+        (None, None, Some(word)) => explain::Target::Word {
+            caption: match a.caption {
+                Some(caption) => caption,
+                None => own_caption()?,
+            },
+            word,
+        },
+        (None, None, None) => explain::Target::Text(own_caption()?),
     };
     let e = explain::explain(model.as_ref(), &image, &target)?;
     edgevlm_shared::explain::overlay(&e.image, &e.map)
@@ -70,6 +78,9 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
     let what = match target {
         explain::Target::Answer(q) => format!("answer {:?} to {q:?} (margin {:.2})", e.explained, e.score),
         explain::Target::Text(_) => format!("similarity to {:?} ({:.3})", e.explained, e.score),
+        explain::Target::Word { .. } => {
+            format!("decoder's log-probability of {} ({:.3})", e.explained, e.score)
+        }
     };
     println!(
         "{}: {what}; looked most at ({}, {}) of the {}-pixel crop",

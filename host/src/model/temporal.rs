@@ -112,10 +112,7 @@ mod tests {
         let batch_second = memory.clone().narrow(0, 1, 1);
         assert!((alone - batch_second).abs().max().into_scalar::<f32>() < 1e-5);
         // Frames in another order are another clip.
-        let reversed = Tensor::cat(
-            (0..4).rev().map(|f| frames.clone().narrow(0, f, 1)).collect(),
-            0,
-        );
+        let reversed = Tensor::cat((0..4).rev().map(|f| frames.clone().narrow(0, f, 1)).collect(), 0);
         let back = temporal.forward(reversed);
         let first = memory.slice([0..1, 0..5]);
         let first_of_reversed = back.slice([0..1, 15..20]);
