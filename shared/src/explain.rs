@@ -18,8 +18,8 @@ pub struct Occlusion {
 }
 
 impl Occlusion {
-    /// A window a fifth of the side, moved a third of itself: 14 × 14 positions on
-    /// a 64-pixel scene, 15 × 15 on a 224-pixel photo.
+    /// A window a fifth of the side, moved a third of itself: 18 × 18 positions on
+    /// a 64-pixel scene, 19 × 19 on a 224-pixel photo.
     pub fn for_side(side: u32) -> Self {
         let window = (side / 5).max(2);
         Occlusion {
@@ -28,25 +28,31 @@ impl Occlusion {
         }
     }
 
-    /// The windows' top-left corners on a `side`-pixel square, the last flush with
-    /// the edge so every pixel is covered.
-    pub fn positions(&self, side: u32) -> Vec<(u32, u32)> {
-        let last = side.saturating_sub(self.window);
-        let mut steps: Vec<u32> = (0..=last).step_by(self.stride.max(1) as usize).collect();
-        if steps.last() != Some(&last) {
-            steps.push(last);
-        }
+    /// The windows' top-left corners on a `side`-pixel square. Windows overhang the
+    /// edges, so a pixel by the border is hidden by as many windows as one in the
+    /// middle: with windows flush to the edge, a border pixel's mean came from one
+    /// or two windows and the map's peak was pulled towards the border.
+    pub fn positions(&self, side: u32) -> Vec<(i32, i32)> {
+        let (window, stride) = (self.window.max(1) as i32, self.stride.max(1) as i32);
+        let first = -((window - 1) / stride * stride);
+        let steps: Vec<i32> = (first..side as i32).step_by(stride as usize).collect();
         steps
             .iter()
             .flat_map(|&y| steps.iter().map(move |&x| (x, y)))
             .collect()
     }
 
+    /// The pixels of a `side`-pixel square the window at `at` covers, per axis.
+    fn span(&self, start: i32, side: u32) -> std::ops::Range<u32> {
+        let end = (start + self.window as i32).clamp(0, side as i32) as u32;
+        start.clamp(0, side as i32) as u32..end
+    }
+
     /// The image with the window at `at` filled with `fill`.
-    pub fn hide(&self, image: &RgbImage, at: (u32, u32), fill: [u8; 3]) -> RgbImage {
+    pub fn hide(&self, image: &RgbImage, at: (i32, i32), fill: [u8; 3]) -> RgbImage {
         let mut out = image.clone();
-        for y in at.1..(at.1 + self.window).min(image.height()) {
-            for x in at.0..(at.0 + self.window).min(image.width()) {
+        for y in self.span(at.1, image.height()) {
+            for x in self.span(at.0, image.width()) {
                 out.put_pixel(x, y, Rgb(fill));
             }
         }
@@ -55,12 +61,12 @@ impl Occlusion {
 
     /// Per pixel, the mean drop of the windows that hid it (`drops[i]` for
     /// `positions[i]`), row-major over `side × side`.
-    pub fn map(&self, side: u32, positions: &[(u32, u32)], drops: &[f32]) -> Vec<f32> {
+    pub fn map(&self, side: u32, positions: &[(i32, i32)], drops: &[f32]) -> Vec<f32> {
         let n = (side * side) as usize;
         let (mut sum, mut count) = (vec![0.0f32; n], vec![0u32; n]);
         for (&(x0, y0), &drop) in positions.iter().zip(drops) {
-            for y in y0..(y0 + self.window).min(side) {
-                for x in x0..(x0 + self.window).min(side) {
+            for y in self.span(y0, side) {
+                for x in self.span(x0, side) {
                     let i = (y * side + x) as usize;
                     sum[i] += drop;
                     count[i] += 1;
@@ -281,8 +287,16 @@ mod tests {
             }
         );
         let positions = occlusion.positions(64);
-        assert_eq!(positions.len(), 14 * 14);
-        assert!(positions.contains(&(52, 52)));
+        assert_eq!(positions.len(), 18 * 18);
+        assert!(positions.contains(&(-8, -8)) && positions.contains(&(60, 60)));
+        // Every pixel, border or middle, is hidden by the same number of windows.
+        for x in [0u32, 1, 31, 62, 63] {
+            let covering = positions
+                .iter()
+                .filter(|&&(x0, y0)| y0 == 0 && occlusion.span(x0, 64).contains(&x))
+                .count();
+            assert_eq!(covering, 3, "pixel {x}");
+        }
         // A drop only where a window covers the point (40, 20).
         let drops: Vec<f32> = positions
             .iter()
@@ -365,9 +379,14 @@ mod tests {
         let fill = median_colour(&image);
         assert_eq!(fill, [255, 255, 255]);
         let occlusion = Occlusion::for_side(32);
-        let hidden = occlusion.hide(&image, (0, 0), fill);
+        let hidden = occlusion.hide(&image, (-4, 0), fill);
         assert_eq!(hidden.get_pixel(1, 1).0, [255, 255, 255]);
         assert_eq!(hidden.get_pixel(1, 31).0, [200, 0, 0]);
+        assert_eq!(
+            hidden.get_pixel(2, 1).0,
+            [200, 0, 0],
+            "the overhanging window ends at x = 2"
+        );
         let map = vec![0.5; 32 * 32];
         let png = overlay(&image, &map);
         assert_eq!(png.width(), 256);
