@@ -19,6 +19,7 @@ pub fn explain(image: &Path, what: &ExplainWhat, out: &Path, model: &ModelArgs) 
     let photo = load_image(image).with_context(|| format!("reading {}", image.display()))?;
     let seen = resize_and_crop(&photo, runtime.manifest.preprocess.image_size);
     let whole = runtime.encode_image(&seen)?;
+    let own_caption = || runtime.caption_with(&whole, runtime.decoding());
     let (what, (score, map)) = match (
         what.question.as_deref(),
         what.text.as_deref(),
@@ -37,45 +38,35 @@ pub fn explain(image: &Path, what: &ExplainWhat, out: &Path, model: &ModelArgs) 
                 let probabilities: Vec<f32> = log_softmax(&logits).iter().map(|l| l.exp()).collect();
                 Ok(answer_evidence(&probabilities, class))
             };
-            let scored = occlusion_map(&seen, Occlusion::for_side(seen.width()), 16, |batch| {
-                batch.iter().map(probability).collect::<Result<Vec<f32>>>()
-            })?;
-            let (score, map) = scored;
             (
                 format!("answer {:?} to {q:?}, margin", answer.answer),
-                (score, map),
+                map_of(&seen, probability)?,
             )
         }
         (None, None, Some(word)) => {
             let caption = match &what.caption {
                 Some(c) => c.clone(),
-                None => runtime.caption_with(&whole, runtime.decoding())?,
+                None => own_caption()?,
             };
             let found = CaptionWord::find(&runtime.decoder_tokenizer, &caption, word)?;
             let confidence = |image: &RgbImage| -> Result<f32> {
                 let log_probs = runtime.token_log_probs(&runtime.encode_image(image)?, &found.ids)?;
                 Ok(found.log_probability(&log_probs))
             };
-            let scored = occlusion_map(&seen, Occlusion::for_side(seen.width()), 16, |batch| {
-                batch.iter().map(confidence).collect::<Result<Vec<f32>>>()
-            })?;
             (
                 format!("decoder's log-probability of {word:?} in {caption:?}"),
-                scored,
+                map_of(&seen, confidence)?,
             )
         }
         (None, text, _) => {
             let text = match text {
                 Some(t) => t.to_string(),
-                None => runtime.caption_with(&whole, runtime.decoding())?,
+                None => own_caption()?,
             };
             let similarity = |image: &RgbImage| -> Result<f32> {
                 Ok(runtime.match_texts(&runtime.encode_image(image)?, &[&text])?[0])
             };
-            let scored = occlusion_map(&seen, Occlusion::for_side(seen.width()), 16, |batch| {
-                batch.iter().map(similarity).collect::<Result<Vec<f32>>>()
-            })?;
-            (format!("similarity to {text:?}"), scored)
+            (format!("similarity to {text:?}"), map_of(&seen, similarity)?)
         }
     };
     overlay(&seen, &map)
@@ -88,4 +79,12 @@ pub fn explain(image: &Path, what: &ExplainWhat, out: &Path, model: &ModelArgs) 
         seen.width()
     );
     Ok(())
+}
+
+/// The occlusion map of `score` over the crop the model sees, one image at a time
+/// (the runtime runs batches of one).
+fn map_of(seen: &RgbImage, score: impl Fn(&RgbImage) -> Result<f32>) -> Result<(f32, Vec<f32>)> {
+    occlusion_map(seen, Occlusion::for_side(seen.width()), 16, |batch| {
+        batch.iter().map(&score).collect::<Result<Vec<f32>>>()
+    })
 }

@@ -11,6 +11,7 @@ use std::path::Path;
 use edgevlm_shared::explain::{answer_evidence, occlusion_map, peak, CaptionWord, Occlusion};
 use edgevlm_shared::preprocess::resize_and_crop;
 use edgevlm_shared::synth::{Object, Scene};
+use edgevlm_shared::PreprocessConfig;
 use image::RgbImage;
 use serde::Serialize;
 
@@ -48,6 +49,11 @@ type Scorer<'a> = dyn FnMut(&[RgbImage]) -> Result<Vec<f32>> + 'a;
 /// Variants scored per batch.
 const CHUNK: usize = 64;
 
+/// A batch of occluded copies as a store, with the index of each.
+fn every_image(images: &[RgbImage], cfg: &PreprocessConfig) -> (ImageStore, Vec<usize>) {
+    (ImageStore::from_images(images, cfg), (0..images.len()).collect())
+}
+
 pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Result<Explanation> {
     let cfg = model.preprocess().clone();
     let seen = resize_and_crop(image, cfg.image_size);
@@ -84,8 +90,7 @@ pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Resu
                 .pop()
                 .ok_or_else(|| Error::Invalid("no text embedding".into()))?;
             let scorer = move |images: &[RgbImage]| -> Result<Vec<f32>> {
-                let store = ImageStore::from_images(images, &cfg);
-                let indices: Vec<usize> = (0..images.len()).collect();
+                let (store, indices) = every_image(images, &cfg);
                 Ok(model
                     .image_embeddings(&store, &indices)?
                     .iter()
@@ -97,8 +102,7 @@ pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Resu
         Target::Word { word, caption } => {
             let found = CaptionWord::find(model.caption_tokenizer(), caption, word)?;
             let scorer = move |images: &[RgbImage]| -> Result<Vec<f32>> {
-                let store = ImageStore::from_images(images, &cfg);
-                let indices: Vec<usize> = (0..images.len()).collect();
+                let (store, indices) = every_image(images, &cfg);
                 Ok(model
                     .token_log_probs(&store, &indices, &found.ids)?
                     .iter()
