@@ -143,12 +143,16 @@ impl CaptionWord {
         let mut positions = None;
         for w in caption.split_whitespace() {
             let start = ids.len();
-            ids.extend(pieces(w)?);
+            let spelled = pieces(w)?;
             let bare = w.trim_matches(|c: char| !c.is_alphanumeric()).to_lowercase();
-            if positions.is_none() && bare == target && ids.len() > start {
-                // The word's own pieces, without punctuation glued to it.
-                positions = Some(start..start + pieces(&bare)?.len());
+            if positions.is_none() && bare == target {
+                // The word's own pieces, without punctuation glued to either side.
+                let own = pieces(&bare)?;
+                positions = (0..spelled.len())
+                    .find(|&at| !own.is_empty() && spelled[at..].starts_with(&own))
+                    .map(|at| start + at..start + at + own.len());
             }
+            ids.extend(spelled);
         }
         let positions = positions.ok_or_else(|| Error::Config {
             field: "word".into(),
@@ -342,6 +346,10 @@ mod tests {
         }
         let expected = -0.5 * word.positions.len() as f32;
         assert!((word.log_probability(&log_probs) - expected).abs() < 1e-6);
+        // Punctuation before the word is not part of it either.
+        let quoted = CaptionWord::find(&tokenizer, "a \"red square", "red").unwrap();
+        let red = tokenizer.encode("red").unwrap();
+        assert_eq!(quoted.ids[quoted.positions.clone()], red[1..red.len() - 1]);
         // "re" is inside "red", not a word of the caption.
         let missing = CaptionWord::find(&tokenizer, caption, "re").unwrap_err();
         assert!(
