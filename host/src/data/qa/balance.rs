@@ -63,6 +63,52 @@ pub fn balance<T>(items: Vec<T>, share: f64, seed: u64, answer_of: impl Fn(&T) -
         .collect()
 }
 
+/// Keeps, for each probe word, as many items of each of its answers as its rarest
+/// answer has (drawn with `seed`), so that the word says nothing of the answer:
+/// "are there two …?" is "yes" as often as "are there five …?". Items without a
+/// probe are all kept; the order of what is kept is the input's.
+pub fn even_per_probe<T>(
+    items: Vec<T>,
+    seed: u64,
+    probe_of: impl Fn(&T) -> (Option<&'static str>, &str),
+) -> Vec<T> {
+    let mut by_probe: BTreeMap<&'static str, BTreeMap<String, Vec<usize>>> = BTreeMap::new();
+    let mut keep = vec![true; items.len()];
+    for (i, item) in items.iter().enumerate() {
+        if let (Some(probe), answer) = probe_of(item) {
+            keep[i] = false;
+            by_probe
+                .entry(probe)
+                .or_default()
+                .entry(answer.to_string())
+                .or_default()
+                .push(i);
+        }
+    }
+    let mut rng = SplitMix64::new(seed ^ 0x9e37_79b9_7f4a_7c15);
+    for answers in by_probe.values_mut() {
+        // A probe heard with one answer only is dropped whole.
+        let limit = if answers.len() < 2 {
+            0
+        } else {
+            answers.values().map(Vec::len).min().unwrap_or(0)
+        };
+        for indices in answers.values_mut() {
+            let n = indices.len();
+            for k in 0..limit.min(n) {
+                let j = k + rng.below((n - k) as u64) as usize;
+                indices.swap(k, j);
+                keep[indices[k]] = true;
+            }
+        }
+    }
+    items
+        .into_iter()
+        .zip(keep)
+        .filter_map(|(item, kept)| kept.then_some(item))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -98,5 +144,40 @@ mod tests {
         assert_eq!(a.iter().filter(|x| x.1 == "common").count(), 10);
         assert!(a.windows(2).all(|w| w[0].0 < w[1].0));
         assert_ne!(a, balance(items, 0.5, 8, |x| x.1));
+    }
+
+    #[test]
+    fn each_probe_keeps_as_many_yes_as_no() {
+        // "two" is mostly yes, "five" mostly no, "three" only yes: a blind model
+        // would read the answer off the number.
+        let mut items: Vec<(usize, Option<&'static str>, &str)> = Vec::new();
+        for (probe, yes, no) in [("two", 30, 6), ("five", 2, 20), ("three", 5, 0)] {
+            for _ in 0..yes {
+                items.push((items.len(), Some(probe), "yes"));
+            }
+            for _ in 0..no {
+                items.push((items.len(), Some(probe), "no"));
+            }
+        }
+        items.push((items.len(), None, "dog"));
+        let kept = even_per_probe(items.clone(), 3, |x| (x.1, x.2));
+        let count = |probe: &str, answer: &str| {
+            kept.iter()
+                .filter(|x| x.1 == Some(probe) && x.2 == answer)
+                .count()
+        };
+        assert_eq!((count("two", "yes"), count("two", "no")), (6, 6));
+        assert_eq!((count("five", "yes"), count("five", "no")), (2, 2));
+        assert_eq!((count("three", "yes"), count("three", "no")), (0, 0));
+        assert!(
+            kept.iter().any(|x| x.2 == "dog"),
+            "questions without a probe stay"
+        );
+        assert!(kept.windows(2).all(|w| w[0].0 < w[1].0));
+        assert_ne!(
+            kept,
+            even_per_probe(items, 4, |x| (x.1, x.2)),
+            "the seed draws which are kept"
+        );
     }
 }

@@ -203,6 +203,7 @@ pub fn questions(records: &[CaptionRecord], share: f64, seed: u64) -> (Vec<Photo
     for (k, family) in Family::ALL.into_iter().enumerate() {
         let of_kind: Vec<_> = all.iter().filter(|(_, q)| q.family == family).cloned().collect();
         let family_seed = SplitMix64::fork(seed, 100 + k as u64).next_u64();
+        let of_kind = balance::even_per_probe(of_kind, family_seed, |(_, q)| (q.probe, q.answer.as_str()));
         kept.extend(balance::balance(of_kind, share, family_seed, |(_, q)| &q.answer));
     }
     report.thinned = before - kept.len();
@@ -248,6 +249,11 @@ fn yes_no(captions: &[Facts], pools: &Pools, rng: &mut SplitMix64) -> Vec<Questi
         question,
         answer: if yes { "yes" } else { "no" }.into(),
         family,
+        probe: None,
+    };
+    let probing = |q: Question, probe: &'static str| Question {
+        probe: Some(probe),
+        ..q
     };
     let mut out = Vec::new();
     let groups: BTreeSet<&str> = captions
@@ -276,16 +282,14 @@ fn yes_no(captions: &[Facts], pools: &Pools, rng: &mut SplitMix64) -> Vec<Questi
             .iter()
             .all(|c| c.noun != fact.noun || c.colour == fact.colour)
         {
-            out.push(yes_no(
-                parse::colour_question(fact, fact.colour),
-                true,
-                Family::IsColour,
+            out.push(probing(
+                yes_no(parse::colour_question(fact, fact.colour), true, Family::IsColour),
+                fact.colour,
             ));
             if let Some(other) = draw(&pools.colours, rng, |c| !said.contains(c)) {
-                out.push(yes_no(
-                    parse::colour_question(fact, other),
-                    false,
-                    Family::IsColour,
+                out.push(probing(
+                    yes_no(parse::colour_question(fact, other), false, Family::IsColour),
+                    other,
                 ));
             }
         }
@@ -298,16 +302,14 @@ fn yes_no(captions: &[Facts], pools: &Pools, rng: &mut SplitMix64) -> Vec<Questi
             .map(|c| c.1)
             .collect();
         if stated.len() == 1 {
-            out.push(yes_no(
-                parse::count_question(object, count),
-                true,
-                Family::IsCount,
+            out.push(probing(
+                yes_no(parse::count_question(object, count), true, Family::IsCount),
+                count,
             ));
             if let Some(other) = draw(&pools.counts, rng, |c| !stated.contains(c)) {
-                out.push(yes_no(
-                    parse::count_question(object, other),
-                    false,
-                    Family::IsCount,
+                out.push(probing(
+                    yes_no(parse::count_question(object, other), false, Family::IsCount),
+                    other,
                 ));
             }
         }

@@ -59,6 +59,9 @@ pub struct Question {
     pub question: String,
     pub answer: String,
     pub family: Family,
+    /// The word a yes/no question tests ("two" in "are there two dogs …?"): the
+    /// answers are balanced per probe, so the word alone does not give them away.
+    pub probe: Option<&'static str>,
 }
 
 /// A colour said of a noun: "a black dog", "two red cars".
@@ -272,6 +275,7 @@ pub fn read(caption: &str) -> Facts {
             question,
             answer: answer.to_string(),
             family,
+            probe: None,
         })
     };
     if let Some(s) = subject(&w) {

@@ -204,6 +204,37 @@ fn no_answer_dominates_its_kind() {
 }
 
 #[test]
+fn the_number_asked_does_not_give_the_answer_away() {
+    // Most photos show two dogs, a few three or four: "are there two …?" would
+    // be "yes" and any other number "no" without looking at the photo.
+    let mut records = Vec::new();
+    for i in 0..200 {
+        let count = ["Two", "Two", "Two", "Two", "Three", "Four"][i % 6];
+        records.push(photo(
+            &format!("{i}.jpg"),
+            &[&format!("{count} black dogs play in the snow .")],
+        ));
+    }
+    let (photos, _) = questions(&records, 0.4, 0);
+    let mut by_word: BTreeMap<(Family, String), (usize, usize)> = BTreeMap::new();
+    for q in photos.iter().flat_map(|(_, qs)| qs) {
+        if let Some(probe) = q.probe {
+            let e = by_word.entry((q.family, probe.to_string())).or_default();
+            if q.answer == "yes" {
+                e.0 += 1;
+            } else {
+                e.1 += 1;
+            }
+        }
+    }
+    let asked_counts = by_word.keys().filter(|k| k.0 == Family::IsCount).count();
+    assert!(asked_counts >= 2, "{by_word:?}");
+    for (probe, (yes, no)) in &by_word {
+        assert_eq!(yes, no, "{probe:?}: {yes} yes, {no} no");
+    }
+}
+
+#[test]
 fn each_split_keeps_its_own_photos() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("flickr");
