@@ -1,13 +1,16 @@
 #!/usr/bin/env python3
 """The device runtime (tract) against ONNX Runtime on the same bundle graphs, one
-thread each, on this machine: image encoding, one decode step, a whole greedy
-caption; prints the device/ORT ratio per stage, FLOPs per caption and the GFLOP/s
-each engine achieves. Not run by CI.
+thread each, on this machine: image encoder, text encoder, one batched decode step
+(rows = the bundle's beam), and the whole caption (image encoder + the search, with
+the bundle's beam and the device's number of steps; reranking and preprocessing are
+the device's own Rust, not graphs, and are left out of both). Prints the device/ORT
+ratio per stage, FLOPs, the GFLOP/s each engine achieves and this core's peak (a
+small FMA kernel in `edgevlm-device bench --profile`). Not run by CI.
 
     python3 -m venv /tmp/ortenv && /tmp/ortenv/bin/pip install onnxruntime onnx numpy
     cargo build --release -p edgevlm-device
-    /tmp/ortenv/bin/python bench/onnxruntime_compare.py --bundle models/synthetic.bundle \\
-        --device target/release/edgevlm-device [--image some.png] [--runs 50]
+    /tmp/ortenv/bin/python bench/onnxruntime_compare.py --bundle models/photo8.bundle \\
+        --device target/release/edgevlm-device [--image some.jpg] [--runs 30]
 """
 import argparse, json, os, statistics, subprocess, tempfile, time
 
@@ -36,7 +39,7 @@ def p50(f, runs):
 
 
 def flops(path, dims):
-    """2*M*K*N per MatMul and 2*Cout*Hout*Wout*Cin*kh*kw per Conv, with the graph
+    """2*M*K*N per MatMul (and Gemm) and 2*Cout*Hout*Wout*Cin*kh*kw per Conv, with the graph
     inputs fixed to `dims` (name -> shape) and shapes inferred by onnx."""
     model = onnx.load(path)
     for value in model.graph.input:
@@ -50,7 +53,7 @@ def flops(path, dims):
         shapes[t.name] = list(t.dims)
     total = 0
     for node in model.graph.node:
-        if node.op_type == "MatMul":
+        if node.op_type in ("MatMul", "Gemm"):
             a, b = shapes.get(node.input[0]), shapes.get(node.input[1])
             if a and b:
                 total += 2 * int(np.prod(a[:-1])) * a[-1] * b[-1]
@@ -66,7 +69,7 @@ def main():
     ap.add_argument("--bundle", required=True)
     ap.add_argument("--device", default="target/release/edgevlm-device")
     ap.add_argument("--image")
-    ap.add_argument("--runs", type=int, default=50)
+    ap.add_argument("--runs", type=int, default=30)
     args = ap.parse_args()
     work = tempfile.mkdtemp()
     subprocess.run([args.device, "unpack", args.bundle, "--out", work], check=True, stdout=subprocess.DEVNULL)
@@ -79,77 +82,90 @@ def main():
                    check=True, stdout=subprocess.DEVNULL)
     s = manifest["preprocess"]["image_size"]
     pixels = np.fromfile(pixels_path, dtype="<f4").reshape(1, 3, s, s)
-    # The caption decoder's own vocabulary when the bundle has one (real-photo bundles).
-    tokenizer = os.path.join(work, "decoder_tokenizer.json")
-    if not os.path.exists(tokenizer):
-        tokenizer = os.path.join(work, "tokenizer.json")
-    vocab = json.load(open(tokenizer))["model"]["vocab"]
-    cls, sep = vocab["[CLS]"], vocab["[SEP]"]
     dec = manifest["decoder"]
     g = lambda name: os.path.join(work, name + ".onnx")
-    image_encoder, prefix, step = session(g("image_encoder")), session(g("caption_decoder")), session(g("caption_decoder_step"))
 
+    # The device first: its beam, steps per caption and caption length set the ORT work.
+    report = json.loads(subprocess.run(
+        [args.device, "--threads", "1", "bench", "--bundle", args.bundle, image, "--runs", str(args.runs),
+         "--profile"], check=True, capture_output=True, text=True).stdout)
+    graphs = {row["graph"]: row for row in report["profile"]["graphs"]}
+    beam = report["beam"]
+    steps = graphs.get("caption_decoder_step", {"calls": 0})["calls"]
+    text_len = int(round(report["text_tokens"]))
+    device_ms = {
+        "image_encoder": report["image_encoder"]["p50_ms"],
+        "text_encoder": report["text_encoder"]["p50_ms"],
+        "decode_step": graphs["caption_decoder_step"]["ms_per_call"] if steps else float("nan"),
+        "caption": report["image_encoder"]["p50_ms"] + report["decoding"]["p50_ms"],
+    }
+
+    image_encoder, prefix, step, text = (session(g(n)) for n in
+                                         ("image_encoder", "caption_decoder", "caption_decoder_step", "text_encoder"))
     tokens = image_encoder.run(None, {"image": pixels})[0]
+    n_tok, d_tok = tokens.shape[1], tokens.shape[2]
 
-    def caption():
-        out = prefix.run(None, {"image_tokens": tokens, "ids": np.array([[cls]], dtype=np.int64)})
-        cache, ids = out[1:], [cls]
-        while len(ids) < dec["max_len"]:
-            nxt = int(np.argmax(out[0][0, -1]))
-            ids.append(nxt)
-            if nxt == sep:
-                break
-            feed = {"image_tokens": tokens, "ids": np.array([[nxt]], dtype=np.int64),
-                    "position": np.array([len(ids) - 1], dtype=np.int64)}
+    def caches(out):
+        return out[1:]
+
+    def search():
+        """`steps` batched steps of `beam` rows after the prefix, the cache rows
+        gathered by parent as the device does."""
+        out = prefix.run(None, {"image_tokens": tokens, "ids": np.zeros((1, 1), np.int64)})
+        cache = caches(out)
+        logp = out[0][:, -1]
+        rows = 1
+        for t in range(steps):
+            flat = (logp - logp.max(-1, keepdims=True)).reshape(-1)
+            best = np.argpartition(-flat, beam)[:beam]
+            parents, nxt = best // logp.shape[-1], best % logp.shape[-1]
+            feed = {"image_tokens": tokens, "ids": nxt.reshape(beam, 1).astype(np.int64),
+                    "position": np.array([t + 1], dtype=np.int64)}
             for i in range(dec["layers"]):
-                feed[f"past_key_{i}"], feed[f"past_value_{i}"] = cache[2 * i], cache[2 * i + 1]
+                feed[f"past_key_{i}"] = np.repeat(cache[2 * i], beam, 0) if rows == 1 else cache[2 * i][parents]
+                feed[f"past_value_{i}"] = np.repeat(cache[2 * i + 1], beam, 0) if rows == 1 else cache[2 * i + 1][parents]
             out = step.run(None, feed)
-            cache = out[1:]
-        return ids
+            cache, logp, rows = caches(out), out[0][:, -1], beam
+        return logp
 
-    ids = caption()
-    past = max(len(ids) // 2, 1)
-    shape = (1, dec["heads"], past, dec["d_head"])
-    step_feed = {"image_tokens": tokens, "ids": np.array([[cls]], dtype=np.int64),
+    past = max(steps // 2, 1)
+    shape = (beam, dec["heads"], past, dec["d_head"])
+    step_feed = {"image_tokens": tokens, "ids": np.zeros((beam, 1), np.int64),
                  "position": np.array([past], dtype=np.int64)}
     for i in range(dec["layers"]):
         step_feed[f"past_key_{i}"] = np.zeros(shape, np.float32)
         step_feed[f"past_value_{i}"] = np.zeros(shape, np.float32)
+    text_feed = {"ids": np.ones((1, text_len), np.int64), "mask": np.ones((1, text_len), np.float32)}
+    text_inputs = [i.name for i in text.get_inputs()]
+    text_feed = {k: v for k, v in text_feed.items() if k in text_inputs}
     ort_ms = {
         "image_encoder": p50(lambda: image_encoder.run(None, {"image": pixels}), args.runs),
+        "text_encoder": p50(lambda: text.run(None, text_feed), args.runs),
         "decode_step": p50(lambda: step.run(None, step_feed), args.runs),
-        "caption": p50(caption, args.runs),
     }
-    ort_ms["caption_with_image"] = ort_ms["caption"] + ort_ms["image_encoder"]
+    ort_ms["caption"] = ort_ms["image_encoder"] + p50(search, max(args.runs // 3, 3))
 
-    # Greedy, no reranking: the same work as the ORT loop above.
-    report = json.loads(subprocess.run([args.device, "bench", "--bundle", args.bundle, image,
-                                        "--runs", str(args.runs), "--beam", "1", "--consensus", "0"],
-                                       check=True, capture_output=True, text=True).stdout)
-    device_ms = {
-        "image_encoder": report["image_encoder"]["p50_ms"],
-        "decode_step": report["per_token_ms"],
-        "caption": report["decoding"]["p50_ms"],
-    }
-    device_ms["caption_with_image"] = device_ms["caption"] + device_ms["image_encoder"]
-
-    n_tok = tokens.shape[1]
     f_image = flops(g("image_encoder"), {"image": [1, 3, s, s]})
-    f_caption = flops(g("caption_decoder"), {"image_tokens": [1, n_tok, tokens.shape[2]], "ids": [1, 1]})
-    for t in range(1, len(ids) - 1):
-        dims = {"image_tokens": [1, n_tok, tokens.shape[2]], "ids": [1, 1], "position": [1]}
-        for i in range(dec["layers"]):
-            dims[f"past_key_{i}"] = dims[f"past_value_{i}"] = [1, dec["heads"], t, dec["d_head"]]
-        f_caption += flops(g("caption_decoder_step"), dims)
-    total = f_image + f_caption
-    print(f"caption of {len(ids) - 2} words; {total / 1e6:.1f} MFLOPs per caption "
-          f"(image encoder {f_image / 1e6:.1f}, decoding {f_caption / 1e6:.1f})")
-    print(f"{'stage':<20}{'device ms':>12}{'ORT ms':>10}{'device/ORT':>12}")
+    f_text = flops(g("text_encoder"), {k: [1, text_len] for k in text_inputs})
+    step_dims = lambda t: dict({"image_tokens": [1, n_tok, d_tok], "ids": [beam, 1], "position": [1]},
+                               **{f"past_{kv}_{i}": [beam, dec["heads"], t, dec["d_head"]]
+                                  for i in range(dec["layers"]) for kv in ("key", "value")})
+    f_step = flops(g("caption_decoder_step"), step_dims(past))
+    f_search = flops(g("caption_decoder"), {"image_tokens": [1, n_tok, d_tok], "ids": [1, 1]})
+    for t in range(1, steps + 1):
+        f_search += flops(g("caption_decoder_step"), step_dims(t))
+    f = {"image_encoder": f_image, "text_encoder": f_text, "decode_step": f_step, "caption": f_image + f_search}
+    peak = report["profile"]["peak_gflops"]
+    print(f"bundle {os.path.basename(args.bundle)}: beam {beam}, {steps} steps a caption, text {text_len} tokens; "
+          f"core peak {peak:.1f} GFLOP/s ({report['profile']['peak_kernel']}, one thread); ORT {ort.__version__}")
+    print(f"| stage | MFLOP | device ms | ORT ms | device/ORT | device GFLOP/s | ORT GFLOP/s | device % of peak |")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|")
     for k in device_ms:
-        print(f"{k:<20}{device_ms[k]:>12.3f}{ort_ms[k]:>10.3f}{device_ms[k] / ort_ms[k]:>12.2f}")
-    for name, ms in [("device", device_ms), ("ORT", ort_ms)]:
-        print(f"{name}: {total / (ms['caption_with_image'] * 1e-3) / 1e9:.2f} GFLOP/s over a whole caption")
-    print(f"device peak RSS {report['peak_rss_mib']:.1f} MiB; ORT {ort.__version__}")
+        dg, og = f[k] / device_ms[k] / 1e6, f[k] / ort_ms[k] / 1e6
+        print(f"| {k} | {f[k] / 1e6:.1f} | {device_ms[k]:.3f} | {ort_ms[k]:.3f} | {device_ms[k] / ort_ms[k]:.2f} "
+              f"| {dg:.1f} | {og:.1f} | {100 * dg / peak:.0f} % |")
+    print(f"device peak RSS {report['peak_rss_mib']:.1f} MiB captioning, "
+          f"{report['peak_rss_with_text_mib']:.1f} MiB with the text tower")
 
 
 if __name__ == "__main__":

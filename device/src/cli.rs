@@ -204,6 +204,10 @@ pub enum Command {
         search: SearchArgs,
         #[arg(long)]
         report: Option<PathBuf>,
+        /// One more pass timed node by node: per graph, op and node, with GFLOP/s
+        /// against this core's measured peak (Markdown tables on stderr).
+        #[arg(long)]
+        profile: bool,
     },
     /// Run the shared preprocessing on an image and write the CHW f32 tensor
     /// (little-endian) — the exact input the model sees on this board.

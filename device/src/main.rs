@@ -64,7 +64,15 @@ fn main() -> Result<()> {
             runs,
             search,
             report,
-        } => inference::bench(&model, &images, runs, search, report, cli.threads)?,
+            profile,
+        } => {
+            let options = bench::BenchOptions {
+                runs,
+                threads: cli.threads,
+                profile,
+            };
+            inference::bench(&model, &images, search, report, options)?
+        }
         Command::Preprocess { image, config, out } => preprocess::preprocess(&image, config, out)?,
     }
     Ok(())

@@ -10,7 +10,8 @@ use edgevlm::data::store::ImageStore;
 use edgevlm::data::synth::{self, SynthOptions};
 use edgevlm::eval::predict::{BundlePredictor, BurnPredictor, Predictor};
 use edgevlm::model::saved::SavedModel;
-use edgevlm_device::runtime::Runtime;
+use edgevlm_device::runtime::{profile, Runtime};
+use edgevlm_shared::preprocess::load_image;
 use edgevlm_shared::search::DecodeOptions;
 use edgevlm_tests::binary;
 
@@ -156,6 +157,53 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
         std::fs::metadata(&int8).unwrap().len(),
     );
     assert!(size8 * 10 < size * 4, "int8 {size8} bytes vs f32 {size}");
+
+    // Profiling times every node without changing what the graphs compute.
+    let runtime = Runtime::load(&bundle).unwrap();
+    let encoded = runtime.encode_image(&load_image(image).unwrap()).unwrap();
+    let opts = DecodeOptions {
+        beam_size: 3,
+        max_len: 12,
+        ..Default::default()
+    };
+    let plain = runtime.caption(&encoded, opts).unwrap();
+    profile::start();
+    let profiled_encoding = runtime.encode_image(&load_image(image).unwrap()).unwrap();
+    let profiled = runtime.caption(&encoded, opts).unwrap();
+    let table = profile::finish().unwrap();
+    assert_eq!(plain, profiled);
+    assert_eq!(encoded.embedding, profiled_encoding.embedding);
+    let graph = |name: &str| table.graphs.iter().find(|g| g.graph == name);
+    let encoder = graph("image_encoder").expect("the image encoder was profiled");
+    assert_eq!(encoder.calls, 1);
+    assert!(encoder.fma > 1_000_000, "{encoder:?}");
+    assert!(encoder.in_nodes_ms <= encoder.ms, "{encoder:?}");
+    let nodes = table.nodes.iter().filter(|n| n.graph == "image_encoder");
+    assert_eq!(nodes.clone().map(|n| n.fma).sum::<u64>(), encoder.fma);
+    assert!(
+        nodes.clone().any(|n| n.fma > 0 && n.calls == 1),
+        "a product with its cost"
+    );
+    assert!(graph("caption_decoder").is_some_and(|g| g.calls == 1));
+    assert!(profile::finish().is_none(), "finish stops the profile");
+    let out = Command::new(binary("edgevlm-device"))
+        .args(["bench", "--runs", "1", "--profile", "--bundle"])
+        .arg(&bundle)
+        .arg(image)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert!(
+        report["profile"]["peak_gflops"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(
+        report["stage_gflops"]["image_encoder"].as_f64().unwrap() > 0.0,
+        "{report}"
+    );
+    assert!(report["text_encoder"]["runs"].as_u64() == Some(1), "{report}");
+    assert!(String::from_utf8_lossy(&out.stderr).contains("| image_encoder |"));
 
     // Truncated and tampered bundles fail with the file and the reason.
     let bytes = std::fs::read(&bundle).unwrap();

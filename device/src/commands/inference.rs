@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use anyhow::{bail, Context, Result};
 use edgevlm_device::runtime::Runtime;
+use edgevlm_shared::bundle::Bundle;
 use edgevlm_shared::dialog::{self, Conversation};
 use edgevlm_shared::frames::{frame_paths, sample_frames};
 use edgevlm_shared::preprocess::load_image;
@@ -132,20 +133,27 @@ pub fn selftest(model: &ModelArgs) -> Result<()> {
 pub fn bench(
     model: &ModelArgs,
     images: &[PathBuf],
-    runs: usize,
     search: SearchArgs,
     report: Option<PathBuf>,
-    threads: usize,
+    options: bench::BenchOptions,
 ) -> Result<()> {
+    // Loaded as a loop loads it: the text tower is timed afterwards, loaded alone.
     // The first load in a process pays for reading the file and optimising the
     // graphs into fresh memory; the second (after the first is dropped, so the
     // peak RSS stays one runtime's) finds the file in the page cache.
-    let (first_runtime, first) = bench::timed(|| Runtime::load(&model.bundle));
+    let load = || -> Result<Runtime> { Ok(Runtime::without_text_encoder(Bundle::read(&model.bundle)?)?) };
+    let (first_runtime, first) = bench::timed(load);
     drop(first_runtime?);
-    let (runtime, second) = bench::timed(|| Runtime::load(&model.bundle));
+    let (runtime, second) = bench::timed(load);
     let runtime = runtime?;
-    let mut result = bench::run(&runtime, images, runs.max(1), search.decoding(&runtime), threads)?;
+    let (loaded_rss, load_peak) = (bench::rss_mib(), bench::peak_rss_mib());
+    let decoding = search.decoding(&runtime);
+    let mut result = bench::run(&runtime, &model.bundle, images, decoding, &options)?;
     result.load_ms = [first, second];
+    (result.loaded_rss_mib, result.load_peak_rss_mib) = (loaded_rss, load_peak);
+    if let Some(profiled) = &result.profile {
+        eprintln!("{}", bench::profile::markdown(profiled));
+    }
     let json = serde_json::to_string_pretty(&result)?;
     println!("{json}");
     if let Some(path) = report {

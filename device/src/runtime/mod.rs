@@ -7,6 +7,7 @@ mod decode;
 mod error;
 mod load;
 mod memory;
+pub mod profile;
 mod selftest;
 mod text;
 
@@ -79,7 +80,12 @@ pub struct Answer {
 }
 
 pub(crate) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> Result<TVec<TValue>> {
-    plan.run(inputs).map_err(|e| RuntimeError::Run {
+    let out = if profile::active() {
+        profile::run(plan, graph, inputs)
+    } else {
+        plan.run(inputs)
+    };
+    out.map_err(|e| RuntimeError::Run {
         graph: graph.to_string(),
         reason: format!("{e:#}"),
     })
