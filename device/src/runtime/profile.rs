@@ -77,9 +77,23 @@ pub(super) fn active() -> bool {
 }
 
 /// Multiply-adds of `node` on these inputs, by the op's cost model; 0 where it
-/// has none or cannot say for these shapes.
-fn fma_of(node: &TypedNode, inputs: &[TValue]) -> u64 {
-    let facts: Vec<TypedFact> = inputs.iter().map(|v| TypedFact::shape_and_dt_of(v)).collect();
+/// has none or cannot say for these shapes. A packed (exotic) input is described
+/// by the model's fact, which knows its packing.
+fn fma_of(model: &TypedModel, node: &TypedNode, inputs: &[TValue]) -> u64 {
+    let facts: Option<Vec<TypedFact>> = inputs
+        .iter()
+        .zip(&node.inputs)
+        .map(|(value, outlet)| {
+            if value.is_plain() {
+                Some(TypedFact::shape_and_dt_of(value))
+            } else {
+                model.outlet_fact(*outlet).ok().cloned()
+            }
+        })
+        .collect();
+    let Some(facts) = facts else {
+        return 0;
+    };
     let refs: Vec<&TypedFact> = facts.iter().collect();
     let Ok(costs) = node.op.cost(&refs) else {
         return 0;
@@ -101,7 +115,7 @@ pub(super) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> TractResult
     let mut state = SimpleState::new(plan)?;
     let out = state.run_plan_with_eval(inputs, |session, op_state, node, input| {
         let t = Instant::now();
-        let fma = fma_of(node, &input);
+        let fma = fma_of(plan.model(), node, &input);
         costing_ms += t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let out = eval(session, op_state, node, input);
