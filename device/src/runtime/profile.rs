@@ -78,8 +78,9 @@ pub(super) fn active() -> bool {
 
 /// Multiply-adds of `node` on these inputs, by the op's cost model; 0 where it
 /// has none or cannot say for these shapes. A packed (exotic) input is described
-/// by the model's fact, which knows its packing.
-fn fma_of(model: &TypedModel, node: &TypedNode, inputs: &[TValue]) -> u64 {
+/// by the model's fact, which knows its packing; a cost in the graph's symbols
+/// (a text's length) is read with this run's values of them.
+fn fma_of(model: &TypedModel, node: &TypedNode, inputs: &[TValue], symbols: &SymbolValues) -> u64 {
     let facts: Option<Vec<TypedFact>> = inputs
         .iter()
         .zip(&node.inputs)
@@ -101,7 +102,7 @@ fn fma_of(model: &TypedModel, node: &TypedNode, inputs: &[TValue]) -> u64 {
     costs
         .iter()
         .filter(|(cost, _)| matches!(cost, Cost::FMA(_)))
-        .filter_map(|(_, n)| n.to_i64().ok())
+        .filter_map(|(_, n)| n.eval(symbols).to_i64().ok())
         .map(|n| n.max(0) as u64)
         .sum()
 }
@@ -115,7 +116,7 @@ pub(super) fn run(plan: &Plan, graph: &str, inputs: TVec<TValue>) -> TractResult
     let mut state = SimpleState::new(plan)?;
     let out = state.run_plan_with_eval(inputs, |session, op_state, node, input| {
         let t = Instant::now();
-        let fma = fma_of(plan.model(), node, &input);
+        let fma = fma_of(plan.model(), node, &input, session.symbols);
         costing_ms += t.elapsed().as_secs_f64() * 1e3;
         let t = Instant::now();
         let out = eval(session, op_state, node, input);
