@@ -281,6 +281,7 @@ fn answers_questions_about_the_photos(root: &Path, captioner: &Path) {
             s(&selftest),
         ],
     );
+    let mut host_answers = Vec::new();
     for (photo, _) in SUBJECTS.iter().step_by(3) {
         let image = pretrained().join("samples").join(photo);
         let question = "what is this a photo of?";
@@ -295,7 +296,9 @@ fn answers_questions_about_the_photos(root: &Path, captioner: &Path) {
             .rsplit_once(" (")
             .map_or(host.trim(), |(answer, _)| answer);
         assert_eq!(board.trim(), host, "{photo}");
+        host_answers.push((*photo, host.to_string()));
     }
+    questions_answered_on_every_capture(root, &bundle, &host_answers);
     let out = Command::new(binary("edgevlm"))
         .args([
             "export",
@@ -308,4 +311,48 @@ fn answers_questions_about_the_photos(root: &Path, captioner: &Path) {
         .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success() && err.contains("question-only"), "{err}");
+}
+
+/// device.toml `questions` with the photo VQA bundle: every capture of the loop
+/// answers them, as the host answers each photo.
+fn questions_answered_on_every_capture(root: &Path, bundle: &Path, host_answers: &[(&str, String)]) {
+    let inbox = root.join("inbox-questions");
+    std::fs::create_dir_all(&inbox).unwrap();
+    for (i, (photo, _)) in host_answers.iter().enumerate() {
+        std::fs::copy(
+            pretrained().join("samples").join(photo),
+            inbox.join(format!("{i:02}-{photo}")),
+        )
+        .unwrap();
+    }
+    let (config, log) = (root.join("questions.toml"), root.join("questions.jsonl"));
+    std::fs::write(
+        &config,
+        format!(
+            "device = \"ci\"\nbundle = {bundle:?}\nunsigned_bundle = true\ntick_ms = 1\n\
+             questions = [\"what is this a photo of?\"]\nevents.file = {log:?}\n\
+             [camera]\nkind = \"directory\"\npath = {inbox:?}\nexisting = true\n\
+             [trigger]\nkind = \"frame\"\n"
+        ),
+    )
+    .unwrap();
+    let n = host_answers.len().to_string();
+    run_ok(
+        "edgevlm-device",
+        &["run", "--max-events", &n, "--config", s(&config)],
+    );
+    let events: Vec<serde_json::Value> = std::fs::read_to_string(&log)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    assert_eq!(events.len(), host_answers.len());
+    for (event, (photo, host)) in events.iter().zip(host_answers) {
+        assert!(event["source"].as_str().unwrap().ends_with(photo), "{event}");
+        assert_eq!(
+            event["answers"][0]["question"], "what is this a photo of?",
+            "{event}"
+        );
+        assert_eq!(event["answers"][0]["answer"], host.as_str(), "{photo}: {event}");
+    }
 }
