@@ -48,14 +48,24 @@ pub fn balance<T>(items: Vec<T>, share: f64, seed: u64, answer_of: impl Fn(&T) -
     let mut rng = SplitMix64::new(seed);
     let mut keep = vec![false; items.len()];
     for indices in by_answer.values_mut() {
-        // A partial Fisher-Yates shuffle picks `limit` of them.
-        let n = indices.len();
-        for k in 0..limit.min(n) {
-            let j = k + rng.below((n - k) as u64) as usize;
-            indices.swap(k, j);
-            keep[indices[k]] = true;
-        }
+        keep_at_random(indices, limit, &mut rng, &mut keep);
     }
+    kept(items, keep)
+}
+
+/// Marks `limit` of `indices` (all when fewer) in `keep`, drawn by a partial
+/// Fisher-Yates shuffle.
+fn keep_at_random(indices: &mut [usize], limit: usize, rng: &mut SplitMix64, keep: &mut [bool]) {
+    let n = indices.len();
+    for k in 0..limit.min(n) {
+        let j = k + rng.below((n - k) as u64) as usize;
+        indices.swap(k, j);
+        keep[indices[k]] = true;
+    }
+}
+
+/// The items marked in `keep`, in their order.
+fn kept<T>(items: Vec<T>, keep: Vec<bool>) -> Vec<T> {
     items
         .into_iter()
         .zip(keep)
@@ -94,19 +104,10 @@ pub fn even_per_probe<T>(
             answers.values().map(Vec::len).min().unwrap_or(0)
         };
         for indices in answers.values_mut() {
-            let n = indices.len();
-            for k in 0..limit.min(n) {
-                let j = k + rng.below((n - k) as u64) as usize;
-                indices.swap(k, j);
-                keep[indices[k]] = true;
-            }
+            keep_at_random(indices, limit, &mut rng, &mut keep);
         }
     }
-    items
-        .into_iter()
-        .zip(keep)
-        .filter_map(|(item, kept)| kept.then_some(item))
-        .collect()
+    kept(items, keep)
 }
 
 #[cfg(test)]
