@@ -5,6 +5,7 @@ use std::collections::HashMap;
 use std::fmt::Write;
 
 use edgevlm_device::runtime::profile::Profile;
+use edgevlm_device::runtime::KernelRace;
 use serde::Serialize;
 
 /// Nodes listed by name (the rest are in the per-op sums).
@@ -48,6 +49,8 @@ pub struct ProfileReport {
     pub graphs: Vec<GraphRow>,
     pub ops: Vec<OpRow>,
     pub nodes: Vec<NodeRow>,
+    /// The swapped-in ops against tract's own, on this bundle's sizes.
+    pub kernels: Vec<KernelRace>,
 }
 
 fn gflops(fma: f64, ms: f64) -> f64 {
@@ -123,6 +126,7 @@ pub fn summarise(profile: &Profile, peak: (f64, &'static str)) -> ProfileReport 
         graphs,
         ops,
         nodes,
+        kernels: Vec::new(),
     }
 }
 
@@ -176,6 +180,33 @@ pub fn markdown(report: &ProfileReport) -> String {
             n.op,
             n.ms_per_call,
             n.share * 100.0
+        );
+    }
+    if !report.kernels.is_empty() {
+        let _ = writeln!(
+            out,
+            "\n| graph | node | input | tract's op ms | swapped in ms | speed-up |\n|---|---|---|---:|---:|---:|"
+        );
+        let (mut tract, mut ours) = (0.0, 0.0);
+        for k in &report.kernels {
+            let shape: Vec<String> = k.input_shape.iter().map(usize::to_string).collect();
+            let _ = writeln!(
+                out,
+                "| {} | `{}` | {} | {:.3} | {:.3} | {:.1}x |",
+                k.graph,
+                k.node,
+                shape.join("×"),
+                k.tract_ms,
+                k.swapped_ms,
+                k.tract_ms / k.swapped_ms.max(1e-9)
+            );
+            (tract, ours) = (tract + k.tract_ms, ours + k.swapped_ms);
+        }
+        let _ = writeln!(
+            out,
+            "| all | {} nodes | | {tract:.3} | {ours:.3} | {:.1}x |",
+            report.kernels.len(),
+            tract / ours.max(1e-9)
         );
     }
     out

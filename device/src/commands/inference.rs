@@ -151,6 +151,10 @@ pub fn bench(
     let mut result = bench::run(&runtime, &model.bundle, images, decoding, &options)?;
     result.load_ms = [first, second];
     (result.loaded_rss_mib, result.load_peak_rss_mib) = (loaded_rss, load_peak);
+    // Raced last, once every memory figure is taken: it builds graphs of its own.
+    if let Some(profiled) = &mut result.profile {
+        profiled.kernels = runtime.race_kernels()?;
+    }
     if let Some(profiled) = &result.profile {
         eprintln!("{}", bench::profile::markdown(profiled));
     }

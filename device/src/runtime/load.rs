@@ -12,6 +12,7 @@ use edgevlm_shared::caption::CaptionMemory;
 use edgevlm_shared::TextTokenizer;
 use tract_onnx::prelude::*;
 
+use super::depthwise;
 use super::text::TextEncoder;
 use super::{clip, Plan, Result, Runtime, RuntimeError, VqaPlan};
 
@@ -40,10 +41,11 @@ pub(super) fn plan(
             .with_input_fact(0, InferenceFact::dt_shape(f32::datum_type(), shape))
             .map_err(fail)?;
     }
-    model
-        .into_optimized()
-        .and_then(|m| m.into_runnable())
-        .map_err(fail)
+    let mut model = model.into_typed().map_err(fail)?;
+    model.declutter().map_err(fail)?;
+    depthwise::swap_in(&mut model).map_err(fail)?;
+    model.optimize().map_err(fail)?;
+    model.into_runnable().map_err(fail)
 }
 
 /// Where the loader reads the bundle from: one it owns gives up each graph's bytes

@@ -4,10 +4,12 @@
 
 mod clip;
 mod decode;
+mod depthwise;
 mod error;
 mod load;
 mod memory;
 pub mod profile;
+mod race;
 mod selftest;
 mod text;
 
@@ -17,6 +19,7 @@ pub use memory::{
     bound_free_heap, keep_blocks_for_reuse, return_freed_memory, return_large_blocks_when_freed,
     MAX_FREE_HEAP,
 };
+pub use race::KernelRace;
 pub use selftest::SelfTestReport;
 use text::TextEncoder;
 pub use text::TextTower;

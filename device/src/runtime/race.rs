@@ -1,0 +1,85 @@
+//! The ops this runtime swaps into tract's graphs, each timed against the op of
+//! tract's it replaced, on the bundle's own sizes and weights (`bench --profile`).
+//!
+//! Both run as one-node graphs on the same input, alternately, best of several
+//! rounds: a machine whose speed drifts during the run moves both alike.
+
+use std::time::Instant;
+
+use serde::Serialize;
+use tract_onnx::prelude::*;
+
+use super::depthwise::VectorDepthwise;
+use super::{Plan, Result, Runtime, RuntimeError};
+
+const ROUNDS: usize = 7;
+const RUNS_PER_ROUND: usize = 5;
+
+/// One swapped node: milliseconds per call with tract's op and with ours.
+#[derive(Debug, Clone, Serialize)]
+pub struct KernelRace {
+    pub graph: String,
+    pub node: String,
+    pub op: String,
+    pub input_shape: Vec<usize>,
+    pub tract_ms: f64,
+    pub swapped_ms: f64,
+}
+
+impl Runtime {
+    /// Every swapped node of the loaded graphs, raced against tract's own op.
+    pub fn race_kernels(&self) -> Result<Vec<KernelRace>> {
+        let mut plans: Vec<(&str, &Plan)> = vec![
+            (edgevlm_shared::bundle::io::IMAGE_ENCODER, &self.image_encoder),
+            (edgevlm_shared::bundle::io::CAPTION_DECODER, &self.decoder),
+            (edgevlm_shared::bundle::io::CAPTION_STEP, &self.decoder_step),
+        ];
+        if let Some(vqa) = &self.vqa {
+            plans.push((edgevlm_shared::bundle::io::VQA, &vqa.plan));
+        }
+        let mut races = Vec::new();
+        for (graph, plan) in plans {
+            for node in plan.model().nodes() {
+                let Some(op) = node.op_as::<VectorDepthwise>() else {
+                    continue;
+                };
+                let fail = |e: TractError| RuntimeError::Run {
+                    graph: graph.to_string(),
+                    reason: format!("racing node {}: {e:#}", node.name),
+                };
+                let (tract_ms, swapped_ms) = race(op).map_err(fail)?;
+                races.push(KernelRace {
+                    graph: graph.to_string(),
+                    node: node.name.clone(),
+                    op: op.name().to_string(),
+                    input_shape: op.input_shape().to_vec(),
+                    tract_ms,
+                    swapped_ms,
+                });
+            }
+        }
+        Ok(races)
+    }
+}
+
+/// Best milliseconds per call of tract's op and of ours.
+fn race(op: &VectorDepthwise) -> TractResult<(f64, f64)> {
+    let tract = op.alone(false)?.into_runnable()?;
+    let ours = op.alone(true)?.into_runnable()?;
+    let len: usize = op.input_shape().iter().product();
+    let values: Vec<f32> = (0..len).map(|i| (i as f32 * 0.013).cos()).collect();
+    let input = Tensor::from_shape(op.input_shape(), &values)?.into_tvalue();
+    let time = |plan: &Plan| -> TractResult<f64> {
+        let start = Instant::now();
+        for _ in 0..RUNS_PER_ROUND {
+            plan.run(tvec!(input.clone()))?;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e3 / RUNS_PER_ROUND as f64)
+    };
+    let (mut best_tract, mut best_ours) = (f64::MAX, f64::MAX);
+    for _ in 0..ROUNDS {
+        best_tract = best_tract.min(time(&tract)?);
+        best_ours = best_ours.min(time(&ours)?);
+    }
+    Ok((best_tract, best_ours))
+}
