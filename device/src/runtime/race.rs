@@ -83,3 +83,30 @@ fn race(op: &VectorDepthwise) -> TractResult<(f64, f64)> {
     }
     Ok((best_tract, best_ours))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn both_ops_are_timed_on_the_same_sizes() {
+        let op = crate::runtime::depthwise::tests::example_op();
+        let (tract, ours) = race(&op).unwrap();
+        assert!(tract.is_finite() && tract > 0.0, "{tract}");
+        assert!(ours.is_finite() && ours > 0.0, "{ours}");
+        assert_eq!(op.input_shape(), [1, 8, 16, 16]);
+        // Each graph holds the op it is timing.
+        assert!(op
+            .alone(true)
+            .unwrap()
+            .nodes()
+            .iter()
+            .any(|n| n.op_as::<VectorDepthwise>().is_some()));
+        assert!(op
+            .alone(false)
+            .unwrap()
+            .nodes()
+            .iter()
+            .all(|n| n.op_as::<VectorDepthwise>().is_none()));
+    }
+}

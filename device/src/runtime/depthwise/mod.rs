@@ -320,7 +320,7 @@ impl TypedOp for VectorDepthwise {
 }
 
 #[cfg(test)]
-mod tests {
+pub(super) mod tests {
     use super::*;
     use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
@@ -485,6 +485,16 @@ mod tests {
             same_values(&[1, 4, 12, 12], 7, 1, explicit(3), true, relu6);
             same_values(&[1, 4, 12, 12], 3, 3, explicit(1), true, relu6);
         }
+    }
+
+    /// A swapped-in op over `[1, 8, 16, 16]` (3×3, ReLU6), for other modules' tests.
+    pub(in crate::runtime) fn example_op() -> VectorDepthwise {
+        let mut model = conv_model(&[1, 8, 16, 16], 3, 1, PaddingSpec::SameUpper, true, 1, true)
+            .into_decluttered()
+            .unwrap();
+        swap_in(&mut model).unwrap();
+        let node = model.nodes().iter().find_map(|n| n.op_as::<VectorDepthwise>());
+        node.expect("the convolution was swapped").clone()
     }
 
     #[test]

@@ -6,8 +6,9 @@
 //! tap along each output row.
 //!
 //! Either way each output is its bias plus its taps row by row, a multiply then
-//! an add each: tract's order. A padding tap adds an exact zero, which changes no
-//! value, so outputs equal tract's (to the bit, but for the sign of a zero).
+//! an add each (tract's order on x86_64). A padding tap adds an exact zero, which
+//! changes no value: outputs equal the sum of the in-bounds taps alone, to the bit
+//! but for the sign of a zero.
 
 use super::vector;
 
@@ -40,7 +41,7 @@ struct Scratch {
     /// The padded plane, split by stride.
     plane: Vec<f32>,
     /// The outputs, rows `sub_w` wide.
-    row: Vec<f32>,
+    outputs: Vec<f32>,
 }
 
 impl Geometry {
@@ -170,16 +171,19 @@ impl Geometry {
                 *offset = ((ky % sh) * sw + kx % sw) * sub_len + (ky / sh) * sub_w + kx / sw;
             }
         }
-        scratch.row.resize(blocks, 0.0);
+        scratch.outputs.resize(blocks, 0.0);
         interior::<K>(
             &weights,
             &scratch.plane,
             &offsets,
             bias,
             clamp,
-            &mut scratch.row[..blocks],
+            &mut scratch.outputs[..blocks],
         );
-        for (out_row, row) in output.chunks_exact_mut(self.out_w).zip(scratch.row.chunks(sub_w)) {
+        for (out_row, row) in output
+            .chunks_exact_mut(self.out_w)
+            .zip(scratch.outputs.chunks(sub_w))
+        {
             out_row.copy_from_slice(&row[..self.out_w]);
         }
     }
