@@ -408,7 +408,7 @@ pub(super) mod tests {
                             }
                         }
                     }
-                    out.push(if relu6 { sum.max(0.0).min(0.3) } else { sum });
+                    out.push(if relu6 { sum.clamp(0.0, 0.3) } else { sum });
                 }
             }
         }
