@@ -166,18 +166,30 @@ pub fn argmax(values: &[f32]) -> u32 {
 }
 
 /// The `k` largest values' indices, largest first, equal values in index order
-/// (what a stable sort gives), found without sorting the whole vocabulary.
+/// (what a stable sort gives), in one pass over the vocabulary: an index enters
+/// the kept few only when it beats the last of them, which few do.
 fn top_k(values: &[f32], k: usize) -> Vec<u32> {
-    let order = |a: &u32, b: &u32| values[*b as usize].total_cmp(&values[*a as usize]).then(a.cmp(b));
-    let mut idx: Vec<u32> = (0..values.len() as u32).collect();
-    let k = k.min(idx.len());
+    let k = k.min(values.len());
+    // `a` before `b`: larger, or as large and earlier.
+    let before = |a: u32, b: u32| {
+        values[a as usize]
+            .total_cmp(&values[b as usize])
+            .then(b.cmp(&a))
+            .is_gt()
+    };
+    let mut kept: Vec<u32> = Vec::with_capacity(k + 1);
     if k == 0 {
-        return Vec::new();
+        return kept;
     }
-    idx.select_nth_unstable_by(k - 1, order);
-    idx.truncate(k);
-    idx.sort_by(order);
-    idx
+    for i in 0..values.len() as u32 {
+        if kept.len() == k && kept.last().is_some_and(|&last| !before(i, last)) {
+            continue;
+        }
+        let at = kept.partition_point(|&j| before(j, i));
+        kept.insert(at, i);
+        kept.truncate(k);
+    }
+    kept
 }
 
 /// Drops the leading [CLS] and everything from the first [SEP].
@@ -188,6 +200,20 @@ fn strip(seq: &[u32], eos: u32) -> Vec<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn top_k_of_a_vocabulary_with_ties_is_the_stable_sort_s_prefix() {
+        // Values from a small set, so that most have equals.
+        let values: Vec<f32> = (0..3000u32)
+            .map(|i| ((i * 7919) % 61) as f32 * 0.25 - 4.0)
+            .collect();
+        for k in [1, 2, 15, 60, 61, 62, 3000] {
+            let mut sorted: Vec<u32> = (0..values.len() as u32).collect();
+            sorted.sort_by(|&a, &b| values[b as usize].total_cmp(&values[a as usize]));
+            sorted.truncate(k);
+            assert_eq!(top_k(&values, k), sorted, "k = {k}");
+        }
+    }
 
     #[test]
     fn top_k_is_the_stable_sort_s_prefix() {

@@ -96,10 +96,13 @@ impl<'a> CachedDecoder<'a> {
             ));
         }
         let last = last_positions(&logits, rows, self.runtime.manifest.decoder.vocab, graph)?;
-        self.cache = out[1..]
-            .chunks_exact(2)
-            .map(|kv| (kv[0].clone().into_tensor(), kv[1].clone().into_tensor()))
-            .collect();
+        // Moved out of the outputs, not cloned: a value held once becomes a tensor
+        // without a copy of the cache.
+        let mut kv = out.into_iter().skip(1).map(TValue::into_tensor);
+        self.cache.clear();
+        while let (Some(k), Some(v)) = (kv.next(), kv.next()) {
+            self.cache.push((k, v));
+        }
         Ok(last.into_iter().map(log_softmax).collect())
     }
 }
