@@ -296,7 +296,7 @@ impl EvalOp for VectorDepthwise {
             bias.as_slice::<f32>()?,
             self.clamp,
             view.as_slice_mut::<f32>()?,
-        );
+        )?;
         Ok(tvec!(output.into_tvalue()))
     }
 }
@@ -485,6 +485,16 @@ pub(super) mod tests {
             same_values(&[1, 4, 12, 12], 7, 1, explicit(3), true, relu6);
             same_values(&[1, 4, 12, 12], 3, 3, explicit(1), true, relu6);
         }
+    }
+
+    #[test]
+    fn planes_shared_among_threads_give_the_same_outputs() {
+        use tract_linalg::multithread::{multithread_tract_scope, Executor};
+        // Above tract's threading threshold (32,768 values), so the planes are split.
+        multithread_tract_scope(Executor::multithread(3), || {
+            same_values(&[2, 12, 48, 48], 3, 2, PaddingSpec::SameUpper, true, true);
+            same_values(&[1, 20, 40, 40], 5, 1, PaddingSpec::SameUpper, true, false);
+        });
     }
 
     /// A swapped-in op over `[1, 8, 16, 16]` (3×3, ReLU6), for other modules' tests.

@@ -10,6 +10,9 @@
 //! changes no value: outputs equal the sum of the in-bounds taps alone, to the bit
 //! but for the sign of a zero.
 
+use tract_linalg::multithread::par_chunks_mut;
+use tract_onnx::prelude::TractResult;
+
 use super::vector;
 
 /// Outputs per vector block: AVX's eight lanes, NEON's two registers of four.
@@ -46,28 +49,62 @@ struct Scratch {
 
 impl Geometry {
     /// Every plane of `input` into `output`, each output clamped to `clamp`'s
-    /// bounds where the graph's Clip (a ReLU6) was folded in.
-    pub fn run(&self, input: &[f32], kernel: &[f32], bias: &[f32], clamp: Clamp, output: &mut [f32]) {
-        #[cfg(target_arch = "x86_64")]
-        if std::is_x86_feature_detected!("avx") {
-            // SAFETY: the core was just checked to have AVX.
-            return unsafe { self.all_avx(input, kernel, bias, clamp, output) };
+    /// bounds where the graph's Clip (a ReLU6) was folded in. The planes are
+    /// shared out among tract's threads when it has several (`--threads`); each
+    /// plane's arithmetic is the same either way.
+    pub fn run(
+        &self,
+        input: &[f32],
+        kernel: &[f32],
+        bias: &[f32],
+        clamp: Clamp,
+        output: &mut [f32],
+    ) -> TractResult<()> {
+        let (in_plane, out_plane) = (self.in_h * self.in_w, self.out_h * self.out_w);
+        if output.is_empty() || in_plane == 0 {
+            return Ok(());
         }
-        self.all(input, kernel, bias, clamp, output)
+        let work = input.len() + output.len();
+        par_chunks_mut(output, out_plane, work, |first, output| {
+            let planes = output.len() / out_plane;
+            let input = &input[first * in_plane..][..planes * in_plane];
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx") {
+                // SAFETY: the core was just checked to have AVX.
+                unsafe { self.all_avx(input, first, kernel, bias, clamp, output) };
+                return Ok(());
+            }
+            self.all(input, first, kernel, bias, clamp, output);
+            Ok(())
+        })
     }
 
     /// The same loops compiled for AVX, where the core has it.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx")]
-    fn all_avx(&self, input: &[f32], kernel: &[f32], bias: &[f32], clamp: Clamp, output: &mut [f32]) {
-        self.all(input, kernel, bias, clamp, output)
+    fn all_avx(
+        &self,
+        input: &[f32],
+        first: usize,
+        kernel: &[f32],
+        bias: &[f32],
+        clamp: Clamp,
+        output: &mut [f32],
+    ) {
+        self.all(input, first, kernel, bias, clamp, output)
     }
 
+    /// Planes `first..` (of the batch's `n × channels`), in order.
     #[inline(always)]
-    fn all(&self, input: &[f32], kernel: &[f32], bias: &[f32], clamp: Clamp, output: &mut [f32]) {
-        if output.is_empty() {
-            return;
-        }
+    fn all(
+        &self,
+        input: &[f32],
+        first: usize,
+        kernel: &[f32],
+        bias: &[f32],
+        clamp: Clamp,
+        output: &mut [f32],
+    ) {
         let taps = self.kernel_h * self.kernel_w;
         let in_plane = self.in_h * self.in_w;
         let out_plane = self.out_h * self.out_w;
@@ -76,7 +113,7 @@ impl Geometry {
             .chunks_exact(in_plane)
             .zip(output.chunks_exact_mut(out_plane));
         for (plane, (input, output)) in planes.enumerate() {
-            let c = plane % self.channels;
+            let c = (first + plane) % self.channels;
             let taps = &kernel[c * taps..][..taps];
             // One bias per channel, or one for all.
             let bias = bias[c % bias.len()];
