@@ -11,6 +11,7 @@ use edgevlm::data::synth::{self, SynthOptions};
 use edgevlm::eval::predict::{BundlePredictor, BurnPredictor, Predictor};
 use edgevlm::model::saved::SavedModel;
 use edgevlm_device::runtime::{profile, Runtime};
+use edgevlm_shared::bundle::Bundle;
 use edgevlm_shared::preprocess::load_image;
 use edgevlm_shared::search::DecodeOptions;
 use edgevlm_tests::binary;
@@ -203,6 +204,7 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
         "{report}"
     );
     assert!(report["text_encoder"]["runs"].as_u64() == Some(1), "{report}");
+    assert!(report["vqa"]["runs"].as_u64() == Some(1), "{report}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("| image_encoder |"));
 
     // Truncated and tampered bundles fail with the file and the reason.
@@ -220,6 +222,30 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
     assert!(err.contains("bad.bundle") && err.contains("sha256"), "{err}");
     let not_a_bundle = device(&["selftest"], &image.clone());
     assert!(String::from_utf8_lossy(&not_a_bundle.stderr).contains("not an edgevlm bundle"));
+
+    // A VQA graph that does not read the text encoder's states is refused by name.
+    let whole = Bundle::read(&bundle).unwrap();
+    let text_graph = whole.file("text_encoder.onnx").unwrap().to_vec();
+    let files = whole
+        .entries()
+        .into_iter()
+        .map(|(name, kind, bytes)| {
+            let bytes = if name == "vqa.onnx" {
+                text_graph.clone()
+            } else {
+                bytes
+            };
+            (name, kind, bytes)
+        })
+        .collect();
+    let err = Runtime::from_bundle(&Bundle::new(whole.manifest.clone(), files))
+        .err()
+        .expect("a VQA graph reading token ids is refused")
+        .to_string();
+    assert!(
+        err.contains("vqa") && err.contains("text_states") && err.contains("export the model again"),
+        "{err}"
+    );
 }
 
 /// The dependency closure of `edgevlm-device` in Cargo.lock has no burn crate.

@@ -2,7 +2,8 @@
 //! that says so) or the agent's active slot, verified again at each reading. A
 //! text trigger's phrases are embedded from one reading with the text tower alone,
 //! and the loop's graphs are built from another without it, so the text tower and
-//! the captioning graphs are never in memory together.
+//! the captioning graphs are in memory together only in a loop that answers
+//! questions (the VQA graph reads the text tower's states).
 
 use std::path::PathBuf;
 
@@ -73,23 +74,38 @@ fn locate(cfg: &DeviceConfig) -> anyhow::Result<(ModelFile, Option<Runtime>)> {
     Ok((ModelFile::Slot { state, slot }, Some(runtime)))
 }
 
-/// The loop's runtime, without its text tower, and the embeddings of `phrases`
-/// (in order), computed first.
-pub(super) fn load(cfg: &DeviceConfig, phrases: &[&str]) -> anyhow::Result<(Runtime, Vec<Vec<f32>>)> {
+/// The loop's runtime and the embeddings of `phrases` (in order), computed first.
+/// The runtime holds the text tower only when `answering` (the loop may be asked
+/// questions) and the bundle has a VQA graph, which reads the tower's states.
+pub(super) fn load(
+    cfg: &DeviceConfig,
+    phrases: &[&str],
+    answering: bool,
+) -> anyhow::Result<(Runtime, Vec<Vec<f32>>)> {
     let (file, checked) = locate(cfg)?;
-    if phrases.is_empty() {
+    let text_tower = || -> anyhow::Result<TextTower> {
+        let files = TextTower::files();
+        Ok(TextTower::from_owned(
+            file.read(Some(&files.each_ref().map(String::as_str)))?,
+        )?)
+    };
+    let (runtime, embeddings) = if phrases.is_empty() {
         let runtime = match checked {
             Some(runtime) => runtime,
             None => Runtime::without_text_encoder(file.read(None)?)?,
         };
         runtime.release_text_encoder();
-        return Ok((runtime, Vec::new()));
+        (runtime, Vec::new())
+    } else {
+        drop(checked);
+        let text = text_tower()?;
+        let embeddings = text.embed(phrases)?;
+        drop(text);
+        crate::runtime::return_freed_memory();
+        (Runtime::without_text_encoder(file.read(None)?)?, embeddings)
+    };
+    if answering && runtime.answers_questions() {
+        runtime.use_text_tower(&text_tower()?);
     }
-    drop(checked);
-    let files = TextTower::files();
-    let text = TextTower::from_owned(file.read(Some(&files.each_ref().map(String::as_str)))?)?;
-    let embeddings = text.embed(phrases)?;
-    drop(text);
-    crate::runtime::return_freed_memory();
-    Ok((Runtime::without_text_encoder(file.read(None)?)?, embeddings))
+    Ok((runtime, embeddings))
 }

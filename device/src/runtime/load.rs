@@ -102,6 +102,40 @@ pub(super) fn load_tokenizer(bundle: &Bundle, file: &str, max_len: usize) -> Res
     Ok(TextTokenizer::from_json(json, max_len, None)?)
 }
 
+/// The VQA graph, with what its first input says it reads: the image tokens or
+/// the pixels. The question comes as the text encoder's token states.
+fn vqa_plan(plan: Plan, origin: &str) -> Result<VqaPlan> {
+    let model = plan.model();
+    let names: Vec<&str> = model
+        .input_outlets()
+        .map(|inputs| inputs.iter().map(|o| model.node(o.node).name.as_str()).collect())
+        .unwrap_or_default();
+    let reads_pixels = match names[..] {
+        [io::IMAGE_TOKENS, io::TEXT_STATES, io::MASK] => false,
+        [io::IMAGE, io::TEXT_STATES, io::MASK] => true,
+        _ => {
+            return Err(RuntimeError::Graph {
+                origin: origin.to_string(),
+                graph: io::VQA.to_string(),
+                reason: format!(
+                    "inputs {names:?}, expected [`{}` or `{}`, `{}`, `{}`]{}",
+                    io::IMAGE_TOKENS,
+                    io::IMAGE,
+                    io::TEXT_STATES,
+                    io::MASK,
+                    if names.contains(&io::IDS) {
+                        ": this VQA graph carries its own text tower, as bundles exported \
+                         before it read the text encoder's states did; export the model again"
+                    } else {
+                        ""
+                    }
+                ),
+            })
+        }
+    };
+    Ok(VqaPlan { plan, reads_pixels })
+}
+
 impl Runtime {
     pub fn load(path: &Path) -> Result<Self> {
         Self::from_owned(Bundle::read(path)?)
@@ -175,14 +209,7 @@ impl Runtime {
             .transpose()?;
         let origin = bundle.origin().to_string();
         let vqa = if bundle.has_file(&io::graph_file(io::VQA)) {
-            let plan = source.load_plan(io::VQA, None)?;
-            let model = plan.model();
-            let reads_pixels = model
-                .input_outlets()
-                .ok()
-                .and_then(|inputs| inputs.first().map(|o| model.node(o.node).name == io::IMAGE))
-                .unwrap_or(false);
-            Some(VqaPlan { plan, reads_pixels })
+            Some(vqa_plan(source.load_plan(io::VQA, None)?, &origin)?)
         } else {
             None
         };

@@ -168,6 +168,7 @@ impl Runtime {
         let vqa = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
         let graph = io::VQA;
         let (ids, mask) = text::text_inputs(&self.tokenizer, &[question], graph)?;
+        let states = self.text_states(ids, mask.clone())?;
         let image = if vqa.reads_pixels {
             &image.pixels
         } else {
@@ -176,9 +177,15 @@ impl Runtime {
         let out = run(
             &vqa.plan,
             graph,
-            tvec!(image.clone().into(), ids.into(), mask.into()),
+            tvec!(image.clone().into(), states.into(), mask.into()),
         )?;
         to_vec(output(&out, 0, graph)?, graph)
+    }
+
+    /// Whether the bundle answers questions, which runs its text tower too (a loop
+    /// that answers keeps it loaded).
+    pub fn answers_questions(&self) -> bool {
+        self.vqa.is_some()
     }
 
     pub fn answer(&self, image: &EncodedImage, question: &str) -> Result<Answer> {

@@ -99,6 +99,22 @@ impl Runtime {
         Ok(built)
     }
 
+    /// Gives a runtime loaded without its text tower the one `tower` holds (loaded
+    /// alone from the same bundle), to answer questions with.
+    pub fn use_text_tower(&self, tower: &TextTower) {
+        *self
+            .text_encoder
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = TextEncoder::Plan(tower.plan.clone());
+    }
+
+    /// The text tower's token states `[n, len, d_text]` for token ids and mask.
+    pub(super) fn text_states(&self, ids: Tensor, mask: Tensor) -> Result<Tensor> {
+        let graph = io::TEXT_ENCODER;
+        let out = run(&self.text_plan()?, graph, tvec!(ids.into(), mask.into()))?;
+        Ok(output(&out, 1, graph)?.clone().into_tensor())
+    }
+
     /// Frees the text encoder for good (a loop that embedded its phrases at start).
     pub fn release_text_encoder(&self) {
         *self

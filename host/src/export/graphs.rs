@@ -79,8 +79,9 @@ fn d_embed(model: &EdgeVlm) -> usize {
     model.itc.image_proj.weight.val().dims()[1]
 }
 
-/// Token ids `[n, len]` (int64) and mask `[n, len]` → the text tower's pooled
-/// state ([CLS], or the masked mean at unit length) → the unit ITC embedding.
+/// Token ids `[n, len]` (int64) and mask `[n, len]` → the unit ITC embedding of
+/// the text tower's pooled state ([CLS], or the masked mean at unit length), and
+/// the tower's token states `[n, len, d_text]`, which the VQA graph reads.
 pub fn text_encoder(model: &EdgeVlm, weights: WeightFormat) -> ModelProto {
     let mut g = GraphBuilder::new(io::TEXT_ENCODER, weights);
     let ids = g.input_i64(io::IDS, &[N, LEN]);
@@ -93,12 +94,19 @@ pub fn text_encoder(model: &EdgeVlm, weights: WeightFormat) -> ModelProto {
     let itc = &model.itc;
     let embedding = towers::projection(&mut g, &pooled, &itc.text_proj, itc.text_residual.as_ref());
     g.output(&embedding, io::EMBEDDING, &[N, Dim::Fixed(d_embed(model))]);
+    g.output(&states, io::TEXT_STATES, &[N, LEN, Dim::Fixed(d_text(model))]);
     g.finish()
 }
 
+fn d_text(model: &EdgeVlm) -> usize {
+    model.text.word_embeddings.weight.val().dims()[1]
+}
+
 /// Image tokens (the fused head) or the image itself (the spatial head, through the
-/// grid encoder) + question ids/mask → answer logits `[n, answers]`; `None` when
-/// the model has no VQA head.
+/// grid encoder) + the question's token states (the text encoder's
+/// [`io::TEXT_STATES`]) and mask → answer logits `[n, answers]`; `None` when the
+/// model has no VQA head. The text tower is not in this graph: the bundle's one
+/// copy of it is the text encoder's.
 pub fn vqa(
     model: &EdgeVlm,
     tokens: TokenShape,
@@ -106,7 +114,7 @@ pub fn vqa(
     weights: WeightFormat,
 ) -> Option<ModelProto> {
     let mut g = GraphBuilder::new(io::VQA, weights);
-    let (logits, answers) = if let Some(head) = &model.spatial_vqa {
+    if let Some(head) = &model.spatial_vqa {
         let grid = model
             .grid
             .as_ref()
@@ -115,29 +123,30 @@ pub fn vqa(
             io::IMAGE,
             &[N, Dim::Fixed(3), Dim::Fixed(image_size), Dim::Fixed(image_size)],
         );
-        let (ids, mask) = question_inputs(&mut g);
-        let text = blocks::bert(&mut g, &ids, &mask, &model.text);
+        let (text, mask) = question_inputs(&mut g, model);
         let cells = spatial::grid_encoder(&mut g, &image, grid, image_size);
         let logits = spatial::spatial_vqa(&mut g, &cells, &text, &mask, head);
-        (logits, head.answer.weight.val().dims()[1])
+        let answers = head.answer.weight.val().dims()[1];
+        g.output(&logits, io::LOGITS, &[N, Dim::Fixed(answers)]);
     } else {
         let head = model.vqa.as_ref()?;
         let image = tokens_input(&mut g, tokens);
-        let (ids, mask) = question_inputs(&mut g);
-        let text = blocks::bert(&mut g, &ids, &mask, &model.text);
+        let (text, mask) = question_inputs(&mut g, model);
         let fused = blocks::fusion(&mut g, &text, &mask, &image, &model.fusion);
         let cls = blocks::first_token(&mut g, &fused);
-        (
-            blocks::vqa_head(&mut g, &cls, head),
-            head.output.weight.val().dims()[1],
-        )
-    };
-    g.output(&logits, io::LOGITS, &[N, Dim::Fixed(answers)]);
+        let logits = blocks::vqa_head(&mut g, &cls, head);
+        let answers = head.output.weight.val().dims()[1];
+        g.output(&logits, io::LOGITS, &[N, Dim::Fixed(answers)]);
+    }
     Some(g.finish())
 }
 
-fn question_inputs(g: &mut GraphBuilder) -> (String, String) {
-    (g.input_i64(io::IDS, &[N, LEN]), g.input_f32(io::MASK, &[N, LEN]))
+/// The question as the text encoder leaves it: token states and their mask.
+fn question_inputs(g: &mut GraphBuilder, model: &EdgeVlm) -> (String, String) {
+    (
+        g.input_f32(io::TEXT_STATES, &[N, LEN, Dim::Fixed(d_text(model))]),
+        g.input_f32(io::MASK, &[N, LEN]),
+    )
 }
 
 fn vocab(decoder: &CaptionDecoder) -> usize {

@@ -151,11 +151,19 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
         graphs::text_encoder(&m, weights),
         vec![t_ids.clone(), t_mask.clone()],
     );
-    check("text embedding", &out[0], m.text_embedding(states, mask.clone()));
+    check(
+        "text embedding",
+        &out[0],
+        m.text_embedding(states.clone(), mask.clone()),
+    );
+    let [b, len, d_text] = states.dims();
+    check("text states", &out[1], states.reshape([b, len * d_text]));
 
+    // The VQA graph reads the text encoder's states, as the device feeds them.
+    let text_states = TractTensor::from_shape(&[b, len, d_text], &out[1]).unwrap();
     let out = run(
         graphs::vqa(&m, graphs::token_shape(&m, 16), 16, weights).unwrap(),
-        vec![f32_tensor(&tokens), t_ids.clone(), t_mask.clone()],
+        vec![f32_tensor(&tokens), text_states, t_mask.clone()],
     );
     check(
         "vqa logits",
@@ -254,9 +262,16 @@ fn check_spatial_vqa(weights: WeightFormat, tolerance: f32) {
     let m = spatial_model(&device);
     let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
     let (ids, mask, t_ids, t_mask) = text_inputs(&device);
+    let states = run(graphs::text_encoder(&m, weights), vec![t_ids, t_mask.clone()]);
+    let [b, len] = mask.dims();
+    let d_text = states[1].len() / (b * len);
     let out = run(
         graphs::vqa(&m, graphs::token_shape(&m, 16), 16, weights).unwrap(),
-        vec![f32_tensor(&images), t_ids, t_mask],
+        vec![
+            f32_tensor(&images),
+            TractTensor::from_shape(&[b, len, d_text], &states[1]).unwrap(),
+            t_mask,
+        ],
     );
     let expected = m.vqa_logits(images, ids, mask);
     let diff = max_diff(&out[0], &burn_values(expected));
@@ -324,6 +339,22 @@ fn graph_names_are_the_shared_ones() {
         ]
     );
     assert_eq!(graph.output[0].name, io::LOGITS);
+
+    // The VQA graph reads the text encoder's states: the bundle's one text tower.
+    let g = graphs::vqa(&m, graphs::token_shape(&m, 16), 16, WeightFormat::F32).unwrap();
+    let graph = g.graph.unwrap();
+    let inputs: Vec<&str> = graph.input.iter().map(|i| i.name.as_str()).collect();
+    assert_eq!(inputs, [io::IMAGE_TOKENS, io::TEXT_STATES, io::MASK]);
+    assert!(
+        !graph
+            .initializer
+            .iter()
+            .any(|t| t.name.contains("word_embeddings")),
+        "the VQA graph holds no text tower"
+    );
+    let g = graphs::text_encoder(&m, WeightFormat::F32).graph.unwrap();
+    let outputs: Vec<&str> = g.output.iter().map(|o| o.name.as_str()).collect();
+    assert_eq!(outputs, [io::EMBEDDING, io::TEXT_STATES]);
 }
 
 mod photo;

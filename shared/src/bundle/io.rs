@@ -23,6 +23,10 @@ pub const EMBEDDING: &str = "embedding";
 pub const IDS: &str = "ids";
 /// `[n, len]` f32, 1 for tokens, 0 for padding.
 pub const MASK: &str = "mask";
+/// `[n, len, d_text]` f32: the text tower's state of every token, which the text
+/// encoder outputs after the embedding and the VQA graph reads, so the one copy
+/// of the tower in a bundle serves both.
+pub const TEXT_STATES: &str = "text_states";
 /// `[1]` int64: the position of the step's token.
 pub const POSITION: &str = "position";
 pub const LOGITS: &str = "logits";
