@@ -264,7 +264,7 @@ pub fn run(cfg: &DeviceConfig, limits: Limits) -> anyhow::Result<u64> {
         TriggerConfig::Text { phrase, .. } => vec![phrase.as_str()],
         _ => Vec::new(),
     };
-    let answering = !cfg.questions.is_empty() || cfg.events.mqtt.is_some();
+    let answering = !cfg.questions.is_empty() || cfg.events.mqtt.as_ref().is_some_and(|m| m.ask);
     let (runtime, mut embeddings) = model::load(cfg, &phrases, answering)?;
     crate::runtime::keep_blocks_for_reuse();
     let ring = match cfg.clip_frames {
