@@ -58,6 +58,10 @@ fn host_and_device_draw_the_same_map_and_the_pointing_game_reports_a_baseline() 
     let peak = |out: &str| out.split("looked most at").nth(1).map(str::to_string);
     assert!(peak(&host).is_some(), "{host}");
     assert_eq!(peak(&host), peak(&device), "{host} vs {device}");
+    assert!(
+        !host.contains("where the head read it"),
+        "the fused head: occlusion"
+    );
     let (a, b) = (image::open(&host_png).unwrap(), image::open(&device_png).unwrap());
     assert_eq!(a.width(), 256, "scaled up to 256 pixels");
     assert!(a.height() > 256, "a colour bar under the map");
@@ -82,6 +86,31 @@ fn host_and_device_draw_the_same_map_and_the_pointing_game_reports_a_baseline() 
     assert!(!refused.status.success());
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("not a word of the caption"), "{stderr}");
+
+    // A spatial head's answer map is its own focus, on the host and on the board.
+    let (spatial, spatial_bundle) = (root.join("spatial"), root.join("s.bundle"));
+    let mut args = vec!["finetune", "vqa", "--vqa-head", "spatial"];
+    args.extend(common);
+    run(
+        "edgevlm",
+        &args,
+        &[("--from", &pre), ("--data", &scenes), ("--out", &spatial)],
+    );
+    run(
+        "edgevlm",
+        &["export"],
+        &[("--model", &spatial), ("--out", &spatial_bundle)],
+    );
+    let asked = ["explain", image.to_str().unwrap(), "--question", question];
+    let host = run("edgevlm", &asked, &[("--model", &spatial), ("--out", &host_png)]);
+    let device = run(
+        "edgevlm-device",
+        &asked,
+        &[("--bundle", &spatial_bundle), ("--out", &device_png)],
+    );
+    assert!(host.contains("where the head read it"), "{host}");
+    assert!(device.contains("where the head read it"), "{device}");
+    assert_eq!(peak(&host), peak(&device), "{host} vs {device}");
 
     let report = root.join("pointing.json");
     run(

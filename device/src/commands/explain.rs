@@ -1,4 +1,5 @@
-//! `edgevlm-device explain`: the occlusion map of an answer, of the similarity to a
+//! `edgevlm-device explain`: where a spatial VQA head read its answer (its focus),
+//! or the occlusion map of another head's answer, of the similarity to a
 //! text (by default the bundle's own caption) or of the decoder's confidence in a
 //! word of a caption, written as a PNG: the same shared code as `edgevlm explain`,
 //! scored by the runtime.
@@ -7,7 +8,9 @@ use std::path::Path;
 
 use anyhow::{Context, Result};
 use edgevlm_device::runtime::Runtime;
-use edgevlm_shared::explain::{answer_evidence, occlusion_map, overlay, peak, CaptionWord, Occlusion};
+use edgevlm_shared::explain::{
+    answer_evidence, focus_map, occlusion_map, overlay, peak, CaptionWord, Occlusion,
+};
 use edgevlm_shared::preprocess::{load_image, resize_and_crop};
 use edgevlm_shared::search::log_softmax;
 use image::RgbImage;
@@ -33,15 +36,25 @@ pub fn explain(image: &Path, what: &ExplainWhat, out: &Path, model: &ModelArgs) 
                 .iter()
                 .position(|a| *a == answer.answer)
                 .unwrap_or(0);
-            let probability = |image: &RgbImage| -> Result<f32> {
+            let margin = |image: &RgbImage| -> Result<f32> {
                 let logits = runtime.vqa_logits(&runtime.encode_image(image)?, q)?;
                 let probabilities: Vec<f32> = log_softmax(&logits).iter().map(|l| l.exp()).collect();
                 Ok(answer_evidence(&probabilities, class))
             };
-            (
-                format!("answer {:?} to {q:?}, margin", answer.answer),
-                map_of(&seen, probability)?,
-            )
+            let focus = runtime.answer_focus(&whole, q)?;
+            match focus.and_then(|f| focus_map(&f, seen.width())) {
+                Some(map) => (
+                    format!(
+                        "answer {:?} to {q:?}, where the head read it; margin",
+                        answer.answer
+                    ),
+                    (margin(&seen)?, map),
+                ),
+                None => (
+                    format!("answer {:?} to {q:?}, margin", answer.answer),
+                    map_of(&seen, margin)?,
+                ),
+            }
         }
         (None, None, Some(word)) => {
             let caption = match &what.caption {

@@ -165,6 +165,16 @@ impl Runtime {
 
     /// Answer logits for one question about an encoded image.
     pub fn vqa_logits(&self, image: &EncodedImage, question: &str) -> Result<Vec<f32>> {
+        Ok(self.vqa_outputs(image, question)?.0)
+    }
+
+    /// Where a spatial VQA head looked for its answer: its weights over the grid's
+    /// cells, row-major; `None` for a head without such a focus (the fused one).
+    pub fn answer_focus(&self, image: &EncodedImage, question: &str) -> Result<Option<Vec<f32>>> {
+        Ok(self.vqa_outputs(image, question)?.1)
+    }
+
+    fn vqa_outputs(&self, image: &EncodedImage, question: &str) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
         let vqa = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
         let graph = io::VQA;
         let (ids, mask) = text::text_inputs(&self.tokenizer, &[question], graph)?;
@@ -179,7 +189,8 @@ impl Runtime {
             graph,
             tvec!(image.clone().into(), states.into(), mask.into()),
         )?;
-        to_vec(output(&out, 0, graph)?, graph)
+        let focus = out.get(1).map(|f| to_vec(f, graph)).transpose()?;
+        Ok((to_vec(output(&out, 0, graph)?, graph)?, focus))
     }
 
     /// Whether the bundle answers questions, which runs its text tower too (a loop

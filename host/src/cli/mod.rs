@@ -296,6 +296,20 @@ pub struct EvalArgs {
     /// Pointing: scenes to play on (the first N of the folder).
     #[arg(long, default_value_t = 1000)]
     pub limit: usize,
+    /// Pointing: which maps to score, comma-separated.
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [PointAt::Answers, PointAt::Phrases, PointAt::Words])]
+    pub point_at: Vec<PointAt>,
+}
+
+/// The maps the pointing game scores.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum PointAt {
+    /// An answer naming one object (the head's focus, or occlusion).
+    Answers,
+    /// "a {colour} {shape}" by ITC similarity (occlusion).
+    Phrases,
+    /// A caption's colour word by the decoder's confidence (occlusion).
+    Words,
 }
 
 #[derive(Args)]

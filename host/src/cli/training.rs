@@ -57,6 +57,10 @@ pub struct TrainArgs {
     /// VQA: questions per image in a batch (the image is encoded once for them).
     #[arg(long)]
     pub questions_per_image: Option<usize>,
+    /// VQA, spatial head: weight of the loss that puts its focus on the object
+    /// the answer is about, where the questions say where it is (0: off).
+    #[arg(long)]
+    pub focus_weight: Option<f32>,
     /// Parts to keep frozen (vision, text, fusion, decoder, grid), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub freeze: Vec<String>,

@@ -115,6 +115,7 @@ pub fn rounds(path: &Path, history: bool) -> Result<Vec<DialogRound>> {
                         .into(),
                     ),
                     family: r.family.clone(),
+                    focus: None,
                 },
                 round: k + 1,
                 distance: r.distance,
@@ -234,6 +235,7 @@ mod tests {
             answers: vec!["yes".into()],
             question_type: None,
             family: Some("exists".into()),
+            focus: None,
         };
         let records = vec![
             q("a.jpg", "q1"),

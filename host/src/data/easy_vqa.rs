@@ -53,6 +53,7 @@ pub fn load(dir: &Path, split: Option<&str>, opts: LoadOptions) -> Result<Datase
                 answers: vec![answer.to_string()],
                 question_type: None,
                 family: None,
+                focus: None,
             },
             source: file.clone(),
             location,

@@ -30,6 +30,9 @@ pub struct VqaRecord {
     /// A finer grouping when the source has one (the synthetic scenes' `family`,
     /// e.g. `shape`, `closest-colour`), reported separately by `edgevlm eval vqa`.
     pub family: Option<String>,
+    /// Where the object the answer is about lies, as fractions (x, y) of the image
+    /// as the model sees it (the centre-cropped square), when the source says.
+    pub focus: Option<[f32; 2]>,
 }
 
 /// Records are either captions or questions.

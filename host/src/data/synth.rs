@@ -3,7 +3,7 @@
 //!
 //! ```text
 //! OUT/images/000000.png      rendered scenes
-//! OUT/questions.jsonl        {"image", "question", "answer", "type", "family"}
+//! OUT/questions.jsonl        {"image", "question", "answer", "type", "family", "focus"?}
 //! OUT/statements.jsonl       {"image", "statement", "answer": "true"|"false", "type", "family"}
 //! OUT/dialogs.jsonl          {"image", "rounds": [{"question", "answer", "family", "distance"?}]}
 //! OUT/captions.json          text_image_data form: [{"text", "image"}]
@@ -11,7 +11,9 @@
 //! OUT/clips.jsonl, clips/     with `clips` > 0: see [`super::clips`]
 //! ```
 //!
-//! Image i is drawn from its own random stream, so the output for a seed is
+//! A question's `focus` is where the object its answer is about lies, as fractions
+//! of the image's side (x, y); `finetune vqa --focus-weight` trains the spatial
+//! head's attention on it. Image i is drawn from its own random stream, so the output for a seed is
 //! byte-identical however many threads render it.
 
 use std::io::Write;
@@ -62,6 +64,8 @@ struct QuestionLine<'a> {
     #[serde(rename = "type")]
     kind: &'a str,
     family: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    focus: Option<[f32; 2]>,
 }
 
 #[derive(Serialize)]
@@ -128,6 +132,10 @@ pub fn write(out: &Path, opts: &SynthOptions) -> Result<()> {
                     answer: &q.answer,
                     kind: q.kind.name(),
                     family: &q.family,
+                    focus: q.focus.map(|[x, y]| {
+                        let side = r.scene.size as f32;
+                        [x / side, y / side]
+                    }),
                 };
                 serde_json::to_writer(&mut questions, &line).expect("in-memory write");
                 questions.push(b'\n');

@@ -93,6 +93,7 @@ pub fn load_v2(dir: &Path, opts: LoadOptions) -> Result<Dataset<VqaRecord>> {
                 answers,
                 question_type: ann.question_type.clone(),
                 family: None,
+                focus: None,
             },
             source: questions_file.clone(),
             location,
@@ -144,6 +145,8 @@ struct JsonlLine {
     question_type: Option<String>,
     #[serde(default)]
     family: Option<String>,
+    #[serde(default)]
+    focus: Option<[f32; 2]>,
 }
 
 /// Loads the JSONL form; `path` is the file or a folder with `questions.jsonl`.
@@ -179,6 +182,17 @@ pub fn load_jsonl(path: &Path, opts: LoadOptions) -> Result<Dataset<VqaRecord>> 
             skipped.skip(opts, &file, &location, "empty image, question or answer")?;
             continue;
         }
+        if let Some(focus) = rec.focus {
+            if !focus.iter().all(|v| (0.0..=1.0).contains(v)) {
+                skipped.skip(
+                    opts,
+                    &file,
+                    &location,
+                    format!("focus {focus:?}: expected two fractions of the image's side in [0, 1]"),
+                )?;
+                continue;
+            }
+        }
         let answers = if rec.answers.is_empty() {
             vec![rec.answer.clone()]
         } else {
@@ -192,6 +206,7 @@ pub fn load_jsonl(path: &Path, opts: LoadOptions) -> Result<Dataset<VqaRecord>> 
                 answers,
                 question_type: rec.question_type,
                 family: rec.family,
+                focus: rec.focus,
             },
             source: file.clone(),
             location,
@@ -239,16 +254,25 @@ mod tests {
         write_png(&dir.path().join("images/0.png"), 4, 4);
         write_text(
             &dir.path().join("questions.jsonl"),
-            "{\"image\":\"images/0.png\",\"question\":\"what shape?\",\"answer\":\"circle\",\"type\":\"relational\",\"family\":\"shape\"}\n\
+            "{\"image\":\"images/0.png\",\"question\":\"what shape?\",\"answer\":\"circle\",\"type\":\"relational\",\"family\":\"shape\",\"focus\":[0.25,0.75]}\n\
              {\"image\":\"images/0.png\",\"question\":\"oops\"\n\
              \n\
-             {\"image\":\"images/1.png\",\"question\":\"q\",\"answer\":\"a\"}\n",
+             {\"image\":\"images/1.png\",\"question\":\"q\",\"answer\":\"a\"}\n\
+             {\"image\":\"images/0.png\",\"question\":\"where?\",\"answer\":\"left\",\"focus\":[1.5,0.2]}\n",
         );
         let ds = load_jsonl(dir.path(), LoadOptions::default()).unwrap();
         assert_eq!(ds.records.len(), 1);
         assert_eq!(ds.records[0].question_type.as_deref(), Some("relational"));
         assert_eq!(ds.records[0].family.as_deref(), Some("shape"));
-        assert_eq!(ds.skipped.count, 2);
+        assert_eq!(ds.records[0].focus, Some([0.25, 0.75]));
+        assert_eq!(ds.skipped.count, 3);
+        assert!(
+            ds.skipped
+                .warning()
+                .is_some_and(|w| w.contains("expected two fractions")),
+            "{:?}",
+            ds.skipped.warning()
+        );
         let err = load_jsonl(
             dir.path(),
             LoadOptions {

@@ -64,6 +64,25 @@ impl Predictor for BundlePredictor {
         }
         Ok(out)
     }
+    fn answer_focus(
+        &self,
+        store: &ImageStore,
+        questions: &[(usize, String)],
+    ) -> crate::error::Result<Option<Vec<Vec<f32>>>> {
+        let mut out = Vec::with_capacity(questions.len());
+        for (image, question) in questions {
+            let encoded = self.encode(store, *image)?;
+            match self
+                .runtime
+                .answer_focus(&encoded, question)
+                .map_err(runtime_err)?
+            {
+                Some(focus) => out.push(focus),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(out))
+    }
     fn answer_names(&self) -> &[String] {
         &self.runtime.manifest.answers
     }

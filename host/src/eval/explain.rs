@@ -1,6 +1,7 @@
 //! `edgevlm explain` and `eval pointing`: occlusion maps ([`edgevlm_shared::explain`])
 //! of an answer's probability or an image-text similarity, from any
-//! [`Predictor`] (a folder in burn, a bundle in tract), and the pointing game
+//! [`Predictor`] (a folder in burn, a bundle in tract), or a spatial VQA head's
+//! own focus for its answers, and the pointing game
 //! (Zhang et al. 2016) on synthetic scenes: is the map's peak inside the object
 //! the answer or the phrase names? Beside it, the centre-prior baseline (always
 //! point at the image's centre).
@@ -8,7 +9,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use edgevlm_shared::explain::{answer_evidence, occlusion_map, peak, CaptionWord, Occlusion};
+use edgevlm_shared::explain::{answer_evidence, focus_map, occlusion_map, peak, CaptionWord, Occlusion};
 use edgevlm_shared::preprocess::resize_and_crop;
 use edgevlm_shared::synth::{Object, Scene};
 use edgevlm_shared::PreprocessConfig;
@@ -41,6 +42,8 @@ pub struct Explanation {
     /// Its logit margin (answers) or similarity (texts) on the whole image.
     pub score: f32,
     pub peak: (u32, u32),
+    /// The map is the answer head's own focus, not an occlusion map.
+    pub focus: bool,
 }
 
 /// Scores a batch of images.
@@ -65,13 +68,27 @@ pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Resu
                 return Err(Error::Invalid("the model has no answer head to explain".into()));
             }
             let store = ImageStore::from_images(std::slice::from_ref(&seen), &cfg);
-            let probs = model.answer_probabilities(&store, &[(0, question.clone())])?;
+            let asked = [(0, question.clone())];
+            let probs = model.answer_probabilities(&store, &asked)?;
             let (answer, _) = predict::best_answer(&probs[0], model.answer_names());
             let class = model
                 .answer_names()
                 .iter()
                 .position(|a| *a == answer)
                 .unwrap_or(0);
+            // A head that says where it read its answer is taken at its word: on
+            // the pointing game its focus beats occlusion.
+            let focus = model.answer_focus(&store, &asked)?.and_then(|mut f| f.pop());
+            if let Some(map) = focus.and_then(|f| focus_map(&f, side)) {
+                return Ok(Explanation {
+                    peak: peak(&map, side),
+                    image: seen,
+                    map,
+                    explained: answer,
+                    score: answer_evidence(&probs[0], class),
+                    focus: true,
+                });
+            }
             let question = question.clone();
             let scorer = move |images: &[RgbImage]| -> Result<Vec<f32>> {
                 let store = ImageStore::from_images(images, &cfg);
@@ -119,6 +136,7 @@ pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Resu
         map,
         explained,
         score,
+        focus: false,
     })
 }
 
@@ -143,7 +161,20 @@ const ONE_OBJECT_FAMILIES: [&str; 5] = ["shape", "size", "horizontal", "vertical
 /// one of its objects, the phrase "a {colour} {shape}" (explained by ITC
 /// similarity) and its colour word in the scene's left-to-right caption (explained
 /// by the decoder's confidence in that word).
-pub fn pointing(model: &dyn Predictor, data: &Path, limit: usize) -> Result<PointingReport> {
+/// The maps the pointing game scores.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pointed {
+    Answers,
+    Phrases,
+    Words,
+}
+
+pub fn pointing(
+    model: &dyn Predictor,
+    data: &Path,
+    limit: usize,
+    kinds: &[Pointed],
+) -> Result<PointingReport> {
     let scenes = crate::data::synth::read_scenes(data)?;
     let questions = crate::data::datasets::questions(&data.join("questions.jsonl"), None, None)?;
     let mut hits: BTreeMap<String, (usize, usize, usize)> = BTreeMap::new();
@@ -157,7 +188,8 @@ pub fn pointing(model: &dyn Predictor, data: &Path, limit: usize) -> Result<Poin
             .records
             .iter()
             .find(|q| q.image == path && ONE_OBJECT_FAMILIES.contains(&q.family.as_deref().unwrap_or("")));
-        if let (true, Some(q)) = (model.has_vqa(), asked) {
+        let answers = kinds.contains(&Pointed::Answers) && model.has_vqa();
+        if let (true, Some(q)) = (answers, asked) {
             if let Some(object) = named_object(scene, &q.question) {
                 let family = q.family.clone().unwrap_or_default();
                 targets.push((
@@ -168,10 +200,13 @@ pub fn pointing(model: &dyn Predictor, data: &Path, limit: usize) -> Result<Poin
             }
         }
         let object = &scene.objects[index % scene.objects.len()];
-        let phrase = format!("a {} {}", object.colour.name(), object.shape.name());
-        targets.push(("phrase".into(), Target::Text(phrase), object));
+        if kinds.contains(&Pointed::Phrases) {
+            let phrase = format!("a {} {}", object.colour.name(), object.shape.name());
+            targets.push(("phrase".into(), Target::Text(phrase), object));
+        }
         // The object's colour word in the scene's left-to-right caption.
-        if let Some(caption) = edgevlm_shared::synth::captions(scene).into_iter().next() {
+        let caption = edgevlm_shared::synth::captions(scene).into_iter().next();
+        if let (true, Some(caption)) = (kinds.contains(&Pointed::Words), caption) {
             let word = object.colour.name().to_string();
             targets.push(("word:colour".into(), Target::Word { word, caption }, object));
         }

@@ -4,6 +4,7 @@
 /// The metrics live in the shared crate: the board reranks captions with CIDEr-D too.
 pub use edgevlm_shared::metrics;
 pub mod bundle_predictor;
+pub mod burn_predictor;
 pub mod clips;
 pub mod dialog;
 pub mod explain;

@@ -3,13 +3,12 @@
 //! evaluation run either the burn model or an exported bundle through the device
 //! runtime (to measure what quantization costs).
 
-use std::borrow::Borrow;
-
 use burn::module::Module;
 use burn::tensor::activation::softmax;
 use burn::tensor::{Device, Int, Tensor, TensorData};
 
 pub use super::bundle_predictor::BundlePredictor;
+pub use super::burn_predictor::BurnPredictor;
 use crate::data::store::ImageStore;
 use crate::error::{Error, Result};
 use crate::model::consensus;
@@ -81,8 +80,23 @@ pub fn answer_probabilities(
     questions: &[(usize, String)],
     device: &Device,
 ) -> Result<Vec<Vec<f32>>> {
+    Ok(answers_with_focus(saved, store, questions, device)?.0)
+}
+
+/// Per question, a distribution: over the answers, or over a grid's cells.
+pub type Rows = Vec<Vec<f32>>;
+
+/// [`answer_probabilities`], and for a spatial head where it looked for each
+/// answer: its weights over the grid's cells, row-major.
+pub fn answers_with_focus(
+    saved: &SavedModel,
+    store: &ImageStore,
+    questions: &[(usize, String)],
+    device: &Device,
+) -> Result<(Rows, Option<Rows>)> {
     let model = saved.model.valid();
-    let mut out = Vec::with_capacity(questions.len());
+    let mut probabilities = Vec::with_capacity(questions.len());
+    let mut focus: Option<Rows> = None;
     for chunk in pair_chunks(saved, store, questions, device) {
         let PairChunk {
             images,
@@ -90,12 +104,14 @@ pub fn answer_probabilities(
             text,
         } = chunk?;
         let encoded = model.encode_vqa_image(images).select(0, at);
-        out.extend(rows(softmax(
-            model.vqa_logits_from(encoded, text.ids, text.mask),
-            1,
-        ))?);
+        let states = model.encode_text(text.ids, text.mask.clone());
+        let (logits, weights) = model.answer_logits_with_focus(encoded, states, text.mask);
+        probabilities.extend(rows(softmax(logits, 1))?);
+        if let Some(weights) = weights {
+            focus.get_or_insert_with(Vec::new).extend(rows(weights)?);
+        }
     }
-    Ok(out)
+    Ok((probabilities, focus))
 }
 
 /// The ITM head's probability that each (image index, text) pair matches. Each
@@ -207,6 +223,16 @@ pub trait Predictor {
         questions: &[(usize, String)],
     ) -> Result<Vec<Vec<f32>>>;
     fn answer_names(&self) -> &[String];
+    /// Where the answer head looked for each (image index, question): its weights
+    /// over the grid's cells, row-major; `None` for a head that has no such focus
+    /// (the fused one).
+    fn answer_focus(
+        &self,
+        _store: &ImageStore,
+        _questions: &[(usize, String)],
+    ) -> Result<Option<Vec<Vec<f32>>>> {
+        Ok(None)
+    }
     /// Most likely answer and its probability for each (image index, question).
     fn answers(&self, store: &ImageStore, questions: &[(usize, String)]) -> Result<Vec<(String, f32)>> {
         Ok(self
@@ -327,98 +353,4 @@ pub fn token_log_probs(
         out.extend(rows(picked)?);
     }
     Ok(out)
-}
-
-/// The trained burn model.
-pub struct BurnPredictor<S: Borrow<SavedModel>> {
-    /// The model folder's contents, owned or borrowed.
-    pub saved: S,
-    pub device: Device,
-    /// Reranking applied after the beam: the folder's own unless changed.
-    consensus: Option<Consensus>,
-}
-
-impl<S: Borrow<SavedModel>> BurnPredictor<S> {
-    pub fn new(saved: S, device: Device) -> Self {
-        let folder = saved.borrow();
-        let consensus = match (&folder.memory, folder.decoding) {
-            (Some(_), Some(decoding)) => decoding.consensus,
-            _ => None,
-        };
-        Self {
-            saved,
-            device,
-            consensus,
-        }
-    }
-}
-
-impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
-    fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig {
-        &self.saved.borrow().meta.preprocess
-    }
-    fn has_vqa(&self) -> bool {
-        !self.saved.borrow().meta.answers.is_empty()
-    }
-    fn answer_probabilities(
-        &self,
-        store: &ImageStore,
-        questions: &[(usize, String)],
-    ) -> Result<Vec<Vec<f32>>> {
-        answer_probabilities(self.saved.borrow(), store, questions, &self.device)
-    }
-    fn answer_names(&self) -> &[String] {
-        &self.saved.borrow().meta.answers
-    }
-    fn captions(&self, store: &ImageStore, indices: &[usize], opts: DecodeOptions) -> Result<Vec<String>> {
-        captions(
-            self.saved.borrow(),
-            store,
-            indices,
-            opts,
-            self.consensus,
-            &self.device,
-        )
-    }
-    fn image_embeddings(&self, store: &ImageStore, indices: &[usize]) -> Result<Vec<Vec<f32>>> {
-        image_embeddings(self.saved.borrow(), store, indices, &self.device)
-    }
-    fn token_log_probs(&self, store: &ImageStore, indices: &[usize], ids: &[u32]) -> Result<Vec<Vec<f32>>> {
-        token_log_probs(self.saved.borrow(), store, indices, ids, &self.device)
-    }
-    fn caption_tokenizer(&self) -> &edgevlm_shared::TextTokenizer {
-        self.saved.borrow().meta.caption_tokenizer()
-    }
-    fn clip_frames(&self) -> Option<usize> {
-        self.saved.borrow().model.temporal.as_ref().map(|t| t.frames())
-    }
-    fn clip_captions(
-        &self,
-        store: &ImageStore,
-        clips: &[Vec<usize>],
-        opts: DecodeOptions,
-    ) -> Result<Vec<String>> {
-        clip_captions(self.saved.borrow(), store, clips, opts, &self.device)
-    }
-    fn text_embeddings(&self, texts: &[String]) -> Result<Vec<Vec<f32>>> {
-        text_embeddings(self.saved.borrow(), texts, &self.device)
-    }
-    fn decoding(&self) -> Option<DecodeOptions> {
-        let saved = self.saved.borrow();
-        saved.decoding.map(|d| d.search(saved.config().decoder.max_len))
-    }
-    fn consensus(&self) -> Option<Consensus> {
-        self.consensus
-    }
-    fn set_consensus(&mut self, consensus: Option<Consensus>) -> Result<()> {
-        if consensus.is_some() && self.saved.borrow().memory.is_none() {
-            return Err(Error::Invalid(format!(
-                "consensus reranking needs the caption memory {}, which this model folder lacks \
-                 (`edgevlm train --recipe flickr8k` writes it)",
-                crate::model::saved::MEMORY_FILE
-            )));
-        }
-        self.consensus = consensus;
-        Ok(())
-    }
 }

@@ -104,8 +104,9 @@ fn d_text(model: &EdgeVlm) -> usize {
 
 /// Image tokens (the fused head) or the image itself (the spatial head, through the
 /// grid encoder) + the question's token states (the text encoder's
-/// [`io::TEXT_STATES`]) and mask → answer logits `[n, answers]`; `None` when the
-/// model has no VQA head. The text tower is not in this graph: the bundle's one
+/// [`io::TEXT_STATES`]) and mask → answer logits `[n, answers]` (and, from the
+/// spatial head, its focus over the grid's cells); `None` when the model has no
+/// VQA head. The text tower is not in this graph: the bundle's one
 /// copy of it is the text encoder's.
 pub fn vqa(
     model: &EdgeVlm,
@@ -125,9 +126,11 @@ pub fn vqa(
         );
         let (text, mask) = question_inputs(&mut g, model);
         let cells = spatial::grid_encoder(&mut g, &image, grid, image_size);
-        let logits = spatial::spatial_vqa(&mut g, &cells, &text, &mask, head);
+        let (logits, focus) = spatial::spatial_vqa(&mut g, &cells, &text, &mask, head);
         let answers = head.answer.weight.val().dims()[1];
         g.output(&logits, io::LOGITS, &[N, Dim::Fixed(answers)]);
+        let cells = head.grid() * head.grid();
+        g.output(&focus, io::ANSWER_FOCUS, &[N, Dim::Fixed(cells)]);
     } else {
         let head = model.vqa.as_ref()?;
         let image = tokens_input(&mut g, tokens);

@@ -58,8 +58,15 @@ pub fn grid_encoder(g: &mut GraphBuilder, images: &str, encoder: &GridEncoder, i
 }
 
 /// Mirrors [`SpatialVqa`]: cell vectors `[n, cells, d]` ([`grid_encoder`]) and
-/// question states `[n, len, d]` with their mask → answer logits.
-pub fn spatial_vqa(g: &mut GraphBuilder, cell: &str, states: &str, mask: &str, head: &SpatialVqa) -> String {
+/// question states `[n, len, d]` with their mask → answer logits, and the head's
+/// focus: its weights over the cells `[n, cells]`.
+pub fn spatial_vqa(
+    g: &mut GraphBuilder,
+    cell: &str,
+    states: &str,
+    mask: &str,
+    head: &SpatialVqa,
+) -> (String, String) {
     let relu = |g: &mut GraphBuilder, x: &str| g.node("Relu", &[x], vec![]);
     let grid = head.grid();
     let cells = grid * grid;
@@ -133,5 +140,6 @@ pub fn spatial_vqa(g: &mut GraphBuilder, cell: &str, states: &str, mask: &str, h
     );
     let hidden = linear(g, &joined, &head.answer_hidden);
     let hidden = relu(g, &hidden);
-    linear(g, &hidden, &head.answer)
+    let focus = g.reshape(&best_weights, &[0, cells as i64]);
+    (linear(g, &hidden, &head.answer), focus)
 }

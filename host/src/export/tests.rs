@@ -273,12 +273,16 @@ fn check_spatial_vqa(weights: WeightFormat, tolerance: f32) {
             t_mask,
         ],
     );
-    let expected = m.vqa_logits(images, ids, mask);
+    let states = m.encode_text(ids, mask.clone());
+    let (expected, focus) = m.answer_logits_with_focus(m.encode_vqa_image(images), states, mask);
     let diff = max_diff(&out[0], &burn_values(expected));
     assert!(
         diff < tolerance,
         "spatial vqa {weights:?}: max |tract - burn| = {diff}"
     );
+    let focus = burn_values(focus.expect("a spatial head has a focus"));
+    let diff = max_diff(&out[1], &focus);
+    assert!(diff < tolerance, "spatial vqa focus {weights:?}: {diff}");
 }
 
 #[test]

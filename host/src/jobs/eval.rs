@@ -132,7 +132,16 @@ pub fn eval(a: cli::EvalArgs) -> Result<()> {
             serde_json::to_string_pretty(&r)?
         }
         Task::Pointing => {
-            let r = explain::pointing(model, &a.data.data, a.limit)?;
+            let kinds: Vec<explain::Pointed> = a
+                .point_at
+                .iter()
+                .map(|p| match p {
+                    cli::PointAt::Answers => explain::Pointed::Answers,
+                    cli::PointAt::Phrases => explain::Pointed::Phrases,
+                    cli::PointAt::Words => explain::Pointed::Words,
+                })
+                .collect();
+            let r = explain::pointing(model, &a.data.data, a.limit, &kinds)?;
             println!("scenes {} targets {}", r.scenes, r.pointed);
             println!(
                 "hit rate   {:.1}%   (centre baseline {:.1}%)",

@@ -76,7 +76,10 @@ pub fn explain(a: ExplainArgs) -> Result<()> {
         .save(&a.out)
         .with_context(|| format!("writing {}", a.out.display()))?;
     let what = match target {
-        explain::Target::Answer(q) => format!("answer {:?} to {q:?} (margin {:.2})", e.explained, e.score),
+        explain::Target::Answer(q) => {
+            let map = if e.focus { "where the head read it; " } else { "" };
+            format!("answer {:?} to {q:?} ({map}margin {:.2})", e.explained, e.score)
+        }
         explain::Target::Text(_) => format!("similarity to {:?} ({:.3})", e.explained, e.score),
         explain::Target::Word { .. } => {
             format!("decoder's log-probability of {} ({:.3})", e.explained, e.score)

@@ -4,7 +4,6 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
-use burn::config::Config;
 use burn::tensor::Device;
 use edgevlm::model::consensus::Consensus;
 use edgevlm::model::{FusionKind, VqaHeadKind};
@@ -188,9 +187,8 @@ fn cuda_device(index: usize) -> Device {
 
 fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
     let mut cfg = match &a.config {
-        Some(path) => {
-            TrainConfig::load(path).with_context(|| format!("{}: not a training config", path.display()))?
-        }
+        Some(path) => TrainConfig::read(path)
+            .map_err(|e| anyhow::anyhow!("{}: not a training config: {e}", path.display()))?,
         None => TrainConfig::new(),
     };
     macro_rules! set {
@@ -213,8 +211,12 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         spatial_mlm_weight,
         spatial_mlm_variants,
         questions_per_image,
+        focus_weight,
         slow_lr_ratio
     );
+    if !(cfg.focus_weight >= 0.0 && cfg.focus_weight.is_finite()) {
+        anyhow::bail!("focus_weight {}: expected a finite weight ≥ 0", cfg.focus_weight);
+    }
     if a.max_steps.is_some() {
         cfg.max_steps = a.max_steps;
     }

@@ -103,6 +103,13 @@ impl SpatialVqa {
     /// [`Self::cells`] `[batch, cells, 3d]` (one row per question) and question
     /// vectors `[batch, d_question]` → answer logits `[batch, answers]`.
     pub fn forward(&self, encoded: Tensor<3>, question: Tensor<2>) -> Tensor<2> {
+        self.forward_with_focus(encoded, question).0
+    }
+
+    /// [`Self::forward`], and where the head looked: the weights of the cell it
+    /// read for the answer `[batch, cells]` (the best-scored cell, the object
+    /// the answer is about).
+    pub fn forward_with_focus(&self, encoded: Tensor<3>, question: Tensor<2>) -> (Tensor<2>, Tensor<2>) {
         let device = encoded.device();
         let [batch, n, width] = encoded.dims();
         let d = width / 3;
@@ -144,7 +151,7 @@ impl SpatialVqa {
         );
         let scored = relu(self.scored_hidden.forward(scored)); // [b, n, d]
         let best_weights = softmax(self.score.forward(scored.clone()), 1).swap_dims(1, 2); // [b, 1, n]
-        let best = best_weights.matmul(cells).reshape([batch, d]);
+        let best = best_weights.clone().matmul(cells).reshape([batch, d]);
 
         // 3. Pooled over the cells: sums count, maxima find.
         let total = scored
@@ -155,7 +162,8 @@ impl SpatialVqa {
         let largest = scored.max_dim(1).reshape([batch, d]);
 
         let joined = Tensor::cat(vec![question, anchor, anchor_at, best, total, largest], 1);
-        self.answer.forward(relu(self.answer_hidden.forward(joined)))
+        let logits = self.answer.forward(relu(self.answer_hidden.forward(joined)));
+        (logits, best_weights.reshape([batch, n]))
     }
 }
 
@@ -177,8 +185,18 @@ mod tests {
         let encoded = head.cells(cells);
         assert_eq!(encoded.dims(), [3, 16, 3 * 16], "cell, anchor key, score term");
         let question = Tensor::<2>::random([3, 16], Distribution::Normal(0.0, 1.0), &device);
-        let logits = head.forward(encoded, question);
+        let (logits, focus) = head.forward_with_focus(encoded, question);
         assert_eq!(logits.dims(), [3, 5]);
+        let sums: Vec<f32> = focus
+            .sum_dim(1)
+            .into_data()
+            .convert::<f32>()
+            .try_to_vec()
+            .unwrap();
+        assert!(
+            sums.iter().all(|s| (s - 1.0).abs() < 1e-5),
+            "a distribution over the cells: {sums:?}"
+        );
         let values: Vec<f32> = logits.into_data().convert::<f32>().try_to_vec().unwrap();
         assert!(values.iter().all(|v| v.is_finite()));
     }

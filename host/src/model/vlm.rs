@@ -232,6 +232,25 @@ impl EdgeVlm {
         head.forward(self.fused_cls(question, mask, image_tokens))
     }
 
+    /// [`Self::answer_logits`], and for a spatial head where it looked for the
+    /// answer: its weights over the grid's cells `[batch, grid²]`
+    /// ([`SpatialVqa::forward_with_focus`]); `None` for the fused head.
+    pub fn answer_logits_with_focus(
+        &self,
+        image_tokens: Tensor<3>,
+        question: Tensor<3>,
+        mask: Tensor<2>,
+    ) -> (Tensor<2>, Option<Tensor<2>>) {
+        match &self.spatial_vqa {
+            Some(spatial) => {
+                let (logits, focus) =
+                    spatial.forward_with_focus(image_tokens, mean_over_tokens(question, mask));
+                (logits, Some(focus))
+            }
+            None => (self.answer_logits(image_tokens, question, mask), None),
+        }
+    }
+
     /// ITC embeddings of images from the tower's tokens ([`Self::tower_tokens`]):
     /// `[batch, d_embed]`, unit length.
     pub fn image_embedding(&self, tower_tokens: Tensor<3>) -> Tensor<2> {

@@ -85,6 +85,7 @@ impl Batcher for ClipSet {
             row_image: (0..indices.len()).collect(),
             labels: vec![0; indices.len()],
             image_questions: Vec::new(),
+            focus: Vec::new(),
         })
     }
 }

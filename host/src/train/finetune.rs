@@ -209,7 +209,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 model,
                 set,
                 len,
-                |m, b, _| steps::vqa(m, b, device),
+                |m, b, _| steps::vqa(m, b, job.train.focus_weight, device),
                 |_, _| Ok(Flow::Continue),
                 |m| Ok(recalibrate_grid(m, &store, device)),
             )

@@ -119,7 +119,9 @@ fn mlm_texts(
     (padded.ids, padded.mask, padded.seq_len)
 }
 
-pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Losses {
+/// VQA, plus `focus_weight` times the focus loss where the batch says where the
+/// answers' objects lie ([`objectives::vqa_losses`]).
+pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, focus_weight: f32, device: &Device) -> Losses {
     let question = EncodedBatch {
         ids: batch.ids.clone(),
         mask: batch.mask.clone(),
@@ -127,10 +129,21 @@ pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Losses {
         seq_len: batch.len,
     };
     let image_tokens = batch.per_row(model.encode_vqa_image(batch.images(device)));
-    let loss = objectives::vqa_loss(model, image_tokens, &question, &batch.labels);
-    Losses {
-        total: loss.clone(),
-        parts: vec![("loss", loss)],
+    let focus = if focus_weight > 0.0 {
+        batch.focus.as_slice()
+    } else {
+        &[]
+    };
+    let (answer, focus) = objectives::vqa_losses(model, image_tokens, &question, &batch.labels, focus);
+    match focus {
+        Some(focus) => Losses {
+            total: answer.clone() + focus.clone().mul_scalar(focus_weight),
+            parts: vec![("loss", answer), ("focus", focus)],
+        },
+        None => Losses {
+            total: answer.clone(),
+            parts: vec![("loss", answer)],
+        },
     }
 }
 
@@ -169,6 +182,7 @@ mod tests {
                 vec![vec![2, 20, 21, 22, 23, 3]],
                 vec![vec![2, 30, 3], vec![2, 31, 32, 3]],
             ],
+            focus: Vec::new(),
         }
     }
 

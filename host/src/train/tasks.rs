@@ -38,7 +38,16 @@ pub struct PairSet {
 #[derive(Debug, Clone)]
 pub struct QuestionGroup {
     pub image: usize,
-    pub questions: Vec<(Vec<u32>, i64)>,
+    pub questions: Vec<AskedQuestion>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AskedQuestion {
+    pub ids: Vec<u32>,
+    /// The answer's class.
+    pub class: i64,
+    /// Where the object the answer is about lies ([`VqaRecord::focus`]).
+    pub focus: Option<[f32; 2]>,
 }
 
 pub struct QuestionSet {
@@ -67,6 +76,9 @@ pub struct TextImageBatch {
     pub labels: Vec<i64>,
     /// Per image of the batch, the questions asked about it (pairs with questions only).
     pub image_questions: Vec<Vec<Vec<u32>>>,
+    /// Per row, where the object its answer is about lies (questions only; empty
+    /// for pairs).
+    pub focus: Vec<Option<[f32; 2]>>,
 }
 
 impl TextImageBatch {
@@ -114,6 +126,7 @@ fn assemble(
         row_image: rows.iter().map(|r| r.0).collect(),
         labels: rows.iter().map(|r| r.2).collect(),
         image_questions: Vec::new(),
+        focus: Vec::new(),
     }
 }
 
@@ -144,17 +157,16 @@ impl Batcher for QuestionSet {
 
     fn batch(&self, indices: &[usize]) -> crate::data::Result<TextImageBatch> {
         let images = indices.iter().map(|&i| self.items[i].image).collect();
-        let rows = indices
-            .iter()
-            .enumerate()
-            .flat_map(|(pos, &i)| {
-                self.items[i]
-                    .questions
-                    .iter()
-                    .map(move |(ids, answer)| (pos, ids.as_slice(), *answer))
-            })
-            .collect();
-        Ok(assemble(&self.store, &self.tokenizer, images, rows))
+        let asked = || {
+            indices
+                .iter()
+                .enumerate()
+                .flat_map(|(pos, &i)| self.items[i].questions.iter().map(move |q| (pos, q)))
+        };
+        let rows = asked().map(|(pos, q)| (pos, q.ids.as_slice(), q.class)).collect();
+        let mut batch = assemble(&self.store, &self.tokenizer, images, rows);
+        batch.focus = asked().map(|(_, q)| q.focus).collect();
+        Ok(batch)
     }
 }
 
@@ -245,9 +257,13 @@ pub fn question_set(
         .collect();
     let paths: Vec<PathBuf> = kept.iter().map(|r| r.image.clone()).collect();
     let (store, index) = store_for(&paths, preprocess)?;
-    let mut by_image: Vec<Vec<(Vec<u32>, i64)>> = vec![Vec::new(); store.len()];
+    let mut by_image: Vec<Vec<AskedQuestion>> = vec![Vec::new(); store.len()];
     for r in &kept {
-        by_image[index[&r.image]].push((tokenizer.encode(&r.question)?, class[r.answer.as_str()]));
+        by_image[index[&r.image]].push(AskedQuestion {
+            ids: tokenizer.encode(&r.question)?,
+            class: class[r.answer.as_str()],
+            focus: r.focus,
+        });
     }
     let mut items = Vec::new();
     for (image, mut questions) in by_image.into_iter().enumerate() {
@@ -282,6 +298,7 @@ mod tests {
             answers: vec!["red".into()],
             question_type: None,
             family: None,
+            focus: None,
         }
     }
 

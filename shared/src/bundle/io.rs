@@ -30,6 +30,9 @@ pub const TEXT_STATES: &str = "text_states";
 /// `[1]` int64: the position of the step's token.
 pub const POSITION: &str = "position";
 pub const LOGITS: &str = "logits";
+/// `[n, grid²]` f32, row-major over the grid's cells: where a spatial VQA head
+/// read its answer (sums to 1).
+pub const ANSWER_FOCUS: &str = "answer_focus";
 
 pub fn past_key(layer: usize) -> String {
     format!("past_key_{layer}")

@@ -30,6 +30,11 @@ pub struct Question {
     pub kind: QuestionKind,
     /// Finer type, e.g. `shape`, `count`, `closest-shape`.
     pub family: String,
+    /// Where the one object the answer is about lies, in scene pixels (x, y): the
+    /// object a question names or singles out, or the one a relational question
+    /// asks about. None for counts, which are about several.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub focus: Option<[f32; 2]>,
 }
 
 /// Distances closer than this (pixels) make "closest"/"farthest" ambiguous, so such
@@ -54,6 +59,14 @@ fn q(kind: QuestionKind, family: &str, question: String, answer: impl Into<Strin
         answer: answer.into(),
         kind,
         family: family.into(),
+        focus: None,
+    }
+}
+
+impl Question {
+    fn about(mut self, object: &Object) -> Self {
+        self.focus = Some([object.x, object.y]);
+        self
     }
 }
 
@@ -63,32 +76,44 @@ fn all_non_relational(scene: &Scene) -> Vec<Question> {
     let mut out = Vec::new();
     for o in &scene.objects {
         let c = o.colour.name();
-        out.push(q(
-            N,
-            "shape",
-            format!("what shape is the {c} object?"),
-            o.shape.name(),
-        ));
-        out.push(q(
-            N,
-            "size",
-            format!("is the {c} object small or large?"),
-            o.size.name(),
-        ));
+        out.push(
+            q(
+                N,
+                "shape",
+                format!("what shape is the {c} object?"),
+                o.shape.name(),
+            )
+            .about(o),
+        );
+        out.push(
+            q(
+                N,
+                "size",
+                format!("is the {c} object small or large?"),
+                o.size.name(),
+            )
+            .about(o),
+        );
         let side = if o.x < half { "left" } else { "right" };
-        out.push(q(
-            N,
-            "horizontal",
-            format!("is the {c} object on the left or on the right?"),
-            side,
-        ));
+        out.push(
+            q(
+                N,
+                "horizontal",
+                format!("is the {c} object on the left or on the right?"),
+                side,
+            )
+            .about(o),
+        );
         let level = if o.y < half { "top" } else { "bottom" };
-        out.push(q(
-            N,
-            "vertical",
-            format!("is the {c} object at the top or at the bottom?"),
-            level,
-        ));
+        out.push(
+            q(
+                N,
+                "vertical",
+                format!("is the {c} object at the top or at the bottom?"),
+                level,
+            )
+            .about(o),
+        );
     }
     out.push(q(
         N,
@@ -114,12 +139,15 @@ fn all_non_relational(scene: &Scene) -> Vec<Question> {
     ];
     for (word, key) in extremes {
         if let Some(o) = unique_min(&scene.objects, key) {
-            out.push(q(
-                N,
-                "colour",
-                format!("what colour is the {word} object?"),
-                o.colour.name(),
-            ));
+            out.push(
+                q(
+                    N,
+                    "colour",
+                    format!("what colour is the {word} object?"),
+                    o.colour.name(),
+                )
+                .about(o),
+            );
         }
     }
     out
@@ -133,32 +161,44 @@ fn all_relational(scene: &Scene) -> Vec<Question> {
         let others: Vec<&Object> = scene.objects.iter().filter(|o| *o != anchor).collect();
         let owned: Vec<Object> = others.iter().map(|o| (*o).clone()).collect();
         if let Some(near) = unique_min(&owned, |o| o.distance(anchor)) {
-            out.push(q(
-                R,
-                "closest-shape",
-                format!("what shape is the object closest to the {c} object?"),
-                near.shape.name(),
-            ));
-            out.push(q(
-                R,
-                "closest-colour",
-                format!("what colour is the object closest to the {c} object?"),
-                near.colour.name(),
-            ));
+            out.push(
+                q(
+                    R,
+                    "closest-shape",
+                    format!("what shape is the object closest to the {c} object?"),
+                    near.shape.name(),
+                )
+                .about(near),
+            );
+            out.push(
+                q(
+                    R,
+                    "closest-colour",
+                    format!("what colour is the object closest to the {c} object?"),
+                    near.colour.name(),
+                )
+                .about(near),
+            );
         }
         if let Some(far) = unique_min(&owned, |o| -o.distance(anchor)) {
-            out.push(q(
-                R,
-                "farthest-shape",
-                format!("what shape is the object farthest from the {c} object?"),
-                far.shape.name(),
-            ));
-            out.push(q(
-                R,
-                "farthest-colour",
-                format!("what colour is the object farthest from the {c} object?"),
-                far.colour.name(),
-            ));
+            out.push(
+                q(
+                    R,
+                    "farthest-shape",
+                    format!("what shape is the object farthest from the {c} object?"),
+                    far.shape.name(),
+                )
+                .about(far),
+            );
+            out.push(
+                q(
+                    R,
+                    "farthest-colour",
+                    format!("what colour is the object farthest from the {c} object?"),
+                    far.colour.name(),
+                )
+                .about(far),
+            );
         }
         let same = others.iter().filter(|o| o.shape == anchor.shape).count();
         out.push(q(
@@ -179,5 +219,47 @@ pub(crate) fn unique_min(objects: &[Object], key: impl Fn(&Object) -> f32) -> Op
         [only] => Some(only.1),
         [best, second, ..] if second.0 - best.0 >= TIE_MARGIN => Some(best.1),
         _ => None,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_focus_is_the_object_the_answer_is_about() {
+        let mut rng = SplitMix64::new(5);
+        let mut focused = 0;
+        for _ in 0..300 {
+            let scene = Scene::generate(&mut rng, 64);
+            let all = all_non_relational(&scene)
+                .into_iter()
+                .chain(all_relational(&scene));
+            for q in all {
+                let counts = q.family.ends_with("count");
+                let Some([x, y]) = q.focus else {
+                    assert!(counts, "{} has no focus", q.question);
+                    continue;
+                };
+                assert!(!counts, "{} is about several objects", q.question);
+                let object = scene
+                    .objects
+                    .iter()
+                    .find(|o| o.x == x && o.y == y)
+                    .expect("the focus is an object's position");
+                // Its attribute is the answer, or the question names it.
+                let named = q
+                    .question
+                    .contains(&format!("the {} object", object.colour.name()));
+                let answered = [object.shape.name(), object.colour.name(), object.size.name()]
+                    .contains(&q.answer.as_str());
+                assert!(named || answered, "{}: {} at ({x}, {y})", q.question, q.answer);
+                if q.family.starts_with("closest") || q.family.starts_with("farthest") {
+                    assert!(answered && !named, "{}", q.question);
+                }
+                focused += 1;
+            }
+        }
+        assert!(focused > 3000, "{focused}");
     }
 }

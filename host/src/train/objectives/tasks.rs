@@ -17,6 +17,20 @@ pub fn vqa_loss(
     question: &EncodedBatch,
     answers: &[i64],
 ) -> Tensor<1> {
+    vqa_losses(model, image_tokens, question, answers, &[]).0
+}
+
+/// [`vqa_loss`], and with a spatial head, for the rows that say where the object
+/// their answer is about lies (`focus`, fractions of the side, one per row or
+/// none), the cross-entropy of the head's focus over the grid's cells against
+/// that object's cell: the head learns to read the answer where the object is.
+pub fn vqa_losses(
+    model: &EdgeVlm,
+    image_tokens: Tensor<3>,
+    question: &EncodedBatch,
+    answers: &[i64],
+    focus: &[Option<[f32; 2]>],
+) -> (Tensor<1>, Option<Tensor<1>>) {
     let device = image_tokens.device();
     let (distinct, row_of) = question.distinct();
     let text = text_input(
@@ -34,8 +48,36 @@ pub fn vqa_loss(
     );
     let mask = text.mask.select(0, row_of.clone());
     let states = states.select(0, row_of);
-    let logits = model.answer_logits(image_tokens, states, mask);
-    weighted_cross_entropy(logits, answers, &vec![1.0; answers.len()])
+    let (logits, weights) = model.answer_logits_with_focus(image_tokens, states, mask);
+    let answer = weighted_cross_entropy(logits, answers, &vec![1.0; answers.len()]);
+    let grid = model.spatial_vqa.as_ref().map(|head| head.grid());
+    let targets: Vec<(i64, i64)> = match grid {
+        Some(grid) => focus
+            .iter()
+            .enumerate()
+            .filter_map(|(row, f)| f.map(|at| (row as i64, focus_cell(at, grid) as i64)))
+            .collect(),
+        None => Vec::new(),
+    };
+    let focus = match (weights, targets.is_empty()) {
+        (Some(weights), false) => {
+            let n = targets.len();
+            let (rows, cells): (Vec<i64>, Vec<i64>) = targets.into_iter().unzip();
+            let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
+            let cells = Tensor::<2, Int>::from_data(TensorData::new(cells, [n, 1]), &device);
+            let picked = weights.select(0, rows).gather(1, cells);
+            Some(picked.clamp_min(1e-9).log().mean().neg())
+        }
+        _ => None,
+    };
+    (answer, focus)
+}
+
+/// The row-major index of the grid cell that holds a point given as fractions of
+/// the side.
+pub fn focus_cell([x, y]: [f32; 2], grid: usize) -> usize {
+    let at = |v: f32| ((v * grid as f32).floor().max(0.0) as usize).min(grid - 1);
+    at(y) * grid + at(x)
 }
 
 /// Captioning: next-token cross-entropy with teacher forcing.

@@ -248,3 +248,63 @@ fn shared_question_encoding_matches_row_by_row() {
         "max gradient difference {worst}"
     );
 }
+
+/// The focus loss moves the spatial head's focus onto the cell each row names,
+/// different cells for the same question about different images.
+#[test]
+fn the_spatial_focus_learns_the_cell_of_the_named_object() {
+    use crate::model::VqaHeadKind;
+    let device = Device::flex().autodiff();
+    device.seed(7);
+    let cfg = EdgeVlmConfig::tiny(30)
+        .with_answers(3)
+        .with_vqa_head_kind(VqaHeadKind::Spatial);
+    let mut model = cfg.init(&device);
+    let grid = model.spatial_vqa.as_ref().unwrap().grid();
+    let images = Tensor::<4>::random([2, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let question = EncodedBatch {
+        ids: vec![2, 7, 9, 3, 2, 7, 9, 3],
+        mask: vec![1; 8],
+        batch: 2,
+        seq_len: 4,
+    };
+    let focus = [Some([0.1, 0.1]), Some([0.9, 0.6])];
+    let cells: Vec<usize> = focus.iter().map(|f| focus_cell(f.unwrap(), grid)).collect();
+    assert_eq!(cells, [0, (grid * 6 / 10) * grid + grid * 9 / 10]);
+    let mut optim = crate::train::trainer::optimizer(&crate::train::TrainConfig::new());
+    let mut losses = Vec::new();
+    for _ in 0..60 {
+        let encoded = model.encode_vqa_image(images.clone());
+        let (answer, loss) = vqa_losses(&model, encoded, &question, &[0, 1], &focus);
+        let loss = loss.expect("rows with a focus give a focus loss");
+        losses.push(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads((answer + loss).backward(), &model);
+        model = optim.step(3e-3, model, grads);
+    }
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    assert!(first > 2.0, "starts near ln({}): {first}", grid * grid);
+    assert!(last < 0.2 * first, "focus {first} -> {last}");
+    let encoded = model.encode_vqa_image(images);
+    let text = text_input(&question.ids, &question.mask, 2, 4, &device);
+    let states = model.encode_text(text.ids, text.mask.clone());
+    let (_, weights) = model.answer_logits_with_focus(encoded, states, text.mask);
+    let weights = weights.unwrap().into_data().try_to_vec::<f32>().unwrap();
+    for (row, &cell) in cells.iter().enumerate() {
+        let row = &weights[row * grid * grid..(row + 1) * grid * grid];
+        let best = row
+            .iter()
+            .enumerate()
+            .fold(0, |b, (i, v)| if *v > row[b] { i } else { b });
+        assert_eq!(best, cell, "row focus {row:?}");
+    }
+    // A fused head has no focus: the loss is the answers' alone.
+    let fused = EdgeVlmConfig::tiny(30).with_answers(3).init(&device);
+    let encoded = fused.encode_image(Tensor::random(
+        [2, 3, 16, 16],
+        Distribution::Normal(0.0, 1.0),
+        &device,
+    ));
+    assert!(vqa_losses(&fused, encoded, &question, &[0, 1], &focus)
+        .1
+        .is_none());
+}

@@ -3,7 +3,13 @@
 //! hidden under the image's median colour, and the drop in what is explained (an
 //! answer's probability, an image-text similarity) is spread back over the pixels
 //! the window hid. It needs nothing from inside the model, so the trainer (burn)
-//! and the board (tract) make the same map from the same scores.
+//! and the board (tract) make the same map from the same scores. A spatial VQA
+//! head says itself where it read its answer ([`focus`]): its map needs no
+//! occlusion.
+
+mod focus;
+
+pub use focus::focus_map;
 
 use image::{Rgb, RgbImage};
 
