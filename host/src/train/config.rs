@@ -68,7 +68,8 @@ pub struct TrainConfig {
     /// VQA with a spatial head: weight of the loss that teaches its focus (the
     /// cell it reads the answer from) to land on the object the answer is about,
     /// for questions that say where it is (`focus` in the JSONL). 0 turns it off.
-    /// 0.3 measured best on held-out scenes (answers and maps alike; docs/results-reasoning.md).
+    /// 0.3 measured best after the synthetic recipe's 3,000 steps; 1 after a short
+    /// run of 1,000 (docs/results-reasoning.md).
     #[config(default = 0.3)]
     pub focus_weight: f32,
     /// Parts kept frozen: any of `vision`, `text`, `fusion`, `decoder`, `grid`.
