@@ -29,31 +29,35 @@ pub fn explain(image: &Path, what: &ExplainWhat, out: &Path, model: &ModelArgs) 
         what.word.as_deref(),
     ) {
         (Some(q), _, _) => {
-            let answer = runtime.answer(&whole, q)?;
+            let (logits, focus) = runtime.vqa_logits_with_focus(&whole, q)?;
+            let answer = runtime.answer_from_logits(&logits)?;
             let class = runtime
                 .manifest
                 .answers
                 .iter()
                 .position(|a| *a == answer.answer)
                 .unwrap_or(0);
-            let margin = |image: &RgbImage| -> Result<f32> {
-                let logits = runtime.vqa_logits(&runtime.encode_image(image)?, q)?;
-                let probabilities: Vec<f32> = log_softmax(&logits).iter().map(|l| l.exp()).collect();
-                Ok(answer_evidence(&probabilities, class))
+            let margin_of = |logits: &[f32]| {
+                let probabilities: Vec<f32> = log_softmax(logits).iter().map(|l| l.exp()).collect();
+                answer_evidence(&probabilities, class)
             };
-            let focus = runtime.answer_focus(&whole, q)?;
             match focus.and_then(|f| focus_map(&f, seen.width())) {
                 Some(map) => (
                     format!(
                         "answer {:?} to {q:?}, where the head read it; margin",
                         answer.answer
                     ),
-                    (margin(&seen)?, map),
+                    (margin_of(&logits), map),
                 ),
-                None => (
-                    format!("answer {:?} to {q:?}, margin", answer.answer),
-                    map_of(&seen, margin)?,
-                ),
+                None => {
+                    let margin = |image: &RgbImage| -> Result<f32> {
+                        Ok(margin_of(&runtime.vqa_logits(&runtime.encode_image(image)?, q)?))
+                    };
+                    (
+                        format!("answer {:?} to {q:?}, margin", answer.answer),
+                        map_of(&seen, margin)?,
+                    )
+                }
             }
         }
         (None, None, Some(word)) => {

@@ -165,16 +165,17 @@ impl Runtime {
 
     /// Answer logits for one question about an encoded image.
     pub fn vqa_logits(&self, image: &EncodedImage, question: &str) -> Result<Vec<f32>> {
-        Ok(self.vqa_outputs(image, question)?.0)
+        Ok(self.vqa_logits_with_focus(image, question)?.0)
     }
 
-    /// Where a spatial VQA head looked for its answer: its weights over the grid's
-    /// cells, row-major; `None` for a head without such a focus (the fused one).
-    pub fn answer_focus(&self, image: &EncodedImage, question: &str) -> Result<Option<Vec<f32>>> {
-        Ok(self.vqa_outputs(image, question)?.1)
-    }
-
-    fn vqa_outputs(&self, image: &EncodedImage, question: &str) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+    /// [`Self::vqa_logits`], and where a spatial VQA head looked for its answer: its
+    /// weights over the grid's cells, row-major; `None` for a head without such a
+    /// focus (the fused one). One run of the graph gives both.
+    pub fn vqa_logits_with_focus(
+        &self,
+        image: &EncodedImage,
+        question: &str,
+    ) -> Result<(Vec<f32>, Option<Vec<f32>>)> {
         let vqa = self.vqa.as_ref().ok_or(RuntimeError::NoVqa)?;
         let graph = io::VQA;
         let (ids, mask) = text::text_inputs(&self.tokenizer, &[question], graph)?;
@@ -200,8 +201,12 @@ impl Runtime {
     }
 
     pub fn answer(&self, image: &EncodedImage, question: &str) -> Result<Answer> {
-        let logits = self.vqa_logits(image, question)?;
-        rank_answers(&logits, &self.manifest.answers)
+        self.answer_from_logits(&self.vqa_logits(image, question)?)
+    }
+
+    /// The answers that `logits` (of the VQA graph) rank first.
+    pub fn answer_from_logits(&self, logits: &[f32]) -> Result<Answer> {
+        rank_answers(logits, &self.manifest.answers)
     }
 
     /// How the bundle asks to be decoded: the settings its trainer chose (beam and

@@ -3,7 +3,7 @@
 
 use edgevlm_shared::caption::Consensus;
 
-use super::predict::{Predictor, BATCH};
+use super::predict::{Predictor, Rows, BATCH};
 use crate::data::store::ImageStore;
 use crate::model::DecodeOptions;
 
@@ -42,46 +42,34 @@ impl Predictor for BundlePredictor {
     fn has_vqa(&self) -> bool {
         !self.runtime.manifest.answers.is_empty()
     }
-    fn answer_probabilities(
+    fn answers_with_focus(
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
-    ) -> crate::error::Result<Vec<Vec<f32>>> {
-        let mut out = Vec::with_capacity(questions.len());
+    ) -> crate::error::Result<(Rows, Option<Rows>)> {
+        let mut probabilities = Vec::with_capacity(questions.len());
+        let mut focus: Option<Rows> = None;
         let mut current: Option<(usize, edgevlm_device::runtime::EncodedImage)> = None;
         for (image, question) in questions {
             if current.as_ref().map(|c| c.0) != Some(*image) {
                 current = Some((*image, self.encode(store, *image)?));
             }
             let encoded = &current.as_ref().expect("just set").1;
-            let logits = self.runtime.vqa_logits(encoded, question).map_err(runtime_err)?;
-            out.push(
+            let (logits, cells) = self
+                .runtime
+                .vqa_logits_with_focus(encoded, question)
+                .map_err(runtime_err)?;
+            probabilities.push(
                 edgevlm_shared::search::log_softmax(&logits)
                     .iter()
                     .map(|v| v.exp())
                     .collect(),
             );
-        }
-        Ok(out)
-    }
-    fn answer_focus(
-        &self,
-        store: &ImageStore,
-        questions: &[(usize, String)],
-    ) -> crate::error::Result<Option<Vec<Vec<f32>>>> {
-        let mut out = Vec::with_capacity(questions.len());
-        for (image, question) in questions {
-            let encoded = self.encode(store, *image)?;
-            match self
-                .runtime
-                .answer_focus(&encoded, question)
-                .map_err(runtime_err)?
-            {
-                Some(focus) => out.push(focus),
-                None => return Ok(None),
+            if let Some(cells) = cells {
+                focus.get_or_insert_with(Vec::new).push(cells);
             }
         }
-        Ok(Some(out))
+        Ok((probabilities, focus))
     }
     fn answer_names(&self) -> &[String] {
         &self.runtime.manifest.answers

@@ -6,8 +6,8 @@ use burn::tensor::Device;
 use edgevlm_shared::caption::Consensus;
 
 use super::predict::{
-    answer_probabilities, answers_with_focus, captions, clip_captions, image_embeddings, text_embeddings,
-    token_log_probs, Predictor,
+    answers_with_focus, captions, clip_captions, image_embeddings, text_embeddings, token_log_probs,
+    Predictor, Rows,
 };
 use crate::data::store::ImageStore;
 use crate::error::{Error, Result};
@@ -45,19 +45,12 @@ impl<S: Borrow<SavedModel>> Predictor for BurnPredictor<S> {
     fn has_vqa(&self) -> bool {
         !self.saved.borrow().meta.answers.is_empty()
     }
-    fn answer_probabilities(
+    fn answers_with_focus(
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
-    ) -> Result<Vec<Vec<f32>>> {
-        answer_probabilities(self.saved.borrow(), store, questions, &self.device)
-    }
-    fn answer_focus(
-        &self,
-        store: &ImageStore,
-        questions: &[(usize, String)],
-    ) -> Result<Option<Vec<Vec<f32>>>> {
-        Ok(answers_with_focus(self.saved.borrow(), store, questions, &self.device)?.1)
+    ) -> Result<(Rows, Option<Rows>)> {
+        answers_with_focus(self.saved.borrow(), store, questions, &self.device)
     }
     fn answer_names(&self) -> &[String] {
         &self.saved.borrow().meta.answers

@@ -69,7 +69,7 @@ pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Resu
             }
             let store = ImageStore::from_images(std::slice::from_ref(&seen), &cfg);
             let asked = [(0, question.clone())];
-            let probs = model.answer_probabilities(&store, &asked)?;
+            let (probs, focus) = model.answers_with_focus(&store, &asked)?;
             let (answer, _) = predict::best_answer(&probs[0], model.answer_names());
             let class = model
                 .answer_names()
@@ -78,7 +78,7 @@ pub fn explain(model: &dyn Predictor, image: &RgbImage, target: &Target) -> Resu
                 .unwrap_or(0);
             // A head that says where it read its answer is taken at its word: on
             // the pointing game its focus beats occlusion.
-            let focus = model.answer_focus(&store, &asked)?.and_then(|mut f| f.pop());
+            let focus = focus.and_then(|mut f| f.pop());
             if let Some(map) = focus.and_then(|f| focus_map(&f, side)) {
                 return Ok(Explanation {
                     peak: peak(&map, side),

@@ -71,23 +71,13 @@ fn pair_chunks<'a>(
     })
 }
 
-/// The answer distribution for each (image index, question), in the order of the
-/// model's answers. Each distinct image of a chunk is encoded once for all its
-/// questions.
-pub fn answer_probabilities(
-    saved: &SavedModel,
-    store: &ImageStore,
-    questions: &[(usize, String)],
-    device: &Device,
-) -> Result<Vec<Vec<f32>>> {
-    Ok(answers_with_focus(saved, store, questions, device)?.0)
-}
-
 /// Per question, a distribution: over the answers, or over a grid's cells.
 pub type Rows = Vec<Vec<f32>>;
 
-/// [`answer_probabilities`], and for a spatial head where it looked for each
-/// answer: its weights over the grid's cells, row-major.
+/// The answer distribution for each (image index, question), in the order of the
+/// model's answers, and for a spatial head where it looked for each answer: its
+/// weights over the grid's cells, row-major. Each distinct image of a chunk is
+/// encoded once for all its questions.
 pub fn answers_with_focus(
     saved: &SavedModel,
     store: &ImageStore,
@@ -216,23 +206,19 @@ pub trait Predictor {
     fn preprocess(&self) -> &edgevlm_shared::PreprocessConfig;
     fn has_vqa(&self) -> bool;
     /// The answer distribution for each (image index, question), in the order of
-    /// [`answer_names`](Self::answer_names).
-    fn answer_probabilities(
+    /// [`answer_names`](Self::answer_names), and where the answer head looked for
+    /// each: its weights over the grid's cells, row-major; `None` for a head that
+    /// has no such focus (the fused one). One pass gives both.
+    fn answers_with_focus(
         &self,
         store: &ImageStore,
         questions: &[(usize, String)],
-    ) -> Result<Vec<Vec<f32>>>;
-    fn answer_names(&self) -> &[String];
-    /// Where the answer head looked for each (image index, question): its weights
-    /// over the grid's cells, row-major; `None` for a head that has no such focus
-    /// (the fused one).
-    fn answer_focus(
-        &self,
-        _store: &ImageStore,
-        _questions: &[(usize, String)],
-    ) -> Result<Option<Vec<Vec<f32>>>> {
-        Ok(None)
+    ) -> Result<(Rows, Option<Rows>)>;
+    /// [`answers_with_focus`](Self::answers_with_focus)'s distributions.
+    fn answer_probabilities(&self, store: &ImageStore, questions: &[(usize, String)]) -> Result<Rows> {
+        Ok(self.answers_with_focus(store, questions)?.0)
     }
+    fn answer_names(&self) -> &[String];
     /// Most likely answer and its probability for each (image index, question).
     fn answers(&self, store: &ImageStore, questions: &[(usize, String)]) -> Result<Vec<(String, f32)>> {
         Ok(self
