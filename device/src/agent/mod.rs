@@ -32,7 +32,7 @@ mod version_floor;
 
 pub use board::{Board, InstallReport, Slot, SlotStatus};
 pub use firmware::{elf_architecture, FirmwareError, SELFTEST_LIMIT};
-pub use server::{serve, serve_serial, Limits, ServerConfig, Timed, Timeouts};
+pub use server::{serve, serve_on, serve_serial, Limits, ServerConfig, Timed, Timeouts};
 pub use session::{Admitted, Agent, Outcome};
 pub use slots::{AgentError, State};
 pub use trust::{read_signed, trusted_keys};

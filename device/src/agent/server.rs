@@ -156,11 +156,17 @@ pub fn serve(state: &State, cfg: &ServerConfig) -> Result<(), AgentError> {
         path: PathBuf::from(&cfg.listen),
         source,
     })?;
+    eprintln!("agent: listening on {}", cfg.listen);
+    serve_on(listener, state, cfg)
+}
+
+/// [`serve`] on a listener already bound (`cfg.listen` is not read): whoever bound
+/// it knows the address before the agent starts, and no one else can take it.
+pub fn serve_on(listener: TcpListener, state: &State, cfg: &ServerConfig) -> Result<(), AgentError> {
     let address = listener.local_addr().map_err(|source| AgentError::Io {
         path: PathBuf::from(&cfg.listen),
         source,
     })?;
-    eprintln!("agent: listening on {}", cfg.listen);
     let agent = Agent::new(state, cfg)?;
     let serving = AtomicUsize::new(0);
     let installs = AtomicUsize::new(0);

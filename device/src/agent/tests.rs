@@ -165,20 +165,13 @@ fn someone_elses_bytes_in_staging_are_dropped_not_completed() {
 
 fn serving(limits: Limits) -> (tempfile::TempDir, std::net::SocketAddr) {
     let (dir, state) = state();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap();
-    let mut cfg = config(limits);
-    cfg.listen = port.to_string();
-    std::thread::spawn(move || serve(&state, &cfg));
-    let until = Instant::now() + Duration::from_secs(10);
-    while TcpStream::connect(port).is_err() {
-        assert!(Instant::now() < until, "agent did not listen");
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    // The probe above took a place for a moment: wait until it is given back.
-    served(port, Duration::from_secs(10));
+    // Bound here and handed over: a port looked up, freed and bound again by the
+    // agent could meanwhile be taken by another test's agent, and this test would
+    // talk to that one, with its limits.
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap();
+    let cfg = config(limits);
+    std::thread::spawn(move || serve_on(listener, &state, &cfg));
     (dir, port)
 }
 
