@@ -153,6 +153,10 @@ pub struct FinetuneArgs {
     /// measures what the photo adds.
     #[arg(long)]
     pub question_only: bool,
+    /// The fused VQA head also counts: each image token gated by what the question
+    /// names, the gates' sum read as a count (for "how many …?").
+    #[arg(long)]
+    pub count: bool,
     /// Feature cache of locked towers (a photo model's VQA fine-tuning reads its
     /// towers' outputs from here, computed once).
     #[arg(long, default_value = "models/cache")]

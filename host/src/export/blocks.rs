@@ -10,6 +10,7 @@ use super::conv;
 use super::onnx::{Attr, GraphBuilder, SliceEnd};
 use crate::model::attention::Attention;
 use crate::model::bert::{Bert, BertLayer};
+use crate::model::count::CountReadout;
 use crate::model::decoder::{CaptionDecoder, DecoderLayer};
 use crate::model::feed_forward::FeedForward;
 use crate::model::fusion::Fusion;
@@ -147,6 +148,19 @@ pub fn padding_bias(g: &mut GraphBuilder, mask: &str) -> String {
     g.unsqueeze(&bias, &[1, 2])
 }
 
+/// Mirrors `mean_over_tokens`: states `[n, len, d]` averaged over the tokens the
+/// mask `[n, len]` keeps → `[n, d]`.
+pub fn mean_over_tokens(g: &mut GraphBuilder, states: &str, mask: &str) -> String {
+    let weights = g.unsqueeze(mask, &[1]); // [n, 1, len]
+    let total = g.matmul(&weights, states);
+    let total = g.reshape(&total, &[0, -1]);
+    let axes = g.constant_i64("axes", &[1]);
+    let count = g.node("ReduceSum", &[mask, &axes], vec![("keepdims", Attr::Int(1))]);
+    let one = g.constant("one", &[1.0], &[]);
+    let count = g.node("Max", &[&count, &one], vec![]);
+    g.node("Div", &[&total, &count], vec![])
+}
+
 /// `[n, len, d]` → `[n, d]`: the first position.
 pub fn first_token(g: &mut GraphBuilder, x: &str) -> String {
     let first = g.slice(x, 1, 0, SliceEnd::Fixed(1));
@@ -258,12 +272,54 @@ pub fn vit(g: &mut GraphBuilder, images: &str, vit: &Vit, image_size: usize) -> 
     layer_norm(g, &x, &vit.norm, eps::VIT)
 }
 
-/// Mirrors [`VqaHead::forward`]: fused [CLS] `[n, d]` → answer logits.
-pub fn vqa_head(g: &mut GraphBuilder, cls: &str, head: &VqaHead) -> String {
-    let h = linear(g, cls, &head.hidden);
+/// Mirrors [`VqaHead::forward`]: the fused [CLS] `[n, d]`, and for the counting
+/// read-out the image tokens `[n, cells, d_image]` and the question's states and mask.
+pub fn vqa_head(
+    g: &mut GraphBuilder,
+    cls: &str,
+    head: &VqaHead,
+    image: &str,
+    states: &str,
+    mask: &str,
+) -> String {
+    let mut h = linear(g, cls, &head.hidden);
+    if let Some(count) = &head.count {
+        let question = mean_over_tokens(g, states, mask);
+        let counted = count_readout(g, image, &question, count);
+        h = g.add(&h, &counted);
+    }
     let h = gelu(g, &h);
     let h = layer_norm(g, &h, &head.norm, eps::VQA_HEAD);
     linear(g, &h, &head.output)
+}
+
+/// Mirrors [`CountReadout::forward`]: image tokens `[n, cells, d_image]` and the
+/// question's mean state `[n, d_text]` → what the count adds `[n, d_hidden]`.
+fn count_readout(g: &mut GraphBuilder, image: &str, question: &str, count: &CountReadout) -> String {
+    let keys = linear(g, image, &count.image_key);
+    let query = linear(g, question, &count.question_key);
+    let query = g.unsqueeze(&query, &[2]); // [n, d_key, 1]
+    let scores = g.matmul(&keys, &query);
+    let scores = g.reshape(&scores, &[0, -1]); // [n, cells]
+    let scale = g.constant("sqrt_d_key", &[(count.d_key() as f32).sqrt()], &[]);
+    let scores = g.node("Div", &[&scores, &scale], vec![]);
+    let (bias, _) = values(&count.gate_bias);
+    let bias = g.constant("gate_bias", &bias, &[]);
+    let scores = g.add(&scores, &bias);
+    let gates = g.node("Sigmoid", &[&scores], vec![]);
+    let axes = g.constant_i64("axes", &[1]);
+    let total = g.node("ReduceSum", &[&gates, &axes], vec![("keepdims", Attr::Int(1))]);
+    let max = count.max_count();
+    let ceiling = g.constant("max_count", &[max as f32], &[]);
+    let total = g.node("Min", &[&total, &ceiling], vec![]);
+    let whole: Vec<f32> = (0..=max).map(|k| k as f32).collect();
+    let whole = g.constant("whole_counts", &whole, &[1, max + 1]);
+    let distance = g.node("Sub", &[&total, &whole], vec![]);
+    let distance = g.node("Abs", &[&distance], vec![]);
+    let one = g.constant("one", &[1.0], &[]);
+    let closeness = g.node("Sub", &[&one, &distance], vec![]);
+    let bins = g.node("Relu", &[&closeness], vec![]);
+    linear(g, &bins, &count.bins)
 }
 
 /// One decoder block; returns the new state and this block's self-attention keys

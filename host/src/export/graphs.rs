@@ -137,7 +137,7 @@ pub fn vqa(
         let (text, mask) = question_inputs(&mut g, model);
         let fused = blocks::fusion(&mut g, &text, &mask, &image, &model.fusion);
         let cls = blocks::first_token(&mut g, &fused);
-        let logits = blocks::vqa_head(&mut g, &cls, head);
+        let logits = blocks::vqa_head(&mut g, &cls, head, &image, &text, &mask);
         let answers = head.output.weight.val().dims()[1];
         g.output(&logits, io::LOGITS, &[N, Dim::Fixed(answers)]);
     }

@@ -4,7 +4,7 @@
 
 use burn::nn::Linear;
 
-use super::blocks::{bias, eps, layer_norm, linear, values};
+use super::blocks::{bias, eps, layer_norm, linear, mean_over_tokens, values};
 use super::conv;
 use super::onnx::{Attr, GraphBuilder};
 use crate::model::grid::{cell_coordinates, GridEncoder};
@@ -74,14 +74,7 @@ pub fn spatial_vqa(
     let d = head.anchor_key.weight.val().dims()[1];
 
     // The question: its states averaged over its tokens, then a LayerNorm.
-    let weights = g.unsqueeze(mask, &[1]); // [n, 1, len]
-    let total = g.matmul(&weights, states);
-    let total = g.reshape(&total, &[0, -1]);
-    let axes = g.constant_i64("axes", &[1]);
-    let count = g.node("ReduceSum", &[mask, &axes], vec![("keepdims", Attr::Int(1))]);
-    let one = g.constant("one", &[1.0], &[]);
-    let count = g.node("Max", &[&count, &one], vec![]);
-    let question = g.node("Div", &[&total, &count], vec![]);
+    let question = mean_over_tokens(g, states, mask);
     let question = layer_norm(g, &question, &head.question_norm, eps::SPATIAL);
 
     // 1. The anchor.

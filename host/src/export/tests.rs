@@ -61,6 +61,8 @@ fn model(kind: FusionKind, device: &Device) -> EdgeVlm {
     device.seed(7);
     let mut cfg = EdgeVlmConfig::tiny(30).with_answers(6);
     cfg.fusion.kind = kind;
+    // The cross-attention model's VQA head counts too: both heads are exported.
+    cfg.vqa_count = kind == FusionKind::CrossAttention;
     if let ImageTowerConfig::Vit(vit) = &mut cfg.vision {
         vit.stem_channels = vec![4];
         vit.patch_size = 8;

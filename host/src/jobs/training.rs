@@ -60,6 +60,7 @@ pub fn finetune(a: FinetuneArgs) -> Result<()> {
             VqaHeadArg::Spatial => VqaHeadKind::Spatial,
         },
         question_only: a.question_only,
+        count: a.count,
         cache: a.cache,
         train: train_config(&a.train)?,
         resume: a.train.resume,

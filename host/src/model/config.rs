@@ -7,6 +7,7 @@ use burn::nn::LinearConfig;
 use burn::tensor::Device;
 
 use super::bert::BertConfig;
+use super::count::CountReadoutConfig;
 use super::decoder::CaptionDecoderConfig;
 use super::efficientnet::EfficientNetConfig;
 use super::fusion::{FusionConfig, FusionKind};
@@ -75,6 +76,12 @@ pub struct EdgeVlmConfig {
     /// zeros): the baseline that shows what the image adds.
     #[config(default = false)]
     pub vqa_question_only: bool,
+    /// The fused VQA head also counts: a [`CountReadout`] of gated image tokens
+    /// (how many dogs, how many people).
+    ///
+    /// [`CountReadout`]: super::count::CountReadout
+    #[config(default = false)]
+    pub vqa_count: bool,
     /// Locked towers keep their weights (LiT); their features can be cached.
     #[config(default = false)]
     pub lock_image: bool,
@@ -252,6 +259,13 @@ impl EdgeVlmConfig {
         }
         self.vqa_head = kind;
         self
+    }
+
+    /// The fused VQA head's counting read-out, when [`Self::vqa_count`] asks for one.
+    pub fn count_readout(&self) -> Option<CountReadoutConfig> {
+        let d_text = self.text.d_model;
+        self.vqa_count
+            .then(|| CountReadoutConfig::new(self.d_image(), d_text, 2 * d_text))
     }
 
     /// The spatial VQA head's configuration for this model.

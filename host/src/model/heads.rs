@@ -9,6 +9,7 @@ use burn::tensor::activation::gelu;
 use burn::tensor::{Device, Tensor};
 
 use super::bert::{BertConfig, BertLayer};
+use super::count::{CountReadout, CountReadoutConfig};
 
 /// CLIP/ALBEF-style contrastive projections with a learned temperature.
 #[derive(Module, Debug)]
@@ -169,33 +170,58 @@ impl MimHead {
     }
 }
 
-/// Answer classifier over the fused [CLS].
+/// Answer classifier over the fused [CLS], with an optional counting read-out
+/// ([`CountReadout`]) added to its hidden layer.
 #[derive(Module, Debug)]
 pub struct VqaHead {
     pub hidden: Linear,
     pub norm: LayerNorm,
     pub output: Linear,
+    pub count: Option<CountReadout>,
 }
 
 impl VqaHead {
-    pub fn new(d_model: usize, answers: usize, device: &Device) -> Self {
+    pub fn new(d_model: usize, answers: usize, count: Option<&CountReadoutConfig>, device: &Device) -> Self {
         VqaHead {
             hidden: LinearConfig::new(d_model, 2 * d_model).init(device),
             norm: LayerNormConfig::new(2 * d_model).init(device),
             output: LinearConfig::new(2 * d_model, answers).init(device),
+            count: count.map(|c| c.init(device)),
         }
+    }
+
+    /// Width of the hidden layer (what a [`CountReadout`] adds to).
+    pub fn d_hidden(&self) -> usize {
+        self.output.weight.dims()[0]
     }
 
     /// The same head with a fresh answer layer over `answers` classes.
     pub fn with_answers(mut self, answers: usize, device: &Device) -> Self {
-        let hidden = self.output.weight.val().dims()[0];
-        self.output = LinearConfig::new(hidden, answers).init(device);
+        self.output = LinearConfig::new(self.d_hidden(), answers).init(device);
         self
     }
 
-    /// `[batch, d]` → `[batch, answers]`
-    pub fn forward(&self, fused_cls: Tensor<2>) -> Tensor<2> {
-        self.output
-            .forward(self.norm.forward(gelu(self.hidden.forward(fused_cls))))
+    /// The same head with the counting read-out `count` asks for: one it has is
+    /// kept, a missing one starts fresh, one not asked for is dropped.
+    pub fn with_count(mut self, count: Option<&CountReadoutConfig>, device: &Device) -> Self {
+        self.count = match (self.count.take(), count) {
+            (Some(kept), Some(_)) => Some(kept),
+            (None, Some(config)) => Some(config.init(device)),
+            (_, None) => None,
+        };
+        self
+    }
+
+    /// # Shapes
+    /// - fused_cls: `[batch, d]`; image: the tokens fusion read `[batch, n, d_image]`;
+    ///   question: the question's mean token state `[batch, d_text]` (both read only
+    ///   by the counting read-out)
+    /// - output: `[batch, answers]`
+    pub fn forward(&self, fused_cls: Tensor<2>, image: Tensor<3>, question: Tensor<2>) -> Tensor<2> {
+        let mut hidden = self.hidden.forward(fused_cls);
+        if let Some(count) = &self.count {
+            hidden = hidden + count.forward(image, question);
+        }
+        self.output.forward(self.norm.forward(gelu(hidden)))
     }
 }

@@ -1,12 +1,14 @@
 //! The multimodal model in burn, one component per file (nanoVLM style):
 //! `vit` and `bert` encoders, the `grid` encoder (CNN cells with coordinates),
-//! `fusion`, `heads`, the `spatial` VQA head, the caption `decoder`, and `vlm`
+//! `fusion`, `heads` (with the fused VQA head's `count` read-out), the `spatial`
+//! VQA head, the caption `decoder`, and `vlm`
 //! wiring them into [`EdgeVlm`].
 
 pub mod attention;
 pub mod bert;
 pub mod config;
 pub mod consensus;
+pub mod count;
 pub mod decoder;
 pub mod efficientnet;
 pub mod feed_forward;

@@ -85,10 +85,13 @@ impl EdgeVlm {
         }
         let wanted = |kind| config.answers > 0 && config.vqa_head == kind;
         let (fused, spatial) = (self.vqa.take(), self.spatial_vqa.take());
+        let count = config.count_readout();
         self.vqa = wanted(VqaHeadKind::Fused).then(|| match fused {
-            Some(head) if classes_kept => head,
-            Some(head) => head.with_answers(config.answers, device),
-            None => VqaHead::new(config.text.d_model, config.answers, device),
+            Some(head) if classes_kept => head.with_count(count.as_ref(), device),
+            Some(head) => head
+                .with_answers(config.answers, device)
+                .with_count(count.as_ref(), device),
+            None => VqaHead::new(config.text.d_model, config.answers, count.as_ref(), device),
         });
         // Else the spatial head starts from the spatial MLM head when pretraining made
         // one: all but the answer layer, whose classes differ.
@@ -229,7 +232,12 @@ impl EdgeVlm {
             .vqa
             .as_ref()
             .expect("model has no VQA head: fine-tune it for VQA first");
-        head.forward(self.fused_cls(question, mask, image_tokens))
+        let question_mean = mean_over_tokens(question.clone(), mask.clone());
+        head.forward(
+            self.fused_cls(question, mask, image_tokens.clone()),
+            image_tokens,
+            question_mean,
+        )
     }
 
     /// [`Self::answer_logits`], and for a spatial head where it looked for the

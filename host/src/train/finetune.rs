@@ -48,6 +48,9 @@ pub struct FinetuneJob {
     pub vqa_head: VqaHeadKind,
     /// The VQA head reads zeros for the image (the question-only baseline).
     pub question_only: bool,
+    /// The fused VQA head's counting read-out ([`crate::model::EdgeVlmConfig::vqa_count`]); a model
+    /// that counts already keeps counting.
+    pub count: bool,
     /// Feature cache for models whose towers are locked.
     pub cache: PathBuf,
     pub train: TrainConfig,
@@ -162,7 +165,14 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                     "--question-only is a baseline of the fused VQA head, not the spatial one".into(),
                 ));
             }
+            if job.count && job.vqa_head == VqaHeadKind::Spatial {
+                return Err(Error::Invalid(
+                    "--count is a read-out of the fused VQA head; the spatial one counts over its cells"
+                        .into(),
+                ));
+            }
             config.vqa_question_only = job.question_only;
+            config.vqa_count |= job.count;
             let model = model.with_vqa_heads_keeping(&config, classes_kept, device);
             // Once the questions are ready: the run's folder is written only then.
             let prepared = |dropped: usize| -> Result<()> {
