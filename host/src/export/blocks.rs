@@ -151,13 +151,19 @@ pub fn padding_bias(g: &mut GraphBuilder, mask: &str) -> String {
 /// Mirrors `mean_over_tokens`: states `[n, len, d]` averaged over the tokens the
 /// mask `[n, len]` keeps → `[n, d]`.
 pub fn mean_over_tokens(g: &mut GraphBuilder, states: &str, mask: &str) -> String {
+    masked_mean(g, states, mask, 1.0)
+}
+
+/// States `[n, len, d]` summed over the tokens the mask `[n, len]` keeps and divided
+/// by how many it keeps, at least `count_floor` (what an empty mask divides by).
+pub fn masked_mean(g: &mut GraphBuilder, states: &str, mask: &str, count_floor: f32) -> String {
     let weights = g.unsqueeze(mask, &[1]); // [n, 1, len]
     let total = g.matmul(&weights, states);
     let total = g.reshape(&total, &[0, -1]);
     let axes = g.constant_i64("axes", &[1]);
     let count = g.node("ReduceSum", &[mask, &axes], vec![("keepdims", Attr::Int(1))]);
-    let one = g.constant("one", &[1.0], &[]);
-    let count = g.node("Max", &[&count, &one], vec![]);
+    let floor = g.constant("count_floor", &[count_floor], &[]);
+    let count = g.node("Max", &[&count, &floor], vec![]);
     g.node("Div", &[&total, &count], vec![])
 }
 

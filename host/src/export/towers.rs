@@ -61,14 +61,7 @@ pub fn mean_tokens(g: &mut GraphBuilder, tokens: &str) -> String {
 /// The unit-length mean of token states over the tokens the mask keeps:
 /// states `[n, len, d]`, mask `[n, len]` → `[n, d]` (the sentence embedding).
 pub fn sentence_embedding(g: &mut GraphBuilder, states: &str, mask: &str) -> String {
-    let weights = g.unsqueeze(mask, &[1]); // [n, 1, len]
-    let total = g.matmul(&weights, states);
-    let total = g.reshape(&total, &[0, -1]);
-    let axes = g.constant_i64("axes", &[1]);
-    let count = g.node("ReduceSum", &[mask, &axes], vec![("keepdims", Attr::Int(1))]);
-    let floor = g.constant("count_floor", &[1e-9], &[]);
-    let count = g.node("Max", &[&count, &floor], vec![]);
-    let mean = g.node("Div", &[&total, &count], vec![]);
+    let mean = blocks::masked_mean(g, states, mask, 1e-9);
     l2_normalize(g, &mean)
 }
 

@@ -58,6 +58,21 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
     x / norm
 }
 
+/// Mean of the states over the tokens the mask keeps: `[batch, len, d]` → `[batch, d]`.
+pub fn mean_over_tokens(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+    let [batch, len, d] = states.dims();
+    let weights = mask.reshape([batch, len, 1]);
+    let total = (states * weights.clone().expand([batch, len, d]))
+        .sum_dim(1)
+        .reshape([batch, d]);
+    total
+        / weights
+            .sum_dim(1)
+            .reshape([batch, 1])
+            .clamp_min(1.0)
+            .expand([batch, d])
+}
+
 /// A sentence embedding as sentence-transformers pools MiniLM: the mean of the
 /// token states the mask keeps, at unit length.
 ///
@@ -214,13 +229,19 @@ impl VqaHead {
 
     /// # Shapes
     /// - fused_cls: `[batch, d]`; image: the tokens fusion read `[batch, n, d_image]`;
-    ///   question: the question's mean token state `[batch, d_text]` (both read only
-    ///   by the counting read-out)
+    ///   question: its token states `[batch, len, d_text]` and mask `[batch, len]`
+    ///   (image and question are read only by the counting read-out)
     /// - output: `[batch, answers]`
-    pub fn forward(&self, fused_cls: Tensor<2>, image: Tensor<3>, question: Tensor<2>) -> Tensor<2> {
+    pub fn forward(
+        &self,
+        fused_cls: Tensor<2>,
+        image: Tensor<3>,
+        question: Tensor<3>,
+        mask: Tensor<2>,
+    ) -> Tensor<2> {
         let mut hidden = self.hidden.forward(fused_cls);
         if let Some(count) = &self.count {
-            hidden = hidden + count.forward(image, question);
+            hidden = hidden + count.forward(image, mean_over_tokens(question, mask));
         }
         self.output.forward(self.norm.forward(gelu(hidden)))
     }

@@ -11,6 +11,7 @@ use super::config::{EdgeVlmConfig, TextPooling, VqaHeadKind};
 use super::decoder::CaptionDecoder;
 use super::fusion::Fusion;
 use super::grid::GridEncoder;
+pub use super::heads::mean_over_tokens;
 use super::heads::{sentence_embedding, ItcHead, MimHead, MlmHead, VqaHead};
 use super::image_tower::{ImageAdapter, ImageTower};
 use super::spatial::SpatialVqa;
@@ -44,21 +45,6 @@ pub struct EdgeVlm {
 pub fn first_token(x: Tensor<3>) -> Tensor<2> {
     let [batch, _, d] = x.dims();
     x.slice([0..batch, 0..1]).reshape([batch, d])
-}
-
-/// Mean of the states over the tokens the mask keeps: `[batch, len, d]` → `[batch, d]`.
-pub fn mean_over_tokens(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
-    let [batch, len, d] = states.dims();
-    let weights = mask.reshape([batch, len, 1]);
-    let total = (states * weights.clone().expand([batch, len, d]))
-        .sum_dim(1)
-        .reshape([batch, d]);
-    total
-        / weights
-            .sum_dim(1)
-            .reshape([batch, 1])
-            .clamp_min(1.0)
-            .expand([batch, d])
 }
 
 impl EdgeVlm {
@@ -232,12 +218,8 @@ impl EdgeVlm {
             .vqa
             .as_ref()
             .expect("model has no VQA head: fine-tune it for VQA first");
-        let question_mean = mean_over_tokens(question.clone(), mask.clone());
-        head.forward(
-            self.fused_cls(question, mask, image_tokens.clone()),
-            image_tokens,
-            question_mean,
-        )
+        let cls = self.fused_cls(question.clone(), mask.clone(), image_tokens.clone());
+        head.forward(cls, image_tokens, question, mask)
     }
 
     /// [`Self::answer_logits`], and for a spatial head where it looked for the
