@@ -104,35 +104,43 @@ def main():
                                          ("image_encoder", "caption_decoder", "caption_decoder_step", "text_encoder"))
     tokens = image_encoder.run(None, {"image": pixels})[0]
     n_tok, d_tok = tokens.shape[1], tokens.shape[2]
+    layers = dec["layers"]
+    # Older bundles' step graph reads the image tokens and projects them on every
+    # call; newer ones read the image's keys/values, which the prefix graph outputs.
+    step_reads_tokens = "image_tokens" in [i.name for i in step.get_inputs()]
 
-    def caches(out):
-        return out[1:]
+    def memory_feed(out):
+        if step_reads_tokens:
+            return {"image_tokens": tokens}
+        kv = out[1 + 2 * layers:]
+        return {f"image_{name}_{i}": kv[2 * i + j] for i in range(layers) for j, name in enumerate(("key", "value"))}
 
     def search():
         """`steps` batched steps of `beam` rows after the prefix, the cache rows
         gathered by parent as the device does."""
         out = prefix.run(None, {"image_tokens": tokens, "ids": np.zeros((1, 1), np.int64)})
-        cache = caches(out)
+        memory = memory_feed(out)
+        cache = out[1:1 + 2 * layers]
         logp = out[0][:, -1]
         rows = 1
         for t in range(steps):
             flat = (logp - logp.max(-1, keepdims=True)).reshape(-1)
             best = np.argpartition(-flat, beam)[:beam]
             parents, nxt = best // logp.shape[-1], best % logp.shape[-1]
-            feed = {"image_tokens": tokens, "ids": nxt.reshape(beam, 1).astype(np.int64),
-                    "position": np.array([t + 1], dtype=np.int64)}
-            for i in range(dec["layers"]):
+            feed = dict(memory, ids=nxt.reshape(beam, 1).astype(np.int64),
+                        position=np.array([t + 1], dtype=np.int64))
+            for i in range(layers):
                 feed[f"past_key_{i}"] = np.repeat(cache[2 * i], beam, 0) if rows == 1 else cache[2 * i][parents]
                 feed[f"past_value_{i}"] = np.repeat(cache[2 * i + 1], beam, 0) if rows == 1 else cache[2 * i + 1][parents]
             out = step.run(None, feed)
-            cache, logp, rows = caches(out), out[0][:, -1], beam
+            cache, logp, rows = out[1:], out[0][:, -1], beam
         return logp
 
     past = max(steps // 2, 1)
     shape = (beam, dec["heads"], past, dec["d_head"])
-    step_feed = {"image_tokens": tokens, "ids": np.zeros((beam, 1), np.int64),
-                 "position": np.array([past], dtype=np.int64)}
-    for i in range(dec["layers"]):
+    memory = memory_feed(prefix.run(None, {"image_tokens": tokens, "ids": np.zeros((1, 1), np.int64)}))
+    step_feed = dict(memory, ids=np.zeros((beam, 1), np.int64), position=np.array([past], dtype=np.int64))
+    for i in range(layers):
         step_feed[f"past_key_{i}"] = np.zeros(shape, np.float32)
         step_feed[f"past_value_{i}"] = np.zeros(shape, np.float32)
     text_feed = {"ids": np.ones((1, text_len), np.int64), "mask": np.ones((1, text_len), np.float32)}
@@ -147,9 +155,10 @@ def main():
 
     f_image = flops(g("image_encoder"), {"image": [1, 3, s, s]})
     f_text = flops(g("text_encoder"), {k: [1, text_len] for k in text_inputs})
-    step_dims = lambda t: dict({"image_tokens": [1, n_tok, d_tok], "ids": [beam, 1], "position": [1]},
+    memory_dims = {name: list(value.shape) for name, value in memory.items()}
+    step_dims = lambda t: dict(memory_dims, ids=[beam, 1], position=[1],
                                **{f"past_{kv}_{i}": [beam, dec["heads"], t, dec["d_head"]]
-                                  for i in range(dec["layers"]) for kv in ("key", "value")})
+                                  for i in range(layers) for kv in ("key", "value")})
     f_step = flops(g("caption_decoder_step"), step_dims(past))
     f_search = flops(g("caption_decoder"), {"image_tokens": [1, n_tok, d_tok], "ids": [1, 1]})
     for t in range(1, steps + 1):

@@ -1,6 +1,9 @@
 //! The caption decoder with a KV cache: the first call runs the prefix graph and
-//! keeps every layer's keys and values; each later call feeds only the newest
-//! token to the step graph, after reordering the cache rows to follow the beams.
+//! keeps every layer's keys and values, and its keys and values of the image;
+//! each later call feeds only the newest token to the step graph, after
+//! reordering the cache rows to follow the beams. Bundles exported before the
+//! prefix graph gave the image's keys and values have a step graph that reads
+//! the image tokens and projects them on every call; they decode as before.
 
 use edgevlm_shared::bundle::io;
 use edgevlm_shared::search::{log_softmax, NextToken};
@@ -16,6 +19,22 @@ pub struct CachedDecoder<'a> {
     step: (&'a Plan, &'static str),
     /// Per layer (keys, values), `[rows, heads, len, d_head]`.
     cache: Vec<(Tensor, Tensor)>,
+    /// Per layer, keys then values of the memory `[1, heads, n, d_head]`, from the
+    /// prefix graph; empty when the step graph reads the image tokens itself.
+    memory_kv: Vec<TValue>,
+    /// The step graph's first input is the image tokens (older bundles).
+    step_reads_tokens: bool,
+}
+
+/// Whether a step graph reads the image tokens (and projects them on every call)
+/// rather than the image's keys and values from the prefix graph.
+fn reads_tokens(step: &Plan) -> bool {
+    let model = step.model();
+    model
+        .input_outlets()
+        .ok()
+        .and_then(|inputs| inputs.first())
+        .is_some_and(|o| model.node(o.node).name == io::IMAGE_TOKENS)
 }
 
 /// Rows `rows` of `t` along axis 0, in that order.
@@ -73,6 +92,8 @@ impl<'a> CachedDecoder<'a> {
             prefix: (prefix, prefix_name),
             step: (step, step_name),
             cache: Vec::new(),
+            memory_kv: Vec::new(),
+            step_reads_tokens: reads_tokens(step),
         }
     }
 
@@ -81,16 +102,25 @@ impl<'a> CachedDecoder<'a> {
         Ok(self.memory.clone())
     }
 
-    /// Log-probabilities of the last position of each row of `logits` `[rows, len, vocab]`.
-    fn last_log_probs(&mut self, out: TVec<TValue>, rows: usize, graph: &str) -> Result<Vec<Vec<f32>>> {
+    /// Log-probabilities of the last position of each row of `logits` `[rows, len, vocab]`;
+    /// keeps the cache, and from the `prefix` graph the image's keys and values.
+    fn last_log_probs(
+        &mut self,
+        out: TVec<TValue>,
+        rows: usize,
+        graph: &str,
+        prefix: bool,
+    ) -> Result<Vec<Vec<f32>>> {
         let logits = to_vec(output(&out, 0, graph)?, graph)?;
         let layers = self.runtime.manifest.decoder.layers;
-        if out.len() != 1 + 2 * layers {
+        let gives_memory = prefix && !self.step_reads_tokens;
+        let expected = 1 + 2 * layers + if gives_memory { 2 * layers } else { 0 };
+        if out.len() != expected {
             return Err(shape_error(
                 graph,
                 format!(
-                    "expected logits and a key and value per layer ({} outputs for {layers} layers), got {}",
-                    1 + 2 * layers,
+                    "expected logits, a key and value per layer{} ({expected} outputs for {layers} layers), got {}",
+                    if gives_memory { " and the image's key and value per layer" } else { "" },
                     out.len()
                 ),
             ));
@@ -98,10 +128,15 @@ impl<'a> CachedDecoder<'a> {
         let last = last_positions(&logits, rows, self.runtime.manifest.decoder.vocab, graph)?;
         // Moved out of the outputs, not cloned: a value held once becomes a tensor
         // without a copy of the cache.
-        let mut kv = out.into_iter().skip(1).map(TValue::into_tensor);
+        let mut values = out.into_iter().skip(1);
         self.cache.clear();
-        while let (Some(k), Some(v)) = (kv.next(), kv.next()) {
-            self.cache.push((k, v));
+        for _ in 0..layers {
+            if let (Some(k), Some(v)) = (values.next(), values.next()) {
+                self.cache.push((k.into_tensor(), v.into_tensor()));
+            }
+        }
+        if gives_memory {
+            self.memory_kv = values.collect();
         }
         Ok(last.into_iter().map(log_softmax).collect())
     }
@@ -120,14 +155,16 @@ impl NextToken for CachedDecoder<'_> {
                 let ids = Tensor::from_shape(&[rows, len], &ids).map_err(|e| shape_error(graph, e))?;
                 let image = self.image_rows(rows, graph)?;
                 let out = run(plan, graph, tvec!(image.into(), ids.into()))?;
-                self.last_log_probs(out, rows, graph)
+                self.last_log_probs(out, rows, graph, true)
             }
             Some(parents) => {
                 let (plan, graph) = self.step;
                 let identity = parents.len() == self.cache.first().map_or(0, |c| c.0.shape()[0])
                     && parents.iter().enumerate().all(|(i, &p)| i == p);
                 let mut inputs: TVec<TValue> = tvec!();
-                inputs.push(self.image_rows(rows, graph)?.into());
+                if self.step_reads_tokens {
+                    inputs.push(self.image_rows(rows, graph)?.into());
+                }
                 let last: Vec<i64> = prefixes.iter().map(|p| *p.last().unwrap_or(&0) as i64).collect();
                 inputs.push(
                     Tensor::from_shape(&[rows, 1], &last)
@@ -149,8 +186,10 @@ impl NextToken for CachedDecoder<'_> {
                     inputs.push(k.into());
                     inputs.push(v.into());
                 }
+                // Shared, not copied: the values stay the prefix graph's.
+                inputs.extend(self.memory_kv.iter().cloned());
                 let out = run(plan, graph, inputs)?;
-                self.last_log_probs(out, rows, graph)
+                self.last_log_probs(out, rows, graph, false)
             }
         }
     }

@@ -111,11 +111,30 @@ fn attend(
 
 /// Mirrors [`Attention::forward`]: `x` attends to `context`.
 pub fn attention(g: &mut GraphBuilder, x: &str, context: &str, bias: Option<&str>, a: &Attention) -> String {
+    let (k, v) = keys_values(g, context, a);
+    attention_to(g, x, (&k, &v), bias, a)
+}
+
+/// The keys and values `[n, heads, len, d_head]` attention `a` reads of `context`.
+pub fn keys_values(g: &mut GraphBuilder, context: &str, a: &Attention) -> (String, String) {
+    let (heads, d_head) = (a.heads(), a.d_head());
+    (
+        split_heads(g, context, &a.key, heads, d_head),
+        split_heads(g, context, &a.value, heads, d_head),
+    )
+}
+
+/// [`attention`] over keys and values projected before ([`keys_values`]).
+pub fn attention_to(
+    g: &mut GraphBuilder,
+    x: &str,
+    (k, v): (&str, &str),
+    bias: Option<&str>,
+    a: &Attention,
+) -> String {
     let (heads, d_head) = (a.heads(), a.d_head());
     let q = split_heads(g, x, &a.query, heads, d_head);
-    let k = split_heads(g, context, &a.key, heads, d_head);
-    let v = split_heads(g, context, &a.value, heads, d_head);
-    attend(g, &q, &k, &v, bias, a, d_head)
+    attend(g, &q, k, v, bias, a, d_head)
 }
 
 /// Causal self-attention that also returns its keys and values (the KV cache):
@@ -335,14 +354,14 @@ fn decoder_layer(
     x: &str,
     causal: Option<&str>,
     past: Option<(&str, &str)>,
-    image: &str,
+    image: (&str, &str),
     layer: &DecoderLayer,
 ) -> (String, String, String) {
     let h = layer_norm(g, x, &layer.self_norm, eps::DECODER);
     let (attended, k, v) = cached_self_attention(g, &h, causal, past, &layer.self_attention);
     let x = g.add(x, &attended);
     let h = layer_norm(g, &x, &layer.cross_norm, eps::DECODER);
-    let attended = attention(g, &h, image, None, &layer.cross_attention);
+    let attended = attention_to(g, &h, image, None, &layer.cross_attention);
     let x = g.add(&x, &attended);
     let h = layer_norm(g, &x, &layer.ff_norm, eps::DECODER);
     let out = feed_forward(g, &h, &layer.feed_forward);
@@ -361,14 +380,41 @@ pub enum DecoderInput<'a> {
     },
 }
 
-/// Mirrors [`CaptionDecoder::forward`]: returns logits `[n, len, vocab]` and each
-/// layer's keys/values for the cache.
+/// What the decoder's cross-attention reads.
+pub enum DecoderMemory<'a> {
+    /// The image tokens `[1, n, d]` (or a clip's memory), projected in the graph.
+    Tokens(&'a str),
+    /// Each layer's keys and values of them `[1, heads, n, d_head]`, projected
+    /// once per image by the prefix graph.
+    Projected(Vec<(String, String)>),
+}
+
+/// The graph's names of a decoder's output.
+pub struct DecoderOutput {
+    /// `[n, len, vocab]`.
+    pub logits: String,
+    /// Each layer's self-attention keys/values (the cache).
+    pub cache: Vec<(String, String)>,
+    /// Each layer's cross-attention keys/values of the memory.
+    pub memory: Vec<(String, String)>,
+}
+
+/// Mirrors [`CaptionDecoder::forward`]: logits, each layer's keys/values for the
+/// cache and its keys/values of the memory.
 pub fn caption_decoder(
     g: &mut GraphBuilder,
     input: DecoderInput,
-    image: &str,
+    memory: DecoderMemory,
     decoder: &CaptionDecoder,
-) -> (String, Vec<(String, String)>) {
+) -> DecoderOutput {
+    let memory = match memory {
+        DecoderMemory::Tokens(tokens) => decoder
+            .layers
+            .iter()
+            .map(|layer| keys_values(g, tokens, &layer.cross_attention))
+            .collect(),
+        DecoderMemory::Projected(kv) => kv,
+    };
     let (table, dims) = values(&decoder.token_embedding.weight);
     let table = g.weight("token_embedding", &table, &dims, 0);
     let (positions, pos_dims) = values(&decoder.position_embedding.weight);
@@ -397,13 +443,18 @@ pub fn caption_decoder(
     let mut cache = Vec::new();
     for (i, layer) in decoder.layers.iter().enumerate() {
         let layer_past = past.as_ref().map(|p| (p[i].0.as_str(), p[i].1.as_str()));
+        let image = (memory[i].0.as_str(), memory[i].1.as_str());
         let (y, k, v) = decoder_layer(g, &x, causal.as_deref(), layer_past, image, layer);
         x = y;
         cache.push((k, v));
     }
     let h = layer_norm(g, &x, &decoder.norm, eps::DECODER);
     let tied = g.transpose(&table, &[1, 0]);
-    (g.matmul(&h, &tied), cache)
+    DecoderOutput {
+        logits: g.matmul(&h, &tied),
+        cache,
+        memory,
+    }
 }
 
 /// Adds a linear layer's bias, if it has one.

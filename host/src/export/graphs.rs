@@ -5,7 +5,7 @@
 use edgevlm_shared::bundle::io;
 use tract_onnx::pb::ModelProto;
 
-use super::blocks::{self, DecoderInput};
+use super::blocks::{self, DecoderInput, DecoderMemory};
 use super::onnx::{Dim, GraphBuilder};
 use super::quantize::WeightFormat;
 use super::spatial;
@@ -164,8 +164,8 @@ fn cache_dims(decoder: &CaptionDecoder, len: Dim) -> [Dim; 4] {
 /// `[tokens, width]` of the image tokens a decoder reads.
 pub type TokenShape = [usize; 2];
 
-/// The decoders read one image's tokens `[1, n, d]` whatever the number of rows
-/// (beams) they decode: cross-attention projects its keys and values once and
+/// The prefix decoder reads one image's tokens `[1, n, d]` whatever the number of
+/// rows (beams) it decodes: cross-attention projects its keys and values once and
 /// the products broadcast over the rows.
 fn decoder_tokens_input(g: &mut GraphBuilder, shape: TokenShape) -> String {
     g.input_f32(
@@ -178,9 +178,20 @@ fn tokens_input(g: &mut GraphBuilder, shape: TokenShape) -> String {
     g.input_f32(io::IMAGE_TOKENS, &[N, Dim::Fixed(shape[0]), Dim::Fixed(shape[1])])
 }
 
+fn memory_dims(decoder: &CaptionDecoder, image: TokenShape) -> [Dim; 4] {
+    let a = &decoder.layers[0].cross_attention;
+    [
+        Dim::Fixed(1),
+        Dim::Fixed(a.heads()),
+        Dim::Fixed(image[0]),
+        Dim::Fixed(a.d_head()),
+    ]
+}
+
 /// Image tokens + a prefix `[n, len]` → next-token logits at every position
-/// `[n, len, vocab]` and each layer's self-attention keys/values (the cache for
-/// [`caption_decoder_step`]).
+/// `[n, len, vocab]`, each layer's self-attention keys/values (the cache for
+/// [`caption_decoder_step`]) and each layer's cross-attention keys/values of the
+/// image, which the steps read instead of projecting the image again.
 ///
 /// `name` is [`io::CAPTION_DECODER`], or [`io::CLIP_DECODER`] over a clip's memory.
 pub fn caption_decoder(
@@ -190,21 +201,31 @@ pub fn caption_decoder(
     weights: WeightFormat,
 ) -> ModelProto {
     let mut g = GraphBuilder::new(name, weights);
+    let image_shape = image;
     let image = decoder_tokens_input(&mut g, image);
     let ids = g.input_i64(io::IDS, &[N, LEN]);
-    let (logits, cache) =
-        blocks::caption_decoder(&mut g, DecoderInput::Prefix { ids: &ids }, &image, decoder);
-    g.output(&logits, io::LOGITS, &[N, LEN, Dim::Fixed(vocab(decoder))]);
-    for (i, (k, v)) in cache.iter().enumerate() {
+    let out = blocks::caption_decoder(
+        &mut g,
+        DecoderInput::Prefix { ids: &ids },
+        DecoderMemory::Tokens(&image),
+        decoder,
+    );
+    g.output(&out.logits, io::LOGITS, &[N, LEN, Dim::Fixed(vocab(decoder))]);
+    for (i, (k, v)) in out.cache.iter().enumerate() {
         g.output(k, &io::present_key(i), &cache_dims(decoder, LEN));
         g.output(v, &io::present_value(i), &cache_dims(decoder, LEN));
+    }
+    for (i, (k, v)) in out.memory.iter().enumerate() {
+        g.output(k, &io::image_key(i), &memory_dims(decoder, image_shape));
+        g.output(v, &io::image_value(i), &memory_dims(decoder, image_shape));
     }
     g.finish()
 }
 
-/// One decoding step with the KV cache: image tokens, the newest token `[n, 1]`,
-/// its position `[1]` and the cached keys/values `[n, heads, past, d_head]` →
-/// logits `[n, 1, vocab]` and the extended cache.
+/// One decoding step with the KV cache: the newest token `[n, 1]`, its position
+/// `[1]`, the cached keys/values `[n, heads, past, d_head]` and the image's
+/// cross-attention keys/values from the prefix graph `[1, heads, tokens, d_head]`
+/// → logits `[n, 1, vocab]` and the extended cache.
 ///
 /// `name` is [`io::CAPTION_STEP`], or [`io::CLIP_STEP`] over a clip's memory.
 pub fn caption_decoder_step(
@@ -214,7 +235,6 @@ pub fn caption_decoder_step(
     weights: WeightFormat,
 ) -> ModelProto {
     let mut g = GraphBuilder::new(name, weights);
-    let image = decoder_tokens_input(&mut g, image);
     let ids = g.input_i64(io::IDS, &[N, Dim::Fixed(1)]);
     let position = g.input_i64(io::POSITION, &[Dim::Fixed(1)]);
     let past: Vec<(String, String)> = (0..decoder.layers.len())
@@ -225,12 +245,21 @@ pub fn caption_decoder_step(
             )
         })
         .collect();
+    let memory = (0..decoder.layers.len())
+        .map(|i| {
+            (
+                g.input_f32(&io::image_key(i), &memory_dims(decoder, image)),
+                g.input_f32(&io::image_value(i), &memory_dims(decoder, image)),
+            )
+        })
+        .collect();
     let input = DecoderInput::Step {
         ids: &ids,
         position: &position,
         past,
     };
-    let (logits, cache) = blocks::caption_decoder(&mut g, input, &image, decoder);
+    let out = blocks::caption_decoder(&mut g, input, DecoderMemory::Projected(memory), decoder);
+    let (logits, cache) = (out.logits, out.cache);
     g.output(
         &logits,
         io::LOGITS,

@@ -190,7 +190,7 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
     );
     check("decoder logits", &full[0], logits.clone().reshape([2, 5 * vocab]));
     let prefix = TractTensor::from_shape(&[2, 2], &[IDS[0], IDS[1], IDS[5], IDS[6]]).unwrap();
-    let mut cache: Vec<Vec<f32>> = run(
+    let mut prefix_out = run(
         graphs::caption_decoder(
             io::CAPTION_DECODER,
             &m.decoder,
@@ -198,19 +198,29 @@ fn check_graphs(kind: FusionKind, weights: WeightFormat, tolerance: f32) {
             weights,
         ),
         vec![f32_tensor(&tokens), prefix],
-    )
-    .split_off(1);
+    );
     let layers = m.decoder.layers.len();
+    assert_eq!(
+        prefix_out.len(),
+        1 + 4 * layers,
+        "logits, the cache and the image's keys/values"
+    );
+    // The image's cross-attention keys/values, projected once by the prefix graph.
+    let memory = prefix_out.split_off(1 + 2 * layers);
+    let mut cache = prefix_out.split_off(1);
     let a = &m.decoder.layers[0].self_attention;
+    let c = &m.decoder.layers[0].cross_attention;
     for position in 2..5 {
         let step_ids = TractTensor::from_shape(&[2, 1], &[IDS[position], IDS[5 + position]]).unwrap();
         let mut inputs = vec![
-            f32_tensor(&tokens),
             step_ids,
             TractTensor::from_shape(&[1], &[position as i64]).unwrap(),
         ];
-        for c in &cache {
-            inputs.push(TractTensor::from_shape(&[2, a.heads(), position, a.d_head()], c).unwrap());
+        for kv in &cache {
+            inputs.push(TractTensor::from_shape(&[2, a.heads(), position, a.d_head()], kv).unwrap());
+        }
+        for kv in &memory {
+            inputs.push(TractTensor::from_shape(&[1, c.heads(), n, c.d_head()], kv).unwrap());
         }
         let mut out = run(
             graphs::caption_decoder_step(io::CAPTION_STEP, &m.decoder, graphs::token_shape(&m, 16), weights),
@@ -337,11 +347,12 @@ fn graph_names_are_the_shared_ones() {
     assert_eq!(
         inputs,
         [
-            io::IMAGE_TOKENS,
             io::IDS,
             io::POSITION,
             "past_key_0",
-            "past_value_0"
+            "past_value_0",
+            "image_key_0",
+            "image_value_0"
         ]
     );
     assert_eq!(graph.output[0].name, io::LOGITS);

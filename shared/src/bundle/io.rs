@@ -46,6 +46,16 @@ pub fn present_key(layer: usize) -> String {
 pub fn present_value(layer: usize) -> String {
     format!("present_value_{layer}")
 }
+/// `[1, heads, n, d_head]` f32: a decoder layer's cross-attention keys of the image
+/// tokens (or a clip's memory), which the prefix graph outputs once per image and
+/// every step graph call reads, instead of projecting the image again each step.
+pub fn image_key(layer: usize) -> String {
+    format!("image_key_{layer}")
+}
+/// The values beside [`image_key`].
+pub fn image_value(layer: usize) -> String {
+    format!("image_value_{layer}")
+}
 
 /// File name of a graph inside a bundle.
 pub fn graph_file(graph: &str) -> String {
