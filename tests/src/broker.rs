@@ -39,21 +39,50 @@ pub fn wait_for_port(port: u16, what: &str) {
     }
 }
 
+/// A broker on a free port. A port found free can be taken by another test's
+/// server before mosquitto binds it; mosquitto then exits, and the port may even
+/// answer for a while (the other server): so the broker must be seen alive after
+/// its port answers, and another port is tried when it is not.
 pub fn broker() -> (Guard, u16) {
-    let port = free_port();
-    (broker_on(port), port)
+    for _ in 0..5 {
+        let port = free_port();
+        if let Some(guard) = try_broker_on(port) {
+            return (guard, port);
+        }
+    }
+    panic!("mosquitto did not stay up on any of five free ports");
 }
 
+/// A broker on `port`, which must be free.
 pub fn broker_on(port: u16) -> Guard {
+    try_broker_on(port).unwrap_or_else(|| panic!("mosquitto exited instead of listening on {port}"))
+}
+
+/// A broker on `port` once it listens there and is still running; `None` when it
+/// exited (the port was taken).
+fn try_broker_on(port: u16) -> Option<Guard> {
     let child = Command::new("mosquitto")
         .args(["-p", &port.to_string()])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("mosquitto is needed for this test: scripts/setup.sh installs it");
-    let guard = Guard(child);
-    wait_for_port(port, "mosquitto");
-    guard
+    let mut guard = Guard(child);
+    let exited = |guard: &mut Guard| !matches!(guard.0.try_wait(), Ok(None));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if exited(&mut guard) {
+            return None;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "mosquitto did not start listening on {port}"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // A failed bind ends mosquitto within milliseconds of its start.
+    std::thread::sleep(Duration::from_millis(200));
+    (!exited(&mut guard)).then_some(guard)
 }
 
 /// `mosquitto_sub -v` on `topics`; each received "topic payload" line arrives on the channel.
