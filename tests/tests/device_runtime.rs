@@ -9,12 +9,18 @@ use burn::tensor::Device;
 use edgevlm::data::store::ImageStore;
 use edgevlm::data::synth::{self, SynthOptions};
 use edgevlm::eval::predict::{BundlePredictor, BurnPredictor, Predictor};
+use edgevlm::export::blocks::{self, DecoderInput, DecoderMemory};
+use edgevlm::export::graphs::{self, TokenShape};
+use edgevlm::export::onnx::{Dim, GraphBuilder};
+use edgevlm::export::quantize::WeightFormat;
+use edgevlm::model::decoder::CaptionDecoder;
 use edgevlm::model::saved::SavedModel;
 use edgevlm_device::runtime::{profile, Runtime};
-use edgevlm_shared::bundle::Bundle;
+use edgevlm_shared::bundle::{io, Bundle};
 use edgevlm_shared::preprocess::load_image;
 use edgevlm_shared::search::DecodeOptions;
 use edgevlm_tests::binary;
+use prost::Message;
 
 fn scenes(dir: &Path, n: usize, seed: u64) -> PathBuf {
     let out = dir.join(format!("scenes-{seed}"));
@@ -246,6 +252,95 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
         err.contains("vqa") && err.contains("text_states") && err.contains("export the model again"),
         "{err}"
     );
+
+    // A bundle of the older kind, whose step graph projects the image tokens on every
+    // call, still captions, and as the newer one does.
+    let side = saved.meta.preprocess.image_size as usize;
+    let older: Vec<(String, Vec<u8>)> =
+        older_decoder_graphs(&saved.model.decoder, graphs::token_shape(&saved.model, side)).into();
+    let files = whole
+        .entries()
+        .into_iter()
+        .map(
+            |(name, kind, bytes)| match older.iter().find(|(file, _)| *file == name) {
+                Some((_, graph)) => (name, kind, graph.clone()),
+                None => (name, kind, bytes),
+            },
+        )
+        .collect();
+    let older =
+        BundlePredictor::new(Runtime::from_bundle(&Bundle::new(whole.manifest.clone(), files)).unwrap());
+    for beam in [1, 3] {
+        let opts = DecodeOptions {
+            beam_size: beam,
+            max_len: 12,
+            ..Default::default()
+        };
+        assert_eq!(
+            older.captions(&store, &indices, opts).unwrap(),
+            dev.captions(&store, &indices, opts).unwrap(),
+            "beam {beam}, a bundle whose step graph reads the image tokens"
+        );
+    }
+}
+
+/// The decoder graphs as bundles exported before the prefix graph gave the image's
+/// keys and values were: the prefix outputs the logits and the cache only, and the
+/// step graph reads the image tokens and projects them on every call.
+fn older_decoder_graphs(decoder: &CaptionDecoder, image: TokenShape) -> [(String, Vec<u8>); 2] {
+    let (batch, vocab) = (
+        Dim::Named("batch"),
+        decoder.token_embedding.weight.val().dims()[0],
+    );
+    let a = &decoder.layers[0].self_attention;
+    let cache = |len: &'static str| {
+        [
+            batch.clone(),
+            Dim::Fixed(a.heads()),
+            Dim::Named(len),
+            Dim::Fixed(a.d_head()),
+        ]
+    };
+    let graph = |name: &str, step: bool| {
+        let mut g = GraphBuilder::new(name, WeightFormat::F32);
+        let tokens = g.input_f32(
+            io::IMAGE_TOKENS,
+            &[Dim::Fixed(1), Dim::Fixed(image[0]), Dim::Fixed(image[1])],
+        );
+        let len = if step { Dim::Fixed(1) } else { Dim::Named("len") };
+        let ids = g.input_i64(io::IDS, &[batch.clone(), len.clone()]);
+        let input = if step {
+            let position = g.input_i64(io::POSITION, &[Dim::Fixed(1)]);
+            let past = (0..decoder.layers.len())
+                .map(|i| {
+                    (
+                        g.input_f32(&io::past_key(i), &cache("past")),
+                        g.input_f32(&io::past_value(i), &cache("past")),
+                    )
+                })
+                .collect();
+            (Some(position), past)
+        } else {
+            (None, Vec::new())
+        };
+        let input = match &input {
+            (Some(position), past) => DecoderInput::Step {
+                ids: &ids,
+                position,
+                past: past.clone(),
+            },
+            (None, _) => DecoderInput::Prefix { ids: &ids },
+        };
+        let out = blocks::caption_decoder(&mut g, input, DecoderMemory::Tokens(&tokens), decoder);
+        g.output(&out.logits, io::LOGITS, &[batch.clone(), len, Dim::Fixed(vocab)]);
+        let grown = if step { "past_plus_one" } else { "len" };
+        for (i, (k, v)) in out.cache.iter().enumerate() {
+            g.output(k, &io::present_key(i), &cache(grown));
+            g.output(v, &io::present_value(i), &cache(grown));
+        }
+        (io::graph_file(name), g.finish().encode_to_vec())
+    };
+    [graph(io::CAPTION_DECODER, false), graph(io::CAPTION_STEP, true)]
 }
 
 /// The dependency closure of `edgevlm-device` in Cargo.lock has no burn crate.
