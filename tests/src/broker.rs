@@ -29,14 +29,23 @@ impl Drop for Guard {
 }
 
 pub fn wait_for_port(port: u16, what: &str) {
+    wait_for_port_unless(port, what, || false);
+}
+
+/// [`wait_for_port`], giving up (false) as soon as `gave_up` says nothing will listen.
+fn wait_for_port_unless(port: u16, what: &str, mut gave_up: impl FnMut() -> bool) -> bool {
     let deadline = Instant::now() + Duration::from_secs(30);
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        if gave_up() {
+            return false;
+        }
         assert!(
             Instant::now() < deadline,
             "{what} did not start listening on {port}"
         );
         std::thread::sleep(Duration::from_millis(50));
     }
+    true
 }
 
 /// A broker on a free port. A port found free can be taken by another test's
@@ -69,16 +78,8 @@ fn try_broker_on(port: u16) -> Option<Guard> {
         .expect("mosquitto is needed for this test: scripts/setup.sh installs it");
     let mut guard = Guard(child);
     let exited = |guard: &mut Guard| !matches!(guard.0.try_wait(), Ok(None));
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        if exited(&mut guard) {
-            return None;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "mosquitto did not start listening on {port}"
-        );
-        std::thread::sleep(Duration::from_millis(50));
+    if !wait_for_port_unless(port, "mosquitto", || exited(&mut guard)) {
+        return None;
     }
     // A failed bind ends mosquitto within milliseconds of its start.
     std::thread::sleep(Duration::from_millis(200));

@@ -120,18 +120,7 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
         assert!((h.1 - d.1).abs() < 1e-4, "probabilities {} vs {}", h.1, d.1);
     }
     let indices: Vec<usize> = (0..paths.len()).collect();
-    for beam in [1, 3] {
-        let opts = DecodeOptions {
-            beam_size: beam,
-            max_len: 12,
-            ..Default::default()
-        };
-        assert_eq!(
-            host.captions(&store, &indices, opts).unwrap(),
-            dev.captions(&store, &indices, opts).unwrap(),
-            "beam {beam}"
-        );
-    }
+    assert_same_captions(&host, &dev, &store, &indices, "host and device");
     let host_emb = host.image_embeddings(&store, &indices).unwrap();
     let dev_emb = dev.image_embeddings(&store, &indices).unwrap();
     for (h, d) in host_emb.iter().zip(&dev_emb) {
@@ -232,19 +221,7 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
     // A VQA graph that does not read the text encoder's states is refused by name.
     let whole = Bundle::read(&bundle).unwrap();
     let text_graph = whole.file("text_encoder.onnx").unwrap().to_vec();
-    let files = whole
-        .entries()
-        .into_iter()
-        .map(|(name, kind, bytes)| {
-            let bytes = if name == "vqa.onnx" {
-                text_graph.clone()
-            } else {
-                bytes
-            };
-            (name, kind, bytes)
-        })
-        .collect();
-    let err = Runtime::from_bundle(&Bundle::new(whole.manifest.clone(), files))
+    let err = Runtime::from_bundle(&with_files(&whole, &[("vqa.onnx".into(), text_graph)]))
         .err()
         .expect("a VQA graph reading token ids is refused")
         .to_string();
@@ -256,20 +233,41 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
     // A bundle of the older kind, whose step graph projects the image tokens on every
     // call, still captions, and as the newer one does.
     let side = saved.meta.preprocess.image_size as usize;
-    let older: Vec<(String, Vec<u8>)> =
-        older_decoder_graphs(&saved.model.decoder, graphs::token_shape(&saved.model, side)).into();
-    let files = whole
+    let graphs = older_decoder_graphs(&saved.model.decoder, graphs::token_shape(&saved.model, side));
+    let older = BundlePredictor::new(Runtime::from_bundle(&with_files(&whole, &graphs)).unwrap());
+    assert_same_captions(
+        &older,
+        &dev,
+        &store,
+        &indices,
+        "a bundle whose step graph reads the image tokens and a newer one",
+    );
+}
+
+/// `bundle` with the files named in `replaced` holding their bytes instead.
+fn with_files(bundle: &Bundle, replaced: &[(String, Vec<u8>)]) -> Bundle {
+    let files = bundle
         .entries()
         .into_iter()
-        .map(
-            |(name, kind, bytes)| match older.iter().find(|(file, _)| *file == name) {
-                Some((_, graph)) => (name, kind, graph.clone()),
-                None => (name, kind, bytes),
-            },
-        )
+        .map(|(name, kind, bytes)| {
+            let bytes = replaced
+                .iter()
+                .find(|(file, _)| *file == name)
+                .map_or(bytes, |(_, new)| new.clone());
+            (name, kind, bytes)
+        })
         .collect();
-    let older =
-        BundlePredictor::new(Runtime::from_bundle(&Bundle::new(whole.manifest.clone(), files)).unwrap());
+    Bundle::new(bundle.manifest.clone(), files)
+}
+
+/// Both give the same captions of `indices`, greedy and with a beam of 3.
+fn assert_same_captions(
+    a: &impl Predictor,
+    b: &impl Predictor,
+    store: &ImageStore,
+    indices: &[usize],
+    what: &str,
+) {
     for beam in [1, 3] {
         let opts = DecodeOptions {
             beam_size: beam,
@@ -277,9 +275,9 @@ fn device_answers_and_captions_equal_the_host_and_broken_bundles_are_refused() {
             ..Default::default()
         };
         assert_eq!(
-            older.captions(&store, &indices, opts).unwrap(),
-            dev.captions(&store, &indices, opts).unwrap(),
-            "beam {beam}, a bundle whose step graph reads the image tokens"
+            a.captions(store, indices, opts).unwrap(),
+            b.captions(store, indices, opts).unwrap(),
+            "beam {beam}: {what}"
         );
     }
 }
@@ -309,27 +307,21 @@ fn older_decoder_graphs(decoder: &CaptionDecoder, image: TokenShape) -> [(String
         );
         let len = if step { Dim::Fixed(1) } else { Dim::Named("len") };
         let ids = g.input_i64(io::IDS, &[batch.clone(), len.clone()]);
-        let input = if step {
-            let position = g.input_i64(io::POSITION, &[Dim::Fixed(1)]);
-            let past = (0..decoder.layers.len())
-                .map(|i| {
-                    (
-                        g.input_f32(&io::past_key(i), &cache("past")),
-                        g.input_f32(&io::past_value(i), &cache("past")),
-                    )
-                })
-                .collect();
-            (Some(position), past)
-        } else {
-            (None, Vec::new())
-        };
-        let input = match &input {
-            (Some(position), past) => DecoderInput::Step {
+        let position = step.then(|| g.input_i64(io::POSITION, &[Dim::Fixed(1)]));
+        let input = match &position {
+            Some(position) => DecoderInput::Step {
                 ids: &ids,
                 position,
-                past: past.clone(),
+                past: (0..decoder.layers.len())
+                    .map(|i| {
+                        (
+                            g.input_f32(&io::past_key(i), &cache("past")),
+                            g.input_f32(&io::past_value(i), &cache("past")),
+                        )
+                    })
+                    .collect(),
             },
-            (None, _) => DecoderInput::Prefix { ids: &ids },
+            None => DecoderInput::Prefix { ids: &ids },
         };
         let out = blocks::caption_decoder(&mut g, input, DecoderMemory::Tokens(&tokens), decoder);
         g.output(&out.logits, io::LOGITS, &[batch.clone(), len, Dim::Fixed(vocab)]);
