@@ -60,17 +60,7 @@ pub fn l2_normalize(x: Tensor<2>) -> Tensor<2> {
 
 /// Mean of the states over the tokens the mask keeps: `[batch, len, d]` → `[batch, d]`.
 pub fn mean_over_tokens(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
-    let [batch, len, d] = states.dims();
-    let weights = mask.reshape([batch, len, 1]);
-    let total = (states * weights.clone().expand([batch, len, d]))
-        .sum_dim(1)
-        .reshape([batch, d]);
-    total
-        / weights
-            .sum_dim(1)
-            .reshape([batch, 1])
-            .clamp_min(1.0)
-            .expand([batch, d])
+    masked_mean(states, mask, 1.0)
 }
 
 /// A sentence embedding as sentence-transformers pools MiniLM: the mean of the
@@ -79,11 +69,18 @@ pub fn mean_over_tokens(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
 /// # Shapes
 /// - states: `[batch, len, d]`, mask `[batch, len]` (1 = token) → `[batch, d]`
 pub fn sentence_embedding(states: Tensor<3>, mask: Tensor<2>) -> Tensor<2> {
+    l2_normalize(masked_mean(states, mask, 1e-9))
+}
+
+/// States `[batch, len, d]` summed over the tokens the mask `[batch, len]` keeps and
+/// divided by how many it keeps, at least `count_floor` (what an empty mask divides
+/// by); the twin of the exporter's `blocks::masked_mean`.
+fn masked_mean(states: Tensor<3>, mask: Tensor<2>, count_floor: f32) -> Tensor<2> {
     let [n, len, d] = states.dims();
     let summed = (states * mask.clone().reshape([n, len, 1]))
         .sum_dim(1)
         .reshape([n, d]);
-    l2_normalize(summed / mask.sum_dim(1).clamp_min(1e-9))
+    summed / mask.sum_dim(1).clamp_min(count_floor)
 }
 
 fn project(proj: &Linear, residual: &Option<Linear>, x: Tensor<2>) -> Tensor<2> {
