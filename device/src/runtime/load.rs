@@ -12,7 +12,7 @@ use edgevlm_shared::caption::CaptionMemory;
 use edgevlm_shared::TextTokenizer;
 use tract_onnx::prelude::*;
 
-use super::depthwise;
+use super::swap;
 use super::text::TextEncoder;
 use super::{clip, Plan, Result, Runtime, RuntimeError, VqaPlan};
 
@@ -43,7 +43,7 @@ pub(super) fn plan(
     }
     let mut model = model.into_typed().map_err(fail)?;
     model.declutter().map_err(fail)?;
-    depthwise::swap_in(&mut model).map_err(fail)?;
+    swap::swap_in(&mut model).map_err(fail)?;
     model.optimize().map_err(fail)?;
     model.into_runnable().map_err(fail)
 }

@@ -8,9 +8,11 @@ mod depthwise;
 mod error;
 mod load;
 mod memory;
+mod pointwise;
 pub mod profile;
 mod race;
 mod selftest;
+mod swap;
 mod text;
 
 pub use error::{Result, RuntimeError};

@@ -10,6 +10,7 @@ use serde::Serialize;
 use tract_onnx::prelude::*;
 
 use super::depthwise::VectorDepthwise;
+use super::pointwise::VectorPointwise;
 use super::{Plan, Result, Runtime, RuntimeError};
 
 const ROUNDS: usize = 7;
@@ -40,7 +41,11 @@ impl Runtime {
         let mut races = Vec::new();
         for (graph, plan) in plans {
             for node in plan.model().nodes() {
-                let Some(op) = node.op_as::<VectorDepthwise>() else {
+                let op: &dyn Swapped = if let Some(op) = node.op_as::<VectorDepthwise>() {
+                    op
+                } else if let Some(op) = node.op_as::<VectorPointwise>() {
+                    op
+                } else {
                     continue;
                 };
                 let fail = |e: TractError| RuntimeError::Run {
@@ -62,8 +67,33 @@ impl Runtime {
     }
 }
 
+/// An op swapped in for one of tract's: it builds itself alone, with its own op
+/// or the one it replaced.
+trait Swapped: Op {
+    fn alone(&self, ours: bool) -> TractResult<TypedModel>;
+    fn input_shape(&self) -> &[usize];
+}
+
+impl Swapped for VectorDepthwise {
+    fn alone(&self, ours: bool) -> TractResult<TypedModel> {
+        VectorDepthwise::alone(self, ours)
+    }
+    fn input_shape(&self) -> &[usize] {
+        VectorDepthwise::input_shape(self)
+    }
+}
+
+impl Swapped for VectorPointwise {
+    fn alone(&self, ours: bool) -> TractResult<TypedModel> {
+        VectorPointwise::alone(self, ours)
+    }
+    fn input_shape(&self) -> &[usize] {
+        VectorPointwise::input_shape(self)
+    }
+}
+
 /// Best milliseconds per call of tract's op and of ours.
-fn race(op: &VectorDepthwise) -> TractResult<(f64, f64)> {
+fn race(op: &dyn Swapped) -> TractResult<(f64, f64)> {
     let tract = op.alone(false)?.into_runnable()?;
     let ours = op.alone(true)?.into_runnable()?;
     let len: usize = op.input_shape().iter().product();
@@ -90,19 +120,21 @@ mod tests {
 
     #[test]
     fn both_ops_are_timed_on_the_same_sizes() {
-        let op = crate::runtime::depthwise::tests::example_op();
-        let (tract, ours) = race(&op).unwrap();
-        assert!(tract.is_finite() && tract > 0.0, "{tract}");
-        assert!(ours.is_finite() && ours > 0.0, "{ours}");
-        assert_eq!(op.input_shape(), [1, 8, 16, 16]);
-        // Each graph holds the op it is timing, and only that one.
-        for ours in [true, false] {
-            let graph = op.alone(ours).unwrap();
-            let swapped = graph
-                .nodes()
-                .iter()
-                .any(|n| n.op_as::<VectorDepthwise>().is_some());
-            assert_eq!(swapped, ours);
+        let depthwise = crate::runtime::depthwise::tests::example_op();
+        let pointwise = crate::runtime::pointwise::tests::example_op();
+        let mut ops: Vec<&dyn Swapped> = vec![&depthwise];
+        ops.extend(pointwise.as_ref().map(|op| op as &dyn Swapped));
+        for op in ops {
+            let (tract, ours) = race(op).unwrap();
+            assert!(tract.is_finite() && tract > 0.0, "{tract}");
+            assert!(ours.is_finite() && ours > 0.0, "{ours}");
+            assert_eq!(op.input_shape(), [1, 8, 16, 16]);
+            // Each graph holds the op it is timing, and only that one.
+            for ours in [true, false] {
+                let graph = op.alone(ours).unwrap();
+                let swapped = graph.nodes().iter().any(|n| n.op.name() == op.name());
+                assert_eq!(swapped, ours, "{}", op.name());
+            }
         }
     }
 }

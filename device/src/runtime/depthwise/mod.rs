@@ -21,12 +21,11 @@ use std::sync::Arc;
 
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
-use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
-use tract_onnx::tract_core::ops::math;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use rows::{Clamp, Geometry};
+use super::swap::{clamp_after, conv_graph, Clamp};
+use rows::Geometry;
 
 /// One depthwise convolution: its geometry and its weights, read from the graph's
 /// constants at load.
@@ -63,13 +62,8 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         // A Clip right after (EfficientNet's ReLU6: a Max, then a Min) is done on
         // the way out instead of as another pass over the output.
         let mut last = id;
-        let mut bounds = (f32::NEG_INFINITY, f32::INFINITY);
-        if let Some((max, lo)) = bound_after(model, last, "Max")? {
-            (last, bounds.0) = (max, lo);
-            if let Some((min, hi)) = bound_after(model, last, "Min")? {
-                (last, bounds.1) = (min, hi);
-            }
-            op.clamp = Some(bounds);
+        if let Some((end, bounds)) = clamp_after(model, id)? {
+            (last, op.clamp) = (end, Some(bounds));
         }
         let mut patch = TypedModelPatch::new("vector depthwise");
         let input = patch.tap_model(model, model.node(id).inputs[0])?;
@@ -83,36 +77,6 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         model.compact()?;
     }
     Ok(swapped)
-}
-
-/// The node that alone reads `node`'s output, when it is the binary `op`
-/// (`Max`, `Min`) of that output and a one-value f32 constant: its id and the constant.
-fn bound_after(model: &TypedModel, node: usize, op: &str) -> TractResult<Option<(usize, f32)>> {
-    let outlet = OutletId::new(node, 0);
-    let successors = &model.node(node).outputs[0].successors;
-    if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
-        return Ok(None);
-    }
-    let next = model.node(successors[0].node);
-    let Some(bin) = next.op_as::<TypedBinOp>() else {
-        return Ok(None);
-    };
-    if bin.0.name() != op || next.inputs.len() != 2 {
-        return Ok(None);
-    }
-    let other = if next.inputs[0] == outlet {
-        next.inputs[1]
-    } else {
-        next.inputs[0]
-    };
-    let fact = model.outlet_fact(other)?;
-    let same_shape = next.outputs[0].fact.shape == model.outlet_fact(outlet)?.shape;
-    match &fact.konst {
-        Some(k) if same_shape && k.len() == 1 && k.datum_type() == f32::datum_type() => {
-            Ok(Some((next.id, k.try_as_plain_ram()?.as_slice::<f32>()?[0])))
-        }
-        _ => Ok(None),
-    }
 }
 
 impl VectorDepthwise {
@@ -223,30 +187,6 @@ impl VectorDepthwise {
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
     }
-}
-
-/// A graph of one convolution, and the Clip after it when there is one.
-fn conv_graph(
-    conv: &Conv,
-    input_shape: &[usize],
-    kernel: Arc<Tensor>,
-    bias: Arc<Tensor>,
-    clamp: Clamp,
-) -> TractResult<TypedModel> {
-    let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact(input_shape))?;
-    let k = model.add_const("kernel", kernel)?;
-    let b = model.add_const("bias", bias)?;
-    let mut y = model.wire_node("conv", conv.clone(), &[x, k, b])?;
-    if let Some((lo, hi)) = clamp {
-        let one = vec![1; input_shape.len()];
-        let lo = model.add_const("lo", Tensor::from_shape(&one, &[lo])?)?;
-        let hi = model.add_const("hi", Tensor::from_shape(&one, &[hi])?)?;
-        y = model.wire_node("max", math::max(), &[y[0], lo])?;
-        y = model.wire_node("min", math::min(), &[y[0], hi])?;
-    }
-    model.select_output_outlets(&y)?;
-    Ok(model)
 }
 
 impl Op for VectorDepthwise {

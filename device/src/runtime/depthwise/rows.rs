@@ -14,12 +14,10 @@ use tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::prelude::TractResult;
 
 use super::vector;
+use crate::runtime::swap::Clamp;
 
 /// Outputs per vector block: AVX's eight lanes, NEON's two registers of four.
 const LANES: usize = 8;
-
-/// Bounds every output is clamped to, where a Clip followed the convolution.
-pub(super) type Clamp = Option<(f32, f32)>;
 
 /// Where one depthwise convolution reads and writes.
 #[derive(Debug, Clone, PartialEq)]

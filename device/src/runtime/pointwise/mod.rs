@@ -1,0 +1,365 @@
+//! Pointwise (1×1) convolutions, EfficientNet's expansions and projections, as a
+//! register-tiled kernel swapped in for tract's product when a graph is loaded.
+//!
+//! tract declutters a 1×1 convolution into a product (`EinSum`) whose activations
+//! it packs on every call before its kernel runs, then adds the bias and clamps
+//! (ReLU6) as passes of their own: two thirds of the image encoder's time, at under
+//! half the core's peak (`bench --profile`). In NCHW one channel's pixels are
+//! already contiguous, so here the kernel reads them in place, the weights are
+//! packed once at load, and the bias and the Clip are applied in the tile's
+//! registers (`tile`).
+
+mod tile;
+
+use std::sync::Arc;
+
+use tract_linalg::multithread::par_chunks_mut;
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec};
+use tract_onnx::tract_core::ops::einsum::EinSum;
+use tract_onnx::tract_core::ops::nn::DataFormat;
+
+use super::swap::{clamp_after, constant_after, conv_graph, significant_axes, Clamp};
+use tile::{Tile, COLS, ROWS};
+
+/// One pointwise convolution: `[batch, inputs, pixels] → [batch, outputs, pixels]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorPointwise {
+    batch: usize,
+    inputs: usize,
+    outputs: usize,
+    pixels: usize,
+    /// The input as an NCHW image (`[batch, inputs, pixels, 1]` unless it is one).
+    nchw: TVec<usize>,
+    output_shape: TVec<usize>,
+    /// Panels of `ROWS` output channels, each `[inputs][ROWS]` (the last padded with zeros).
+    panels: Arc<Vec<f32>>,
+    /// One per output channel.
+    bias: Arc<Vec<f32>>,
+    clamp: Clamp,
+    /// The output's channel axis.
+    channel: usize,
+}
+
+// Ops are equal when they compute the same: sizes, weights and bounds.
+impl Eq for VectorPointwise {}
+
+/// Replaces every product of a decluttered model that is a pointwise convolution
+/// this op can run (f32, constant weights, concrete shapes, channels before the
+/// pixels), with the bias and Clip after it. Returns how many.
+pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
+    if !tile::supported() {
+        return Ok(0);
+    }
+    let mut swapped = 0;
+    for id in model.eval_order()? {
+        let node = model.node(id);
+        let Some(einsum) = node.op_as::<EinSum>() else {
+            continue;
+        };
+        let Some(mut op) = VectorPointwise::for_einsum(model, node, einsum)? else {
+            continue;
+        };
+        let mut last = id;
+        if let Some((add, bias)) = constant_after(model, last, "Add")? {
+            if let Some(bias) = op.bias_from(&bias)? {
+                (last, op.bias) = (add, Arc::new(bias));
+            }
+        }
+        if let Some((end, bounds)) = clamp_after(model, last)? {
+            (last, op.clamp) = (end, Some(bounds));
+        }
+        let mut patch = TypedModelPatch::new("vector pointwise");
+        let input = patch.tap_model(model, model.node(id).inputs[0])?;
+        let output = patch.wire_node(&model.node(id).name, op, &[input])?[0];
+        patch.shunt_outside(model, OutletId::new(last, 0), output)?;
+        patch.obliterate(id)?;
+        patch.apply(model)?;
+        swapped += 1;
+    }
+    if swapped > 0 {
+        model.compact()?;
+    }
+    Ok(swapped)
+}
+
+impl VectorPointwise {
+    /// The op for a product `[batch.., inputs, pixels..] × [outputs, inputs] →
+    /// [batch.., outputs, pixels..]`, or `None` where tract's own op stays.
+    fn for_einsum(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Self>> {
+        if einsum.q_params.is_some() || node.inputs.len() != 2 || einsum.operating_dt != f32::datum_type() {
+            return Ok(None);
+        }
+        let x = model.outlet_fact(node.inputs[0])?;
+        let w = model.outlet_fact(node.inputs[1])?;
+        let y = &node.outputs[0].fact;
+        let (Some(x_shape), Some(y_shape), Some(kernel)) =
+            (x.shape.as_concrete(), y.shape.as_concrete(), &w.konst)
+        else {
+            return Ok(None);
+        };
+        if [x.datum_type, y.datum_type, kernel.datum_type()] != [f32::datum_type(); 3] || kernel.rank() != 2 {
+            return Ok(None);
+        }
+        let (inputs, outputs) = einsum.axes.to_strs();
+        let (x_axes, y_axes) = (&inputs[0], &outputs[0]);
+        let w_axes: Vec<char> = inputs[1].chars().collect();
+        let [o, i] = w_axes[..] else {
+            return Ok(None);
+        };
+        // Axes of one value (a batch of one) are left out: the output's other axes
+        // are the input's with the input channels replaced by the output channels.
+        let xs: String = significant_axes(x_axes, &x.shape.to_tvec()).into_iter().collect();
+        let ys: String = significant_axes(y_axes, &y.shape.to_tvec()).into_iter().collect();
+        let (Some(channel_x), Some(channel)) = (x_axes.find(i), y_axes.find(o)) else {
+            return Ok(None);
+        };
+        if xs.replace(i, &o.to_string()) != ys || xs.matches(i).count() != 1 || xs.contains(o) {
+            return Ok(None);
+        }
+        let (outputs, inputs) = (kernel.shape()[0], kernel.shape()[1]);
+        let batch: usize = x_shape[..channel_x].iter().product();
+        let pixels: usize = x_shape[channel_x + 1..].iter().product();
+        // Where the last run of pixels would leave over a tenth of the tiles'
+        // work unused (7×7 pixels: 64 computed for 49), tract's product, which
+        // tiles the pixels six at a time, is the faster (`bench --profile`).
+        if x_shape[channel_x] != inputs
+            || y_shape[channel] != outputs
+            || pixels.div_ceil(COLS) * COLS * 10 > pixels * 11
+        {
+            return Ok(None);
+        }
+        let kernel_values = kernel.try_as_plain_ram()?;
+        let kernel_values = kernel_values.as_slice::<f32>()?;
+        let mut panels = vec![0f32; outputs.div_ceil(ROWS) * inputs * ROWS];
+        for (row, weights) in kernel_values.chunks_exact(inputs).enumerate() {
+            let panel = &mut panels[(row / ROWS) * inputs * ROWS..][..inputs * ROWS];
+            for (depth, &w) in weights.iter().enumerate() {
+                panel[depth * ROWS + row % ROWS] = w;
+            }
+        }
+        Ok(Some(Self {
+            batch,
+            inputs,
+            outputs,
+            pixels,
+            nchw: if x_shape.len() == 4 && channel_x == 1 {
+                x_shape.into()
+            } else {
+                tvec![batch, inputs, pixels, 1]
+            },
+            output_shape: y_shape.into(),
+            panels: Arc::new(panels),
+            bias: Arc::new(vec![0.0; outputs]),
+            clamp: None,
+            channel,
+        }))
+    }
+
+    /// The bias added after the product: one value, or one per output channel
+    /// laid along the channel axis (`[1, outputs, 1, 1]`, `[outputs, 1, 1]`).
+    fn bias_from(&self, bias: &Tensor) -> TractResult<Option<Vec<f32>>> {
+        let values = bias.try_as_plain_ram()?;
+        let values = values.as_slice::<f32>()?;
+        if values.len() == 1 {
+            return Ok(Some(vec![values[0]; self.outputs]));
+        }
+        let rank = self.output_shape.len();
+        let Some(offset) = rank.checked_sub(bias.rank()) else {
+            return Ok(None);
+        };
+        let along_channels = bias.shape().iter().enumerate().all(|(axis, &d)| {
+            d == if axis + offset == self.channel {
+                self.outputs
+            } else {
+                1
+            }
+        });
+        Ok((along_channels && self.channel >= offset).then(|| values.to_vec()))
+    }
+
+    /// Every output: each batch's `[outputs, pixels]` from its `[inputs, pixels]`,
+    /// the output channels shared out among tract's threads when it has several.
+    fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
+        let (x_len, y_len) = (self.inputs * self.pixels, self.outputs * self.pixels);
+        ensure!(
+            input.len() == self.batch * x_len && output.len() == self.batch * y_len,
+            "VectorPointwise: {} inputs and {} outputs, expected {}x{}x{} and {}x{}x{}",
+            input.len(),
+            output.len(),
+            self.batch,
+            self.inputs,
+            self.pixels,
+            self.batch,
+            self.outputs,
+            self.pixels
+        );
+        for (x, y) in input.chunks_exact(x_len).zip(output.chunks_exact_mut(y_len)) {
+            par_chunks_mut(y, self.pixels, x_len + y_len, |first, rows| {
+                self.rows(x, first, rows);
+                Ok(())
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Output channels `first..` into `out` (whole rows of pixels): for each run of
+    /// `COLS` pixels, every panel, so that the run's inputs stay in cache while the
+    /// weights stream past.
+    fn rows(&self, x: &[f32], first: usize, out: &mut [f32]) {
+        let p = self.pixels;
+        let rows = out.len() / p;
+        let depth = self.inputs;
+        // Where a tile would read or write past the edges (the last pixels, the
+        // last panel's rows), it runs on copies padded to whole tiles.
+        let mut edge_x = vec![0f32; depth * COLS];
+        let mut edge_out = [0f32; ROWS * COLS];
+        let panels = first / ROWS..(first + rows).div_ceil(ROWS);
+        for col in (0..p).step_by(COLS) {
+            let cols = COLS.min(p - col);
+            let (x_at, x_stride) = if cols == COLS {
+                (x[col..].as_ptr(), p)
+            } else {
+                for (edge, channel) in edge_x.chunks_exact_mut(COLS).zip(x.chunks_exact(p)) {
+                    edge[..cols].copy_from_slice(&channel[col..]);
+                }
+                (edge_x.as_ptr(), COLS)
+            };
+            for panel in panels.clone() {
+                let row0 = panel * ROWS;
+                let mut bias = [0f32; ROWS];
+                for (b, &v) in bias.iter_mut().zip(&self.bias[row0..]) {
+                    *b = v;
+                }
+                // This panel's rows that are `out`'s: all of them, or at the edges a part.
+                let (lo, hi) = (row0.max(first), (row0 + ROWS).min(first + rows));
+                let whole = cols == COLS && lo == row0 && hi == row0 + ROWS;
+                let (out_at, out_stride) = if whole {
+                    (out[(row0 - first) * p + col..].as_mut_ptr(), p)
+                } else {
+                    (edge_out.as_mut_ptr(), COLS)
+                };
+                let tile = Tile {
+                    depth,
+                    weights: self.panels[panel * depth * ROWS..][..depth * ROWS].as_ptr(),
+                    x: x_at,
+                    x_stride,
+                    bias,
+                    clamp: self.clamp,
+                    out: out_at,
+                    out_stride,
+                };
+                // SAFETY: `swap_in` swaps this op in only where `tile::supported()`;
+                // the tile reads `depth` rows of `COLS` from `x_at` (whole in `x`, or
+                // the padded copy), its panel's weights (sliced above) and writes
+                // `ROWS` rows of `COLS` (whole in `out`, or the edge tile).
+                unsafe { tile::run(&tile) };
+                if !whole {
+                    for row in lo..hi {
+                        let from = &edge_out[(row - row0) * COLS..][..cols];
+                        out[(row - first) * p + col..][..cols].copy_from_slice(from);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The weights as the graph had them, `[outputs, inputs]`, read back from the
+    /// panels (the op keeps no second copy).
+    fn kernel(&self) -> Vec<f32> {
+        let panel_len = self.inputs * ROWS;
+        let mut kernel = Vec::with_capacity(self.outputs * self.inputs);
+        for row in 0..self.outputs {
+            let panel = &self.panels[(row / ROWS) * panel_len..][..panel_len];
+            kernel.extend((0..self.inputs).map(|depth| panel[depth * ROWS + row % ROWS]));
+        }
+        kernel
+    }
+
+    /// This convolution alone, as a graph with tract's own op or with this one,
+    /// optimized, so that the two can be timed on the same sizes and weights.
+    pub fn alone(&self, ours: bool) -> TractResult<TypedModel> {
+        let spec = PoolSpec {
+            data_format: DataFormat::NCHW,
+            kernel_shape: tvec![1, 1],
+            padding: PaddingSpec::Valid,
+            dilations: None,
+            strides: None,
+            input_channels: self.inputs,
+            output_channels: self.outputs,
+        };
+        let conv = Conv {
+            pool_spec: spec,
+            kernel_fmt: KernelFormat::OIHW,
+            group: 1,
+            q_params: None,
+        };
+        let kernel = Tensor::from_shape(&[self.outputs, self.inputs, 1, 1], &self.kernel())?;
+        let bias = Tensor::from_shape(&[self.outputs], &self.bias)?;
+        let mut model = conv_graph(&conv, &self.nchw, kernel.into(), bias.into(), self.clamp)?;
+        model.declutter()?;
+        if ours {
+            swap_in(&mut model)?;
+        }
+        model.optimize()?;
+        Ok(model)
+    }
+
+    /// The input of `alone`'s graph: the graph's own where it is NCHW, else
+    /// `[batch, inputs, pixels, 1]`.
+    pub fn input_shape(&self) -> &[usize] {
+        &self.nchw
+    }
+}
+
+impl Op for VectorPointwise {
+    fn name(&self) -> StaticName {
+        "VectorPointwise".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{} to {} channels on {}x{} pixels",
+            self.inputs, self.outputs, self.batch, self.pixels
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for VectorPointwise {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let input = args_1!(inputs);
+        let input = input.try_as_plain_ram()?.as_slice::<f32>()?;
+        // SAFETY: f32 has no invalid bit patterns, and `run` writes every output
+        // (each row of each panel, for every run of pixels) before anything reads it.
+        let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
+        let mut view = output.try_as_plain_ram_mut()?;
+        self.run(input, view.as_slice_mut::<f32>()?)?;
+        Ok(tvec!(output.into_tvalue()))
+    }
+}
+
+impl TypedOp for VectorPointwise {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 1, "VectorPointwise takes one input");
+        Ok(tvec!(f32::fact(&self.output_shape)))
+    }
+
+    fn cost(&self, _inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let fma = self.batch * self.outputs * self.inputs * self.pixels;
+        Ok(tvec!((Cost::FMA(f32::datum_type()), fma.into())))
+    }
+
+    as_op!();
+}
+
+#[cfg(test)]
+pub(super) mod tests;

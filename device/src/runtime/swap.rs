@@ -1,0 +1,115 @@
+//! What the ops this runtime swaps into tract's graphs share: finding the
+//! element-wise nodes after a convolution that the swapped op does on its way out
+//! (a bias, a Clip), and one-convolution graphs to time the swapped op against
+//! tract's own.
+
+use std::sync::Arc;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::ops::binary::TypedBinOp;
+use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::math;
+
+use super::{depthwise, pointwise};
+
+/// Bounds every output is clamped to, where a Clip (EfficientNet's ReLU6: a Max,
+/// then a Min) followed the convolution.
+pub(super) type Clamp = Option<(f32, f32)>;
+
+/// Swaps in every op of this runtime's that can run a node of the decluttered
+/// `model`. Returns how many nodes were swapped.
+pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
+    Ok(depthwise::swap_in(model)? + pointwise::swap_in(model)?)
+}
+
+/// The node that alone reads `node`'s output, when it is the binary `op` (`Max`,
+/// `Min`, `Add`) of that output and an f32 constant, and its output has the same
+/// shape: its id and the constant.
+pub(super) fn constant_after(
+    model: &TypedModel,
+    node: usize,
+    op: &str,
+) -> TractResult<Option<(usize, Arc<Tensor>)>> {
+    let outlet = OutletId::new(node, 0);
+    let successors = &model.node(node).outputs[0].successors;
+    if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
+        return Ok(None);
+    }
+    let next = model.node(successors[0].node);
+    let Some(bin) = next.op_as::<TypedBinOp>() else {
+        return Ok(None);
+    };
+    if bin.0.name() != op || next.inputs.len() != 2 {
+        return Ok(None);
+    }
+    let other = if next.inputs[0] == outlet {
+        next.inputs[1]
+    } else {
+        next.inputs[0]
+    };
+    let fact = model.outlet_fact(other)?;
+    let same_shape = next.outputs[0].fact.shape == model.outlet_fact(outlet)?.shape;
+    match &fact.konst {
+        Some(k) if same_shape && k.datum_type() == f32::datum_type() => Ok(Some((next.id, k.clone()))),
+        _ => Ok(None),
+    }
+}
+
+/// A Clip after `node` (a Max by one value, then maybe a Min by one value): the
+/// last node of it and its bounds.
+pub(super) fn clamp_after(model: &TypedModel, node: usize) -> TractResult<Option<(usize, (f32, f32))>> {
+    let one_value = |k: &Tensor| -> TractResult<Option<f32>> {
+        if k.len() != 1 {
+            return Ok(None);
+        }
+        Ok(Some(k.try_as_plain_ram()?.as_slice::<f32>()?[0]))
+    };
+    let Some((max, lo)) = constant_after(model, node, "Max")? else {
+        return Ok(None);
+    };
+    let Some(lo) = one_value(&lo)? else {
+        return Ok(None);
+    };
+    if let Some((min, hi)) = constant_after(model, max, "Min")? {
+        if let Some(hi) = one_value(&hi)? {
+            return Ok(Some((min, (lo, hi))));
+        }
+    }
+    Ok(Some((max, (lo, f32::INFINITY))))
+}
+
+/// The axes of an einsum operand, `repr` one label per axis of `shape`, whose
+/// dimension is not a concrete 1: only they decide where the values lie.
+pub(super) fn significant_axes(repr: &str, shape: &[TDim]) -> Vec<char> {
+    repr.chars()
+        .zip(shape)
+        .filter(|(_, d)| !d.is_one())
+        .map(|(c, _)| c)
+        .collect()
+}
+
+/// A graph of one convolution, and the Clip after it when there is one.
+pub(super) fn conv_graph(
+    conv: &Conv,
+    input_shape: &[usize],
+    kernel: Arc<Tensor>,
+    bias: Arc<Tensor>,
+    clamp: Clamp,
+) -> TractResult<TypedModel> {
+    let mut model = TypedModel::default();
+    let x = model.add_source("x", f32::fact(input_shape))?;
+    let k = model.add_const("kernel", kernel)?;
+    let b = model.add_const("bias", bias)?;
+    let mut y = model.wire_node("conv", conv.clone(), &[x, k, b])?;
+    if let Some((lo, hi)) = clamp {
+        let one = vec![1; input_shape.len()];
+        let lo = model.add_const("lo", Tensor::from_shape(&one, &[lo])?)?;
+        y = model.wire_node("max", math::max(), &[y[0], lo])?;
+        if hi.is_finite() {
+            let hi = model.add_const("hi", Tensor::from_shape(&one, &[hi])?)?;
+            y = model.wire_node("min", math::min(), &[y[0], hi])?;
+        }
+    }
+    model.select_output_outlets(&y)?;
+    Ok(model)
+}
