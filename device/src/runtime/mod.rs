@@ -6,6 +6,7 @@ mod clip;
 mod decode;
 mod depthwise;
 mod error;
+mod linear;
 mod load;
 mod memory;
 mod pointwise;
@@ -14,6 +15,7 @@ mod race;
 mod selftest;
 mod swap;
 mod text;
+mod tile;
 
 pub use error::{Result, RuntimeError};
 use load::{load_tokenizer, plan};

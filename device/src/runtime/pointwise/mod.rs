@@ -7,9 +7,7 @@
 //! half the core's peak (`bench --profile`). In NCHW one channel's pixels are
 //! already contiguous, so here the kernel reads them in place, the weights are
 //! packed once at load, and the bias and the Clip are applied in the tile's
-//! registers (`tile`).
-
-mod tile;
+//! registers (`super::tile`).
 
 use std::sync::Arc;
 
@@ -21,7 +19,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::swap::{clamp_after, constant_after, conv_graph, significant_axes, Clamp};
-use tile::{Tile, COLS, ROWS};
+use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 
 /// One pointwise convolution: `[batch, inputs, pixels] → [batch, outputs, pixels]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -242,10 +240,12 @@ impl VectorPointwise {
                 };
                 let tile = Tile {
                     depth,
-                    weights: self.panels[panel * depth * ROWS..][..depth * ROWS].as_ptr(),
-                    x: x_at,
-                    x_stride,
-                    bias,
+                    a: self.panels[panel * depth * ROWS..][..depth * ROWS].as_ptr(),
+                    a_row: 1,
+                    a_depth: ROWS,
+                    b: Columns::F32(x_at),
+                    b_stride: x_stride,
+                    bias: Bias::Rows(bias),
                     clamp: self.clamp,
                     out: out_at,
                     out_stride,
@@ -254,7 +254,7 @@ impl VectorPointwise {
                 // the tile reads `depth` rows of `COLS` from `x_at` (whole in `x`, or
                 // the padded copy), its panel's weights (sliced above) and writes
                 // `ROWS` rows of `COLS` (whole in `out`, or the edge tile).
-                unsafe { tile::run(&tile) };
+                unsafe { tile::run(ROWS, &tile) };
                 if !whole {
                     for row in lo..hi {
                         let from = &edge_out[(row - row0) * COLS..][..cols];
