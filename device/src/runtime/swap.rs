@@ -22,6 +22,17 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
     Ok(depthwise::swap_in(model)? + pointwise::swap_in(model)? + linear::swap_in(model)?)
 }
 
+/// Replaces node `id`, and the element-wise nodes after it up to `last` (a bias,
+/// a Clip) that `op` does on its way out, by `op` reading `id`'s first input.
+pub(super) fn replace(model: &mut TypedModel, id: usize, last: usize, op: impl TypedOp) -> TractResult<()> {
+    let mut patch = TypedModelPatch::new(op.name());
+    let input = patch.tap_model(model, model.node(id).inputs[0])?;
+    let output = patch.wire_node(&model.node(id).name, op, &[input])?[0];
+    patch.shunt_outside(model, OutletId::new(last, 0), output)?;
+    patch.obliterate(id)?;
+    patch.apply(model)
+}
+
 /// The node that alone reads `node`'s output, when it is the binary `op` (`Max`,
 /// `Min`, `Add`) of that output and an f32 constant, and its output has the same
 /// shape: its id and the constant.

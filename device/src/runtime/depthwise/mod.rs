@@ -24,7 +24,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::swap::{clamp_after, conv_graph, Clamp};
+use super::swap::{clamp_after, conv_graph, replace, Clamp};
 use rows::Geometry;
 
 /// One depthwise convolution: its geometry and its weights, read from the graph's
@@ -65,12 +65,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         if let Some((end, bounds)) = clamp_after(model, id)? {
             (last, op.clamp) = (end, Some(bounds));
         }
-        let mut patch = TypedModelPatch::new("vector depthwise");
-        let input = patch.tap_model(model, model.node(id).inputs[0])?;
-        let output = patch.wire_node(&model.node(id).name, op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), output)?;
-        patch.obliterate(id)?;
-        patch.apply(model)?;
+        replace(model, id, last, op)?;
         swapped += 1;
     }
     if swapped > 0 {

@@ -20,7 +20,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::swap::{clamp_after, constant_after, significant_axes, Clamp};
+use super::swap::{clamp_after, constant_after, replace, significant_axes, Clamp};
 use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 use panels::Panels;
 
@@ -76,12 +76,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         if let Some((end, bounds)) = clamp_after(model, last)? {
             (last, op.clamp) = (end, Some(bounds));
         }
-        let mut patch = TypedModelPatch::new("vector linear");
-        let input = patch.tap_model(model, model.node(id).inputs[0])?;
-        let output = patch.wire_node(&model.node(id).name, op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), output)?;
-        patch.obliterate(id)?;
-        patch.apply(model)?;
+        replace(model, id, last, op)?;
         swapped += 1;
     }
     if swapped > 0 {

@@ -18,7 +18,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::swap::{clamp_after, constant_after, conv_graph, significant_axes, Clamp};
+use super::swap::{clamp_after, constant_after, conv_graph, replace, significant_axes, Clamp};
 use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 
 /// One pointwise convolution: `[batch, inputs, pixels] → [batch, outputs, pixels]`.
@@ -68,12 +68,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         if let Some((end, bounds)) = clamp_after(model, last)? {
             (last, op.clamp) = (end, Some(bounds));
         }
-        let mut patch = TypedModelPatch::new("vector pointwise");
-        let input = patch.tap_model(model, model.node(id).inputs[0])?;
-        let output = patch.wire_node(&model.node(id).name, op, &[input])?[0];
-        patch.shunt_outside(model, OutletId::new(last, 0), output)?;
-        patch.obliterate(id)?;
-        patch.apply(model)?;
+        replace(model, id, last, op)?;
         swapped += 1;
     }
     if swapped > 0 {
