@@ -22,9 +22,69 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
     Ok(depthwise::swap_in(model)? + pointwise::swap_in(model)? + linear::swap_in(model)?)
 }
 
+/// An op of this runtime's that replaces one node of tract's and can do, on its
+/// way out, the element-wise nodes right after it.
+pub(super) trait Fold: TypedOp {
+    /// Starts every output from `bias`, the constant an Add after the node adds,
+    /// where the op can; `false` leaves the Add a node of its own.
+    fn fold_bias(&mut self, _bias: &Tensor) -> TractResult<bool> {
+        Ok(false)
+    }
+
+    /// Clamps every output to `bounds`, a Clip after the node (or after its bias).
+    fn fold_clamp(&mut self, bounds: (f32, f32));
+}
+
+/// Replaces every node of a decluttered `model` that `op_for` gives an op for,
+/// with the bias and Clip after it that the op folds in. Returns how many.
+pub(super) fn swap_each<O: Fold>(
+    model: &mut TypedModel,
+    op_for: impl Fn(&TypedModel, &TypedNode) -> TractResult<Option<O>>,
+) -> TractResult<usize> {
+    let mut swapped = 0;
+    for id in model.eval_order()? {
+        let Some(mut op) = op_for(model, model.node(id))? else {
+            continue;
+        };
+        let mut last = id;
+        if let Some((add, bias)) = constant_after(model, last, "Add")? {
+            if op.fold_bias(&bias)? {
+                last = add;
+            }
+        }
+        // A Clip (EfficientNet's ReLU6) is done on the way out instead of as
+        // another pass over the output.
+        if let Some((end, bounds)) = clamp_after(model, last)? {
+            op.fold_clamp(bounds);
+            last = end;
+        }
+        replace(model, id, last, op)?;
+        swapped += 1;
+    }
+    if swapped > 0 {
+        model.compact()?;
+    }
+    Ok(swapped)
+}
+
+/// `model` (one node of tract's, and what follows it) decluttered, given to
+/// `swap_in` when `ours`, and optimized: the two graphs a race times.
+pub(super) fn race_graph(
+    mut model: TypedModel,
+    ours: bool,
+    swap_in: fn(&mut TypedModel) -> TractResult<usize>,
+) -> TractResult<TypedModel> {
+    model.declutter()?;
+    if ours {
+        swap_in(&mut model)?;
+    }
+    model.optimize()?;
+    Ok(model)
+}
+
 /// Replaces node `id`, and the element-wise nodes after it up to `last` (a bias,
 /// a Clip) that `op` does on its way out, by `op` reading `id`'s first input.
-pub(super) fn replace(model: &mut TypedModel, id: usize, last: usize, op: impl TypedOp) -> TractResult<()> {
+fn replace(model: &mut TypedModel, id: usize, last: usize, op: impl TypedOp) -> TractResult<()> {
     let mut patch = TypedModelPatch::new(op.name());
     let input = patch.tap_model(model, model.node(id).inputs[0])?;
     let output = patch.wire_node(&model.node(id).name, op, &[input])?[0];
@@ -36,11 +96,7 @@ pub(super) fn replace(model: &mut TypedModel, id: usize, last: usize, op: impl T
 /// The node that alone reads `node`'s output, when it is the binary `op` (`Max`,
 /// `Min`, `Add`) of that output and an f32 constant, and its output has the same
 /// shape: its id and the constant.
-pub(super) fn constant_after(
-    model: &TypedModel,
-    node: usize,
-    op: &str,
-) -> TractResult<Option<(usize, Arc<Tensor>)>> {
+fn constant_after(model: &TypedModel, node: usize, op: &str) -> TractResult<Option<(usize, Arc<Tensor>)>> {
     let outlet = OutletId::new(node, 0);
     let successors = &model.node(node).outputs[0].successors;
     if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
@@ -68,7 +124,7 @@ pub(super) fn constant_after(
 
 /// A Clip after `node` (a Max by one value, then maybe a Min by one value): the
 /// last node of it and its bounds.
-pub(super) fn clamp_after(model: &TypedModel, node: usize) -> TractResult<Option<(usize, (f32, f32))>> {
+fn clamp_after(model: &TypedModel, node: usize) -> TractResult<Option<(usize, (f32, f32))>> {
     let one_value = |k: &Tensor| -> TractResult<Option<f32>> {
         if k.len() != 1 {
             return Ok(None);
@@ -123,4 +179,38 @@ pub(super) fn conv_graph(
     }
     model.select_output_outlets(&y)?;
     Ok(model)
+}
+
+/// What the swapped ops' tests share: their weights and biases, running a graph,
+/// and the agreement expected with tract's own op.
+#[cfg(test)]
+pub(super) mod tests {
+    use tract_onnx::prelude::*;
+
+    pub fn weight(i: usize) -> f32 {
+        (i as f32 * 0.37).sin() * 0.5
+    }
+
+    pub fn bias_of(output: usize) -> f32 {
+        output as f32 * 0.01 - 0.1
+    }
+
+    /// The graph optimized and run on `input`: its first output's values.
+    pub fn run(model: TypedModel, input: &Tensor) -> Vec<f32> {
+        let plan = model.into_optimized().unwrap().into_runnable().unwrap();
+        let out = plan.run(tvec!(input.clone().into_tvalue())).unwrap().remove(0);
+        out.try_as_plain_ram()
+            .unwrap()
+            .as_slice::<f32>()
+            .unwrap()
+            .to_vec()
+    }
+
+    /// Ours within rounding of tract's (it sums in another order).
+    pub fn assert_near_tract(theirs: f32, ours: f32, at: &str) {
+        assert!(
+            (theirs - ours).abs() <= 1e-5 * theirs.abs().max(1.0),
+            "{at}: tract's {theirs} vs {ours}"
+        );
+    }
 }

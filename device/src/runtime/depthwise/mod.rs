@@ -24,7 +24,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::swap::{clamp_after, conv_graph, replace, Clamp};
+use super::swap::{conv_graph, race_graph, swap_each, Clamp, Fold};
 use rows::Geometry;
 
 /// One depthwise convolution: its geometry and its weights, read from the graph's
@@ -50,28 +50,16 @@ impl Eq for VectorDepthwise {}
 /// Replaces every depthwise `Conv` this op can run (f32, NCHW, 2-D, undilated,
 /// constant weights, concrete shapes) in a decluttered model. Returns how many.
 pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
-    let mut swapped = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(conv) = node.op_as::<Conv>() else {
-            continue;
-        };
-        let Some(mut op) = VectorDepthwise::for_conv(model, node, conv)? else {
-            continue;
-        };
-        // A Clip right after (EfficientNet's ReLU6: a Max, then a Min) is done on
-        // the way out instead of as another pass over the output.
-        let mut last = id;
-        if let Some((end, bounds)) = clamp_after(model, id)? {
-            (last, op.clamp) = (end, Some(bounds));
-        }
-        replace(model, id, last, op)?;
-        swapped += 1;
+    swap_each(model, |model, node| match node.op_as::<Conv>() {
+        Some(conv) => VectorDepthwise::for_conv(model, node, conv),
+        None => Ok(None),
+    })
+}
+
+impl Fold for VectorDepthwise {
+    fn fold_clamp(&mut self, bounds: (f32, f32)) {
+        self.clamp = Some(bounds);
     }
-    if swapped > 0 {
-        model.compact()?;
-    }
-    Ok(swapped)
 }
 
 impl VectorDepthwise {
@@ -164,19 +152,14 @@ impl VectorDepthwise {
     /// This convolution alone, as a graph with tract's own op or with this one,
     /// optimized, so that the two can be timed on the same sizes and weights.
     pub fn alone(&self, ours: bool) -> TractResult<TypedModel> {
-        let mut model = conv_graph(
+        let model = conv_graph(
             &self.conv,
             &self.input_shape,
             self.kernel.clone(),
             self.bias.clone(),
             self.clamp,
         )?;
-        model.declutter()?;
-        if ours {
-            swap_in(&mut model)?;
-        }
-        model.optimize()?;
-        Ok(model)
+        race_graph(model, ours, swap_in)
     }
 
     pub fn input_shape(&self) -> &[usize] {

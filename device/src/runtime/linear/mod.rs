@@ -20,7 +20,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::swap::{clamp_after, constant_after, replace, significant_axes, Clamp};
+use super::swap::{significant_axes, swap_each, Clamp, Fold};
 use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 use panels::Panels;
 
@@ -58,31 +58,34 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
     if !tile::supported() {
         return Ok(0);
     }
-    let mut swapped = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(einsum) = node.op_as::<EinSum>() else {
-            continue;
+    swap_each(model, |model, node| match node.op_as::<EinSum>() {
+        Some(einsum) => VectorLinear::for_einsum(model, node, einsum),
+        None => Ok(None),
+    })
+}
+
+impl Fold for VectorLinear {
+    /// One value, or one per output along the last axis (`[outputs]`, `[1, 1,
+    /// outputs]`), padded to whole panels.
+    fn fold_bias(&mut self, bias: &Tensor) -> TractResult<bool> {
+        let values = bias.try_as_plain_ram()?;
+        let values = values.as_slice::<f32>()?;
+        let per_output = bias.shape().last() == Some(&self.outputs) && values.len() == self.outputs;
+        let mut all = if values.len() == 1 {
+            vec![values[0]; self.outputs]
+        } else if per_output {
+            values.to_vec()
+        } else {
+            return Ok(false);
         };
-        let Some(mut op) = VectorLinear::for_einsum(model, node, einsum)? else {
-            continue;
-        };
-        let mut last = id;
-        if let Some((add, bias)) = constant_after(model, last, "Add")? {
-            if let Some(bias) = op.bias_from(&bias)? {
-                (last, op.bias) = (add, Arc::new(bias));
-            }
-        }
-        if let Some((end, bounds)) = clamp_after(model, last)? {
-            (last, op.clamp) = (end, Some(bounds));
-        }
-        replace(model, id, last, op)?;
-        swapped += 1;
+        all.resize(self.outputs.div_ceil(COLS) * COLS, 0.0);
+        self.bias = Arc::new(all);
+        Ok(true)
     }
-    if swapped > 0 {
-        model.compact()?;
+
+    fn fold_clamp(&mut self, bounds: (f32, f32)) {
+        self.clamp = Some(bounds);
     }
-    Ok(swapped)
 }
 
 impl VectorLinear {
@@ -187,26 +190,6 @@ impl VectorLinear {
             bias: Arc::new(vec![0.0; panel_count * COLS]),
             clamp: None,
         }))
-    }
-
-    /// The bias added after the product: one value, or one per output along the
-    /// last axis (`[outputs]`, `[1, 1, outputs]`), padded to whole panels.
-    fn bias_from(&self, bias: &Tensor) -> TractResult<Option<Vec<f32>>> {
-        let values = bias.try_as_plain_ram()?;
-        let values = values.as_slice::<f32>()?;
-        let padded = self.outputs.div_ceil(COLS) * COLS;
-        let per_output = bias.shape().last() == Some(&self.outputs) && values.len() == self.outputs;
-        Ok(if values.len() == 1 {
-            let mut all = vec![values[0]; self.outputs];
-            all.resize(padded, 0.0);
-            Some(all)
-        } else if per_output {
-            let mut all = values.to_vec();
-            all.resize(padded, 0.0);
-            Some(all)
-        } else {
-            None
-        })
     }
 
     /// Every output row from its input row, the rows shared out among tract's

@@ -1,14 +1,7 @@
 use super::panels::int8_scale;
 use super::*;
+use crate::runtime::swap::tests::{assert_near_tract, bias_of, run, weight};
 use tract_onnx::tract_core::ops::math;
-
-fn weight(i: usize) -> f32 {
-    (i as f32 * 0.37).sin() * 0.5
-}
-
-fn bias_of(output: usize) -> f32 {
-    output as f32 * 0.01 - 0.1
-}
 
 /// Weights of the shape `shape` (axes `axes`) as an int8 bundle's graph gives
 /// them: `q · scale`, one scale per output (the axes `outputs`), each output's
@@ -38,48 +31,51 @@ fn int8_valued(axes: &str, shape: &[usize], outputs: &str) -> Vec<f32> {
         .collect()
 }
 
-/// `x [S, 2, inputs] · W + b` (W `[inputs, outputs]`, or `[outputs, inputs]`
-/// when `transposed`), with S symbolic as a beam's rows are, decluttered.
-fn linear_model(inputs: usize, outputs: usize, transposed: bool, bias: bool) -> TypedModel {
+/// A graph of one product `repr` of the input (`x_dims`, `0` for the symbol S,
+/// as a beam's rows are) by the constant `weights`, plus `bias` when given,
+/// decluttered.
+fn product_model(repr: &str, x_dims: &[usize], weights: Tensor, bias: Option<Tensor>) -> TypedModel {
     let mut model = TypedModel::default();
-    let rows = model.symbols.sym("S");
-    let x = model
-        .add_source("x", f32::fact([rows.to_dim(), 2.to_dim(), inputs.to_dim()]))
-        .unwrap();
-    let (shape, axes) = if transposed {
-        ([outputs, inputs], "abk,nk->abn")
-    } else {
-        ([inputs, outputs], "abk,kn->abn")
-    };
-    let values = int8_valued(&axes[4..6], &shape, "n");
-    let w = model
-        .add_const("w", Tensor::from_shape(&shape, &values).unwrap())
-        .unwrap();
+    let s = model.symbols.sym("S");
+    let dims: TVec<TDim> = x_dims
+        .iter()
+        .map(|&d| if d == 0 { s.to_dim() } else { d.to_dim() })
+        .collect();
+    let x = model.add_source("x", f32::fact(dims)).unwrap();
+    let w = model.add_const("w", weights).unwrap();
     let op = EinSum {
-        axes: axes.parse().unwrap(),
+        axes: repr.parse().unwrap(),
         operating_dt: f32::datum_type(),
         q_params: None,
     };
     let mut y = model.wire_node("product", op, &[x, w]).unwrap();
-    if bias {
-        let b: Vec<f32> = (0..outputs).map(bias_of).collect();
-        let b = model
-            .add_const("b", Tensor::from_shape(&[1, 1, outputs], &b).unwrap())
-            .unwrap();
+    if let Some(bias) = bias {
+        let b = model.add_const("b", bias).unwrap();
         y = model.wire_node("bias", math::add(), &[y[0], b]).unwrap();
     }
     model.select_output_outlets(&y).unwrap();
     model.into_decluttered().unwrap()
 }
 
-fn run(model: TypedModel, input: &Tensor) -> Vec<f32> {
-    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-    let out = plan.run(tvec!(input.clone().into_tvalue())).unwrap().remove(0);
-    out.try_as_plain_ram()
-        .unwrap()
-        .as_slice::<f32>()
-        .unwrap()
-        .to_vec()
+/// `x [S, 2, inputs] · W + b` (W `[inputs, outputs]`, or `[outputs, inputs]`
+/// when `transposed`), decluttered.
+fn linear_model(inputs: usize, outputs: usize, transposed: bool, bias: bool) -> TypedModel {
+    let (shape, axes) = if transposed {
+        ([outputs, inputs], "abk,nk->abn")
+    } else {
+        ([inputs, outputs], "abk,kn->abn")
+    };
+    let values = int8_valued(&axes[4..6], &shape, "n");
+    let bias = bias.then(|| {
+        let b: Vec<f32> = (0..outputs).map(bias_of).collect();
+        Tensor::from_shape(&[1, 1, outputs], &b).unwrap()
+    });
+    product_model(
+        axes,
+        &[0, 2, inputs],
+        Tensor::from_shape(&shape, &values).unwrap(),
+        bias,
+    )
 }
 
 /// The swapped graph equals the definition (the bias, then one fused
@@ -122,11 +118,7 @@ fn same_values(rows: usize, inputs: usize, outputs: usize, transposed: bool, bia
                 sum = x.mul_add(w, sum);
             }
             assert_eq!(sum.to_bits(), got[o].to_bits(), "{at}: row {m} output {o}");
-            let t = theirs[o];
-            assert!(
-                (t - sum).abs() <= 1e-5 * t.abs().max(1.0),
-                "{at}: tract's {t} vs {sum}"
-            );
+            assert_near_tract(theirs[o], sum, &format!("{at}: row {m} output {o}"));
         }
     }
 }
@@ -149,30 +141,11 @@ fn every_output_equals_the_definition_and_tracts_product() {
 /// `rows` when run), the weights `w_shape`: swapped, and equal to tract's within
 /// rounding.
 fn same_as_tract(repr: &str, x_shape: &[usize], w_shape: &[usize], rows: usize) {
-    let build = || {
-        let mut model = TypedModel::default();
-        let s = model.symbols.sym("S");
-        let dims: TVec<TDim> = x_shape
-            .iter()
-            .map(|&d| if d == 0 { s.to_dim() } else { d.to_dim() })
-            .collect();
-        let x = model.add_source("x", f32::fact(dims)).unwrap();
-        let (_, rest) = repr.split_once(',').expect("two inputs");
-        let (w_axes, y_axes) = rest.split_once("->").expect("an output");
-        let outputs: String = w_axes.chars().filter(|c| y_axes.contains(*c)).collect();
-        let values = int8_valued(w_axes, w_shape, &outputs);
-        let w = model
-            .add_const("w", Tensor::from_shape(w_shape, &values).unwrap())
-            .unwrap();
-        let op = EinSum {
-            axes: repr.parse().unwrap(),
-            operating_dt: f32::datum_type(),
-            q_params: None,
-        };
-        let y = model.wire_node("product", op, &[x, w]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        model.into_decluttered().unwrap()
-    };
+    let (_, rest) = repr.split_once(',').expect("two inputs");
+    let (w_axes, y_axes) = rest.split_once("->").expect("an output");
+    let outputs: String = w_axes.chars().filter(|c| y_axes.contains(*c)).collect();
+    let values = int8_valued(w_axes, w_shape, &outputs);
+    let build = || product_model(repr, x_shape, Tensor::from_shape(w_shape, &values).unwrap(), None);
     let concrete: Vec<usize> = x_shape.iter().map(|&d| if d == 0 { rows } else { d }).collect();
     let len: usize = concrete.iter().product();
     let values: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.013).cos()).collect();
@@ -183,10 +156,7 @@ fn same_as_tract(repr: &str, x_shape: &[usize], w_shape: &[usize], rows: usize) 
     let got = run(ours, &x);
     assert_eq!(theirs.len(), got.len(), "{repr}");
     for (ix, (t, g)) in theirs.iter().zip(&got).enumerate() {
-        assert!(
-            (t - g).abs() <= 1e-5 * t.abs().max(1.0),
-            "{repr} at {ix}: tract's {t} vs {g}"
-        );
+        assert_near_tract(*t, *g, &format!("{repr} at {ix}"));
     }
 }
 
@@ -220,20 +190,9 @@ fn rows_shared_among_threads_give_the_same_outputs() {
 
 #[test]
 fn products_by_f32_weights_keep_tracts_op() {
-    let mut model = TypedModel::default();
-    let x = model.add_source("x", f32::fact([4, 8])).unwrap();
     let values: Vec<f32> = (0..8 * 5).map(weight).collect();
-    let w = model
-        .add_const("w", Tensor::from_shape(&[8, 5], &values).unwrap())
-        .unwrap();
-    let op = EinSum {
-        axes: "mk,kn->mn".parse().unwrap(),
-        operating_dt: f32::datum_type(),
-        q_params: None,
-    };
-    let y = model.wire_node("product", op, &[x, w]).unwrap();
-    model.select_output_outlets(&y).unwrap();
-    let mut model = model.into_decluttered().unwrap();
+    let weights = Tensor::from_shape(&[8, 5], &values).unwrap();
+    let mut model = product_model("mk,kn->mn", &[4, 8], weights, None);
     assert_eq!(swap_in(&mut model).unwrap(), 0);
 }
 
@@ -277,22 +236,12 @@ fn an_int8_bundles_weights_are_kept_as_int8_and_give_the_same_outputs() {
     let (inputs, outputs, rows) = (40, 37, 15);
     let w = int8_weights(inputs, outputs);
     let build = || {
-        let mut model = TypedModel::default();
-        let s = model.symbols.sym("S");
-        let x = model
-            .add_source("x", f32::fact([s.to_dim(), inputs.to_dim()]))
-            .unwrap();
-        let k = model
-            .add_const("w", Tensor::from_shape(&[inputs, outputs], &w).unwrap())
-            .unwrap();
-        let op = EinSum {
-            axes: "mk,kn->mn".parse().unwrap(),
-            operating_dt: f32::datum_type(),
-            q_params: None,
-        };
-        let y = model.wire_node("product", op, &[x, k]).unwrap();
-        model.select_output_outlets(&y).unwrap();
-        model.into_decluttered().unwrap()
+        product_model(
+            "mk,kn->mn",
+            &[0, inputs],
+            Tensor::from_shape(&[inputs, outputs], &w).unwrap(),
+            None,
+        )
     };
     let values: Vec<f32> = (0..rows * inputs).map(|i| ((i as f32) * 0.013).cos()).collect();
     let x = Tensor::from_shape(&[rows, inputs], &values).unwrap();
@@ -308,7 +257,7 @@ fn an_int8_bundles_weights_are_kept_as_int8_and_give_the_same_outputs() {
             }
             let (g, t) = (got[m * outputs + o], theirs[m * outputs + o]);
             assert_eq!(sum.to_bits(), g.to_bits(), "row {m} output {o}: {sum} vs {g}");
-            assert!((t - g).abs() <= 1e-5 * t.abs().max(1.0), "tract's {t} vs {g}");
+            assert_near_tract(t, g, &format!("row {m} output {o}"));
         }
     }
 }

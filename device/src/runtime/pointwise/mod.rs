@@ -18,7 +18,7 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
-use super::swap::{clamp_after, constant_after, conv_graph, replace, significant_axes, Clamp};
+use super::swap::{conv_graph, race_graph, significant_axes, swap_each, Clamp, Fold};
 use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 
 /// One pointwise convolution: `[batch, inputs, pixels] → [batch, outputs, pixels]`.
@@ -50,31 +50,43 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
     if !tile::supported() {
         return Ok(0);
     }
-    let mut swapped = 0;
-    for id in model.eval_order()? {
-        let node = model.node(id);
-        let Some(einsum) = node.op_as::<EinSum>() else {
-            continue;
+    swap_each(model, |model, node| match node.op_as::<EinSum>() {
+        Some(einsum) => VectorPointwise::for_einsum(model, node, einsum),
+        None => Ok(None),
+    })
+}
+
+impl Fold for VectorPointwise {
+    /// One value, or one per output channel laid along the channel axis (`[1,
+    /// outputs, 1, 1]`, `[outputs, 1, 1]`).
+    fn fold_bias(&mut self, bias: &Tensor) -> TractResult<bool> {
+        let values = bias.try_as_plain_ram()?;
+        let values = values.as_slice::<f32>()?;
+        let offset = self.output_shape.len().checked_sub(bias.rank());
+        let along_channels = offset.is_some_and(|offset| {
+            self.channel >= offset
+                && bias.shape().iter().enumerate().all(|(axis, &d)| {
+                    d == if axis + offset == self.channel {
+                        self.outputs
+                    } else {
+                        1
+                    }
+                })
+        });
+        let all = if values.len() == 1 {
+            vec![values[0]; self.outputs]
+        } else if along_channels {
+            values.to_vec()
+        } else {
+            return Ok(false);
         };
-        let Some(mut op) = VectorPointwise::for_einsum(model, node, einsum)? else {
-            continue;
-        };
-        let mut last = id;
-        if let Some((add, bias)) = constant_after(model, last, "Add")? {
-            if let Some(bias) = op.bias_from(&bias)? {
-                (last, op.bias) = (add, Arc::new(bias));
-            }
-        }
-        if let Some((end, bounds)) = clamp_after(model, last)? {
-            (last, op.clamp) = (end, Some(bounds));
-        }
-        replace(model, id, last, op)?;
-        swapped += 1;
+        self.bias = Arc::new(all);
+        Ok(true)
     }
-    if swapped > 0 {
-        model.compact()?;
+
+    fn fold_clamp(&mut self, bounds: (f32, f32)) {
+        self.clamp = Some(bounds);
     }
-    Ok(swapped)
 }
 
 impl VectorPointwise {
@@ -148,28 +160,6 @@ impl VectorPointwise {
             clamp: None,
             channel,
         }))
-    }
-
-    /// The bias added after the product: one value, or one per output channel
-    /// laid along the channel axis (`[1, outputs, 1, 1]`, `[outputs, 1, 1]`).
-    fn bias_from(&self, bias: &Tensor) -> TractResult<Option<Vec<f32>>> {
-        let values = bias.try_as_plain_ram()?;
-        let values = values.as_slice::<f32>()?;
-        if values.len() == 1 {
-            return Ok(Some(vec![values[0]; self.outputs]));
-        }
-        let rank = self.output_shape.len();
-        let Some(offset) = rank.checked_sub(bias.rank()) else {
-            return Ok(None);
-        };
-        let along_channels = bias.shape().iter().enumerate().all(|(axis, &d)| {
-            d == if axis + offset == self.channel {
-                self.outputs
-            } else {
-                1
-            }
-        });
-        Ok((along_channels && self.channel >= offset).then(|| values.to_vec()))
     }
 
     /// Every output: each batch's `[outputs, pixels]` from its `[inputs, pixels]`,
@@ -275,36 +265,36 @@ impl VectorPointwise {
     /// This convolution alone, as a graph with tract's own op or with this one,
     /// optimized, so that the two can be timed on the same sizes and weights.
     pub fn alone(&self, ours: bool) -> TractResult<TypedModel> {
-        let spec = PoolSpec {
-            data_format: DataFormat::NCHW,
-            kernel_shape: tvec![1, 1],
-            padding: PaddingSpec::Valid,
-            dilations: None,
-            strides: None,
-            input_channels: self.inputs,
-            output_channels: self.outputs,
-        };
-        let conv = Conv {
-            pool_spec: spec,
-            kernel_fmt: KernelFormat::OIHW,
-            group: 1,
-            q_params: None,
-        };
         let kernel = Tensor::from_shape(&[self.outputs, self.inputs, 1, 1], &self.kernel())?;
         let bias = Tensor::from_shape(&[self.outputs], &self.bias)?;
-        let mut model = conv_graph(&conv, &self.nchw, kernel.into(), bias.into(), self.clamp)?;
-        model.declutter()?;
-        if ours {
-            swap_in(&mut model)?;
-        }
-        model.optimize()?;
-        Ok(model)
+        let conv = pointwise_conv(self.inputs, self.outputs);
+        let model = conv_graph(&conv, &self.nchw, kernel.into(), bias.into(), self.clamp)?;
+        race_graph(model, ours, swap_in)
     }
 
     /// The input of `alone`'s graph: the graph's own where it is NCHW, else
     /// `[batch, inputs, pixels, 1]`.
     pub fn input_shape(&self) -> &[usize] {
         &self.nchw
+    }
+}
+
+/// tract's 1×1 convolution from `inputs` to `outputs` channels over NCHW images.
+fn pointwise_conv(inputs: usize, outputs: usize) -> Conv {
+    let pool_spec = PoolSpec {
+        data_format: DataFormat::NCHW,
+        kernel_shape: tvec![1, 1],
+        padding: PaddingSpec::Valid,
+        dilations: None,
+        strides: None,
+        input_channels: inputs,
+        output_channels: outputs,
+    };
+    Conv {
+        pool_spec,
+        kernel_fmt: KernelFormat::OIHW,
+        group: 1,
+        q_params: None,
     }
 }
 

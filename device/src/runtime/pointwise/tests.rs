@@ -1,12 +1,5 @@
 use super::*;
-
-fn weight(i: usize) -> f32 {
-    (i as f32 * 0.37).sin() * 0.5
-}
-
-fn bias_of(channel: usize) -> f32 {
-    channel as f32 * 0.01 - 0.1
-}
+use crate::runtime::swap::tests::{assert_near_tract, bias_of, run, weight};
 
 /// A graph of one 1×1 convolution over `[batch, inputs, h, w]`, decluttered.
 fn conv_model(input: &[usize], outputs: usize, bias: Option<bool>, relu6: bool) -> TypedModel {
@@ -18,36 +11,12 @@ fn conv_model(input: &[usize], outputs: usize, bias: Option<bool>, relu6: bool) 
         Some(false) => tensor0(0.25f32),
         None => tensor0(0f32),
     };
-    let spec = PoolSpec {
-        data_format: DataFormat::NCHW,
-        kernel_shape: tvec![1, 1],
-        padding: PaddingSpec::Valid,
-        dilations: None,
-        strides: None,
-        input_channels: inputs,
-        output_channels: outputs,
-    };
-    let conv = Conv {
-        pool_spec: spec,
-        kernel_fmt: KernelFormat::OIHW,
-        group: 1,
-        q_params: None,
-    };
+    let conv = pointwise_conv(inputs, outputs);
     let clamp = relu6.then_some((0.0, 0.3));
     conv_graph(&conv, input, kernel.into(), bias.into(), clamp)
         .unwrap()
         .into_decluttered()
         .unwrap()
-}
-
-fn run(model: TypedModel, input: &Tensor) -> Vec<f32> {
-    let plan = model.into_optimized().unwrap().into_runnable().unwrap();
-    let out = plan.run(tvec!(input.clone().into_tvalue())).unwrap().remove(0);
-    out.try_as_plain_ram()
-        .unwrap()
-        .as_slice::<f32>()
-        .unwrap()
-        .to_vec()
 }
 
 /// The convolution by its definition, in the order the op promises: the bias,
@@ -95,10 +64,7 @@ fn same_values(input: &[usize], outputs: usize, bias: Option<bool>, relu6: bool)
     assert_eq!(expected.len(), got.len(), "{at}");
     for (ix, ((e, g), t)) in expected.iter().zip(&got).zip(&theirs).enumerate() {
         assert_eq!(e.to_bits(), g.to_bits(), "{at} at {ix}: {e} vs {g}");
-        assert!(
-            (t - g).abs() <= 1e-5 * t.abs().max(1.0),
-            "{at} at {ix}: tract's {t} vs {g}"
-        );
+        assert_near_tract(*t, *g, &format!("{at} at {ix}"));
     }
 }
 
