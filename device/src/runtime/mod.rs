@@ -2,7 +2,9 @@
 //! runnable tract plans, plus the tokenizer, preprocessing and answer vocabulary
 //! that came with them.
 
+mod channel_panels;
 mod clip;
+mod conv;
 mod decode;
 mod depthwise;
 mod error;

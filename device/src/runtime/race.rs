@@ -9,6 +9,7 @@ use std::time::Instant;
 use serde::Serialize;
 use tract_onnx::prelude::*;
 
+use super::conv::VectorConv;
 use super::depthwise::VectorDepthwise;
 use super::pointwise::VectorPointwise;
 use super::{Plan, Result, Runtime, RuntimeError};
@@ -45,6 +46,8 @@ impl Runtime {
                     op
                 } else if let Some(op) = node.op_as::<VectorPointwise>() {
                     op
+                } else if let Some(op) = node.op_as::<VectorConv>() {
+                    op
                 } else {
                     continue;
                 };
@@ -80,6 +83,15 @@ impl Swapped for VectorDepthwise {
     }
     fn input_shape(&self) -> &[usize] {
         VectorDepthwise::input_shape(self)
+    }
+}
+
+impl Swapped for VectorConv {
+    fn alone(&self, ours: bool) -> TractResult<TypedModel> {
+        VectorConv::alone(self, ours)
+    }
+    fn input_shape(&self) -> &[usize] {
+        VectorConv::input_shape(self)
     }
 }
 
@@ -122,13 +134,15 @@ mod tests {
     fn both_ops_are_timed_on_the_same_sizes() {
         let depthwise = crate::runtime::depthwise::tests::example_op();
         let pointwise = crate::runtime::pointwise::tests::example_op();
+        let conv = crate::runtime::conv::tests::example_op();
         let mut ops: Vec<&dyn Swapped> = vec![&depthwise];
         ops.extend(pointwise.as_ref().map(|op| op as &dyn Swapped));
+        ops.extend(conv.as_ref().map(|op| op as &dyn Swapped));
         for op in ops {
             let (tract, ours) = race(op).unwrap();
             assert!(tract.is_finite() && tract > 0.0, "{tract}");
             assert!(ours.is_finite() && ours > 0.0, "{ours}");
-            assert_eq!(op.input_shape(), [1, 8, 16, 16]);
+            assert_eq!(op.input_shape()[2..], [16, 16]);
             // Each graph holds the op it is timing, and only that one.
             for ours in [true, false] {
                 let graph = op.alone(ours).unwrap();

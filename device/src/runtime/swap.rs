@@ -10,7 +10,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::math;
 
-use super::{depthwise, linear, pointwise};
+use super::{conv, depthwise, linear, pointwise};
 
 /// Bounds every output is clamped to, where a Clip (EfficientNet's ReLU6: a Max,
 /// then a Min) followed the convolution.
@@ -19,7 +19,10 @@ pub(super) type Clamp = Option<(f32, f32)>;
 /// Swaps in every op of this runtime's that can run a node of the decluttered
 /// `model`. Returns how many nodes were swapped.
 pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
-    Ok(depthwise::swap_in(model)? + pointwise::swap_in(model)? + linear::swap_in(model)?)
+    Ok(conv::swap_in(model)?
+        + depthwise::swap_in(model)?
+        + pointwise::swap_in(model)?
+        + linear::swap_in(model)?)
 }
 
 /// An op of this runtime's that replaces one node of tract's and can do, on its

@@ -18,8 +18,9 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::channel_panels::{Block, ChannelPanels};
 use super::swap::{conv_graph, race_graph, significant_axes, swap_each, Clamp, Fold};
-use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
+use super::tile::{self, COLS, ROWS};
 
 /// One pointwise convolution: `[batch, inputs, pixels] → [batch, outputs, pixels]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -31,8 +32,7 @@ pub struct VectorPointwise {
     /// The input as an NCHW image (`[batch, inputs, pixels, 1]` unless it is one).
     nchw: TVec<usize>,
     output_shape: TVec<usize>,
-    /// Panels of `ROWS` output channels, each `[inputs][ROWS]` (the last padded with zeros).
-    panels: Arc<Vec<f32>>,
+    panels: Arc<ChannelPanels>,
     /// One per output channel.
     bias: Arc<Vec<f32>>,
     clamp: Clamp,
@@ -137,13 +137,7 @@ impl VectorPointwise {
         }
         let kernel_values = kernel.try_as_plain_ram()?;
         let kernel_values = kernel_values.as_slice::<f32>()?;
-        let mut panels = vec![0f32; outputs.div_ceil(ROWS) * inputs * ROWS];
-        for (row, weights) in kernel_values.chunks_exact(inputs).enumerate() {
-            let panel = &mut panels[(row / ROWS) * inputs * ROWS..][..inputs * ROWS];
-            for (depth, &w) in weights.iter().enumerate() {
-                panel[depth * ROWS + row % ROWS] = w;
-            }
-        }
+        let panels = ChannelPanels::pack(kernel_values, inputs);
         Ok(Some(Self {
             batch,
             inputs,
@@ -192,80 +186,36 @@ impl VectorPointwise {
     /// weights stream past.
     fn rows(&self, x: &[f32], first: usize, out: &mut [f32]) {
         let p = self.pixels;
-        let rows = out.len() / p;
-        let depth = self.inputs;
-        // Where a tile would read or write past the edges (the last pixels, the
-        // last panel's rows), it runs on copies padded to whole tiles.
-        let mut edge_x = vec![0f32; depth * COLS];
+        // Where the last pixels fill no whole run, it reads a copy padded to one.
+        let mut edge_x = Vec::new();
         let mut edge_out = [0f32; ROWS * COLS];
-        let panels = first / ROWS..(first + rows).div_ceil(ROWS);
         for col in (0..p).step_by(COLS) {
             let cols = COLS.min(p - col);
-            let (x_at, x_stride) = if cols == COLS {
-                (x[col..].as_ptr(), p)
+            let block = if cols == COLS {
+                Block {
+                    b: &x[col..],
+                    stride: p,
+                }
             } else {
+                edge_x.resize(self.inputs * COLS, 0.0);
                 for (edge, channel) in edge_x.chunks_exact_mut(COLS).zip(x.chunks_exact(p)) {
                     edge[..cols].copy_from_slice(&channel[col..]);
                 }
-                (edge_x.as_ptr(), COLS)
+                Block {
+                    b: &edge_x,
+                    stride: COLS,
+                }
             };
-            for panel in panels.clone() {
-                let row0 = panel * ROWS;
-                let mut bias = [0f32; ROWS];
-                for (b, &v) in bias.iter_mut().zip(&self.bias[row0..]) {
-                    *b = v;
-                }
-                // This panel's rows that are `out`'s: all of them, or at the edges a part.
-                let (lo, hi) = (row0.max(first), (row0 + ROWS).min(first + rows));
-                let whole = cols == COLS && lo == row0 && hi == row0 + ROWS;
-                let (out_at, out_stride) = if whole {
-                    (out[(row0 - first) * p + col..].as_mut_ptr(), p)
-                } else {
-                    (edge_out.as_mut_ptr(), COLS)
-                };
-                let tile = Tile {
-                    depth,
-                    a: self.panels[panel * depth * ROWS..][..depth * ROWS].as_ptr(),
-                    a_row: 1,
-                    a_depth: ROWS,
-                    b: Columns::F32(x_at),
-                    b_stride: x_stride,
-                    bias: Bias::Rows(bias),
-                    clamp: self.clamp,
-                    out: out_at,
-                    out_stride,
-                };
-                // SAFETY: `swap_in` swaps this op in only where `tile::supported()`;
-                // the tile reads `depth` rows of `COLS` from `x_at` (whole in `x`, or
-                // the padded copy), its panel's weights (sliced above) and writes
-                // `ROWS` rows of `COLS` (whole in `out`, or the edge tile).
-                unsafe { tile::run(ROWS, &tile) };
-                if !whole {
-                    for row in lo..hi {
-                        let from = &edge_out[(row - row0) * COLS..][..cols];
-                        out[(row - first) * p + col..][..cols].copy_from_slice(from);
-                    }
-                }
-            }
+            let bias = &self.bias;
+            self.panels
+                .run_block(block, bias, self.clamp, first, out, p, (col, cols), &mut edge_out);
         }
-    }
-
-    /// The weights as the graph had them, `[outputs, inputs]`, read back from the
-    /// panels (the op keeps no second copy).
-    fn kernel(&self) -> Vec<f32> {
-        let panel_len = self.inputs * ROWS;
-        let mut kernel = Vec::with_capacity(self.outputs * self.inputs);
-        for row in 0..self.outputs {
-            let panel = &self.panels[(row / ROWS) * panel_len..][..panel_len];
-            kernel.extend((0..self.inputs).map(|depth| panel[depth * ROWS + row % ROWS]));
-        }
-        kernel
     }
 
     /// This convolution alone, as a graph with tract's own op or with this one,
     /// optimized, so that the two can be timed on the same sizes and weights.
     pub fn alone(&self, ours: bool) -> TractResult<TypedModel> {
-        let kernel = Tensor::from_shape(&[self.outputs, self.inputs, 1, 1], &self.kernel())?;
+        let kernel = Tensor::from_shape(&[self.outputs, self.inputs, 1, 1], &self.panels.weights())?;
         let bias = Tensor::from_shape(&[self.outputs], &self.bias)?;
         let conv = pointwise_conv(self.inputs, self.outputs);
         let model = conv_graph(&conv, &self.nchw, kernel.into(), bias.into(), self.clamp)?;
