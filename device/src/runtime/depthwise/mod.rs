@@ -14,6 +14,7 @@
 //! and this op gives the same bits on aarch64, where tract's own differed by an
 //! ulp: parity and host/device equality hold as they did.
 
+mod lanes;
 mod rows;
 mod vector;
 
@@ -399,7 +400,17 @@ pub(super) mod tests {
             same_values(&[2, 4, 7, 7], 5, 1, explicit(2), true, relu6);
             same_values(&[1, 3, 4, 4], 5, 1, explicit(2), true, relu6);
             same_values(&[1, 4, 9, 9], 3, 1, PaddingSpec::Valid, true, relu6);
-            // Other kernels and strides take the tap-by-tap rows.
+            // Other kernels and strides take the tap-by-tap rows, on planes as
+            // wide as `lanes` leaves to them.
+            same_values(&[1, 4, 20, 20], 7, 1, explicit(3), true, relu6);
+            same_values(&[1, 4, 50, 50], 3, 3, explicit(1), true, relu6);
+            // 5×5 on planes as wide as `lanes` leaves to `square`.
+            same_values(&[2, 4, 18, 18], 5, 1, explicit(2), true, relu6);
+            same_values(&[1, 6, 20, 33], 5, 2, PaddingSpec::SameUpper, true, relu6);
+            // Small planes, 32 channels at a time (`lanes`): groups that end
+            // short and that cross from one image of the batch to the next.
+            same_values(&[2, 5, 7, 7], 5, 1, explicit(2), true, relu6);
+            same_values(&[1, 11, 14, 14], 5, 2, PaddingSpec::SameUpper, false, relu6);
             same_values(&[1, 4, 12, 12], 7, 1, explicit(3), true, relu6);
             same_values(&[1, 4, 12, 12], 3, 3, explicit(1), true, relu6);
         }
@@ -412,6 +423,9 @@ pub(super) mod tests {
         multithread_tract_scope(Executor::multithread(3), || {
             same_values(&[2, 12, 48, 48], 3, 2, PaddingSpec::SameUpper, true, true);
             same_values(&[1, 20, 40, 40], 5, 1, PaddingSpec::SameUpper, true, false);
+            // Small planes: chunks of planes that start inside a group of 32.
+            let explicit = PaddingSpec::Explicit(tvec![2, 2], tvec![2, 2]);
+            same_values(&[1, 701, 7, 7], 5, 1, explicit, true, true);
         });
     }
 

@@ -1,4 +1,4 @@
-//! The loops, one channel plane at a time.
+//! The loops, one channel plane at a time (small planes: `super::lanes`).
 //!
 //! A 3×3 or 5×5 kernel (strided by one or two) reads a copy of the plane with
 //! its padding written out as zeros, laid out so that the whole plane's outputs
@@ -13,6 +13,7 @@
 use tract_linalg::multithread::par_chunks_mut;
 use tract_onnx::prelude::TractResult;
 
+use super::lanes::Interleaved;
 use super::vector;
 use crate::runtime::swap::Clamp;
 
@@ -103,6 +104,11 @@ impl Geometry {
         clamp: Clamp,
         output: &mut [f32],
     ) {
+        if self.small_planes() {
+            let mut interleaved = Interleaved::default();
+            self.lanes(input, first, kernel, bias, clamp, output, &mut interleaved);
+            return;
+        }
         let taps = self.kernel_h * self.kernel_w;
         let in_plane = self.in_h * self.in_w;
         let out_plane = self.out_h * self.out_w;
