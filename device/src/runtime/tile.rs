@@ -18,6 +18,18 @@ pub const ROWS: usize = 6;
 /// Output columns per tile: two AVX vectors, four NEON ones.
 pub const COLS: usize = 16;
 
+/// `rows` split into runs of at most `ROWS`, as even as possible: `(first,
+/// count)` each. A tile of few rows has few sums in flight to hide the
+/// multiply-adds' latency, so 15 rows run as 5 + 5 + 5 rather than 6 + 6 + 3, 8
+/// as 4 + 4 rather than 6 + 2.
+pub fn row_runs(rows: usize) -> impl Iterator<Item = (usize, usize)> {
+    let runs = rows.div_ceil(ROWS);
+    (0..runs).map(move |run| {
+        let (first, end) = (run * rows / runs, (run + 1) * rows / runs);
+        (first, end - first)
+    })
+}
+
 /// Whether this core runs the kernel (x86_64 needs AVX2 and FMA; aarch64 always has NEON).
 pub fn supported() -> bool {
     #[cfg(target_arch = "x86_64")]
@@ -245,3 +257,31 @@ unsafe fn run_rows<const R: usize>(t: &Tile) {
 /// No kernel on other architectures: `supported()` is false, so no op is swapped in.
 #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
 unsafe fn run_rows<const R: usize>(_t: &Tile) {}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn rows_split_into_even_runs_that_cover_them_once() {
+        for (rows, counts) in [
+            (15, vec![5, 5, 5]),
+            (8, vec![4, 4]),
+            (6, vec![6]),
+            (13, vec![4, 4, 5]),
+            (1, vec![1]),
+            (0, vec![]),
+        ] {
+            let runs: Vec<(usize, usize)> = super::row_runs(rows).collect();
+            assert_eq!(
+                runs.iter().map(|r| r.1).collect::<Vec<_>>(),
+                counts,
+                "{rows} rows"
+            );
+            let mut next = 0;
+            for (first, count) in runs {
+                assert_eq!(first, next, "{rows} rows");
+                next += count;
+            }
+            assert_eq!(next, rows);
+        }
+    }
+}

@@ -214,8 +214,9 @@ impl VectorLinear {
     }
 
     /// Rows `first..` of the output (`out`, whole rows) from the same rows of `x`
-    /// (all `total` of them): for each panel of outputs, every run of `ROWS` rows,
-    /// so that the panel's weights stay in cache while the rows go past.
+    /// (all `total` of them): for each panel of outputs, every run of up to `ROWS`
+    /// rows (`tile::row_runs`), so that the panel's weights stay in cache while
+    /// the rows go past.
     fn rows(&self, x: &[f32], first: usize, total: usize, out: &mut [f32]) {
         let (depth, n) = (self.inputs, self.outputs);
         let rows = out.len() / n;
@@ -230,8 +231,7 @@ impl VectorLinear {
             let cols = COLS.min(n - col);
             let mut bias = [0f32; COLS];
             bias.copy_from_slice(&self.bias[col..][..COLS]);
-            for row in (0..rows).step_by(ROWS) {
-                let count = ROWS.min(rows - row);
+            for (row, count) in tile::row_runs(rows) {
                 let whole = cols == COLS;
                 let (out_at, out_stride) = if whole {
                     (out[row * n + col..].as_mut_ptr(), n)
