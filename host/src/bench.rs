@@ -147,10 +147,10 @@ pub fn train(work: &Path, steps: usize, device: &Device) -> Result<TrainBench> {
             steps::pretrain(m, b, rng, &cfg, special, device)
         }),
         time_steps("vqa", &question_batches, steps, model.clone(), |m, b, _| {
-            steps::vqa(m, b, cfg.focus_weight, device)
+            steps::vqa(m, b, (cfg.focus_weight, cfg.count_weight), device)
         }),
         time_steps("vqa-spatial", &spatial_batches, steps, spatial, |m, b, _| {
-            steps::vqa(m, b, cfg.focus_weight, device)
+            steps::vqa(m, b, (cfg.focus_weight, cfg.count_weight), device)
         }),
         time_steps("caption", &pair_batches, steps, model, |m, b, _| {
             steps::caption(m, b, device)

@@ -61,6 +61,10 @@ pub struct TrainArgs {
     /// the answer is about, where the questions say where it is (0: off).
     #[arg(long)]
     pub focus_weight: Option<f32>,
+    /// VQA with `--count`: weight of the loss that teaches the read-out's soft
+    /// count the number a "how many" answer gives (0: off).
+    #[arg(long)]
+    pub count_weight: Option<f32>,
     /// Parts to keep frozen (vision, text, fusion, decoder, grid), comma-separated.
     #[arg(long, value_delimiter = ',')]
     pub freeze: Vec<String>,

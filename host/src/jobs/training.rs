@@ -213,10 +213,16 @@ fn train_config(a: &TrainArgs) -> Result<TrainConfig> {
         spatial_mlm_variants,
         questions_per_image,
         focus_weight,
+        count_weight,
         slow_lr_ratio
     );
-    if !(cfg.focus_weight >= 0.0 && cfg.focus_weight.is_finite()) {
-        anyhow::bail!("focus_weight {}: expected a finite weight ≥ 0", cfg.focus_weight);
+    for (name, weight) in [
+        ("focus_weight", cfg.focus_weight),
+        ("count_weight", cfg.count_weight),
+    ] {
+        if !(weight >= 0.0 && weight.is_finite()) {
+            anyhow::bail!("{name} {weight}: expected a finite weight ≥ 0");
+        }
     }
     if a.max_steps.is_some() {
         cfg.max_steps = a.max_steps;

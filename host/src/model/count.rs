@@ -90,6 +90,58 @@ impl CountReadout {
     }
 }
 
+/// The number an answer gives, as digits ("3") or a word ("three"); `None` for any
+/// other answer ("no" included: it answers yes/no questions far more often).
+pub fn answer_count(answer: &str) -> Option<usize> {
+    const WORDS: [&str; 21] = [
+        "zero",
+        "one",
+        "two",
+        "three",
+        "four",
+        "five",
+        "six",
+        "seven",
+        "eight",
+        "nine",
+        "ten",
+        "eleven",
+        "twelve",
+        "thirteen",
+        "fourteen",
+        "fifteen",
+        "sixteen",
+        "seventeen",
+        "eighteen",
+        "nineteen",
+        "twenty",
+    ];
+    let answer = answer.trim();
+    if answer == "none" {
+        return Some(0);
+    }
+    if let Some(n) = WORDS.iter().position(|&w| w == answer) {
+        return Some(n);
+    }
+    match answer.parse::<usize>() {
+        Ok(n) if answer.len() <= 3 && answer.bytes().all(|b| b.is_ascii_digit()) => Some(n),
+        _ => None,
+    }
+}
+
+/// The count a question and its answer state together: the answer's number
+/// ([`answer_count`]), or N where "are there N …?" is answered "yes".
+pub fn stated_count(question: &str, answer: &str) -> Option<usize> {
+    if let Some(n) = answer_count(answer) {
+        return Some(n);
+    }
+    let mut words = question.split_whitespace();
+    match (words.next(), words.next(), words.next()) {
+        (Some("are"), Some("there"), Some(n)) if answer.trim() == "yes" => answer_count(n),
+        _ => None,
+    }
+}
+
 /// Each count `[batch, 1]` spread over the whole counts 0..=max `[batch, max + 1]`:
 /// `relu(1 - |count - k|)`, so 2.3 is 0.7 of "2" and 0.3 of "3".
 pub fn count_bins(count: Tensor<2>, max: usize, device: &Device) -> Tensor<2> {
@@ -106,6 +158,31 @@ mod tests {
 
     fn values(t: Tensor<2>) -> Vec<f32> {
         t.into_data().try_to_vec::<f32>().unwrap()
+    }
+
+    #[test]
+    fn answers_that_give_a_number_are_read_as_that_count() {
+        for (answer, count) in [
+            ("three", Some(3)),
+            ("12", Some(12)),
+            ("none", Some(0)),
+            ("twenty", Some(20)),
+        ] {
+            assert_eq!(answer_count(answer), count, "{answer}");
+        }
+        for answer in ["no", "yes", "dog", "-1", "1e3", "+2", "", "twentyone"] {
+            assert_eq!(answer_count(answer), None, "{answer}");
+        }
+    }
+
+    #[test]
+    fn a_yes_to_are_there_n_states_n() {
+        assert_eq!(stated_count("are there three dogs?", "yes"), Some(3));
+        assert_eq!(stated_count("are there 4 people in the photo?", "yes"), Some(4));
+        assert_eq!(stated_count("are there three dogs?", "no"), None);
+        assert_eq!(stated_count("are there dogs?", "yes"), None);
+        assert_eq!(stated_count("how many dogs are there?", "two"), Some(2));
+        assert_eq!(stated_count("is the dog brown?", "yes"), None);
     }
 
     #[test]

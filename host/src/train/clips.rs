@@ -86,6 +86,7 @@ impl Batcher for ClipSet {
             labels: vec![0; indices.len()],
             image_questions: Vec::new(),
             focus: Vec::new(),
+            counts: Vec::new(),
         })
     }
 }

@@ -199,7 +199,7 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                     model,
                     locked_vqa::ItemIndices,
                     len,
-                    |m, b, _| locked_vqa::step(m, &set, b, device),
+                    |m, b, _| locked_vqa::step(m, &set, b, job.train.count_weight, device),
                     |_, _| Ok(Flow::Continue),
                 );
             }
@@ -219,7 +219,10 @@ pub fn run(job: &FinetuneJob, device: &Device) -> Result<EdgeVlm> {
                 model,
                 set,
                 len,
-                |m, b, _| steps::vqa(m, b, job.train.focus_weight, device),
+                |m, b, _| {
+                    let weights = (job.train.focus_weight, job.train.count_weight);
+                    steps::vqa(m, b, weights, device)
+                },
                 |_, _| Ok(Flow::Continue),
                 |m| Ok(recalibrate_grid(m, &store, device)),
             )

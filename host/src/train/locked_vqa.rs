@@ -10,7 +10,8 @@ use std::path::{Path, PathBuf};
 
 use burn::tensor::{Device, Tensor, TensorData};
 
-use super::objectives::weighted_cross_entropy;
+use super::objectives::{count_loss, weighted_cross_entropy};
+use super::steps::weighted_parts;
 use super::tasks::answer_classes;
 use super::trainer::Losses;
 use crate::data::batcher::Batcher;
@@ -18,6 +19,7 @@ use crate::data::VqaRecord;
 use crate::error::Result;
 use crate::features::cache::{ImageFeatures, TextFeatures};
 use crate::features::towers::Towers;
+use crate::model::count::stated_count;
 use crate::model::EdgeVlm;
 
 /// The training questions on cached features.
@@ -26,6 +28,8 @@ pub struct CachedQuestions {
     pub questions: TextFeatures,
     /// (photo, question, answer class) per training item.
     pub items: Vec<(usize, usize, i64)>,
+    /// The count each item's question and answer state, for the counting read-out's loss.
+    pub counts: Vec<Option<usize>>,
 }
 
 /// Items are indices into [`CachedQuestions::items`]; features stay in memory.
@@ -51,7 +55,7 @@ pub fn prepare(
     let class = answer_classes(answers);
     let (mut photos, mut photo_of) = (Vec::<PathBuf>::new(), HashMap::<&Path, usize>::new());
     let (mut texts, mut text_of) = (Vec::<String>::new(), HashMap::<&str, usize>::new());
-    let mut items = Vec::new();
+    let (mut items, mut counts) = (Vec::new(), Vec::new());
     let mut dropped = 0;
     for r in records {
         let Some(&answer) = class.get(r.answer.as_str()) else {
@@ -67,6 +71,7 @@ pub fn prepare(
             texts.len() - 1
         });
         items.push((photo, text, answer));
+        counts.push(stated_count(&r.question, &r.answer));
     }
     let images = towers.cached_images(&photos, cache, "vqa", device)?;
     let questions = towers.cached_texts(&texts, cache, "vqa-questions", device)?;
@@ -75,13 +80,22 @@ pub fn prepare(
             images,
             questions,
             items,
+            counts,
         },
         dropped,
     ))
 }
 
-/// One step over the items `batch`: cross-entropy of the answers.
-pub fn step(model: &EdgeVlm, set: &CachedQuestions, batch: &[usize], device: &Device) -> Losses {
+/// One step over the items `batch`: cross-entropy of the answers, plus
+/// `count_weight` times the counting read-out's loss ([`count_loss`]) where a model
+/// has one and the batch has questions answered by a number.
+pub fn step(
+    model: &EdgeVlm,
+    set: &CachedQuestions,
+    batch: &[usize],
+    count_weight: f32,
+    device: &Device,
+) -> Losses {
     let items: Vec<(usize, usize, i64)> = batch.iter().map(|&i| set.items[i]).collect();
     let photos: Vec<usize> = items.iter().map(|x| x.0).collect();
     let texts: Vec<usize> = items.iter().map(|x| x.1).collect();
@@ -91,10 +105,12 @@ pub fn step(model: &EdgeVlm, set: &CachedQuestions, batch: &[usize], device: &De
     let (n, width) = (texts.len(), set.questions.header.width);
     let states = Tensor::<3>::from_data(TensorData::new(states, [n, len, width]), device);
     let mask = Tensor::<2>::from_data(TensorData::new(mask, [n, len]), device);
+    let counts: Vec<Option<usize>> = batch.iter().map(|&i| set.counts[i]).collect();
+    let count = match count_weight > 0.0 {
+        true => count_loss(model, image_tokens.clone(), states.clone(), mask.clone(), &counts),
+        false => None,
+    };
     let logits = model.answer_logits(image_tokens, states, mask);
     let loss = weighted_cross_entropy(logits, &answers, &vec![1.0; n]);
-    Losses {
-        total: loss.clone(),
-        parts: vec![("loss", loss)],
-    }
+    weighted_parts(loss, [("count", count, count_weight)])
 }

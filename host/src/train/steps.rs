@@ -120,8 +120,14 @@ fn mlm_texts(
 }
 
 /// VQA, plus `focus_weight` times the focus loss where the batch says where the
-/// answers' objects lie ([`objectives::vqa_losses`]).
-pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, focus_weight: f32, device: &Device) -> Losses {
+/// answers' objects lie and `count_weight` times the counting read-out's loss
+/// where its questions state counts ([`objectives::vqa_losses`]).
+pub fn vqa(
+    model: &EdgeVlm,
+    batch: &TextImageBatch,
+    (focus_weight, count_weight): (f32, f32),
+    device: &Device,
+) -> Losses {
     let question = EncodedBatch {
         ids: batch.ids.clone(),
         mask: batch.mask.clone(),
@@ -129,22 +135,43 @@ pub fn vqa(model: &EdgeVlm, batch: &TextImageBatch, focus_weight: f32, device: &
         seq_len: batch.len,
     };
     let image_tokens = batch.per_row(model.encode_vqa_image(batch.images(device)));
-    let focus = if focus_weight > 0.0 {
+    let wanted = |weight: f32| weight > 0.0;
+    let focus = if wanted(focus_weight) {
         batch.focus.as_slice()
     } else {
         &[]
     };
-    let (answer, focus) = objectives::vqa_losses(model, image_tokens, &question, &batch.labels, focus);
-    match focus {
-        Some(focus) => Losses {
-            total: answer.clone() + focus.clone().mul_scalar(focus_weight),
-            parts: vec![("loss", answer), ("focus", focus)],
-        },
-        None => Losses {
-            total: answer.clone(),
-            parts: vec![("loss", answer)],
-        },
+    let counts = if wanted(count_weight) {
+        batch.counts.as_slice()
+    } else {
+        &[]
+    };
+    let losses = objectives::vqa_losses(model, image_tokens, &question, &batch.labels, focus, counts);
+    weighted_parts(
+        losses.answer,
+        [
+            ("focus", losses.focus, focus_weight),
+            ("count", losses.count, count_weight),
+        ],
+    )
+}
+
+/// The answers' loss plus each part the batch gave, times its weight.
+pub fn weighted_parts<const N: usize>(
+    answer: Tensor<1>,
+    parts: [(&'static str, Option<Tensor<1>>, f32); N],
+) -> Losses {
+    let mut losses = Losses {
+        total: answer.clone(),
+        parts: vec![("loss", answer)],
+    };
+    for (name, part, weight) in parts {
+        if let Some(part) = part {
+            losses.total = losses.total + part.clone().mul_scalar(weight);
+            losses.parts.push((name, part));
+        }
     }
+    losses
 }
 
 pub fn caption(model: &EdgeVlm, batch: &TextImageBatch, device: &Device) -> Losses {
@@ -183,6 +210,7 @@ mod tests {
                 vec![vec![2, 30, 3], vec![2, 31, 32, 3]],
             ],
             focus: Vec::new(),
+            counts: Vec::new(),
         }
     }
 

@@ -13,6 +13,7 @@ use crate::data::batcher::Batcher;
 use crate::data::store::ImageStore;
 use crate::data::{CaptionRecord, VqaRecord};
 use crate::error::Result;
+use crate::model::count::stated_count;
 
 /// One image–text pair.
 #[derive(Debug, Clone)]
@@ -48,6 +49,8 @@ pub struct AskedQuestion {
     pub class: i64,
     /// Where the object the answer is about lies ([`VqaRecord::focus`]).
     pub focus: Option<[f32; 2]>,
+    /// The count the question and its answer state ([`stated_count`]).
+    pub count: Option<usize>,
 }
 
 pub struct QuestionSet {
@@ -79,6 +82,9 @@ pub struct TextImageBatch {
     /// Per row, where the object its answer is about lies (questions only; empty
     /// for pairs).
     pub focus: Vec<Option<[f32; 2]>>,
+    /// Per row, the count its question and answer state (questions only; empty
+    /// for pairs).
+    pub counts: Vec<Option<usize>>,
 }
 
 impl TextImageBatch {
@@ -127,6 +133,7 @@ fn assemble(
         labels: rows.iter().map(|r| r.2).collect(),
         image_questions: Vec::new(),
         focus: Vec::new(),
+        counts: Vec::new(),
     }
 }
 
@@ -166,6 +173,7 @@ impl Batcher for QuestionSet {
         let rows = asked().map(|(pos, q)| (pos, q.ids.as_slice(), q.class)).collect();
         let mut batch = assemble(&self.store, &self.tokenizer, images, rows);
         batch.focus = asked().map(|(_, q)| q.focus).collect();
+        batch.counts = asked().map(|(_, q)| q.count).collect();
         Ok(batch)
     }
 }
@@ -263,6 +271,7 @@ pub fn question_set(
             ids: tokenizer.encode(&r.question)?,
             class: class[r.answer.as_str()],
             focus: r.focus,
+            count: stated_count(&r.question, &r.answer),
         });
     }
     let mut items = Vec::new();

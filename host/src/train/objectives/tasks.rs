@@ -17,20 +17,32 @@ pub fn vqa_loss(
     question: &EncodedBatch,
     answers: &[i64],
 ) -> Tensor<1> {
-    vqa_losses(model, image_tokens, question, answers, &[]).0
+    vqa_losses(model, image_tokens, question, answers, &[], &[]).answer
 }
 
-/// [`vqa_loss`], and with a spatial head, for the rows that say where the object
-/// their answer is about lies (`focus`, fractions of the side, one per row or
-/// none), the cross-entropy of the head's focus over the grid's cells against
-/// that object's cell: the head learns to read the answer where the object is.
+/// What [`vqa_losses`] gives: the answers' loss, and the losses of the parts that
+/// learn from more than the answer's class where the batch has what they need.
+pub struct VqaLosses {
+    pub answer: Tensor<1>,
+    pub focus: Option<Tensor<1>>,
+    pub count: Option<Tensor<1>>,
+}
+
+/// [`vqa_loss`], and
+/// - with a spatial head, for the rows that say where the object their answer is
+///   about lies (`focus`, fractions of the side, one per row or none), the
+///   cross-entropy of the head's focus over the grid's cells against that
+///   object's cell: the head learns to read the answer where the object is;
+/// - with a counting read-out, for the rows whose question and answer state a
+///   count (`counts`, one per row or none), its loss ([`count_loss`]).
 pub fn vqa_losses(
     model: &EdgeVlm,
     image_tokens: Tensor<3>,
     question: &EncodedBatch,
     answers: &[i64],
     focus: &[Option<[f32; 2]>],
-) -> (Tensor<1>, Option<Tensor<1>>) {
+    counts: &[Option<usize>],
+) -> VqaLosses {
     let device = image_tokens.device();
     let (distinct, row_of) = question.distinct();
     let text = text_input(
@@ -48,6 +60,10 @@ pub fn vqa_losses(
     );
     let mask = text.mask.select(0, row_of.clone());
     let states = states.select(0, row_of);
+    let count = match counts.is_empty() {
+        true => None,
+        false => count_loss(model, image_tokens.clone(), states.clone(), mask.clone(), counts),
+    };
     let (logits, weights) = model.answer_logits_with_focus(image_tokens, states, mask);
     let answer = weighted_cross_entropy(logits, answers, &vec![1.0; answers.len()]);
     let grid = model.spatial_vqa.as_ref().map(|head| head.grid());
@@ -70,7 +86,39 @@ pub fn vqa_losses(
         }
         _ => None,
     };
-    (answer, focus)
+    VqaLosses { answer, focus, count }
+}
+
+/// The counting read-out's soft count against the number each row's answer gives
+/// (`None`: a row not answered by a number), Huber with a margin of one (a count
+/// one off costs as a square, further off linearly, so a crowd's large count does
+/// not swamp the batch), averaged over the rows that have one; `None` without a
+/// read-out or without such rows.
+pub fn count_loss(
+    model: &EdgeVlm,
+    image_tokens: Tensor<3>,
+    question: Tensor<3>,
+    mask: Tensor<2>,
+    counts: &[Option<usize>],
+) -> Option<Tensor<1>> {
+    let readout = model.vqa.as_ref()?.count.as_ref()?;
+    let rows: Vec<i64> = (0..counts.len())
+        .filter(|&r| counts[r].is_some())
+        .map(|r| r as i64)
+        .collect();
+    if rows.is_empty() {
+        return None;
+    }
+    let device = image_tokens.device();
+    let n = rows.len();
+    let target: Vec<f32> = counts.iter().flatten().map(|&c| c as f32).collect();
+    let target = Tensor::<2>::from_data(TensorData::new(target, [n, 1]), &device);
+    let rows = Tensor::<1, Int>::from_data(TensorData::new(rows, [n]), &device);
+    let question = crate::model::vlm::mean_over_tokens(question, mask).select(0, rows.clone());
+    let count = readout.count(image_tokens.select(0, rows), question);
+    let off = (count - target).abs();
+    let near = off.clone().clamp_max(1.0);
+    Some((near.clone() * near.clone() * 0.5 + (off - near)).mean())
 }
 
 /// The row-major index of the grid cell that holds a point given as fractions of

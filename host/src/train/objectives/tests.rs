@@ -1,5 +1,5 @@
 use super::*;
-use crate::model::EdgeVlmConfig;
+use crate::model::{EdgeVlm, EdgeVlmConfig};
 use burn::optim::GradientsParams;
 use burn::tensor::Device;
 use burn::tensor::Distribution;
@@ -275,7 +275,8 @@ fn the_spatial_focus_learns_the_cell_of_the_named_object() {
     let mut losses = Vec::new();
     for _ in 0..60 {
         let encoded = model.encode_vqa_image(images.clone());
-        let (answer, loss) = vqa_losses(&model, encoded, &question, &[0, 1], &focus);
+        let losses_now = vqa_losses(&model, encoded, &question, &[0, 1], &focus, &[]);
+        let (answer, loss) = (losses_now.answer, losses_now.focus);
         let loss = loss.expect("rows with a focus give a focus loss");
         losses.push(loss.clone().into_scalar::<f32>());
         let grads = GradientsParams::from_grads((answer + loss).backward(), &model);
@@ -304,7 +305,56 @@ fn the_spatial_focus_learns_the_cell_of_the_named_object() {
         Distribution::Normal(0.0, 1.0),
         &device,
     ));
-    assert!(vqa_losses(&fused, encoded, &question, &[0, 1], &focus)
-        .1
+    assert!(vqa_losses(&fused, encoded, &question, &[0, 1], &focus, &[])
+        .focus
         .is_none());
+}
+
+/// The counting read-out's loss averages over the rows that state a count, and
+/// teaches the read-out those counts.
+#[test]
+fn the_count_loss_teaches_the_read_out_the_stated_counts() {
+    let device = Device::flex().autodiff();
+    device.seed(5);
+    let config = EdgeVlmConfig::tiny(30).with_answers(3);
+    let mut model = config.clone().with_vqa_count(true).init(&device);
+    let images = Tensor::<4>::random([3, 3, 16, 16], Distribution::Normal(0.0, 1.0), &device);
+    let question = EncodedBatch {
+        ids: vec![2, 7, 9, 3, 2, 8, 3, 0, 2, 11, 12, 3],
+        mask: vec![1, 1, 1, 1, 1, 1, 1, 0, 1, 1, 1, 1],
+        batch: 3,
+        seq_len: 4,
+    };
+    let count = |model: &EdgeVlm, counts: &[Option<usize>]| {
+        let encoded = model.encode_vqa_image(images.clone());
+        vqa_losses(model, encoded, &question, &[0, 1, 2], &[], counts).count
+    };
+    let value = |loss: Option<Tensor<1>>| loss.expect("a count loss").into_scalar::<f32>();
+    let both = value(count(&model, &[Some(3), None, Some(1)]));
+    let (first, last) = (
+        value(count(&model, &[Some(3), None, None])),
+        value(count(&model, &[None, None, Some(1)])),
+    );
+    assert!(
+        (both - (first + last) / 2.0).abs() < 1e-5,
+        "{both} vs {first}, {last}"
+    );
+    assert!(count(&model, &[None, None, None]).is_none());
+    let plain = config.init(&device);
+    assert!(
+        count(&plain, &[Some(3), None, Some(1)]).is_none(),
+        "no read-out, no loss"
+    );
+
+    let mut optim = crate::train::trainer::optimizer(&crate::train::TrainConfig::new());
+    let mut losses = Vec::new();
+    for _ in 0..80 {
+        let loss = count(&model, &[Some(3), None, Some(1)]).expect("a count loss");
+        losses.push(loss.clone().into_scalar::<f32>());
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = optim.step(1e-2, model, grads);
+    }
+    let (first, last) = (losses[0], losses[losses.len() - 1]);
+    assert!(first > 0.5, "the read-out starts far from the counts: {first}");
+    assert!(last < 0.05, "the read-out learns them: {first} -> {last}");
 }
