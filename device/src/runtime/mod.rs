@@ -8,6 +8,7 @@ mod conv;
 mod decode;
 mod depthwise;
 mod error;
+mod gemv;
 mod linear;
 mod load;
 mod memory;

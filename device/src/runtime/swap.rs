@@ -10,7 +10,7 @@ use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::math;
 
-use super::{conv, depthwise, linear, pointwise};
+use super::{conv, depthwise, gemv, linear, pointwise};
 
 /// Bounds every output is clamped to, where a Clip (EfficientNet's ReLU6: a Max,
 /// then a Min) followed the convolution.
@@ -22,7 +22,8 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
     Ok(conv::swap_in(model)?
         + depthwise::swap_in(model)?
         + pointwise::swap_in(model)?
-        + linear::swap_in(model)?)
+        + linear::swap_in(model)?
+        + gemv::swap_in(model)?)
 }
 
 /// An op of this runtime's that replaces one node of tract's and can do, on its
@@ -36,6 +37,12 @@ pub(super) trait Fold: TypedOp {
 
     /// Clamps every output to `bounds`, a Clip after the node (or after its bias).
     fn fold_clamp(&mut self, bounds: (f32, f32));
+
+    /// How many of the node's first inputs the op reads (a convolution's weights
+    /// and bias are the op's own).
+    fn reads(&self) -> usize {
+        1
+    }
 }
 
 /// Replaces every node of a decluttered `model` that `op_for` gives an op for,
@@ -61,7 +68,8 @@ pub(super) fn swap_each<O: Fold>(
             op.fold_clamp(bounds);
             last = end;
         }
-        replace(model, id, last, op)?;
+        let reads = op.reads();
+        replace(model, id, last, op, reads)?;
         swapped += 1;
     }
     if swapped > 0 {
@@ -86,11 +94,21 @@ pub(super) fn race_graph(
 }
 
 /// Replaces node `id`, and the element-wise nodes after it up to `last` (a bias,
-/// a Clip) that `op` does on its way out, by `op` reading `id`'s first input.
-fn replace(model: &mut TypedModel, id: usize, last: usize, op: impl TypedOp) -> TractResult<()> {
+/// a Clip) that `op` does on its way out, by `op` reading `id`'s first `reads`
+/// inputs.
+fn replace(
+    model: &mut TypedModel,
+    id: usize,
+    last: usize,
+    op: impl TypedOp,
+    reads: usize,
+) -> TractResult<()> {
     let mut patch = TypedModelPatch::new(op.name());
-    let input = patch.tap_model(model, model.node(id).inputs[0])?;
-    let output = patch.wire_node(&model.node(id).name, op, &[input])?[0];
+    let mut inputs = tvec![];
+    for &input in &model.node(id).inputs[..reads] {
+        inputs.push(patch.tap_model(model, input)?);
+    }
+    let output = patch.wire_node(&model.node(id).name, op, &inputs)?[0];
     patch.shunt_outside(model, OutletId::new(last, 0), output)?;
     patch.obliterate(id)?;
     patch.apply(model)

@@ -1,0 +1,290 @@
+//! Batches of vector × matrix products between two activations: a decode step's
+//! attention, each beam's and head's query against its cached keys, then its
+//! weights against the cached values (`abk,abnk->abn` and `abk,abkn->abn`).
+//!
+//! tract runs these as matrix products, packing both operands on every call, for
+//! a one-row product of 64 by a dozen: the packing and the dispatch take most of
+//! the time (`bench --profile`: a third of a beam step). Here each product is a
+//! plain loop over the operands in place, where one of them is broadcast over
+//! the batch (the image's keys and values, one for every beam) read once per
+//! product without being copied.
+
+#[cfg(test)]
+mod tests;
+
+use tract_onnx::prelude::*;
+use tract_onnx::tract_core::internal::*;
+use tract_onnx::tract_core::ops::einsum::EinSum;
+
+use super::swap::{swap_each, Clamp, Fold};
+
+/// Lanes of the partial sums of a dot product: one AVX vector, two NEON ones.
+const LANES: usize = 8;
+
+/// How the matrix holds its rows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Layout {
+    /// `[.., n, k]`: each output is a dot product of the vector with a row.
+    RowsPerOutput,
+    /// `[.., k, n]`: the outputs are the matrix's rows weighed by the vector.
+    RowsPerInput,
+}
+
+/// `out[.., n] = Σ_k x[.., k] · y[.., n, k]` (or `y[.., k, n]`) over any leading
+/// batch axes, each of either operand's as long as the output's or one
+/// (broadcast).
+#[derive(Debug, Clone, PartialEq)]
+pub struct VectorGemv {
+    layout: Layout,
+    /// How many leading batch axes.
+    batch_axes: usize,
+    clamp: Clamp,
+}
+
+// Ops are equal when they compute the same: layout, axes and bounds.
+impl Eq for VectorGemv {}
+
+/// Replaces every product of two activations of that shape in a decluttered
+/// model. Returns how many.
+pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
+    swap_each(model, |model, node| match node.op_as::<EinSum>() {
+        Some(einsum) => VectorGemv::for_einsum(model, node, einsum),
+        None => Ok(None),
+    })
+}
+
+impl Fold for VectorGemv {
+    fn reads(&self) -> usize {
+        2
+    }
+
+    fn fold_clamp(&mut self, bounds: (f32, f32)) {
+        self.clamp = Some(bounds);
+    }
+}
+
+impl VectorGemv {
+    /// The op for `P k, P n k -> P n` or `P k, P k n -> P n` (`P` the batch axes,
+    /// the same in all three), both operands f32 activations; `None` where
+    /// tract's own op stays.
+    fn for_einsum(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Self>> {
+        if einsum.q_params.is_some() || node.inputs.len() != 2 || einsum.operating_dt != f32::datum_type() {
+            return Ok(None);
+        }
+        let x = model.outlet_fact(node.inputs[0])?;
+        let y = model.outlet_fact(node.inputs[1])?;
+        let out = &node.outputs[0].fact;
+        if [x.datum_type, y.datum_type, out.datum_type] != [f32::datum_type(); 3]
+            || x.konst.is_some()
+            || y.konst.is_some()
+        {
+            return Ok(None);
+        }
+        let (inputs, outputs) = einsum.axes.to_strs();
+        let (xs, ys, os): (Vec<char>, Vec<char>, Vec<char>) = (
+            inputs[0].chars().collect(),
+            inputs[1].chars().collect(),
+            outputs[0].chars().collect(),
+        );
+        let Some((&k, batch)) = xs.split_last() else {
+            return Ok(None);
+        };
+        let Some((&n, out_batch)) = os.split_last() else {
+            return Ok(None);
+        };
+        let p = batch.len();
+        if out_batch != batch || ys.len() != p + 2 || ys[..p] != *batch || n == k || batch.contains(&n) {
+            return Ok(None);
+        }
+        let layout = match ys[p..] {
+            [a, b] if (a, b) == (n, k) => Layout::RowsPerOutput,
+            [a, b] if (a, b) == (k, n) => Layout::RowsPerInput,
+            _ => return Ok(None),
+        };
+        let op = Self {
+            layout,
+            batch_axes: p,
+            clamp: None,
+        };
+        // Each batch axis is the output's length or one in each operand.
+        let (x_shape, y_shape) = (x.shape.to_tvec(), y.shape.to_tvec());
+        for axis in 0..p {
+            let dim = &out.shape[axis];
+            if ![&x_shape[axis], &y_shape[axis]]
+                .iter()
+                .all(|d| *d == dim || d.is_one())
+            {
+                return Ok(None);
+            }
+        }
+        Ok(Some(op))
+    }
+
+    /// (k, n) and the matrix's strides from one row to the next along k and n.
+    fn sizes(&self, y: &[usize]) -> (usize, usize, usize, usize) {
+        let p = self.batch_axes;
+        match self.layout {
+            Layout::RowsPerOutput => (y[p + 1], y[p], 1, y[p + 1]),
+            Layout::RowsPerInput => (y[p], y[p + 1], y[p + 1], 1),
+        }
+    }
+
+    fn output_shape(&self, x: &[TDim], y: &[TDim]) -> TVec<TDim> {
+        let p = self.batch_axes;
+        let mut shape: TVec<TDim> = (0..p)
+            .map(|axis| {
+                if x[axis].is_one() {
+                    y[axis].clone()
+                } else {
+                    x[axis].clone()
+                }
+            })
+            .collect();
+        shape.push(match self.layout {
+            Layout::RowsPerOutput => y[p].clone(),
+            Layout::RowsPerInput => y[p + 1].clone(),
+        });
+        shape
+    }
+
+    /// Every product: for each output vector, the offsets of its operands (zero
+    /// steps along a broadcast axis).
+    fn run(&self, x: &Tensor, y: &Tensor) -> TractResult<Tensor> {
+        let p = self.batch_axes;
+        let (xs, ys) = (x.shape(), y.shape());
+        let (k, n, k_step, n_step) = self.sizes(ys);
+        ensure!(
+            xs.len() == p + 1 && ys.len() == p + 2 && xs[p] == k,
+            "VectorGemv: operands {xs:?} and {ys:?} do not fit {:?}",
+            self.layout
+        );
+        let mut shape: TVec<usize> = tvec![];
+        for axis in 0..p {
+            let (a, b) = (xs[axis], ys[axis]);
+            ensure!(
+                a == b || a == 1 || b == 1,
+                "VectorGemv: batch axis {axis} of {xs:?} and {ys:?}"
+            );
+            shape.push(a.max(b));
+        }
+        shape.push(n);
+        let (x_strides, y_strides) = (
+            broadcast_strides(xs, &shape[..p]),
+            broadcast_strides(ys, &shape[..p]),
+        );
+        let xv = x.try_as_plain_ram()?;
+        let yv = y.try_as_plain_ram()?;
+        let (xv, yv) = (xv.as_slice::<f32>()?, yv.as_slice::<f32>()?);
+        let mut output = Tensor::zero::<f32>(&shape)?;
+        let mut view = output.try_as_plain_ram_mut()?;
+        let out = view.as_slice_mut::<f32>()?;
+        let clamp = self.clamp;
+        for (index, out) in out.chunks_exact_mut(n.max(1)).enumerate() {
+            let (mut x_at, mut y_at, mut rest) = (0, 0, index);
+            for axis in (0..p).rev() {
+                let i = rest % shape[axis];
+                rest /= shape[axis];
+                x_at += i * x_strides[axis];
+                y_at += i * y_strides[axis];
+            }
+            let x = &xv[x_at..][..k];
+            match self.layout {
+                Layout::RowsPerOutput => {
+                    for (j, o) in out.iter_mut().enumerate() {
+                        *o = dot(x, &yv[y_at + j * n_step..][..k]);
+                    }
+                }
+                Layout::RowsPerInput => {
+                    for (d, &weight) in x.iter().enumerate() {
+                        let row = &yv[y_at + d * k_step..][..n];
+                        for (o, &v) in out.iter_mut().zip(row) {
+                            *o += weight * v;
+                        }
+                    }
+                }
+            }
+            if let Some((lo, hi)) = clamp {
+                out.iter_mut().for_each(|o| *o = o.max(lo).min(hi));
+            }
+        }
+        Ok(output)
+    }
+}
+
+/// Each batch axis's step through `shape`'s values (the operand's own batch
+/// axes, then two axes of matrix or one of vector), zero where it is broadcast
+/// along an output axis longer than one.
+fn broadcast_strides(shape: &[usize], batch: &[usize]) -> TVec<usize> {
+    let mut strides: TVec<usize> = tvec![0; batch.len()];
+    let mut step: usize = shape[batch.len()..].iter().product();
+    for axis in (0..batch.len()).rev() {
+        strides[axis] = if shape[axis] == 1 { 0 } else { step };
+        step *= shape[axis];
+    }
+    strides
+}
+
+/// `Σ a[i] · b[i]` in `LANES` partial sums, then those summed in order.
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; LANES];
+    let (a_blocks, b_blocks) = (a.chunks_exact(LANES), b.chunks_exact(LANES));
+    let (a_rest, b_rest) = (a_blocks.remainder(), b_blocks.remainder());
+    for (a, b) in a_blocks.zip(b_blocks) {
+        for lane in 0..LANES {
+            lanes[lane] += a[lane] * b[lane];
+        }
+    }
+    let mut sum = lanes.iter().sum::<f32>();
+    for (a, b) in a_rest.iter().zip(b_rest) {
+        sum += a * b;
+    }
+    sum
+}
+
+impl Op for VectorGemv {
+    fn name(&self) -> StaticName {
+        "VectorGemv".into()
+    }
+
+    fn info(&self) -> TractResult<Vec<String>> {
+        Ok(vec![format!(
+            "{:?} over {} batch axes",
+            self.layout, self.batch_axes
+        )])
+    }
+
+    fn validation(&self) -> Validation {
+        Validation::Rounding
+    }
+
+    op_as_typed_op!();
+}
+
+impl EvalOp for VectorGemv {
+    op_out_of_plan!();
+
+    fn eval(&self, _ctx: &EvalContext, inputs: TVec<TValue>) -> TractResult<TVec<TValue>> {
+        let (x, y) = args_2!(inputs);
+        Ok(tvec!(self.run(&x, &y)?.into_tvalue()))
+    }
+}
+
+impl TypedOp for VectorGemv {
+    fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
+        ensure!(inputs.len() == 2, "VectorGemv takes two inputs");
+        let (x, y) = (inputs[0].shape.to_tvec(), inputs[1].shape.to_tvec());
+        ensure!(x.len() == self.batch_axes + 1 && y.len() == self.batch_axes + 2);
+        Ok(tvec!(f32::fact(self.output_shape(&x, &y))))
+    }
+
+    fn cost(&self, inputs: &[&TypedFact]) -> TractResult<TVec<(Cost, TDim)>> {
+        let (x, y) = (inputs[0].shape.to_tvec(), inputs[1].shape.to_tvec());
+        let outputs: TDim = self.output_shape(&x, &y).iter().product();
+        Ok(tvec!((
+            Cost::FMA(f32::datum_type()),
+            outputs * x[self.batch_axes].clone()
+        )))
+    }
+
+    as_op!();
+}
