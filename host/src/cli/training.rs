@@ -62,7 +62,8 @@ pub struct TrainArgs {
     #[arg(long)]
     pub focus_weight: Option<f32>,
     /// VQA with `--count`: weight of the loss that teaches the read-out's soft
-    /// count the number a "how many" answer gives (0: off).
+    /// count the counts the questions state ("how many" answers, "are there N …?"
+    /// answered yes; 0: off).
     #[arg(long)]
     pub count_weight: Option<f32>,
     /// Parts to keep frozen (vision, text, fusion, decoder, grid), comma-separated.

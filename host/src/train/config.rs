@@ -73,8 +73,9 @@ pub struct TrainConfig {
     #[config(default = 0.3)]
     pub focus_weight: f32,
     /// VQA with a counting read-out: weight of the loss that teaches its soft count
-    /// the number a "how many" answer gives (Huber, per question answered by a
-    /// number). 0 leaves the count to learn from the answers' cross-entropy alone.
+    /// the count each question states (a "how many" answer's number, or N where
+    /// "are there N …?" is answered yes; Huber). 0 leaves the count to learn from
+    /// the answers' cross-entropy alone.
     #[config(default = 1.0)]
     pub count_weight: f32,
     /// Parts kept frozen: any of `vision`, `text`, `fusion`, `decoder`, `grid`.

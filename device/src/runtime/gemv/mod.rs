@@ -152,12 +152,13 @@ impl VectorGemv {
     fn run(&self, x: &Tensor, y: &Tensor) -> TractResult<Tensor> {
         let p = self.batch_axes;
         let (xs, ys) = (x.shape(), y.shape());
-        let (k, n, k_step, n_step) = self.sizes(ys);
+        let fits = |k: usize| xs.len() == p + 1 && ys.len() == p + 2 && xs[p] == k;
         ensure!(
-            xs.len() == p + 1 && ys.len() == p + 2 && xs[p] == k,
+            ys.len() == p + 2 && fits(self.sizes(ys).0),
             "VectorGemv: operands {xs:?} and {ys:?} do not fit {:?}",
             self.layout
         );
+        let (k, n, k_step, n_step) = self.sizes(ys);
         let mut shape: TVec<usize> = tvec![];
         for axis in 0..p {
             let (a, b) = (xs[axis], ys[axis]);
