@@ -8,6 +8,7 @@ use std::sync::Arc;
 use tract_onnx::prelude::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::cnn::Conv;
+use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math;
 
 use super::{conv, depthwise, gemv, linear, pointwise};
@@ -91,6 +92,27 @@ pub(super) fn race_graph(
     }
     model.optimize()?;
     Ok(model)
+}
+
+/// The facts of a product's two inputs and of its output, where it is a plain
+/// f32 product (not quantized, two inputs, f32 throughout); `None` otherwise.
+pub(super) fn f32_product<'m>(
+    model: &'m TypedModel,
+    node: &'m TypedNode,
+    einsum: &EinSum,
+) -> TractResult<Option<[&'m TypedFact; 3]>> {
+    if einsum.q_params.is_some() || node.inputs.len() != 2 || einsum.operating_dt != f32::datum_type() {
+        return Ok(None);
+    }
+    let facts = [
+        model.outlet_fact(node.inputs[0])?,
+        model.outlet_fact(node.inputs[1])?,
+        &node.outputs[0].fact,
+    ];
+    Ok(facts
+        .iter()
+        .all(|f| f.datum_type == f32::datum_type())
+        .then_some(facts))
 }
 
 /// Replaces node `id`, and the element-wise nodes after it up to `last` (a bias,
@@ -225,6 +247,32 @@ pub(super) mod tests {
             .as_slice::<f32>()
             .unwrap()
             .to_vec()
+    }
+
+    /// The values the swapped ops are tested on, `cos(0.013 i)`, and the tensor
+    /// of `shape` they fill.
+    pub fn input(shape: &[usize]) -> (Vec<f32>, Tensor) {
+        let len: usize = shape.iter().product();
+        let values: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.013).cos()).collect();
+        let x = Tensor::from_shape(shape, &values).unwrap();
+        (values, x)
+    }
+
+    /// The graph `model()` gives, run on `x` as tract optimizes it and after
+    /// `swap_in`, which must swap exactly one node and leave op `O` the graph's
+    /// last (the bias and the Clip after it folded in): tract's values and ours.
+    pub fn tracts_and_ours<O: Op>(
+        model: impl Fn() -> TypedModel,
+        swap_in: fn(&mut TypedModel) -> TractResult<usize>,
+        x: &Tensor,
+        at: &str,
+    ) -> (Vec<f32>, Vec<f32>) {
+        let theirs = run(model(), x);
+        let mut ours = model();
+        assert_eq!(swap_in(&mut ours).unwrap(), 1, "{at}");
+        let last = ours.node(ours.output_outlets().unwrap()[0].node);
+        assert!(last.op_as::<O>().is_some(), "{at}: ends in {}", last.op.name());
+        (theirs, run(ours, x))
     }
 
     /// Ours within rounding of tract's (it sums in another order).

@@ -1,7 +1,7 @@
 use tract_onnx::tract_core::ops::cnn::{PaddingSpec, PoolSpec};
 
 use super::*;
-use crate::runtime::swap::tests::{assert_near_tract, bias_of, run, weight};
+use crate::runtime::swap::tests::{assert_near_tract, bias_of, input, tracts_and_ours, weight};
 
 /// One convolution's sizes.
 #[derive(Clone, Copy, Debug)]
@@ -98,19 +98,9 @@ impl Case {
     /// The swapped graph equals the definition exactly, and tract's own op within
     /// rounding.
     fn same_values(&self) {
-        let len: usize = self.input.iter().product();
-        let values: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.013).cos()).collect();
-        let x = Tensor::from_shape(&self.input, &values).unwrap();
-        let theirs = run(self.model(), &x);
-        let mut ours = self.model();
-        assert_eq!(swap_in(&mut ours).unwrap(), 1, "{self:?}");
-        let last = ours.node(ours.output_outlets().unwrap()[0].node);
-        assert!(
-            last.op_as::<VectorConv>().is_some(),
-            "{self:?}: ends in {}",
-            last.op.name()
-        );
-        let got = run(ours, &x);
+        let (values, x) = input(&self.input);
+        let at = format!("{self:?}");
+        let (theirs, got) = tracts_and_ours::<VectorConv>(|| self.model(), swap_in, &x, &at);
         let expected = self.reference(&values);
         assert_eq!(expected.len(), got.len(), "{self:?}");
         for (ix, ((e, g), t)) in expected.iter().zip(&got).zip(&theirs).enumerate() {

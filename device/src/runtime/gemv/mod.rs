@@ -16,7 +16,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::swap::{swap_each, Clamp, Fold};
+use super::swap::{f32_product, swap_each, Clamp, Fold};
 
 /// Lanes of the partial sums of a dot product: one AVX vector, two NEON ones.
 const LANES: usize = 8;
@@ -68,16 +68,10 @@ impl VectorGemv {
     /// the same in all three), both operands f32 activations; `None` where
     /// tract's own op stays.
     fn for_einsum(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Self>> {
-        if einsum.q_params.is_some() || node.inputs.len() != 2 || einsum.operating_dt != f32::datum_type() {
+        let Some([x, y, out]) = f32_product(model, node, einsum)? else {
             return Ok(None);
-        }
-        let x = model.outlet_fact(node.inputs[0])?;
-        let y = model.outlet_fact(node.inputs[1])?;
-        let out = &node.outputs[0].fact;
-        if [x.datum_type, y.datum_type, out.datum_type] != [f32::datum_type(); 3]
-            || x.konst.is_some()
-            || y.konst.is_some()
-        {
+        };
+        if x.konst.is_some() || y.konst.is_some() {
             return Ok(None);
         }
         let (inputs, outputs) = einsum.axes.to_strs();

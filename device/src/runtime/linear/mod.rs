@@ -20,7 +20,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::swap::{significant_axes, swap_each, Clamp, Fold};
+use super::swap::{f32_product, significant_axes, swap_each, Clamp, Fold};
 use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 use panels::Panels;
 
@@ -94,18 +94,12 @@ impl VectorLinear {
     /// `sum..` and `outputs..`, the output `[rows.., outputs..]`; axes of one value
     /// left out. `None` where tract's own op stays.
     fn for_einsum(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Self>> {
-        if einsum.q_params.is_some() || node.inputs.len() != 2 || einsum.operating_dt != f32::datum_type() {
+        let Some([x, w, y]) = f32_product(model, node, einsum)? else {
             return Ok(None);
-        }
-        let x = model.outlet_fact(node.inputs[0])?;
-        let w = model.outlet_fact(node.inputs[1])?;
-        let y = &node.outputs[0].fact;
+        };
         let Some(weights) = &w.konst else {
             return Ok(None);
         };
-        if [x.datum_type, y.datum_type, weights.datum_type()] != [f32::datum_type(); 3] {
-            return Ok(None);
-        }
         let (inputs, outputs) = einsum.axes.to_strs();
         let outputs_repr = outputs[0].clone();
         let w_dims: TVec<TDim> = weights.shape().iter().map(|&d| d.to_dim()).collect();

@@ -1,6 +1,6 @@
 use super::panels::int8_scale;
 use super::*;
-use crate::runtime::swap::tests::{assert_near_tract, bias_of, run, weight};
+use crate::runtime::swap::tests::{assert_near_tract, bias_of, input, run, tracts_and_ours, weight};
 use tract_onnx::tract_core::ops::math;
 
 /// Weights of the shape `shape` (axes `axes`) as an int8 bundle's graph gives
@@ -82,20 +82,9 @@ fn linear_model(inputs: usize, outputs: usize, transposed: bool, bias: bool) -> 
 /// multiply-add per input, in order) exactly, and tract's product within rounding.
 fn same_values(rows: usize, inputs: usize, outputs: usize, transposed: bool, bias: bool) {
     let at = format!("{rows}x2 rows, {inputs} to {outputs}, transposed {transposed}, bias {bias}");
-    let values: Vec<f32> = (0..rows * 2 * inputs)
-        .map(|i| ((i as f32) * 0.013).cos())
-        .collect();
-    let x = Tensor::from_shape(&[rows, 2, inputs], &values).unwrap();
-    let theirs = run(linear_model(inputs, outputs, transposed, bias), &x);
-    let mut ours = linear_model(inputs, outputs, transposed, bias);
-    assert_eq!(swap_in(&mut ours).unwrap(), 1, "{at}");
-    let last = ours.node(ours.output_outlets().unwrap()[0].node);
-    assert!(
-        last.op_as::<VectorLinear>().is_some(),
-        "{at}: ends in {}",
-        last.op.name()
-    );
-    let got = run(ours, &x);
+    let (values, x) = input(&[rows, 2, inputs]);
+    let model = || linear_model(inputs, outputs, transposed, bias);
+    let (theirs, got) = tracts_and_ours::<VectorLinear>(model, swap_in, &x, &at);
     assert_eq!(got.len(), rows * 2 * outputs, "{at}");
     let weights = if transposed {
         int8_valued("nk", &[outputs, inputs], "n")

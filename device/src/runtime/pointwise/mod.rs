@@ -19,7 +19,7 @@ use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::channel_panels::{Block, ChannelPanels};
-use super::swap::{conv_graph, race_graph, significant_axes, swap_each, Clamp, Fold};
+use super::swap::{conv_graph, f32_product, race_graph, significant_axes, swap_each, Clamp, Fold};
 use super::tile::{self, COLS, ROWS};
 
 /// One pointwise convolution: `[batch, inputs, pixels] → [batch, outputs, pixels]`.
@@ -93,18 +93,15 @@ impl VectorPointwise {
     /// The op for a product `[batch.., inputs, pixels..] × [outputs, inputs] →
     /// [batch.., outputs, pixels..]`, or `None` where tract's own op stays.
     fn for_einsum(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Self>> {
-        if einsum.q_params.is_some() || node.inputs.len() != 2 || einsum.operating_dt != f32::datum_type() {
+        let Some([x, w, y]) = f32_product(model, node, einsum)? else {
             return Ok(None);
-        }
-        let x = model.outlet_fact(node.inputs[0])?;
-        let w = model.outlet_fact(node.inputs[1])?;
-        let y = &node.outputs[0].fact;
+        };
         let (Some(x_shape), Some(y_shape), Some(kernel)) =
             (x.shape.as_concrete(), y.shape.as_concrete(), &w.konst)
         else {
             return Ok(None);
         };
-        if [x.datum_type, y.datum_type, kernel.datum_type()] != [f32::datum_type(); 3] || kernel.rank() != 2 {
+        if kernel.rank() != 2 {
             return Ok(None);
         }
         let (inputs, outputs) = einsum.axes.to_strs();

@@ -1,5 +1,5 @@
 use super::*;
-use crate::runtime::swap::tests::{assert_near_tract, bias_of, run, weight};
+use crate::runtime::swap::tests::{assert_near_tract, bias_of, tracts_and_ours, weight};
 
 /// A graph of one 1×1 convolution over `[batch, inputs, h, w]`, decluttered.
 fn conv_model(input: &[usize], outputs: usize, bias: Option<bool>, relu6: bool) -> TypedModel {
@@ -45,21 +45,10 @@ fn reference(input: &[usize], values: &[f32], outputs: usize, bias: Option<bool>
 /// The swapped graph equals the definition exactly, and tract's own product
 /// within rounding (it sums in another order).
 fn same_values(input: &[usize], outputs: usize, bias: Option<bool>, relu6: bool) {
-    let len: usize = input.iter().product();
-    let values: Vec<f32> = (0..len).map(|i| ((i as f32) * 0.013).cos()).collect();
-    let x = Tensor::from_shape(input, &values).unwrap();
+    let (values, x) = crate::runtime::swap::tests::input(input);
     let at = format!("{input:?} to {outputs} bias {bias:?} relu6 {relu6}");
-    let theirs = run(conv_model(input, outputs, bias, relu6), &x);
-    let mut ours = conv_model(input, outputs, bias, relu6);
-    assert_eq!(swap_in(&mut ours).unwrap(), 1, "{at}");
-    // The bias and the Clip are folded in: the op is the graph's last node.
-    let last = ours.node(ours.output_outlets().unwrap()[0].node);
-    assert!(
-        last.op_as::<VectorPointwise>().is_some(),
-        "{at}: ends in {}",
-        last.op.name()
-    );
-    let got = run(ours, &x);
+    let model = || conv_model(input, outputs, bias, relu6);
+    let (theirs, got) = tracts_and_ours::<VectorPointwise>(model, swap_in, &x, &at);
     let expected = reference(input, &values, outputs, bias, relu6);
     assert_eq!(expected.len(), got.len(), "{at}");
     for (ix, ((e, g), t)) in expected.iter().zip(&got).zip(&theirs).enumerate() {
