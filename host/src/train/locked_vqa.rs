@@ -88,7 +88,7 @@ pub fn prepare(
 
 /// One step over the items `batch`: cross-entropy of the answers, plus
 /// `count_weight` times the counting read-out's loss ([`count_loss`]) where a model
-/// has one and the batch has questions answered by a number.
+/// has one and the batch has questions that state a count.
 pub fn step(
     model: &EdgeVlm,
     set: &CachedQuestions,
