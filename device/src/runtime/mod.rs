@@ -2,6 +2,7 @@
 //! runnable tract plans, plus the tokenizer, preprocessing and answer vocabulary
 //! that came with them.
 
+mod add;
 mod channel_panels;
 mod clip;
 mod conv;
