@@ -1,6 +1,7 @@
 //! Convolutions with a k×k kernel over few input channels (EfficientNet's stem:
-//! 3×3, stride 2, over the image's three colours) as the register tile, swapped
-//! in for tract's op when a graph is loaded.
+//! 3×3, stride 2, over the image's three colours; the synthetic preset's 3×3
+//! over 32) as the register tile, swapped in for tract's op when a graph is
+//! loaded.
 //!
 //! tract lowers such a convolution to a product over an im2col of the whole image
 //! at under a quarter of the core's peak, then clamps (ReLU6) in a pass of its
@@ -22,9 +23,10 @@ use super::swap::{conv_graph, race_graph, swap_each, Clamp, Fold};
 use super::tile::{self, COLS, ROWS};
 
 /// Taps per output (input channels × kernel height × width) up to which the
-/// gathered block stays small (a 7×7 stem over three colours is 147): beyond,
-/// tract's op stays.
-const MAX_DEPTH: usize = 256;
+/// gathered block (`COLS` pixels of each, f32) fits a 32 KiB L1 cache: 448 taps
+/// are 28 KiB (a 3×3 convolution over 48 channels; the synthetic preset's second
+/// convolution, over 32, is 288). Beyond, tract's op stays.
+const MAX_DEPTH: usize = 448;
 
 /// Where one convolution reads and writes, per image of the batch.
 #[derive(Debug, Clone, PartialEq)]

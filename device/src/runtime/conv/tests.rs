@@ -143,6 +143,9 @@ fn every_output_equals_the_definition_and_tracts_conv() {
             case([1, 1, 8, 8], 6, 2, 2, Some((0, 0))),
             // One output row: the last run short of `COLS` inside it.
             case([1, 2, 3, 21], 9, 3, 1, Some((0, 0))),
+            // Many input channels (the synthetic preset's 3×3 over 32), stride 2.
+            case([1, 32, 12, 12], 16, 3, 2, Some((1, 1))),
+            case([1, 48, 7, 9], 8, 3, 1, Some((1, 1))),
         ] {
             Case { relu6, ..c }.same_values();
         }
