@@ -1,6 +1,8 @@
 //! Batches of vector × matrix products between two activations: a decode step's
 //! attention, each beam's and head's query against its cached keys, then its
-//! weights against the cached values (`abk,abnk->abn` and `abk,abkn->abn`).
+//! weights against the cached values (`abk,abnk->abn` and `abk,abkn->abn`), and
+//! the same with a row axis in the queries (`ambk,anbk->abmn`: a text's tokens,
+//! the prefix's positions), each query row a product of its own.
 //!
 //! tract runs these as matrix products, packing both operands on every call, for
 //! a one-row product of 64 by a dozen: the packing and the dispatch take most of
@@ -30,14 +32,18 @@ enum Layout {
     RowsPerInput,
 }
 
-/// `out[.., n] = Σ_k x[.., k] · y[.., n, k]` (or `y[.., k, n]`) over any leading
-/// batch axes, each of either operand's as long as the output's or one
-/// (broadcast).
+/// `out[.., n] = Σ_k x[.., k] · y[.., n, .., k]` (or `y[.., k, .., n]`) over the
+/// output's other axes, each of them an axis of either operand or both, as long
+/// as the output's or one (broadcast).
 #[derive(Debug, Clone, PartialEq)]
 pub struct VectorGemv {
     layout: Layout,
-    /// How many leading batch axes.
-    batch_axes: usize,
+    /// Each output axis but the last: the axis of the vector operand and of the
+    /// matrix operand it runs along, where they have it.
+    outer: TVec<(Option<usize>, Option<usize>)>,
+    /// The matrix's axes along the sum and along the output's last axis.
+    y_k: usize,
+    y_n: usize,
     clamp: Clamp,
 }
 
@@ -64,9 +70,11 @@ impl Fold for VectorGemv {
 }
 
 impl VectorGemv {
-    /// The op for `P k, P n k -> P n` or `P k, P k n -> P n` (`P` the batch axes,
-    /// the same in all three), both operands f32 activations; `None` where
-    /// tract's own op stays.
+    /// The op for a product whose vector operand ends with the summed axis `k`,
+    /// whose matrix operand ends with `k` or with the output's last axis `n`, and
+    /// whose other axes are all the output's (`P k, P n k -> P n`, `P m k, P n k
+    /// -> P m n` in any order of the axes), both operands f32 activations; `None`
+    /// where tract's own op stays.
     fn for_einsum(model: &TypedModel, node: &TypedNode, einsum: &EinSum) -> TractResult<Option<Self>> {
         let Some([x, y, out]) = f32_product(model, node, einsum)? else {
             return Ok(None);
@@ -80,93 +88,103 @@ impl VectorGemv {
             inputs[1].chars().collect(),
             outputs[0].chars().collect(),
         );
-        let Some((&k, batch)) = xs.split_last() else {
+        let (Some((&k, x_outer)), Some((&n, o_outer))) = (xs.split_last(), os.split_last()) else {
             return Ok(None);
         };
-        let Some((&n, out_batch)) = os.split_last() else {
+        let distinct = |axes: &[char]| axes.iter().enumerate().all(|(i, c)| !axes[..i].contains(c));
+        let (Some(y_k), Some(y_n)) = (ys.iter().position(|&c| c == k), ys.iter().position(|&c| c == n))
+        else {
             return Ok(None);
         };
-        let p = batch.len();
-        if out_batch != batch || ys.len() != p + 2 || ys[..p] != *batch || n == k || batch.contains(&n) {
+        let layout = if y_k + 1 == ys.len() {
+            Layout::RowsPerOutput
+        } else if y_n + 1 == ys.len() {
+            Layout::RowsPerInput
+        } else {
+            return Ok(None);
+        };
+        let y_outer = ys.iter().filter(|&&c| c != k && c != n);
+        if !distinct(&xs)
+            || !distinct(&ys)
+            || !distinct(&os)
+            || o_outer.contains(&k)
+            || xs.contains(&n)
+            || !x_outer.iter().chain(y_outer).all(|c| o_outer.contains(c))
+        {
             return Ok(None);
         }
-        let layout = match ys[p..] {
-            [a, b] if (a, b) == (n, k) => Layout::RowsPerOutput,
-            [a, b] if (a, b) == (k, n) => Layout::RowsPerInput,
-            _ => return Ok(None),
-        };
-        let op = Self {
-            layout,
-            batch_axes: p,
-            clamp: None,
-        };
-        // Each batch axis is the output's length or one in each operand.
+        let outer: TVec<(Option<usize>, Option<usize>)> = o_outer
+            .iter()
+            .map(|c| (xs.iter().position(|x| x == c), ys.iter().position(|y| y == c)))
+            .collect();
+        // Each outer axis is an operand's, as long as the output's or one in each.
         let (x_shape, y_shape) = (x.shape.to_tvec(), y.shape.to_tvec());
-        for axis in 0..p {
+        for (axis, &(xa, ya)) in outer.iter().enumerate() {
             let dim = &out.shape[axis];
-            if ![&x_shape[axis], &y_shape[axis]]
-                .iter()
-                .all(|d| *d == dim || d.is_one())
+            let fits = |d: &TDim| d == dim || d.is_one();
+            if (xa.is_none() && ya.is_none())
+                || !xa.is_none_or(|a| fits(&x_shape[a]))
+                || !ya.is_none_or(|a| fits(&y_shape[a]))
             {
                 return Ok(None);
             }
         }
-        Ok(Some(op))
-    }
-
-    /// (k, n) and the matrix's strides from one row to the next along k and n.
-    fn sizes(&self, y: &[usize]) -> (usize, usize, usize, usize) {
-        let p = self.batch_axes;
-        match self.layout {
-            Layout::RowsPerOutput => (y[p + 1], y[p], 1, y[p + 1]),
-            Layout::RowsPerInput => (y[p], y[p + 1], y[p + 1], 1),
-        }
+        Ok(Some(Self {
+            layout,
+            outer,
+            y_k,
+            y_n,
+            clamp: None,
+        }))
     }
 
     fn output_shape(&self, x: &[TDim], y: &[TDim]) -> TVec<TDim> {
-        let p = self.batch_axes;
-        let mut shape: TVec<TDim> = (0..p)
-            .map(|axis| {
-                if x[axis].is_one() {
-                    y[axis].clone()
-                } else {
-                    x[axis].clone()
-                }
+        let mut shape: TVec<TDim> = self
+            .outer
+            .iter()
+            .map(|&(xa, ya)| match (xa.map(|a| &x[a]), ya.map(|a| &y[a])) {
+                (Some(dx), Some(dy)) if dx.is_one() => dy.clone(),
+                (Some(dx), _) => dx.clone(),
+                (None, Some(dy)) => dy.clone(),
+                (None, None) => 1.to_dim(),
             })
             .collect();
-        shape.push(match self.layout {
-            Layout::RowsPerOutput => y[p].clone(),
-            Layout::RowsPerInput => y[p + 1].clone(),
-        });
+        shape.push(y[self.y_n].clone());
         shape
     }
 
     /// Every product: for each output vector, the offsets of its operands (zero
     /// steps along a broadcast axis).
     fn run(&self, x: &Tensor, y: &Tensor) -> TractResult<Tensor> {
-        let p = self.batch_axes;
         let (xs, ys) = (x.shape(), y.shape());
-        let fits = |k: usize| xs.len() == p + 1 && ys.len() == p + 2 && xs[p] == k;
+        let ranks_fit = |axis: Option<usize>, rank: usize| axis.is_none_or(|a| a < rank);
         ensure!(
-            ys.len() == p + 2 && fits(self.sizes(ys).0),
+            !xs.is_empty()
+                && self.y_k.max(self.y_n) < ys.len()
+                && self
+                    .outer
+                    .iter()
+                    .all(|&(xa, ya)| ranks_fit(xa, xs.len() - 1) && ranks_fit(ya, ys.len())),
             "VectorGemv: operands {xs:?} and {ys:?} do not fit {:?}",
             self.layout
         );
-        let (k, n, k_step, n_step) = self.sizes(ys);
+        let (k, n) = (xs[xs.len() - 1], ys[self.y_n]);
+        ensure!(ys[self.y_k] == k, "VectorGemv: sums of {xs:?} and {ys:?} differ");
+        let (x_steps, y_steps) = (row_major_steps(xs), row_major_steps(ys));
         let mut shape: TVec<usize> = tvec![];
-        for axis in 0..p {
-            let (a, b) = (xs[axis], ys[axis]);
+        let (mut x_strides, mut y_strides): (TVec<usize>, TVec<usize>) = (tvec![], tvec![]);
+        for (axis, &(xa, ya)) in self.outer.iter().enumerate() {
+            let (dx, dy) = (xa.map_or(1, |a| xs[a]), ya.map_or(1, |a| ys[a]));
             ensure!(
-                a == b || a == 1 || b == 1,
-                "VectorGemv: batch axis {axis} of {xs:?} and {ys:?}"
+                dx == dy || dx == 1 || dy == 1,
+                "VectorGemv: axis {axis} of {xs:?} and {ys:?}"
             );
-            shape.push(a.max(b));
+            shape.push(dx.max(dy));
+            // A step of zero along an axis the operand lacks or broadcasts.
+            x_strides.push(xa.filter(|&a| xs[a] != 1).map_or(0, |a| x_steps[a]));
+            y_strides.push(ya.filter(|&a| ys[a] != 1).map_or(0, |a| y_steps[a]));
         }
         shape.push(n);
-        let (x_strides, y_strides) = (
-            broadcast_strides(xs, &shape[..p]),
-            broadcast_strides(ys, &shape[..p]),
-        );
         let xv = x.try_as_plain_ram()?;
         let yv = y.try_as_plain_ram()?;
         let (xv, yv) = (xv.as_slice::<f32>()?, yv.as_slice::<f32>()?);
@@ -181,12 +199,23 @@ impl VectorGemv {
             y_strides: &y_strides,
             k,
             n,
-            k_step,
-            n_step,
+            k_step: y_steps[self.y_k],
+            n_step: y_steps[self.y_n],
         };
         products.run(xv, yv, out);
         Ok(output)
     }
+}
+
+/// Each axis's step through a row-major tensor of `shape`.
+fn row_major_steps(shape: &[usize]) -> TVec<usize> {
+    let mut steps: TVec<usize> = tvec![0; shape.len()];
+    let mut step = 1;
+    for (axis, &dim) in shape.iter().enumerate().rev() {
+        steps[axis] = step;
+        step *= dim;
+    }
+    steps
 }
 
 /// One call's products: where each output vector's operands are, and how to
@@ -194,7 +223,7 @@ impl VectorGemv {
 struct Products<'a> {
     layout: Layout,
     clamp: Clamp,
-    /// The output's shape: batch axes, then `n`.
+    /// The output's shape: its outer axes, then `n`.
     shape: &'a [usize],
     x_strides: &'a [usize],
     y_strides: &'a [usize],
@@ -277,19 +306,6 @@ impl Products<'_> {
     }
 }
 
-/// Each batch axis's step through `shape`'s values (the operand's own batch
-/// axes, then two axes of matrix or one of vector), zero where it is broadcast
-/// along an output axis longer than one.
-fn broadcast_strides(shape: &[usize], batch: &[usize]) -> TVec<usize> {
-    let mut strides: TVec<usize> = tvec![0; batch.len()];
-    let mut step: usize = shape[batch.len()..].iter().product();
-    for axis in (0..batch.len()).rev() {
-        strides[axis] = if shape[axis] == 1 { 0 } else { step };
-        step *= shape[axis];
-    }
-    strides
-}
-
 /// `Σ a[i] · b[i]` in `LANES` partial sums, then those summed in order.
 #[inline(always)]
 fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -315,8 +331,9 @@ impl Op for VectorGemv {
 
     fn info(&self) -> TractResult<Vec<String>> {
         Ok(vec![format!(
-            "{:?} over {} batch axes",
-            self.layout, self.batch_axes
+            "{:?} over {} outer axes",
+            self.layout,
+            self.outer.len()
         )])
     }
 
@@ -340,7 +357,15 @@ impl TypedOp for VectorGemv {
     fn output_facts(&self, inputs: &[&TypedFact]) -> TractResult<TVec<TypedFact>> {
         ensure!(inputs.len() == 2, "VectorGemv takes two inputs");
         let (x, y) = (inputs[0].shape.to_tvec(), inputs[1].shape.to_tvec());
-        ensure!(x.len() == self.batch_axes + 1 && y.len() == self.batch_axes + 2);
+        ensure!(
+            !x.is_empty()
+                && self.y_k.max(self.y_n) < y.len()
+                && self.outer.iter().all(|&(xa, ya)| {
+                    xa.is_none_or(|a| a + 1 < x.len()) && ya.is_none_or(|a| a < y.len())
+                }),
+            "VectorGemv: operands {x:?} and {y:?} do not fit {:?}",
+            self.layout
+        );
         Ok(tvec!(f32::fact(self.output_shape(&x, &y))))
     }
 
@@ -349,7 +374,7 @@ impl TypedOp for VectorGemv {
         let outputs: TDim = self.output_shape(&x, &y).iter().product();
         Ok(tvec!((
             Cost::FMA(f32::datum_type()),
-            outputs * x[self.batch_axes].clone()
+            outputs * x.last().cloned().unwrap_or_else(|| 1.to_dim())
         )))
     }
 

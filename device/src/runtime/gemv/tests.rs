@@ -76,11 +76,31 @@ fn attention_products_give_tracts_values() {
 }
 
 #[test]
+fn products_with_rows_of_queries_give_tracts_values() {
+    for symbolic in [false, true] {
+        // The text encoder's attention: 9 tokens × 12 heads, the heads' axis
+        // after the tokens' in the queries, keys and values.
+        same_values("ambk,anbk->abmn", &[1, 9, 12, 32], &[1, 9, 12, 32], symbolic);
+        same_values("abmk,akbn->ambn", &[1, 12, 9, 9], &[1, 9, 12, 32], symbolic);
+        // The prefix's: 3 positions of 2 beams against the cached keys, then the
+        // image's values, one for both beams; 70 values a row (a block and a part).
+        same_values("ambk,abnk->abmn", &[2, 3, 4, 16], &[2, 4, 3, 16], symbolic);
+        same_values("abmk,abkn->ambn", &[2, 4, 3, 49], &[1, 4, 49, 70], symbolic);
+    }
+    // Rows before the batch axis (the synthetic image encoder's attention).
+    same_values("mbk,nbk->bmn", &[17, 4, 32], &[17, 4, 32], false);
+    same_values("bmk,kbn->mbn", &[4, 17, 17], &[17, 4, 32], false);
+}
+
+#[test]
 fn other_products_keep_tracts_op() {
-    // Two rows of queries (a matrix product, not a vector one), and a product by
-    // a constant (the linear op's).
-    let mut rows = product_model("abmk,abnk->abmn", &[2, 2, 3, 8], &[2, 2, 5, 8], false);
-    assert_eq!(swap_in(&mut rows).unwrap(), 0);
+    // The matrix as the first operand (its sum not the vector's last axis), a
+    // matrix whose sum and output axes are both inside it, and a product by a
+    // constant (the linear op's).
+    let mut matrix_first = product_model("amk,ak->am", &[2, 3, 8], &[2, 8], false);
+    assert_eq!(swap_in(&mut matrix_first).unwrap(), 0);
+    let mut inside = product_model("abk,ankb->abn", &[2, 3, 8], &[2, 5, 8, 3], false);
+    assert_eq!(swap_in(&mut inside).unwrap(), 0);
     let mut model = TypedModel::default();
     let a = model.add_source("x", f32::fact([2, 8])).unwrap();
     let w = model.add_const("w", values(&[8, 4], 1.0)).unwrap();
