@@ -15,7 +15,10 @@ use tract_onnx::tract_core::broadcast::multi_broadcast;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 
-/// `a + b`, both f32 of the same shape.
+use super::swap::{replace, row_major_steps};
+
+/// `a + b` of two f32 activations, one of the output's shape, the other equal
+/// to it or broadcast to it.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub struct VectorAdd;
 
@@ -46,15 +49,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         {
             continue;
         }
-        let mut patch = TypedModelPatch::new("add");
-        let inputs = [
-            patch.tap_model(model, node.inputs[0])?,
-            patch.tap_model(model, node.inputs[1])?,
-        ];
-        let output = patch.wire_node(&node.name, VectorAdd, &inputs)?[0];
-        patch.shunt_outside(model, OutletId::new(id, 0), output)?;
-        patch.obliterate(id)?;
-        patch.apply(model)?;
+        replace(model, id, id, VectorAdd, 2)?;
         swapped += 1;
     }
     if swapped > 0 {
@@ -67,29 +62,30 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
 /// long (or that it lacks, on the left): `None` where it does not fit `sum`.
 fn add_broadcast(sum: &mut [f32], shape: &[usize], other: &[f32], other_shape: &[usize]) -> Option<()> {
     let rank = shape.len();
-    if other_shape.len() > rank {
+    let lacks = rank.checked_sub(other_shape.len())?;
+    if other.len() != other_shape.iter().product::<usize>() {
         return None;
     }
     // The other operand's step along each of the output's axes (0 where broadcast).
-    let mut steps = vec![0usize; rank];
-    let mut step = 1;
-    for (axis, &dim) in other_shape.iter().enumerate().rev() {
-        let at = rank - other_shape.len() + axis;
+    let other_steps = row_major_steps(other_shape);
+    let mut steps: TVec<usize> = tvec![0; rank];
+    for (axis, &dim) in other_shape.iter().enumerate() {
         match dim {
-            d if d == shape[at] => steps[at] = step,
+            d if d == shape[lacks + axis] => steps[lacks + axis] = other_steps[axis],
             1 => {}
             _ => return None,
         }
-        step *= dim;
     }
     let row = shape.last().copied().unwrap_or(1);
-    if row == 0 || other.len() != step {
-        return (other.len() == step).then_some(());
+    if row == 0 {
+        return Some(());
     }
     let inner = steps.last().copied().unwrap_or(0);
-    let mut index = vec![0usize; rank.saturating_sub(1)];
+    // The row's place along the outer axes, and where its values of the other
+    // operand start.
+    let mut index: TVec<usize> = tvec![0; rank.saturating_sub(1)];
+    let mut at = 0;
     for sums in sum.chunks_exact_mut(row) {
-        let at: usize = index.iter().zip(&steps).map(|(i, s)| i * s).sum();
         if inner == 1 {
             for (s, &y) in sums.iter_mut().zip(&other[at..at + row]) {
                 *s += y;
@@ -101,9 +97,11 @@ fn add_broadcast(sum: &mut [f32], shape: &[usize], other: &[f32], other_shape: &
         // The next row: the last of the outer axes counts fastest.
         for (axis, i) in index.iter_mut().enumerate().rev() {
             *i += 1;
+            at += steps[axis];
             if *i < shape[axis] {
                 break;
             }
+            at -= steps[axis] * shape[axis];
             *i = 0;
         }
     }

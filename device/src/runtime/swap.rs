@@ -119,7 +119,7 @@ pub(super) fn f32_product<'m>(
 /// Replaces node `id`, and the element-wise nodes after it up to `last` (a bias,
 /// a Clip) that `op` does on its way out, by `op` reading `id`'s first `reads`
 /// inputs.
-fn replace(
+pub(super) fn replace(
     model: &mut TypedModel,
     id: usize,
     last: usize,
@@ -187,6 +187,17 @@ fn clamp_after(model: &TypedModel, node: usize) -> TractResult<Option<(usize, (f
         }
     }
     Ok(Some((max, (lo, f32::INFINITY))))
+}
+
+/// Each axis's step through a row-major tensor of `shape`.
+pub(super) fn row_major_steps(shape: &[usize]) -> TVec<usize> {
+    let mut steps: TVec<usize> = tvec![0; shape.len()];
+    let mut step = 1;
+    for (axis, &dim) in shape.iter().enumerate().rev() {
+        steps[axis] = step;
+        step *= dim;
+    }
+    steps
 }
 
 /// The axes of an einsum operand, `repr` one label per axis of `shape`, whose

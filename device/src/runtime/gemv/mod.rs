@@ -18,7 +18,7 @@ use tract_onnx::prelude::*;
 use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 
-use super::swap::{f32_product, swap_each, Clamp, Fold};
+use super::swap::{f32_product, row_major_steps, swap_each, Clamp, Fold};
 
 /// Lanes of the partial sums of a dot product: one AVX vector, two NEON ones.
 const LANES: usize = 8;
@@ -205,17 +205,6 @@ impl VectorGemv {
         products.run(xv, yv, out);
         Ok(output)
     }
-}
-
-/// Each axis's step through a row-major tensor of `shape`.
-fn row_major_steps(shape: &[usize]) -> TVec<usize> {
-    let mut steps: TVec<usize> = tvec![0; shape.len()];
-    let mut step = 1;
-    for (axis, &dim) in shape.iter().enumerate().rev() {
-        steps[axis] = step;
-        step *= dim;
-    }
-    steps
 }
 
 /// One call's products: where each output vector's operands are, and how to
