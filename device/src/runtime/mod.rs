@@ -10,6 +10,7 @@ mod decode;
 mod depthwise;
 mod error;
 mod gemv;
+mod layer_norm;
 mod linear;
 mod load;
 mod memory;
