@@ -38,6 +38,12 @@ pub(super) trait Fold: TypedOp {
         Ok(false)
     }
 
+    /// Multiplies every output by `scale`, the one-value constant a Mul right after
+    /// the node multiplies by, where the op can; `false` leaves the Mul a node.
+    fn fold_scale(&mut self, _scale: f32) -> bool {
+        false
+    }
+
     /// Clamps every output to `bounds`, a Clip after the node (or after its bias).
     fn fold_clamp(&mut self, bounds: (f32, f32));
 
@@ -60,6 +66,11 @@ pub(super) fn swap_each<O: Fold>(
             continue;
         };
         let mut last = id;
+        if let Some((mul, scale)) = constant_after(model, last, "Mul")? {
+            if scale.len() == 1 && op.fold_scale(scale.try_as_plain_ram()?.as_slice::<f32>()?[0]) {
+                last = mul;
+            }
+        }
         if let Some((add, bias)) = constant_after(model, last, "Add")? {
             if op.fold_bias(&bias)? {
                 last = add;

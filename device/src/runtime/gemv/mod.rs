@@ -44,6 +44,9 @@ pub struct VectorGemv {
     /// The matrix's axes along the sum and along the output's last axis.
     y_k: usize,
     y_n: usize,
+    /// A constant every output is multiplied by (attention's `1/√d`), from a Mul
+    /// after the product.
+    scale: Option<f32>,
     clamp: Clamp,
 }
 
@@ -62,6 +65,11 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
 impl Fold for VectorGemv {
     fn reads(&self) -> usize {
         2
+    }
+
+    fn fold_scale(&mut self, scale: f32) -> bool {
+        self.scale = Some(scale);
+        true
     }
 
     fn fold_clamp(&mut self, bounds: (f32, f32)) {
@@ -134,6 +142,7 @@ impl VectorGemv {
             outer,
             y_k,
             y_n,
+            scale: None,
             clamp: None,
         }))
     }
@@ -193,6 +202,7 @@ impl VectorGemv {
         let out = view.as_slice_mut::<f32>()?;
         let products = Products {
             layout: self.layout,
+            scale: self.scale,
             clamp: self.clamp,
             shape: &shape,
             x_strides: &x_strides,
@@ -211,6 +221,7 @@ impl VectorGemv {
 /// combine them.
 struct Products<'a> {
     layout: Layout,
+    scale: Option<f32>,
     clamp: Clamp,
     /// The output's shape: its outer axes, then `n`.
     shape: &'a [usize],
@@ -264,35 +275,70 @@ impl Products<'_> {
                         *o = dot(x, &yv[y_at + j * self.n_step..][..k]);
                     }
                 }
-                Layout::RowsPerInput => {
-                    let mut blocks = out.chunks_exact_mut(BLOCK);
-                    for (b, block) in blocks.by_ref().enumerate() {
-                        let mut sums = [0f32; BLOCK];
-                        for (d, &weight) in x.iter().enumerate() {
-                            let row: &[f32; BLOCK] = yv[y_at + d * self.k_step + b * BLOCK..][..BLOCK]
-                                .try_into()
-                                .expect("a block of BLOCK values");
-                            for (o, &v) in sums.iter_mut().zip(row) {
-                                *o += weight * v;
-                            }
-                        }
-                        block.copy_from_slice(&sums);
-                    }
-                    let rest = blocks.into_remainder();
-                    let from = n - rest.len();
-                    for (d, &weight) in x.iter().enumerate() {
-                        let row = &yv[y_at + d * self.k_step + from..][..rest.len()];
-                        for (o, &v) in rest.iter_mut().zip(row) {
-                            *o += weight * v;
-                        }
-                    }
-                }
+                Layout::RowsPerInput => weigh_rows(x, yv, y_at, self.k_step, out),
+            }
+            if let Some(s) = self.scale {
+                out.iter_mut().for_each(|o| *o *= s);
             }
             if let Some((lo, hi)) = self.clamp {
                 out.iter_mut().for_each(|o| *o = o.max(lo).min(hi));
             }
         }
     }
+}
+
+/// `out[j] = Σ_d x[d] · y[at + d * k_step + j]`, `out` starting at zero: the rows
+/// weighed in order, `BLOCK` outputs at a time held in registers, then a block
+/// of 32, 16 and 8 as what is left needs, then the last few one at a time.
+#[inline(always)]
+fn weigh_rows(x: &[f32], yv: &[f32], y_at: usize, k_step: usize, out: &mut [f32]) {
+    let n = out.len();
+    let mut from = 0;
+    while n - from >= BLOCK {
+        weigh_block::<BLOCK>(x, yv, y_at + from, k_step, &mut out[from..]);
+        from += BLOCK;
+    }
+    for_each_smaller_block(n - from, |block| {
+        match block {
+            32 => weigh_block::<32>(x, yv, y_at + from, k_step, &mut out[from..]),
+            16 => weigh_block::<16>(x, yv, y_at + from, k_step, &mut out[from..]),
+            _ => weigh_block::<8>(x, yv, y_at + from, k_step, &mut out[from..]),
+        }
+        from += block;
+    });
+    let rest = &mut out[from..];
+    for (d, &weight) in x.iter().enumerate() {
+        let row = &yv[y_at + d * k_step + from..][..rest.len()];
+        for (o, &v) in rest.iter_mut().zip(row) {
+            *o += weight * v;
+        }
+    }
+}
+
+/// The blocks of 32, 16 and 8 that fit in `len` (under `BLOCK`), largest first.
+#[inline(always)]
+fn for_each_smaller_block(mut len: usize, mut f: impl FnMut(usize)) {
+    for block in [32, 16, 8] {
+        if len >= block {
+            f(block);
+            len -= block;
+        }
+    }
+}
+
+/// `B` outputs of `weigh_rows`, their sums in registers.
+#[inline(always)]
+fn weigh_block<const B: usize>(x: &[f32], yv: &[f32], y_at: usize, k_step: usize, out: &mut [f32]) {
+    let mut sums = [0f32; B];
+    for (d, &weight) in x.iter().enumerate() {
+        let row: &[f32; B] = yv[y_at + d * k_step..][..B]
+            .try_into()
+            .expect("a block of B values");
+        for (o, &v) in sums.iter_mut().zip(row) {
+            *o += weight * v;
+        }
+    }
+    out[..B].copy_from_slice(&sums);
 }
 
 /// `Σ a[i] · b[i]` in `LANES` partial sums, then those summed in order.

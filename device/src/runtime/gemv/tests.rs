@@ -110,3 +110,33 @@ fn other_products_keep_tracts_op() {
     let mut constant = model.into_decluttered().unwrap();
     assert_eq!(swap_in(&mut constant).unwrap(), 0);
 }
+
+#[test]
+fn a_scale_after_the_product_is_folded_in() {
+    let expr = "ambk,anbk->abmn";
+    let (x, y) = ([1, 9, 4, 32], [1, 9, 4, 32]);
+    let scaled = || {
+        let mut model = product_model(expr, &x, &y, true);
+        let product = model.output_outlets().unwrap()[0];
+        let scale = model.add_const("scale", tensor4(&[[[[0.17677669f32]]]])).unwrap();
+        let out = model
+            .wire_node("div", tract_onnx::tract_core::ops::math::mul(), &[product, scale])
+            .unwrap();
+        model.select_output_outlets(&out).unwrap();
+        model.into_decluttered().unwrap()
+    };
+    let (xv, yv) = (values(&x, 0.0), values(&y, 5.0));
+    let theirs = run_plain(scaled(), &xv, &yv);
+    let mut ours = scaled();
+    assert_eq!(swap_in(&mut ours).unwrap(), 1);
+    let ops: Vec<String> = ours.nodes().iter().map(|n| n.op.name().to_string()).collect();
+    assert!(
+        !ops.iter().any(|op| op == "Mul" || op.contains("TypedBinOp")),
+        "{ops:?}"
+    );
+    let got = run_plain(ours, &xv, &yv);
+    assert_eq!(theirs.len(), got.len());
+    for (ix, (t, g)) in theirs.iter().zip(&got).enumerate() {
+        assert_near_tract(*t, *g, &format!("scaled at {ix}"));
+    }
+}
