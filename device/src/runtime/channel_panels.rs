@@ -104,12 +104,15 @@ impl ChannelPanels {
                 a: self.panels[panel * depth * ROWS..][..depth * ROWS].as_ptr(),
                 a_row: 1,
                 a_depth: ROWS,
+                a_run: Tile::NO_JUMP,
+                a_jump: 0,
                 b: Columns::F32(block.b.as_ptr()),
                 b_stride: block.stride,
                 bias: Bias::Rows(panel_bias),
                 clamp,
                 out: out_at,
                 out_stride,
+                out_half: 8,
             };
             // SAFETY: the kernel runs here (asserted); the tile reads `depth` rows
             // of `COLS` from the block (its length asserted), its panel's weights

@@ -3,6 +3,7 @@
 //! that came with them.
 
 mod add;
+mod blocked;
 mod channel_panels;
 mod clip;
 mod conv;

@@ -11,7 +11,7 @@ use tract_onnx::tract_core::ops::cnn::Conv;
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::math;
 
-use super::{add, conv, depthwise, gemv, layer_norm, linear, pointwise};
+use super::{add, blocked, conv, depthwise, gemv, layer_norm, linear, pointwise};
 
 /// Bounds every output is clamped to, where a Clip (EfficientNet's ReLU6: a Max,
 /// then a Min) followed the convolution.
@@ -26,7 +26,8 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         + linear::swap_in(model)?
         + gemv::swap_in(model)?
         + add::swap_in(model)?
-        + layer_norm::swap_in(model)?)
+        + layer_norm::swap_in(model)?
+        + blocked::swap_in(model)?)
 }
 
 /// An op of this runtime's that replaces one node of tract's and can do, on its

@@ -67,17 +67,28 @@ pub enum Columns {
 pub struct Tile {
     /// The sum's length.
     pub depth: usize,
-    /// `a[r][d]` is at `a + r * a_row + d * a_depth`.
+    /// `a[r][d]` is at `a + r * a_row + d * a_depth`, plus `a_jump` for every
+    /// `a_run` steps of the depth before `d` (channels in blocks of eight:
+    /// `super::blocked`).
     pub a: *const f32,
     pub a_row: usize,
     pub a_depth: usize,
+    pub a_run: usize,
+    pub a_jump: usize,
     pub b: Columns,
     pub b_stride: usize,
     pub bias: Bias,
     pub clamp: Option<(f32, f32)>,
-    /// `out[r][c]` is at `out + r * out_stride + c`.
+    /// `out[r][c]` is at `out + r * out_stride + c` for the first eight columns,
+    /// `out_half` further for the last eight (8: the columns are contiguous).
     pub out: *mut f32,
     pub out_stride: usize,
+    pub out_half: usize,
+}
+
+impl Tile {
+    /// Never jumping: `a`'s depth is one run.
+    pub const NO_JUMP: usize = usize::MAX;
 }
 
 /// The first `rows` rows of a tile (`1..=ROWS`). Safety: `supported()` is true,
@@ -145,23 +156,46 @@ unsafe fn run_fma<const R: usize, const INT8: bool>(
         for (r, row) in rows.iter_mut().enumerate() {
             *row = r * t.a_row;
         }
+        // One step of the sum: row `d` of `b` times each row's value at `a`.
+        macro_rules! step {
+            ($d:expr, $a:expr) => {{
+                let d: usize = $d;
+                let a: *const f32 = $a;
+                let (b0, b1) = if INT8 {
+                    let q = _mm_loadu_si128(b8.add(d * t.b_stride) as *const __m128i);
+                    let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                    let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
+                    (_mm256_mul_ps(lo, scale[0]), _mm256_mul_ps(hi, scale[1]))
+                } else {
+                    let b = b32.add(d * t.b_stride);
+                    (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
+                };
+                for (acc, &row) in acc.iter_mut().zip(&rows) {
+                    let ar = _mm256_broadcast_ss(&*a.add(row));
+                    acc[0] = _mm256_fmadd_ps(ar, b0, acc[0]);
+                    acc[1] = _mm256_fmadd_ps(ar, b1, acc[1]);
+                }
+            }};
+        }
         let mut a = t.a;
-        for d in 0..t.depth {
-            let (b0, b1) = if INT8 {
-                let q = _mm_loadu_si128(b8.add(d * t.b_stride) as *const __m128i);
-                let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-                let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
-                (_mm256_mul_ps(lo, scale[0]), _mm256_mul_ps(hi, scale[1]))
-            } else {
-                let b = b32.add(d * t.b_stride);
-                (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
-            };
-            for (acc, &row) in acc.iter_mut().zip(&rows) {
-                let ar = _mm256_broadcast_ss(&*a.add(row));
-                acc[0] = _mm256_fmadd_ps(ar, b0, acc[0]);
-                acc[1] = _mm256_fmadd_ps(ar, b1, acc[1]);
+        // A depth in one run is a loop of its own: with the jumps in it the
+        // loop compiles to a slower one.
+        if t.a_run >= t.depth {
+            for d in 0..t.depth {
+                step!(d, a);
+                a = a.add(t.a_depth);
             }
-            a = a.add(t.a_depth);
+        } else {
+            let mut start = 0;
+            while start < t.depth {
+                let run = t.a_run.min(t.depth - start);
+                for d in start..start + run {
+                    step!(d, a);
+                    a = a.add(t.a_depth);
+                }
+                start += run;
+                a = a.wrapping_add(t.a_jump);
+            }
         }
         for (r, acc) in acc.into_iter().enumerate() {
             for (half, mut v) in acc.into_iter().enumerate() {
@@ -169,7 +203,7 @@ unsafe fn run_fma<const R: usize, const INT8: bool>(
                 if let Some((lo, hi)) = t.clamp {
                     v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
                 }
-                _mm256_storeu_ps(t.out.add(r * t.out_stride + half * 8), v);
+                _mm256_storeu_ps(t.out.add(r * t.out_stride + half * t.out_half), v);
             }
         }
     }
@@ -204,43 +238,66 @@ unsafe fn run_rows<const R: usize>(t: &Tile) {
         for (r, row) in rows.iter_mut().enumerate() {
             *row = r * t.a_row;
         }
+        // One step of the sum: row `d` of `b` times each row's value at `a`.
+        macro_rules! step {
+            ($d:expr, $a:expr) => {{
+                let d: usize = $d;
+                let a: *const f32 = $a;
+                let bs = match t.b {
+                    Columns::F32(b) => {
+                        let b = b.add(d * t.b_stride);
+                        [
+                            vld1q_f32(b),
+                            vld1q_f32(b.add(4)),
+                            vld1q_f32(b.add(8)),
+                            vld1q_f32(b.add(12)),
+                        ]
+                    }
+                    Columns::I8(b, scale) => {
+                        let q = vld1q_s8(b.add(d * t.b_stride));
+                        let (lo, hi) = (vmovl_s8(vget_low_s8(q)), vmovl_s8(vget_high_s8(q)));
+                        let wide = [
+                            vmovl_s16(vget_low_s16(lo)),
+                            vmovl_s16(vget_high_s16(lo)),
+                            vmovl_s16(vget_low_s16(hi)),
+                            vmovl_s16(vget_high_s16(hi)),
+                        ];
+                        let s = scale.as_ptr();
+                        [
+                            vmulq_f32(vcvtq_f32_s32(wide[0]), vld1q_f32(s)),
+                            vmulq_f32(vcvtq_f32_s32(wide[1]), vld1q_f32(s.add(4))),
+                            vmulq_f32(vcvtq_f32_s32(wide[2]), vld1q_f32(s.add(8))),
+                            vmulq_f32(vcvtq_f32_s32(wide[3]), vld1q_f32(s.add(12))),
+                        ]
+                    }
+                };
+                for (acc, &row) in acc.iter_mut().zip(&rows) {
+                    let ar = *a.add(row);
+                    for (v, &bv) in acc.iter_mut().zip(&bs) {
+                        *v = vfmaq_n_f32(*v, bv, ar);
+                    }
+                }
+            }};
+        }
         let mut a = t.a;
-        for d in 0..t.depth {
-            let bs = match t.b {
-                Columns::F32(b) => {
-                    let b = b.add(d * t.b_stride);
-                    [
-                        vld1q_f32(b),
-                        vld1q_f32(b.add(4)),
-                        vld1q_f32(b.add(8)),
-                        vld1q_f32(b.add(12)),
-                    ]
-                }
-                Columns::I8(b, scale) => {
-                    let q = vld1q_s8(b.add(d * t.b_stride));
-                    let (lo, hi) = (vmovl_s8(vget_low_s8(q)), vmovl_s8(vget_high_s8(q)));
-                    let wide = [
-                        vmovl_s16(vget_low_s16(lo)),
-                        vmovl_s16(vget_high_s16(lo)),
-                        vmovl_s16(vget_low_s16(hi)),
-                        vmovl_s16(vget_high_s16(hi)),
-                    ];
-                    let s = scale.as_ptr();
-                    [
-                        vmulq_f32(vcvtq_f32_s32(wide[0]), vld1q_f32(s)),
-                        vmulq_f32(vcvtq_f32_s32(wide[1]), vld1q_f32(s.add(4))),
-                        vmulq_f32(vcvtq_f32_s32(wide[2]), vld1q_f32(s.add(8))),
-                        vmulq_f32(vcvtq_f32_s32(wide[3]), vld1q_f32(s.add(12))),
-                    ]
-                }
-            };
-            for (acc, &row) in acc.iter_mut().zip(&rows) {
-                let ar = *a.add(row);
-                for (v, &bv) in acc.iter_mut().zip(&bs) {
-                    *v = vfmaq_n_f32(*v, bv, ar);
-                }
+        // A depth in one run is a loop of its own: with the jumps in it the
+        // loop compiles to a slower one.
+        if t.a_run >= t.depth {
+            for d in 0..t.depth {
+                step!(d, a);
+                a = a.add(t.a_depth);
             }
-            a = a.add(t.a_depth);
+        } else {
+            let mut start = 0;
+            while start < t.depth {
+                let run = t.a_run.min(t.depth - start);
+                for d in start..start + run {
+                    step!(d, a);
+                    a = a.add(t.a_depth);
+                }
+                start += run;
+                a = a.wrapping_add(t.a_jump);
+            }
         }
         for (r, acc) in acc.into_iter().enumerate() {
             for (q, mut v) in acc.into_iter().enumerate() {
@@ -248,7 +305,10 @@ unsafe fn run_rows<const R: usize>(t: &Tile) {
                 if let Some((lo, hi)) = t.clamp {
                     v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(lo)), vdupq_n_f32(hi));
                 }
-                vst1q_f32(t.out.add(r * t.out_stride + q * 4), v);
+                vst1q_f32(
+                    t.out.add(r * t.out_stride + (q / 2) * t.out_half + (q % 2) * 4),
+                    v,
+                );
             }
         }
     }

@@ -18,6 +18,9 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+mod blocked;
+
+use super::blocked::ChannelColumns;
 use super::channel_panels::{Block, ChannelPanels};
 use super::swap::{conv_graph, race_graph, swap_each, Clamp, Fold};
 use super::tile::{self, COLS, ROWS};
@@ -59,6 +62,9 @@ pub struct VectorConv {
     clamp: Clamp,
     /// What it replaced, to rebuild tract's own op beside it (`bench --profile`).
     conv: Conv,
+    /// The weights turned around, where it writes channels in blocks of eight
+    /// (`crate::runtime::blocked`).
+    columns: Option<Arc<ChannelColumns>>,
 }
 
 // Ops are equal when they compute the same: geometry, weights and bounds.
@@ -163,6 +169,7 @@ impl VectorConv {
             }),
             clamp: None,
             conv: conv.clone(),
+            columns: None,
         }))
     }
 
@@ -174,6 +181,9 @@ impl VectorConv {
     /// Every output: each image's output channels shared out among tract's
     /// threads when it has several (each thread gathers the blocks it reads).
     fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
+        if let Some(columns) = &self.columns {
+            return self.run_blocked(columns, input, output);
+        }
         let g = &self.geometry;
         let (x_len, pixels) = (g.inputs * g.in_h * g.in_w, g.out_h * g.out_w);
         let y_len = self.outputs * pixels;

@@ -14,6 +14,7 @@
 //! and this op gives the same bits on aarch64, where tract's own differed by an
 //! ulp: parity and host/device equality hold as they did.
 
+mod blocked;
 mod lanes;
 mod rows;
 mod vector;
@@ -25,6 +26,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat};
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+use super::blocked::{Blockable, BLOCK};
 use super::swap::{conv_graph, race_graph, swap_each, Clamp, Fold};
 use rows::Geometry;
 
@@ -43,6 +45,8 @@ pub struct VectorDepthwise {
     /// What it replaced, to rebuild tract's own op beside it (`bench --profile`).
     conv: Conv,
     input_shape: TVec<usize>,
+    /// Channels in blocks of eight in and out (`crate::runtime::blocked`).
+    blocked: bool,
 }
 
 // Ops are equal when they compute the same: geometry, weights and bounds.
@@ -147,6 +151,7 @@ impl VectorDepthwise {
             clamp: None,
             conv: conv.clone(),
             input_shape: in_shape.into(),
+            blocked: false,
         }))
     }
 
@@ -165,6 +170,20 @@ impl VectorDepthwise {
 
     pub fn input_shape(&self) -> &[usize] {
         &self.input_shape
+    }
+}
+
+impl Blockable for VectorDepthwise {
+    fn can_block(&self) -> bool {
+        self.geometry.batch == 1 && self.geometry.channels.is_multiple_of(BLOCK)
+    }
+
+    fn reads_blocked(&self) -> bool {
+        true
+    }
+
+    fn set_blocked(&mut self) {
+        self.blocked = true;
     }
 }
 
@@ -209,7 +228,13 @@ impl EvalOp for VectorDepthwise {
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
         let (kernel, bias) = (self.kernel.try_as_plain_ram()?, self.bias.try_as_plain_ram()?);
         let mut view = output.try_as_plain_ram_mut()?;
-        g.run(
+        let run = if self.blocked {
+            Geometry::run_blocked
+        } else {
+            Geometry::run
+        };
+        run(
+            g,
             input,
             kernel.as_slice::<f32>()?,
             bias.as_slice::<f32>()?,

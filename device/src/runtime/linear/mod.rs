@@ -237,12 +237,15 @@ impl VectorLinear {
                     a: x[(first + row) * row_step..].as_ptr(),
                     a_row: row_step,
                     a_depth: depth_step,
+                    a_run: Tile::NO_JUMP,
+                    a_jump: 0,
                     b,
                     b_stride: COLS,
                     bias: Bias::Cols(bias),
                     clamp: self.clamp,
                     out: out_at,
                     out_stride,
+                    out_half: 8,
                 };
                 // SAFETY: `swap_in` swaps this op in only where `tile::supported()`;
                 // the tile reads `count` rows of `depth` from `x` (`run` checked its

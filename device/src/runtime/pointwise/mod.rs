@@ -18,6 +18,9 @@ use tract_onnx::tract_core::ops::cnn::{Conv, KernelFormat, PaddingSpec, PoolSpec
 use tract_onnx::tract_core::ops::einsum::EinSum;
 use tract_onnx::tract_core::ops::nn::DataFormat;
 
+mod blocked;
+
+use super::blocked::{ChannelColumns, BLOCK};
 use super::channel_panels::{Block, ChannelPanels};
 use super::swap::{conv_graph, f32_product, race_graph, significant_axes, swap_each, Clamp, Fold};
 use super::tile::{self, COLS, ROWS};
@@ -38,6 +41,9 @@ pub struct VectorPointwise {
     clamp: Clamp,
     /// The output's channel axis.
     channel: usize,
+    /// The weights turned around, where it reads and writes channels in blocks
+    /// of eight (`crate::runtime::blocked`).
+    columns: Option<Arc<ChannelColumns>>,
 }
 
 // Ops are equal when they compute the same: sizes, weights and bounds.
@@ -125,10 +131,16 @@ impl VectorPointwise {
         let pixels: usize = x_shape[channel_x + 1..].iter().product();
         // Where the last run of pixels would leave over a tenth of the tiles'
         // work unused (7×7 pixels: 64 computed for 49), tract's product, which
-        // tiles the pixels six at a time, is the faster (`bench --profile`).
+        // tiles the pixels six at a time, is the faster (`bench --profile`) in
+        // NCHW; with the channels in blocks (`super::blocked`, which takes every
+        // convolution of one image over whole blocks of channels) the tiles run
+        // along the pixels in even runs, and none is left unused.
+        let blockable = x_shape[..channel_x].iter().product::<usize>() == 1
+            && inputs.is_multiple_of(BLOCK)
+            && outputs.is_multiple_of(BLOCK);
         if x_shape[channel_x] != inputs
             || y_shape[channel] != outputs
-            || pixels.div_ceil(COLS) * COLS * 10 > pixels * 11
+            || (pixels.div_ceil(COLS) * COLS * 10 > pixels * 11 && !blockable)
         {
             return Ok(None);
         }
@@ -150,12 +162,16 @@ impl VectorPointwise {
             bias: Arc::new(vec![0.0; outputs]),
             clamp: None,
             channel,
+            columns: None,
         }))
     }
 
     /// Every output: each batch's `[outputs, pixels]` from its `[inputs, pixels]`,
     /// the output channels shared out among tract's threads when it has several.
     fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
+        if let Some(columns) = &self.columns {
+            return self.run_blocked(columns, input, output);
+        }
         let (x_len, y_len) = (self.inputs * self.pixels, self.outputs * self.pixels);
         ensure!(
             input.len() == self.batch * x_len && output.len() == self.batch * y_len,

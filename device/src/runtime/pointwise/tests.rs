@@ -89,8 +89,12 @@ fn channels_shared_among_threads_give_the_same_outputs() {
 #[test]
 fn products_with_too_few_pixels_keep_tracts_op() {
     for (h, w) in [(3, 3), (7, 7)] {
-        let mut small = conv_model(&[1, 8, h, w], 8, Some(true), false);
+        let mut small = conv_model(&[1, 8, h, w], 12, Some(true), false);
         assert_eq!(swap_in(&mut small).unwrap(), 0, "{h}x{w}");
+        // Whole blocks of channels: with them blocked, the tiles run along
+        // the pixels and leave none unused.
+        let mut blockable = conv_model(&[1, 8, h, w], 16, Some(true), false);
+        assert_eq!(swap_in(&mut blockable).unwrap(), 1, "{h}x{w} blockable");
     }
 }
 

@@ -1,0 +1,380 @@
+//! The loops with channels in blocks of eight (`crate::runtime::blocked`): one
+//! vector is one pixel of eight channels. Each block's plane is copied once with
+//! its padding written out as zeros, and each output row then runs in runs of up
+//! to eight outputs whose sums stay in registers: each its bias, then every tap
+//! row by row, a multiply then an add per vector (never fused), a padding tap
+//! adding an exact zero as in the NCHW loops: the same values, no columns
+//! computed to be dropped, no plane a few vectors wide.
+
+use tract_linalg::multithread::par_chunks_mut;
+use tract_onnx::prelude::TractResult;
+
+use super::rows::Geometry;
+use crate::runtime::blocked::BLOCK;
+use crate::runtime::swap::Clamp;
+
+type Lanes = [f32; BLOCK];
+
+impl Geometry {
+    /// Every block of channels of `input` into `output`, both blocked (one image).
+    pub fn run_blocked(
+        &self,
+        input: &[f32],
+        kernel: &[f32],
+        bias: &[f32],
+        clamp: Clamp,
+        output: &mut [f32],
+    ) -> TractResult<()> {
+        let (in_plane, out_plane) = (self.in_h * self.in_w * BLOCK, self.out_h * self.out_w * BLOCK);
+        if output.is_empty() || in_plane == 0 {
+            return Ok(());
+        }
+        let work = input.len() + output.len();
+        par_chunks_mut(output, out_plane, work, |first, output| {
+            let input = &input[first * in_plane..][..output.len() / out_plane * in_plane];
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx") {
+                // SAFETY: the core was just checked to have AVX.
+                unsafe { self.blocks_avx(input, first, kernel, bias, clamp, output) };
+                return Ok(());
+            }
+            self.blocks(input, first, kernel, bias, clamp, output);
+            Ok(())
+        })
+    }
+
+    /// The same loops compiled for AVX, where the core has it.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    fn blocks_avx(
+        &self,
+        input: &[f32],
+        first: usize,
+        kernel: &[f32],
+        bias: &[f32],
+        clamp: Clamp,
+        output: &mut [f32],
+    ) {
+        self.blocks(input, first, kernel, bias, clamp, output)
+    }
+
+    /// Blocks `first..` of channels, in order.
+    #[inline(always)]
+    fn blocks(
+        &self,
+        input: &[f32],
+        first: usize,
+        kernel: &[f32],
+        bias: &[f32],
+        clamp: Clamp,
+        output: &mut [f32],
+    ) {
+        let taps = self.kernel_h * self.kernel_w;
+        let in_plane = self.in_h * self.in_w * BLOCK;
+        let out_plane = self.out_h * self.out_w * BLOCK;
+        let padded = Padded::new(self);
+        let mut plane = vec![0f32; padded.len()];
+        let mut weights = vec![[0f32; BLOCK]; taps];
+        for (b, (x, y)) in input
+            .chunks_exact(in_plane)
+            .zip(output.chunks_exact_mut(out_plane))
+            .enumerate()
+        {
+            let c0 = (first + b) * BLOCK;
+            let mut lanes_bias = [0f32; BLOCK];
+            for lane in 0..BLOCK {
+                let c = c0 + lane;
+                for (t, w) in weights.iter_mut().enumerate() {
+                    w[lane] = kernel[c * taps + t];
+                }
+                lanes_bias[lane] = bias[c % bias.len()];
+            }
+            padded.fill(self, x, &mut plane);
+            self.plane(&padded, &plane, &weights, lanes_bias, clamp, y);
+        }
+    }
+
+    /// One block's outputs from its padded input: each output row in runs of up
+    /// to `RUN` pixels, their sums in registers.
+    #[inline(always)]
+    fn plane(
+        &self,
+        padded: &Padded,
+        plane: &[f32],
+        weights: &[Lanes],
+        bias: Lanes,
+        clamp: Clamp,
+        y: &mut [f32],
+    ) {
+        let (kh, kw) = (self.kernel_h, self.kernel_w);
+        assert!(
+            plane.len() == padded.len()
+                && y.len() == self.out_h * self.out_w * BLOCK
+                && weights.len() == kh * kw
+        );
+        for oy in 0..self.out_h {
+            for first in (0..self.out_w).step_by(RUN) {
+                let len = RUN.min(self.out_w - first);
+                let taps = Taps {
+                    x: plane[(oy * self.stride_h * padded.w + first * self.stride_w) * BLOCK..].as_ptr(),
+                    row_step: padded.w * BLOCK,
+                    output_step: self.stride_w * BLOCK,
+                    w: weights.as_ptr() as *const f32,
+                    rows: kh,
+                    cols: kw,
+                };
+                let out = &mut y[(oy * self.out_w + first) * BLOCK..][..len * BLOCK];
+                // SAFETY: output `(oy, first + u)`'s taps read padded rows `oy ·
+                // stride_h + ky` and columns `(first + u) · stride_w + kx`, inside
+                // the padded plane (`Padded::new` sized it for every output); the
+                // weights are `kh · kw` pixels of lanes.
+                unsafe { taps.run(len, &bias, clamp, out) };
+            }
+        }
+    }
+}
+
+/// A block's input plane with its padding written out as zeros (every tap then
+/// adds its product, an exact zero in the padding, as the NCHW loops do), wide
+/// and high enough for every output's taps.
+struct Padded {
+    w: usize,
+    h: usize,
+}
+
+impl Padded {
+    fn new(g: &Geometry) -> Self {
+        Self {
+            w: ((g.out_w - 1) * g.stride_w + g.kernel_w).max(g.pad_left + g.in_w),
+            h: ((g.out_h - 1) * g.stride_h + g.kernel_h).max(g.pad_top + g.in_h),
+        }
+    }
+
+    fn len(&self) -> usize {
+        self.w * self.h * BLOCK
+    }
+
+    /// The block `x` copied inside the padding (which stays zero from the start).
+    #[inline(always)]
+    fn fill(&self, g: &Geometry, x: &[f32], plane: &mut [f32]) {
+        let row = g.in_w * BLOCK;
+        for (iy, from) in x.chunks_exact(row).enumerate() {
+            let at = ((iy + g.pad_top) * self.w + g.pad_left) * BLOCK;
+            plane[at..][..row].copy_from_slice(from);
+        }
+    }
+}
+
+/// The taps of a run of outputs of one row: input pixel `(row, col)` of output
+/// `u` at `x + row · row_step + col · 8 + u · output_step`, its weight at `w +
+/// (row · cols + col) · 8`.
+struct Taps {
+    x: *const f32,
+    row_step: usize,
+    output_step: usize,
+    w: *const f32,
+    rows: usize,
+    cols: usize,
+}
+
+impl Taps {
+    /// Safety: every read above is in bounds for `u < len`, `len <= RUN`.
+    #[inline(always)]
+    unsafe fn run(&self, len: usize, bias: &Lanes, clamp: Clamp, out: &mut [f32]) {
+        // SAFETY: the caller's promise.
+        unsafe {
+            match len {
+                8 => self.sums::<8>(bias, clamp, out),
+                7 => self.sums::<7>(bias, clamp, out),
+                6 => self.sums::<6>(bias, clamp, out),
+                5 => self.sums::<5>(bias, clamp, out),
+                4 => self.sums::<4>(bias, clamp, out),
+                3 => self.sums::<3>(bias, clamp, out),
+                2 => self.sums::<2>(bias, clamp, out),
+                _ => self.sums::<1>(bias, clamp, out),
+            }
+        }
+    }
+
+    /// `U` outputs, each its bias, then every tap row by row, a multiply then
+    /// an add (never fused), clamped max then min as the graph's Clip.
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx")]
+    #[inline]
+    unsafe fn sums<const U: usize>(&self, bias: &Lanes, clamp: Clamp, out: &mut [f32]) {
+        use std::arch::x86_64::*;
+        assert!(out.len() >= U * BLOCK);
+        // SAFETY: AVX is enabled here; the caller promises the reads, `out` holds the writes.
+        unsafe {
+            let mut sums = [_mm256_loadu_ps(bias.as_ptr()); U];
+            let mut w = self.w;
+            for row in 0..self.rows {
+                let mut x = self.x.add(row * self.row_step);
+                for _ in 0..self.cols {
+                    let weight = _mm256_loadu_ps(w);
+                    for (u, sum) in sums.iter_mut().enumerate() {
+                        let v = _mm256_loadu_ps(x.add(u * self.output_step));
+                        *sum = _mm256_add_ps(*sum, _mm256_mul_ps(weight, v));
+                    }
+                    w = w.add(BLOCK);
+                    x = x.add(BLOCK);
+                }
+            }
+            for (u, mut sum) in sums.into_iter().enumerate() {
+                if let Some((lo, hi)) = clamp {
+                    sum = _mm256_min_ps(_mm256_max_ps(sum, _mm256_set1_ps(lo)), _mm256_set1_ps(hi));
+                }
+                _mm256_storeu_ps(out.as_mut_ptr().add(u * BLOCK), sum);
+            }
+        }
+    }
+
+    #[cfg(target_arch = "aarch64")]
+    #[inline(always)]
+    unsafe fn sums<const U: usize>(&self, bias: &Lanes, clamp: Clamp, out: &mut [f32]) {
+        use std::arch::aarch64::*;
+        assert!(out.len() >= U * BLOCK);
+        // SAFETY: NEON is part of aarch64; the caller promises the reads, `out`
+        // holds the writes.
+        unsafe {
+            let start = [vld1q_f32(bias.as_ptr()), vld1q_f32(bias.as_ptr().add(4))];
+            let mut sums = [start; U];
+            let mut w = self.w;
+            for row in 0..self.rows {
+                let mut x = self.x.add(row * self.row_step);
+                for _ in 0..self.cols {
+                    let weight = [vld1q_f32(w), vld1q_f32(w.add(4))];
+                    for (u, sum) in sums.iter_mut().enumerate() {
+                        let v = x.add(u * self.output_step);
+                        sum[0] = vaddq_f32(sum[0], vmulq_f32(weight[0], vld1q_f32(v)));
+                        sum[1] = vaddq_f32(sum[1], vmulq_f32(weight[1], vld1q_f32(v.add(4))));
+                    }
+                    w = w.add(BLOCK);
+                    x = x.add(BLOCK);
+                }
+            }
+            for (u, sum) in sums.into_iter().enumerate() {
+                for (half, mut v) in sum.into_iter().enumerate() {
+                    if let Some((lo, hi)) = clamp {
+                        v = vminq_f32(vmaxq_f32(v, vdupq_n_f32(lo)), vdupq_n_f32(hi));
+                    }
+                    vst1q_f32(out.as_mut_ptr().add(u * BLOCK + half * 4), v);
+                }
+            }
+        }
+    }
+
+    #[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+    #[inline(always)]
+    unsafe fn sums<const U: usize>(&self, bias: &Lanes, clamp: Clamp, out: &mut [f32]) {
+        let mut sums = [*bias; U];
+        for row in 0..self.rows {
+            for col in 0..self.cols {
+                // SAFETY: the caller's promise.
+                let (w, x) = unsafe {
+                    (
+                        &*(self.w.add((row * self.cols + col) * BLOCK) as *const Lanes),
+                        self.x.add(row * self.row_step + col * BLOCK),
+                    )
+                };
+                for (u, sum) in sums.iter_mut().enumerate() {
+                    // SAFETY: the caller's promise.
+                    let v = unsafe { &*(x.add(u * self.output_step) as *const Lanes) };
+                    for lane in 0..BLOCK {
+                        sum[lane] += w[lane] * v[lane];
+                    }
+                }
+            }
+        }
+        for (u, sum) in sums.iter().enumerate() {
+            store(&mut out[u * BLOCK..][..BLOCK], sum, clamp);
+        }
+    }
+}
+
+/// Outputs of a row computed together: eight sums of eight lanes, in registers
+/// (eight AVX ones, sixteen NEON ones).
+const RUN: usize = 8;
+
+/// One pixel's eight outputs, clamped max then min as the graph's Clip.
+#[cfg(not(any(target_arch = "x86_64", target_arch = "aarch64")))]
+#[inline(always)]
+fn store(out: &mut [f32], sum: &Lanes, clamp: Clamp) {
+    for (o, &s) in out.iter_mut().zip(sum) {
+        *o = match clamp {
+            Some((lo, hi)) => s.max(lo).min(hi),
+            None => s,
+        };
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::blocked::to_blocked;
+
+    /// The blocked loops give the NCHW loops' outputs, blocked.
+    fn same_as_nchw(
+        channels: usize,
+        (in_h, in_w): (usize, usize),
+        k: usize,
+        stride: usize,
+        pads: (usize, usize),
+    ) {
+        let out = |len: usize, pad: usize| (len + 2 * pad - k) / stride + 1;
+        let g = Geometry {
+            batch: 1,
+            channels,
+            in_h,
+            in_w,
+            out_h: out(in_h, pads.0),
+            out_w: out(in_w, pads.1),
+            kernel_h: k,
+            kernel_w: k,
+            stride_h: stride,
+            stride_w: stride,
+            pad_top: pads.0,
+            pad_left: pads.1,
+        };
+        let x: Vec<f32> = (0..channels * in_h * in_w)
+            .map(|i| (i as f32 * 0.37).sin() * 3.0)
+            .collect();
+        let kernel: Vec<f32> = (0..channels * k * k).map(|i| (i as f32 * 0.71).cos()).collect();
+        for (bias, clamp) in [
+            (
+                (0..channels).map(|c| c as f32 * 0.1 - 0.4).collect::<Vec<_>>(),
+                Some((0.0, 6.0)),
+            ),
+            (vec![0.25], None),
+        ] {
+            let n = channels * g.out_h * g.out_w;
+            let (mut nchw, mut blocked) = (vec![0f32; n], vec![0f32; n]);
+            g.run(&x, &kernel, &bias, clamp, &mut nchw).unwrap();
+            g.run_blocked(&to_blocked(&x, channels), &kernel, &bias, clamp, &mut blocked)
+                .unwrap();
+            let expected = to_blocked(&nchw, channels);
+            assert!(expected.iter().any(|&v| v != 0.0 && v != 6.0));
+            for (i, (e, b)) in expected.iter().zip(&blocked).enumerate() {
+                assert_eq!(e, b, "{channels} {in_h}x{in_w} k{k} s{stride} {pads:?} at {i}");
+            }
+        }
+    }
+
+    #[test]
+    fn blocked_outputs_are_the_nchw_ones() {
+        // EfficientNet's: 3×3 and 5×5, strides 1 and 2, planes from 112 to 7.
+        same_as_nchw(16, (20, 20), 3, 1, (1, 1));
+        same_as_nchw(24, (28, 28), 3, 2, (1, 1));
+        same_as_nchw(8, (14, 14), 5, 1, (2, 2));
+        same_as_nchw(16, (14, 14), 5, 2, (2, 2));
+        same_as_nchw(32, (7, 7), 5, 1, (2, 2));
+        same_as_nchw(8, (7, 7), 3, 1, (1, 1));
+        // Rows that fill no run of eight; padding on one side only (SAME_UPPER
+        // of a stride-2 kernel over an even size); no padding; a plane smaller
+        // than the kernel's reach.
+        same_as_nchw(8, (9, 13), 3, 1, (1, 1));
+        same_as_nchw(16, (16, 16), 3, 2, (0, 0));
+        same_as_nchw(8, (11, 10), 5, 2, (1, 2));
+        same_as_nchw(8, (3, 3), 5, 1, (2, 2));
+    }
+}
