@@ -73,7 +73,12 @@ impl Geometry {
         let in_plane = self.in_h * self.in_w * BLOCK;
         let out_plane = self.out_h * self.out_w * BLOCK;
         let padded = Padded::new(self);
-        let mut plane = vec![0f32; padded.len()];
+        let direct = self.in_h * self.in_w > DIRECT_MIN_PIXELS;
+        let mut plane = if direct {
+            Vec::new()
+        } else {
+            vec![0f32; padded.len()]
+        };
         let mut weights = vec![[0f32; BLOCK]; taps];
         for (b, (x, y)) in input
             .chunks_exact(in_plane)
@@ -89,8 +94,12 @@ impl Geometry {
                 }
                 lanes_bias[lane] = bias[c % bias.len()];
             }
-            padded.fill(self, x, &mut plane);
-            self.plane(&padded, &plane, &weights, lanes_bias, clamp, y);
+            if direct {
+                self.plane_direct(x, &weights, lanes_bias, clamp, y);
+            } else {
+                padded.fill(self, x, &mut plane);
+                self.plane(&padded, &plane, &weights, lanes_bias, clamp, y);
+            }
         }
     }
 
@@ -120,6 +129,7 @@ impl Geometry {
                     row_step: padded.w * BLOCK,
                     output_step: self.stride_w * BLOCK,
                     w: weights.as_ptr() as *const f32,
+                    w_row: kw * BLOCK,
                     rows: kh,
                     cols: kw,
                 };
@@ -129,6 +139,71 @@ impl Geometry {
                 // the padded plane (`Padded::new` sized it for every output); the
                 // weights are `kh · kw` pixels of lanes.
                 unsafe { taps.run(len, &bias, clamp, out) };
+            }
+        }
+    }
+}
+
+impl Geometry {
+    /// One block's outputs straight from its input, for planes larger than a
+    /// copy is worth: each row's outputs whose taps all lie inside the input in
+    /// runs of up to `RUN`, the few at its ends one at a time over their taps
+    /// inside it (skipping a padding tap instead of adding its exact zero: the
+    /// same value, but for the sign of a zero); rows at the top and bottom over
+    /// their kernel rows inside the input.
+    #[inline(always)]
+    fn plane_direct(&self, x: &[f32], weights: &[Lanes], bias: Lanes, clamp: Clamp, y: &mut [f32]) {
+        let (kh, kw, sw) = (self.kernel_h, self.kernel_w, self.stride_w);
+        assert!(
+            x.len() == self.in_h * self.in_w * BLOCK
+                && y.len() == self.out_h * self.out_w * BLOCK
+                && weights.len() == kh * kw
+        );
+        let interior_lo = self.pad_left.div_ceil(sw).min(self.out_w);
+        let interior_hi = if self.in_w + self.pad_left >= kw {
+            ((self.in_w + self.pad_left - kw) / sw + 1).min(self.out_w)
+        } else {
+            0
+        }
+        .max(interior_lo);
+        for oy in 0..self.out_h {
+            let top = oy * self.stride_h;
+            let ky_lo = self.pad_top.saturating_sub(top);
+            let ky_hi = (self.in_h + self.pad_top).saturating_sub(top).min(kh).max(ky_lo);
+            let rows = ky_hi - ky_lo;
+            // The input row of kernel row `ky_lo` (any row when there is none).
+            let iy = (top + ky_lo).saturating_sub(self.pad_top).min(self.in_h - 1);
+            let row = &x[iy * self.in_w * BLOCK..];
+            let taps = |first_col: usize, kx_lo: usize, cols: usize| Taps {
+                x: row[first_col * BLOCK..].as_ptr(),
+                row_step: self.in_w * BLOCK,
+                output_step: sw * BLOCK,
+                w: weights[ky_lo * kw + kx_lo.min(kw - 1)..].as_ptr() as *const f32,
+                w_row: kw * BLOCK,
+                rows,
+                cols,
+            };
+            let out_row = &mut y[oy * self.out_w * BLOCK..][..self.out_w * BLOCK];
+            for ox in (0..interior_lo).chain(interior_hi..self.out_w) {
+                let left = ox * sw;
+                let kx_lo = self.pad_left.saturating_sub(left);
+                let kx_hi = (self.in_w + self.pad_left)
+                    .saturating_sub(left)
+                    .min(kw)
+                    .max(kx_lo);
+                let first_col = (left + kx_lo).saturating_sub(self.pad_left).min(self.in_w - 1);
+                let out = &mut out_row[ox * BLOCK..][..BLOCK];
+                // SAFETY: the output's taps inside the input: rows `iy..iy + rows`,
+                // columns `first_col..first_col + kx_hi - kx_lo`, and their weights.
+                unsafe { taps(first_col, kx_lo, kx_hi - kx_lo).run(1, &bias, clamp, out) };
+            }
+            for first in (interior_lo..interior_hi).step_by(RUN) {
+                let len = RUN.min(interior_hi - first);
+                let out = &mut out_row[first * BLOCK..][..len * BLOCK];
+                // SAFETY: outputs `first..first + len` lie in the interior: all their
+                // columns `(first + u) · sw + kx - pad_left` are inside the row, and
+                // their rows `iy..iy + rows` inside the input.
+                unsafe { taps(first * sw - self.pad_left, 0, kw).run(len, &bias, clamp, out) };
             }
         }
     }
@@ -167,12 +242,13 @@ impl Padded {
 
 /// The taps of a run of outputs of one row: input pixel `(row, col)` of output
 /// `u` at `x + row · row_step + col · 8 + u · output_step`, its weight at `w +
-/// (row · cols + col) · 8`.
+/// row · w_row + col · 8`.
 struct Taps {
     x: *const f32,
     row_step: usize,
     output_step: usize,
     w: *const f32,
+    w_row: usize,
     rows: usize,
     cols: usize,
 }
@@ -207,9 +283,9 @@ impl Taps {
         // SAFETY: AVX is enabled here; the caller promises the reads, `out` holds the writes.
         unsafe {
             let mut sums = [_mm256_loadu_ps(bias.as_ptr()); U];
-            let mut w = self.w;
             for row in 0..self.rows {
                 let mut x = self.x.add(row * self.row_step);
+                let mut w = self.w.add(row * self.w_row);
                 for _ in 0..self.cols {
                     let weight = _mm256_loadu_ps(w);
                     for (u, sum) in sums.iter_mut().enumerate() {
@@ -239,9 +315,9 @@ impl Taps {
         unsafe {
             let start = [vld1q_f32(bias.as_ptr()), vld1q_f32(bias.as_ptr().add(4))];
             let mut sums = [start; U];
-            let mut w = self.w;
             for row in 0..self.rows {
                 let mut x = self.x.add(row * self.row_step);
+                let mut w = self.w.add(row * self.w_row);
                 for _ in 0..self.cols {
                     let weight = [vld1q_f32(w), vld1q_f32(w.add(4))];
                     for (u, sum) in sums.iter_mut().enumerate() {
@@ -273,7 +349,7 @@ impl Taps {
                 // SAFETY: the caller's promise.
                 let (w, x) = unsafe {
                     (
-                        &*(self.w.add((row * self.cols + col) * BLOCK) as *const Lanes),
+                        &*(self.w.add(row * self.w_row + col * BLOCK) as *const Lanes),
                         self.x.add(row * self.row_step + col * BLOCK),
                     )
                 };
@@ -291,6 +367,11 @@ impl Taps {
         }
     }
 }
+
+/// Input planes larger than this many pixels (56×56 and up) are read in place:
+/// copying a plane that size costs more than the few outputs at its edges that
+/// the copy would spare a loop of their own.
+const DIRECT_MIN_PIXELS: usize = 32 * 32;
 
 /// Outputs of a row computed together: eight sums of eight lanes, in registers
 /// (eight AVX ones, sixteen NEON ones).
@@ -376,5 +457,10 @@ mod tests {
         same_as_nchw(16, (16, 16), 3, 2, (0, 0));
         same_as_nchw(8, (11, 10), 5, 2, (1, 2));
         same_as_nchw(8, (3, 3), 5, 1, (2, 2));
+        // Planes read in place (over 32×32 pixels): edges one output at a time.
+        same_as_nchw(8, (40, 40), 3, 1, (1, 1));
+        same_as_nchw(16, (36, 34), 5, 2, (2, 2));
+        same_as_nchw(8, (33, 40), 3, 2, (0, 1));
+        same_as_nchw(8, (150, 9), 5, 1, (2, 2));
     }
 }
