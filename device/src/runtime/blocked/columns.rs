@@ -66,6 +66,16 @@ impl ChannelColumns {
         }
     }
 
+    /// The weights as packed, `[outputs][depth]` (the ops keep no second copy).
+    pub fn weights(&self) -> Vec<f32> {
+        let mut weights = Vec::with_capacity(self.outputs * self.depth);
+        for o in 0..self.outputs {
+            let panel = &self.panels[(o / COLS) * self.depth * COLS..][..self.depth * COLS];
+            weights.extend((0..self.depth).map(|d| panel[d * COLS + o % COLS]));
+        }
+        weights
+    }
+
     /// Output channel blocks `blocks` of pixels `pixel..pixel + count` (`count <=
     /// ROWS`), each its bias plus one fused multiply-add per step of the depth, in
     /// order, clamped to `clamp`: the values the NCHW tiles give. `out` holds the

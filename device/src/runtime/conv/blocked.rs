@@ -11,6 +11,7 @@ use tract_onnx::tract_core::internal::*;
 
 use super::VectorConv;
 use crate::runtime::blocked::{Blockable, ChannelColumns, RowsAt, BLOCK};
+use crate::runtime::channel_panels::ChannelPanels;
 use crate::runtime::tile::{Tile, COLS, ROWS};
 
 impl Blockable for VectorConv {
@@ -25,6 +26,8 @@ impl Blockable for VectorConv {
     fn set_blocked(&mut self) {
         let columns = ChannelColumns::pack(&self.panels.weights(), self.depth(), &self.bias);
         self.columns = Some(Arc::new(columns));
+        // Blocked, it never reads the NCHW panels: no second copy of the weights.
+        self.panels = Arc::new(ChannelPanels::pack(&[], self.depth()));
     }
 }
 

@@ -325,12 +325,20 @@ impl VectorConv {
         }
     }
 
+    /// Its weights, `[outputs][depth]`, from whichever packing it runs.
+    fn weights(&self) -> Vec<f32> {
+        match &self.columns {
+            Some(columns) => columns.weights(),
+            None => self.panels.weights(),
+        }
+    }
+
     /// This convolution alone, as a graph with tract's own op or with this one,
     /// optimized, so that the two can be timed on the same sizes and weights.
     pub fn alone(&self, ours: bool) -> TractResult<TypedModel> {
         let g = &self.geometry;
         let shape = [self.outputs, g.inputs, g.kernel_h, g.kernel_w];
-        let kernel = Tensor::from_shape(&shape, &self.panels.weights())?;
+        let kernel = Tensor::from_shape(&shape, &self.weights())?;
         let bias = Tensor::from_shape(&[self.outputs], &self.bias)?;
         let model = conv_graph(
             &self.conv,

@@ -12,6 +12,7 @@ use tract_onnx::tract_core::internal::*;
 
 use super::VectorPointwise;
 use crate::runtime::blocked::{Blockable, ChannelColumns, RowsAt, BLOCK};
+use crate::runtime::channel_panels::ChannelPanels;
 use crate::runtime::tile::{self, COLS, ROWS};
 
 /// Weights up to which every run of pixels goes through all the output channels
@@ -32,6 +33,8 @@ impl Blockable for VectorPointwise {
     fn set_blocked(&mut self) {
         let columns = ChannelColumns::pack(&self.panels.weights(), self.inputs, &self.bias);
         self.columns = Some(Arc::new(columns));
+        // Blocked, it never reads the NCHW panels: no second copy of the weights.
+        self.panels = Arc::new(ChannelPanels::pack(&[], self.inputs));
     }
 }
 

@@ -225,10 +225,18 @@ impl VectorPointwise {
         }
     }
 
+    /// Its weights, `[outputs][depth]`, from whichever packing it runs.
+    fn weights(&self) -> Vec<f32> {
+        match &self.columns {
+            Some(columns) => columns.weights(),
+            None => self.panels.weights(),
+        }
+    }
+
     /// This convolution alone, as a graph with tract's own op or with this one,
     /// optimized, so that the two can be timed on the same sizes and weights.
     pub fn alone(&self, ours: bool) -> TractResult<TypedModel> {
-        let kernel = Tensor::from_shape(&[self.outputs, self.inputs, 1, 1], &self.panels.weights())?;
+        let kernel = Tensor::from_shape(&[self.outputs, self.inputs, 1, 1], &self.weights())?;
         let bias = Tensor::from_shape(&[self.outputs], &self.bias)?;
         let conv = pointwise_conv(self.inputs, self.outputs);
         let model = conv_graph(&conv, &self.nchw, kernel.into(), bias.into(), self.clamp)?;
