@@ -34,6 +34,7 @@ impl RowsAt {
     }
 }
 
+/// A convolution's weights and biases as the turned-around tile reads them.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelColumns {
     depth: usize,

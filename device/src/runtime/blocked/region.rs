@@ -70,7 +70,14 @@ fn is_plain_add(model: &TypedModel, node: &TypedNode) -> TractResult<bool> {
 pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
     let mut blocked = BTreeSet::new();
     for node in model.nodes() {
-        if blockable(node).is_some_and(|op| op.can_block()) || is_plain_add(model, node)? {
+        // Only tensors that `FromBlocked` can put back: concrete, one image, whole
+        // blocks of channels.
+        let fits = node
+            .outputs
+            .first()
+            .and_then(|o| o.fact.shape.as_concrete())
+            .is_some_and(|shape| FromBlocked::new(shape).is_some());
+        if fits && (blockable(node).is_some_and(|op| op.can_block()) || is_plain_add(model, node)?) {
             blocked.insert(node.id);
         }
     }
