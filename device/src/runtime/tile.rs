@@ -91,6 +91,33 @@ impl Tile {
     pub const NO_JUMP: usize = usize::MAX;
 }
 
+/// `$body` for each step `$d` of `$t`'s depth, `$a` at the step's value of its
+/// first row: `a_depth` further each step, `a_jump` more after every `a_run`.
+/// A depth in one run is a loop of its own: with the jumps in it the loop
+/// compiles to a slower one.
+macro_rules! each_step {
+    ($t:expr, |$d:ident, $a:ident| $body:block) => {{
+        let mut $a = $t.a;
+        if $t.a_run >= $t.depth {
+            for $d in 0..$t.depth {
+                $body
+                $a = $a.add($t.a_depth);
+            }
+        } else {
+            let mut start = 0;
+            while start < $t.depth {
+                let run = $t.a_run.min($t.depth - start);
+                for $d in start..start + run {
+                    $body
+                    $a = $a.add($t.a_depth);
+                }
+                start += run;
+                $a = $a.wrapping_add($t.a_jump);
+            }
+        }
+    }};
+}
+
 /// The first `rows` rows of a tile (`1..=ROWS`). Safety: `supported()` is true,
 /// and every read (`rows × depth` of `a`, `depth` rows of `COLS` of `b`) and write
 /// (`rows` rows of `COLS`) is in bounds.
@@ -156,47 +183,23 @@ unsafe fn run_fma<const R: usize, const INT8: bool>(
         for (r, row) in rows.iter_mut().enumerate() {
             *row = r * t.a_row;
         }
-        // One step of the sum: row `d` of `b` times each row's value at `a`.
-        macro_rules! step {
-            ($d:expr, $a:expr) => {{
-                let d: usize = $d;
-                let a: *const f32 = $a;
-                let (b0, b1) = if INT8 {
-                    let q = _mm_loadu_si128(b8.add(d * t.b_stride) as *const __m128i);
-                    let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
-                    let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
-                    (_mm256_mul_ps(lo, scale[0]), _mm256_mul_ps(hi, scale[1]))
-                } else {
-                    let b = b32.add(d * t.b_stride);
-                    (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
-                };
-                for (acc, &row) in acc.iter_mut().zip(&rows) {
-                    let ar = _mm256_broadcast_ss(&*a.add(row));
-                    acc[0] = _mm256_fmadd_ps(ar, b0, acc[0]);
-                    acc[1] = _mm256_fmadd_ps(ar, b1, acc[1]);
-                }
-            }};
-        }
-        let mut a = t.a;
-        // A depth in one run is a loop of its own: with the jumps in it the
-        // loop compiles to a slower one.
-        if t.a_run >= t.depth {
-            for d in 0..t.depth {
-                step!(d, a);
-                a = a.add(t.a_depth);
+        // Each step of the sum: row `d` of `b` times each row's value at `a`.
+        each_step!(t, |d, a| {
+            let (b0, b1) = if INT8 {
+                let q = _mm_loadu_si128(b8.add(d * t.b_stride) as *const __m128i);
+                let lo = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(q));
+                let hi = _mm256_cvtepi32_ps(_mm256_cvtepi8_epi32(_mm_srli_si128::<8>(q)));
+                (_mm256_mul_ps(lo, scale[0]), _mm256_mul_ps(hi, scale[1]))
+            } else {
+                let b = b32.add(d * t.b_stride);
+                (_mm256_loadu_ps(b), _mm256_loadu_ps(b.add(8)))
+            };
+            for (acc, &row) in acc.iter_mut().zip(&rows) {
+                let ar = _mm256_broadcast_ss(&*a.add(row));
+                acc[0] = _mm256_fmadd_ps(ar, b0, acc[0]);
+                acc[1] = _mm256_fmadd_ps(ar, b1, acc[1]);
             }
-        } else {
-            let mut start = 0;
-            while start < t.depth {
-                let run = t.a_run.min(t.depth - start);
-                for d in start..start + run {
-                    step!(d, a);
-                    a = a.add(t.a_depth);
-                }
-                start += run;
-                a = a.wrapping_add(t.a_jump);
-            }
-        }
+        });
         for (r, acc) in acc.into_iter().enumerate() {
             for (half, mut v) in acc.into_iter().enumerate() {
                 // Max then min, as the graph's Clip.
@@ -238,67 +241,43 @@ unsafe fn run_rows<const R: usize>(t: &Tile) {
         for (r, row) in rows.iter_mut().enumerate() {
             *row = r * t.a_row;
         }
-        // One step of the sum: row `d` of `b` times each row's value at `a`.
-        macro_rules! step {
-            ($d:expr, $a:expr) => {{
-                let d: usize = $d;
-                let a: *const f32 = $a;
-                let bs = match t.b {
-                    Columns::F32(b) => {
-                        let b = b.add(d * t.b_stride);
-                        [
-                            vld1q_f32(b),
-                            vld1q_f32(b.add(4)),
-                            vld1q_f32(b.add(8)),
-                            vld1q_f32(b.add(12)),
-                        ]
-                    }
-                    Columns::I8(b, scale) => {
-                        let q = vld1q_s8(b.add(d * t.b_stride));
-                        let (lo, hi) = (vmovl_s8(vget_low_s8(q)), vmovl_s8(vget_high_s8(q)));
-                        let wide = [
-                            vmovl_s16(vget_low_s16(lo)),
-                            vmovl_s16(vget_high_s16(lo)),
-                            vmovl_s16(vget_low_s16(hi)),
-                            vmovl_s16(vget_high_s16(hi)),
-                        ];
-                        let s = scale.as_ptr();
-                        [
-                            vmulq_f32(vcvtq_f32_s32(wide[0]), vld1q_f32(s)),
-                            vmulq_f32(vcvtq_f32_s32(wide[1]), vld1q_f32(s.add(4))),
-                            vmulq_f32(vcvtq_f32_s32(wide[2]), vld1q_f32(s.add(8))),
-                            vmulq_f32(vcvtq_f32_s32(wide[3]), vld1q_f32(s.add(12))),
-                        ]
-                    }
-                };
-                for (acc, &row) in acc.iter_mut().zip(&rows) {
-                    let ar = *a.add(row);
-                    for (v, &bv) in acc.iter_mut().zip(&bs) {
-                        *v = vfmaq_n_f32(*v, bv, ar);
-                    }
+        // Each step of the sum: row `d` of `b` times each row's value at `a`.
+        each_step!(t, |d, a| {
+            let bs = match t.b {
+                Columns::F32(b) => {
+                    let b = b.add(d * t.b_stride);
+                    [
+                        vld1q_f32(b),
+                        vld1q_f32(b.add(4)),
+                        vld1q_f32(b.add(8)),
+                        vld1q_f32(b.add(12)),
+                    ]
                 }
-            }};
-        }
-        let mut a = t.a;
-        // A depth in one run is a loop of its own: with the jumps in it the
-        // loop compiles to a slower one.
-        if t.a_run >= t.depth {
-            for d in 0..t.depth {
-                step!(d, a);
-                a = a.add(t.a_depth);
-            }
-        } else {
-            let mut start = 0;
-            while start < t.depth {
-                let run = t.a_run.min(t.depth - start);
-                for d in start..start + run {
-                    step!(d, a);
-                    a = a.add(t.a_depth);
+                Columns::I8(b, scale) => {
+                    let q = vld1q_s8(b.add(d * t.b_stride));
+                    let (lo, hi) = (vmovl_s8(vget_low_s8(q)), vmovl_s8(vget_high_s8(q)));
+                    let wide = [
+                        vmovl_s16(vget_low_s16(lo)),
+                        vmovl_s16(vget_high_s16(lo)),
+                        vmovl_s16(vget_low_s16(hi)),
+                        vmovl_s16(vget_high_s16(hi)),
+                    ];
+                    let s = scale.as_ptr();
+                    [
+                        vmulq_f32(vcvtq_f32_s32(wide[0]), vld1q_f32(s)),
+                        vmulq_f32(vcvtq_f32_s32(wide[1]), vld1q_f32(s.add(4))),
+                        vmulq_f32(vcvtq_f32_s32(wide[2]), vld1q_f32(s.add(8))),
+                        vmulq_f32(vcvtq_f32_s32(wide[3]), vld1q_f32(s.add(12))),
+                    ]
                 }
-                start += run;
-                a = a.wrapping_add(t.a_jump);
+            };
+            for (acc, &row) in acc.iter_mut().zip(&rows) {
+                let ar = *a.add(row);
+                for (v, &bv) in acc.iter_mut().zip(&bs) {
+                    *v = vfmaq_n_f32(*v, bv, ar);
+                }
             }
-        }
+        });
         for (r, acc) in acc.into_iter().enumerate() {
             for (q, mut v) in acc.into_iter().enumerate() {
                 // Max then min, as the graph's Clip.
