@@ -19,7 +19,7 @@ pub trait Blockable {
     /// Whether, blocked, it reads its input blocked too (the stem reads the image).
     fn reads_blocked(&self) -> bool;
     /// Runs it blocked from now on.
-    fn set_blocked(&mut self);
+    fn set_blocked(&mut self) -> TractResult<()>;
 }
 
 /// The node's op as a `Blockable`, where it is one.
@@ -33,13 +33,15 @@ fn blockable(node: &TypedNode) -> Option<&dyn Blockable> {
     }
 }
 
-fn set_blocked(node: &mut TypedNode) {
+fn set_blocked(node: &mut TypedNode) -> TractResult<()> {
     if let Some(op) = node.op_as_mut::<VectorConv>() {
-        op.set_blocked();
+        op.set_blocked()
     } else if let Some(op) = node.op_as_mut::<VectorDepthwise>() {
-        op.set_blocked();
+        op.set_blocked()
     } else if let Some(op) = node.op_as_mut::<VectorPointwise>() {
-        op.set_blocked();
+        op.set_blocked()
+    } else {
+        Ok(())
     }
 }
 
@@ -103,7 +105,7 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         }
     }
     for &id in &blocked {
-        set_blocked(model.node_mut(id));
+        set_blocked(model.node_mut(id))?;
     }
     // The stem reads NCHW even where it runs blocked.
     let reads_blocked = |model: &TypedModel, id: usize| {

@@ -23,11 +23,12 @@ impl Blockable for VectorConv {
         false
     }
 
-    fn set_blocked(&mut self) {
+    fn set_blocked(&mut self) -> TractResult<()> {
         let columns = ChannelColumns::pack(&self.panels.weights(), self.depth(), &self.bias);
         self.columns = Some(Arc::new(columns));
         // Blocked, it never reads the NCHW panels: no second copy of the weights.
         self.panels = Arc::new(ChannelPanels::pack(&[], self.depth()));
+        Ok(())
     }
 }
 

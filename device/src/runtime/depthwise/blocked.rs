@@ -6,61 +6,45 @@
 //! adding an exact zero as in the NCHW loops: the same values, no columns
 //! computed to be dropped, no plane a few vectors wide.
 
-use tract_linalg::multithread::par_chunks_mut;
-use tract_onnx::prelude::TractResult;
-
 use super::rows::Geometry;
 use crate::runtime::blocked::BLOCK;
 use crate::runtime::swap::Clamp;
 
 type Lanes = [f32; BLOCK];
 
-impl Geometry {
-    /// Every block of channels of `input` into `output`, both blocked (one image).
-    pub fn run_blocked(
-        &self,
-        input: &[f32],
-        kernel: &[f32],
-        bias: &[f32],
-        clamp: Clamp,
-        output: &mut [f32],
-    ) -> TractResult<()> {
-        let (in_plane, out_plane) = (self.in_h * self.in_w * BLOCK, self.out_h * self.out_w * BLOCK);
-        if output.is_empty() || in_plane == 0 {
-            return Ok(());
-        }
-        let work = input.len() + output.len();
-        par_chunks_mut(output, out_plane, work, |first, output| {
-            let input = &input[first * in_plane..][..output.len() / out_plane * in_plane];
-            #[cfg(target_arch = "x86_64")]
-            if std::is_x86_feature_detected!("avx") {
-                // SAFETY: the core was just checked to have AVX.
-                unsafe { self.blocks_avx(input, first, kernel, bias, clamp, output) };
-                return Ok(());
+/// A depthwise convolution's weights and biases as the blocked loops read them:
+/// for each block of eight channels, each tap's eight weights, then its eight biases.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LaneWeights {
+    /// `[blocks][taps][8]`.
+    pub taps: Vec<f32>,
+    /// `[blocks][8]`.
+    pub bias: Vec<f32>,
+}
+
+impl LaneWeights {
+    /// From `kernel` `[channels][taps]` and one bias per channel (or one for all).
+    pub fn pack(kernel: &[f32], bias: &[f32], channels: usize, taps: usize) -> Self {
+        let mut lanes = Self {
+            taps: vec![0f32; channels * taps],
+            bias: vec![0f32; channels],
+        };
+        for c in 0..channels {
+            let (block, lane) = (c / BLOCK, c % BLOCK);
+            for t in 0..taps {
+                lanes.taps[(block * taps + t) * BLOCK + lane] = kernel[c * taps + t];
             }
-            self.blocks(input, first, kernel, bias, clamp, output);
-            Ok(())
-        })
+            lanes.bias[c] = bias[c % bias.len()];
+        }
+        lanes
     }
+}
 
-    /// The same loops compiled for AVX, where the core has it.
-    #[cfg(target_arch = "x86_64")]
-    #[target_feature(enable = "avx")]
-    fn blocks_avx(
-        &self,
-        input: &[f32],
-        first: usize,
-        kernel: &[f32],
-        bias: &[f32],
-        clamp: Clamp,
-        output: &mut [f32],
-    ) {
-        self.blocks(input, first, kernel, bias, clamp, output)
-    }
-
-    /// Blocks `first..` of channels, in order.
+impl Geometry {
+    /// Blocks `first..` of channels, in order, with `kernel` and `bias` as
+    /// `LaneWeights` packs them.
     #[inline(always)]
-    fn blocks(
+    pub(super) fn blocks(
         &self,
         input: &[f32],
         first: usize,
@@ -79,26 +63,19 @@ impl Geometry {
         } else {
             vec![0f32; padded.len()]
         };
-        let mut weights = vec![[0f32; BLOCK]; taps];
+        let (weights, biases) = (kernel.as_chunks::<BLOCK>().0, bias.as_chunks::<BLOCK>().0);
         for (b, (x, y)) in input
             .chunks_exact(in_plane)
             .zip(output.chunks_exact_mut(out_plane))
             .enumerate()
         {
-            let c0 = (first + b) * BLOCK;
-            let mut lanes_bias = [0f32; BLOCK];
-            for lane in 0..BLOCK {
-                let c = c0 + lane;
-                for (t, w) in weights.iter_mut().enumerate() {
-                    w[lane] = kernel[c * taps + t];
-                }
-                lanes_bias[lane] = bias[c % bias.len()];
-            }
+            let weights = &weights[(first + b) * taps..][..taps];
+            let lanes_bias = biases[first + b];
             if direct {
-                self.plane_direct(x, &weights, lanes_bias, clamp, y);
+                self.plane_direct(x, weights, lanes_bias, clamp, y);
             } else {
                 padded.fill(self, x, &mut plane);
-                self.plane(&padded, &plane, &weights, lanes_bias, clamp, y);
+                self.plane(&padded, &plane, weights, lanes_bias, clamp, y);
             }
         }
     }
@@ -430,9 +407,17 @@ mod tests {
         ] {
             let n = channels * g.out_h * g.out_w;
             let (mut nchw, mut blocked) = (vec![0f32; n], vec![0f32; n]);
-            g.run(&x, &kernel, &bias, clamp, &mut nchw).unwrap();
-            g.run_blocked(&to_blocked(&x, channels), &kernel, &bias, clamp, &mut blocked)
-                .unwrap();
+            g.run(false, &x, &kernel, &bias, clamp, &mut nchw).unwrap();
+            let lanes = LaneWeights::pack(&kernel, &bias, channels, k * k);
+            g.run(
+                true,
+                &to_blocked(&x, channels),
+                &lanes.taps,
+                &lanes.bias,
+                clamp,
+                &mut blocked,
+            )
+            .unwrap();
             let expected = to_blocked(&nchw, channels);
             assert!(expected.iter().any(|&v| v != 0.0 && v != 6.0));
             for (i, (e, b)) in expected.iter().zip(&blocked).enumerate() {

@@ -28,6 +28,7 @@ use tract_onnx::tract_core::ops::nn::DataFormat;
 
 use super::blocked::{Blockable, BLOCK};
 use super::swap::{conv_graph, race_graph, swap_each, Clamp, Fold};
+use blocked::LaneWeights;
 use rows::Geometry;
 
 /// One depthwise convolution: its geometry and its weights, read from the graph's
@@ -45,8 +46,9 @@ pub struct VectorDepthwise {
     /// What it replaced, to rebuild tract's own op beside it (`bench --profile`).
     conv: Conv,
     input_shape: TVec<usize>,
-    /// Channels in blocks of eight in and out (`crate::runtime::blocked`).
-    blocked: bool,
+    /// The weights as the loops read them with channels in blocks of eight in
+    /// and out (`crate::runtime::blocked`), where it runs so.
+    lanes: Option<Arc<LaneWeights>>,
 }
 
 // Ops are equal when they compute the same: geometry, weights and bounds.
@@ -151,7 +153,7 @@ impl VectorDepthwise {
             clamp: None,
             conv: conv.clone(),
             input_shape: in_shape.into(),
-            blocked: false,
+            lanes: None,
         }))
     }
 
@@ -182,8 +184,13 @@ impl Blockable for VectorDepthwise {
         true
     }
 
-    fn set_blocked(&mut self) {
-        self.blocked = true;
+    fn set_blocked(&mut self) -> TractResult<()> {
+        let g = &self.geometry;
+        let (kernel, bias) = (self.kernel.try_as_plain_ram()?, self.bias.try_as_plain_ram()?);
+        let (kernel, bias) = (kernel.as_slice::<f32>()?, bias.as_slice::<f32>()?);
+        let lanes = LaneWeights::pack(kernel, bias, g.channels, g.kernel_h * g.kernel_w);
+        self.lanes = Some(Arc::new(lanes));
+        Ok(())
     }
 }
 
@@ -228,16 +235,16 @@ impl EvalOp for VectorDepthwise {
         let mut output = unsafe { Tensor::uninitialized::<f32>(&self.output_shape)? };
         let (kernel, bias) = (self.kernel.try_as_plain_ram()?, self.bias.try_as_plain_ram()?);
         let mut view = output.try_as_plain_ram_mut()?;
-        let run = if self.blocked {
-            Geometry::run_blocked
-        } else {
-            Geometry::run
+        let (kernel, bias) = (kernel.as_slice::<f32>()?, bias.as_slice::<f32>()?);
+        let (blocked, kernel, bias) = match &self.lanes {
+            Some(lanes) => (true, &lanes.taps[..], &lanes.bias[..]),
+            None => (false, kernel, bias),
         };
-        run(
-            g,
+        g.run(
+            blocked,
             input,
-            kernel.as_slice::<f32>()?,
-            bias.as_slice::<f32>()?,
+            kernel,
+            bias,
             self.clamp,
             view.as_slice_mut::<f32>()?,
         )?;

@@ -15,6 +15,7 @@ use tract_onnx::prelude::TractResult;
 
 use super::lanes::Interleaved;
 use super::vector;
+use crate::runtime::blocked::BLOCK;
 use crate::runtime::swap::Clamp;
 
 /// Outputs per vector block: AVX's eight lanes, NEON's two registers of four.
@@ -48,18 +49,22 @@ struct Scratch {
 
 impl Geometry {
     /// Every plane of `input` into `output`, each output clamped to `clamp`'s
-    /// bounds where the graph's Clip (a ReLU6) was folded in. The planes are
-    /// shared out among tract's threads when it has several (`--threads`); each
-    /// plane's arithmetic is the same either way.
+    /// bounds where the graph's Clip (a ReLU6) was folded in; with the channels in
+    /// blocks of eight where `blocked` (`super::blocked`: `kernel` and `bias` then
+    /// as `LaneWeights` packs them). The planes (or blocks) are shared out among
+    /// tract's threads when it has several (`--threads`); each plane's arithmetic
+    /// is the same either way.
     pub fn run(
         &self,
+        blocked: bool,
         input: &[f32],
         kernel: &[f32],
         bias: &[f32],
         clamp: Clamp,
         output: &mut [f32],
     ) -> TractResult<()> {
-        let (in_plane, out_plane) = (self.in_h * self.in_w, self.out_h * self.out_w);
+        let lanes = if blocked { BLOCK } else { 1 };
+        let (in_plane, out_plane) = (self.in_h * self.in_w * lanes, self.out_h * self.out_w * lanes);
         if output.is_empty() || in_plane == 0 {
             return Ok(());
         }
@@ -70,10 +75,10 @@ impl Geometry {
             #[cfg(target_arch = "x86_64")]
             if std::is_x86_feature_detected!("avx") {
                 // SAFETY: the core was just checked to have AVX.
-                unsafe { self.all_avx(input, first, kernel, bias, clamp, output) };
+                unsafe { self.all_avx(blocked, input, first, kernel, bias, clamp, output) };
                 return Ok(());
             }
-            self.all(input, first, kernel, bias, clamp, output);
+            self.all(blocked, input, first, kernel, bias, clamp, output);
             Ok(())
         })
     }
@@ -81,8 +86,10 @@ impl Geometry {
     /// The same loops compiled for AVX, where the core has it.
     #[cfg(target_arch = "x86_64")]
     #[target_feature(enable = "avx")]
+    #[allow(clippy::too_many_arguments)]
     fn all_avx(
         &self,
+        blocked: bool,
         input: &[f32],
         first: usize,
         kernel: &[f32],
@@ -90,13 +97,16 @@ impl Geometry {
         clamp: Clamp,
         output: &mut [f32],
     ) {
-        self.all(input, first, kernel, bias, clamp, output)
+        self.all(blocked, input, first, kernel, bias, clamp, output)
     }
 
-    /// Planes `first..` (of the batch's `n × channels`), in order.
+    /// Planes `first..` (of the batch's `n × channels`), or blocks `first..` of
+    /// channels where `blocked`, in order.
     #[inline(always)]
+    #[allow(clippy::too_many_arguments)]
     fn all(
         &self,
+        blocked: bool,
         input: &[f32],
         first: usize,
         kernel: &[f32],
@@ -104,6 +114,9 @@ impl Geometry {
         clamp: Clamp,
         output: &mut [f32],
     ) {
+        if blocked {
+            return self.blocks(input, first, kernel, bias, clamp, output);
+        }
         if self.small_planes() {
             let mut interleaved = Interleaved::default();
             self.lanes(input, first, kernel, bias, clamp, output, &mut interleaved);

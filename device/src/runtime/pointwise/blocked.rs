@@ -30,11 +30,12 @@ impl Blockable for VectorPointwise {
         true
     }
 
-    fn set_blocked(&mut self) {
+    fn set_blocked(&mut self) -> TractResult<()> {
         let columns = ChannelColumns::pack(&self.panels.weights(), self.inputs, &self.bias);
         self.columns = Some(Arc::new(columns));
         // Blocked, it never reads the NCHW panels: no second copy of the weights.
         self.panels = Arc::new(ChannelPanels::pack(&[], self.inputs));
+        Ok(())
     }
 }
 
