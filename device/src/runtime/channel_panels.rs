@@ -8,6 +8,31 @@
 use super::swap::Clamp;
 use super::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 
+/// `weights` `[outputs][depth]` as panels of `width` outputs, `[outputs / width][depth][width]`,
+/// the last panel padded with zeros: the layout the tile reads its broadcast operand
+/// from (`width` = `ROWS`) or its columns from (`width` = `COLS`).
+pub fn pack_panels(weights: &[f32], depth: usize, width: usize) -> Vec<f32> {
+    let outputs = weights.len() / depth;
+    let mut panels = vec![0f32; outputs.div_ceil(width) * depth * width];
+    for (o, row) in weights.chunks_exact(depth).enumerate() {
+        let panel = &mut panels[(o / width) * depth * width..][..depth * width];
+        for (d, &w) in row.iter().enumerate() {
+            panel[d * width + o % width] = w;
+        }
+    }
+    panels
+}
+
+/// The `[outputs][depth]` weights `pack_panels` packed.
+pub fn unpack_panels(panels: &[f32], depth: usize, width: usize, outputs: usize) -> Vec<f32> {
+    let mut weights = Vec::with_capacity(outputs * depth);
+    for o in 0..outputs {
+        let panel = &panels[(o / width) * depth * width..][..depth * width];
+        weights.extend((0..depth).map(|d| panel[d * width + o % width]));
+    }
+    weights
+}
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct ChannelPanels {
     depth: usize,
@@ -26,30 +51,16 @@ pub struct Block<'a> {
 impl ChannelPanels {
     /// Packs `weights` `[outputs][depth]`.
     pub fn pack(weights: &[f32], depth: usize) -> Self {
-        let outputs = weights.len() / depth;
-        let mut panels = vec![0f32; outputs.div_ceil(ROWS) * depth * ROWS];
-        for (row, weights) in weights.chunks_exact(depth).enumerate() {
-            let panel = &mut panels[(row / ROWS) * depth * ROWS..][..depth * ROWS];
-            for (d, &w) in weights.iter().enumerate() {
-                panel[d * ROWS + row % ROWS] = w;
-            }
-        }
         Self {
             depth,
-            outputs,
-            panels,
+            outputs: weights.len() / depth,
+            panels: pack_panels(weights, depth, ROWS),
         }
     }
 
     /// The weights as packed, `[outputs][depth]` (the ops keep no second copy).
     pub fn weights(&self) -> Vec<f32> {
-        let panel_len = self.depth * ROWS;
-        let mut weights = Vec::with_capacity(self.outputs * self.depth);
-        for row in 0..self.outputs {
-            let panel = &self.panels[(row / ROWS) * panel_len..][..panel_len];
-            weights.extend((0..self.depth).map(|d| panel[d * ROWS + row % ROWS]));
-        }
-        weights
+        unpack_panels(&self.panels, self.depth, ROWS, self.outputs)
     }
 
     /// Output channels `first..` of `out` (rows of `pixels`), at pixels `col..col +

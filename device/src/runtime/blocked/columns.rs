@@ -7,6 +7,7 @@
 use std::ops::Range;
 
 use super::BLOCK;
+use crate::runtime::channel_panels::{pack_panels, unpack_panels};
 use crate::runtime::swap::Clamp;
 use crate::runtime::tile::{self, Bias, Columns, Tile, COLS, ROWS};
 
@@ -49,32 +50,19 @@ impl ChannelColumns {
     /// Packs `weights` `[outputs][depth]` and one bias per output.
     pub fn pack(weights: &[f32], depth: usize, bias: &[f32]) -> Self {
         let outputs = weights.len() / depth;
-        let panel_count = outputs.div_ceil(COLS);
-        let mut panels = vec![0f32; panel_count * depth * COLS];
-        for (o, row) in weights.chunks_exact(depth).enumerate() {
-            let panel = &mut panels[(o / COLS) * depth * COLS..][..depth * COLS];
-            for (d, &w) in row.iter().enumerate() {
-                panel[d * COLS + o % COLS] = w;
-            }
-        }
-        let mut padded = vec![0f32; panel_count * COLS];
+        let mut padded = vec![0f32; outputs.div_ceil(COLS) * COLS];
         padded[..outputs].copy_from_slice(&bias[..outputs]);
         Self {
             depth,
             outputs,
-            panels,
+            panels: pack_panels(weights, depth, COLS),
             bias: padded,
         }
     }
 
     /// The weights as packed, `[outputs][depth]` (the ops keep no second copy).
     pub fn weights(&self) -> Vec<f32> {
-        let mut weights = Vec::with_capacity(self.outputs * self.depth);
-        for o in 0..self.outputs {
-            let panel = &self.panels[(o / COLS) * self.depth * COLS..][..self.depth * COLS];
-            weights.extend((0..self.depth).map(|d| panel[d * COLS + o % COLS]));
-        }
-        weights
+        unpack_panels(&self.panels, self.depth, COLS, self.outputs)
     }
 
     /// Output channel blocks `blocks` of pixels `pixel..pixel + count` (`count <=
