@@ -181,9 +181,6 @@ impl VectorConv {
     /// Every output: each image's output channels shared out among tract's
     /// threads when it has several (each thread gathers the blocks it reads).
     fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
-        if let Some(columns) = &self.columns {
-            return self.run_blocked(columns, input, output);
-        }
         let g = &self.geometry;
         let (x_len, pixels) = (g.inputs * g.in_h * g.in_w, g.out_h * g.out_w);
         let y_len = self.outputs * pixels;
@@ -195,6 +192,9 @@ impl VectorConv {
             self.input_shape,
             self.output_shape
         );
+        if let Some(columns) = &self.columns {
+            return self.run_blocked(columns, input, output);
+        }
         for (x, y) in input.chunks_exact(x_len).zip(output.chunks_exact_mut(y_len)) {
             let split = self.split_columns(x);
             par_chunks_mut(y, pixels, x_len + y_len, |first, rows| {

@@ -40,8 +40,9 @@ impl Blockable for VectorPointwise {
 }
 
 impl VectorPointwise {
-    /// Every output from the input, both blocked: the blocks of output channels
-    /// shared out among tract's threads when it has several.
+    /// Every output from the input, both blocked (their lengths checked by
+    /// `run`): the blocks of output channels shared out among tract's threads
+    /// when it has several.
     pub(super) fn run_blocked(
         &self,
         columns: &ChannelColumns,
@@ -51,14 +52,9 @@ impl VectorPointwise {
         let p = self.pixels;
         let plane = p * BLOCK;
         ensure!(
-            self.batch == 1 && x.len() == self.inputs * p && output.len() == self.outputs * p,
-            "VectorPointwise: {} inputs and {} outputs, expected {}x{} and {}x{} blocked",
-            x.len(),
-            output.len(),
-            self.inputs,
-            p,
-            self.outputs,
-            p
+            self.batch == 1,
+            "VectorPointwise: blocked channels take one image, not {}",
+            self.batch
         );
         let pixels_first = self.inputs * self.outputs * 4 <= PIXELS_FIRST_MAX_BYTES;
         par_chunks_mut(output, plane, x.len() + output.len(), |first, out| {
@@ -67,7 +63,7 @@ impl VectorPointwise {
             let mut run = |pixel: usize, count: usize, blocks: std::ops::Range<usize>| {
                 // SAFETY: `swap_in` swaps this op in only where the tile runs; the
                 // run's `count` pixels of `inputs` channels lie in `x` (its length
-                // checked above).
+                // checked by `run`).
                 unsafe {
                     columns.run(
                         RowsAt::blocked(x, p, pixel),

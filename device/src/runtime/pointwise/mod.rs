@@ -169,9 +169,6 @@ impl VectorPointwise {
     /// Every output: each batch's `[outputs, pixels]` from its `[inputs, pixels]`,
     /// the output channels shared out among tract's threads when it has several.
     fn run(&self, input: &[f32], output: &mut [f32]) -> TractResult<()> {
-        if let Some(columns) = &self.columns {
-            return self.run_blocked(columns, input, output);
-        }
         let (x_len, y_len) = (self.inputs * self.pixels, self.outputs * self.pixels);
         ensure!(
             input.len() == self.batch * x_len && output.len() == self.batch * y_len,
@@ -185,6 +182,9 @@ impl VectorPointwise {
             self.outputs,
             self.pixels
         );
+        if let Some(columns) = &self.columns {
+            return self.run_blocked(columns, input, output);
+        }
         for (x, y) in input.chunks_exact(x_len).zip(output.chunks_exact_mut(y_len)) {
             par_chunks_mut(y, self.pixels, x_len + y_len, |first, rows| {
                 self.rows(x, first, rows);
