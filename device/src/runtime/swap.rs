@@ -150,16 +150,24 @@ pub(super) fn replace(
     patch.apply(model)
 }
 
+/// The one node reading `node`'s output, if only one reads it and it is not a
+/// graph output.
+pub(super) fn only_successor(model: &TypedModel, node: usize) -> TractResult<Option<&TypedNode>> {
+    let successors = &model.node(node).outputs[0].successors;
+    if successors.len() != 1 || model.output_outlets()?.contains(&OutletId::new(node, 0)) {
+        return Ok(None);
+    }
+    Ok(Some(model.node(successors[0].node)))
+}
+
 /// The node that alone reads `node`'s output, when it is the binary `op` (`Max`,
 /// `Min`, `Add`) of that output and an f32 constant, and its output has the same
 /// shape: its id and the constant.
 fn constant_after(model: &TypedModel, node: usize, op: &str) -> TractResult<Option<(usize, Arc<Tensor>)>> {
     let outlet = OutletId::new(node, 0);
-    let successors = &model.node(node).outputs[0].successors;
-    if successors.len() != 1 || model.output_outlets()?.contains(&outlet) {
+    let Some(next) = only_successor(model, node)? else {
         return Ok(None);
-    }
-    let next = model.node(successors[0].node);
+    };
     let Some(bin) = next.op_as::<TypedBinOp>() else {
         return Ok(None);
     };

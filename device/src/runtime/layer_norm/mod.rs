@@ -18,7 +18,7 @@ use tract_onnx::tract_core::internal::*;
 use tract_onnx::tract_core::ops::binary::TypedBinOp;
 use tract_onnx::tract_core::ops::nn::{Reduce, Reducer, RmsNorm};
 
-use super::swap::replace;
+use super::swap::{only_successor, replace};
 
 /// Rows of tract's sum kernel's width and up; shorter rows it sums in order.
 const KERNEL_MIN_WIDTH: usize = 4;
@@ -51,16 +51,6 @@ pub fn swap_in(model: &mut TypedModel) -> TractResult<usize> {
         model.compact()?;
     }
     Ok(swapped)
-}
-
-/// The one node reading `node`'s output, if only one reads it and it is not a
-/// graph output.
-fn only_successor(model: &TypedModel, node: usize) -> TractResult<Option<&TypedNode>> {
-    let successors = &model.node(node).outputs[0].successors;
-    if successors.len() != 1 || model.output_outlets()?.contains(&OutletId::new(node, 0)) {
-        return Ok(None);
-    }
-    Ok(Some(model.node(successors[0].node)))
 }
 
 /// The binary op's name, its other input than `from`'s output, when `node` is a
